@@ -1,0 +1,26 @@
+// Benchmark timing: warm-up, then the median of many individually event-timed runs. `run(i)` gets the
+// iteration number so callers can rotate among input sets larger than L2 together.
+#pragma once
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+#include "runtime/device.hpp"
+
+namespace jetforge::bench {
+
+inline double median_ms(CUstream stream, const std::function<void(int)>& run, int warmup = 5, int reps = 50) {
+  for (int i = 0; i < warmup; ++i) run(i);
+  std::vector<double> ms;
+  Event start, stop;
+  for (int i = 0; i < reps; ++i) {
+    start.record(stream);
+    run(i);
+    stop.record(stream);
+    ms.push_back(stop.since(start));
+  }
+  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
+  return ms[size_t(reps / 2)];
+}
+
+}  // namespace jetforge::bench

@@ -1,0 +1,124 @@
+// Kernel specs: one plain struct per kernel family, with a field list that gives every spec a canonical
+// key ("family:field=value,..."), a parser for that key, and a stable hash.
+//
+// A family's spec struct provides:
+//   static constexpr std::string_view family, template_file;
+//   template <class S, class F> static void fields(S& spec, F&& f);  // f(name, member) in key order
+//   void validate(const TargetLimits&) const;                        // throws SpecError
+//   std::string kernel_expr() const;                                 // the template instantiation
+//   int threads() const;                                             // threads per CTA
+//   static std::vector<Spec> defaults();                             // what `jetforge specs` lists
+#pragma once
+#include <charconv>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace jetforge::gen {
+
+// Bumped whenever emission changes in a way that alters compiled code for an unchanged spec.
+constexpr std::string_view kGeneratorVersion = "jetforge-gen-1";
+
+struct SpecError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+enum class DType { f32, bf16, i8 };
+enum class Rounding { nearest, stochastic };
+
+template <class E> struct EnumNames;
+template <> struct EnumNames<DType> {
+  static constexpr std::pair<DType, std::string_view> table[] = {{DType::f32, "f32"}, {DType::bf16, "bf16"}, {DType::i8, "i8"}};
+};
+template <> struct EnumNames<Rounding> {
+  static constexpr std::pair<Rounding, std::string_view> table[] = {{Rounding::nearest, "nearest"}, {Rounding::stochastic, "stochastic"}};
+};
+
+template <class E> std::string_view enum_name(E v) {
+  for (const auto& [value, name] : EnumNames<E>::table)
+    if (value == v) return name;
+  throw SpecError("enum value out of range");
+}
+
+std::string_view device_type_name(DType t);  // the template-side type: "float", "jetforge::bf16", ...
+int dtype_size(DType t);
+
+// What a compilation target allows; validation checks specs against it before anything is compiled.
+struct TargetLimits {
+  std::string arch;  // "sm_90a", "sm_80", ...
+  int sm = 0;        // 90, 80, ...
+  int max_threads_per_block = 1024;
+  int max_static_smem = 48 * 1024;
+  int max_dynamic_smem = 0;  // opt-in per-block limit
+  static TargetLimits for_arch(std::string_view arch);  // throws SpecError on an unknown arch
+};
+
+namespace detail {
+
+inline std::string field_value(int v) { return std::to_string(v); }
+inline std::string field_value(bool v) { return v ? "1" : "0"; }
+template <class E> std::string field_value(E v) { return std::string(enum_name(v)); }
+
+[[noreturn]] void bad_value(std::string_view field, std::string_view text, std::string_view expected);
+
+inline void parse_value(std::string_view field, std::string_view text, int& out) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (ec != std::errc() || end != text.data() + text.size()) bad_value(field, text, "an integer");
+}
+inline void parse_value(std::string_view field, std::string_view text, bool& out) {
+  if (text == "1" || text == "true") out = true;
+  else if (text == "0" || text == "false") out = false;
+  else bad_value(field, text, "0 or 1");
+}
+template <class E> void parse_value(std::string_view field, std::string_view text, E& out) {
+  std::string expected;
+  for (const auto& [value, name] : EnumNames<E>::table) {
+    if (name == text) {
+      out = value;
+      return;
+    }
+    expected += (expected.empty() ? "" : "|") + std::string(name);
+  }
+  bad_value(field, text, expected);
+}
+
+std::vector<std::pair<std::string_view, std::string_view>> split_key(std::string_view family, std::string_view key);
+
+}  // namespace detail
+
+template <class Spec> std::string canonical_key(const Spec& spec) {
+  std::string key(Spec::family);
+  char sep = ':';
+  Spec::fields(spec, [&](std::string_view name, const auto& value) {
+    key += sep;
+    key += name;
+    key += '=';
+    key += detail::field_value(value);
+    sep = ',';
+  });
+  return key;
+}
+
+// Parses "family:field=value,...". Fields may come in any order; missing ones keep their defaults.
+template <class Spec> Spec parse_key(std::string_view key) {
+  Spec spec;
+  for (const auto& [name, text] : detail::split_key(Spec::family, key)) {
+    bool found = false;
+    std::string known;
+    Spec::fields(spec, [&](std::string_view field, auto& member) {
+      known += (known.empty() ? "" : ", ") + std::string(field);
+      if (field == name) {
+        detail::parse_value(field, text, member);
+        found = true;
+      }
+    });
+    if (!found)
+      throw SpecError("unknown field '" + std::string(name) + "' for kernel family " + std::string(Spec::family) + " (fields: " + known + ")");
+  }
+  return spec;
+}
+
+}  // namespace jetforge::gen

@@ -1,0 +1,41 @@
+#include "runtime/kernels.hpp"
+
+namespace jetforge {
+
+Kernel::Kernel(const CompiledKernel& compiled) : threads_(compiled.threads), key_(compiled.key) {
+  check(driver().cuModuleLoadData(&module_, compiled.cubin.data()), ("cuModuleLoadData for " + compiled.key).c_str());
+  check(driver().cuModuleGetFunction(&function_, module_, compiled.lowered_name.c_str()), "cuModuleGetFunction");
+}
+
+Kernel::~Kernel() {
+  if (module_) driver().cuModuleUnload(module_);
+}
+
+namespace {
+int function_attribute(CUfunction f, CUfunction_attribute a) {
+  int v = 0;
+  check(driver().cuFuncGetAttribute(&v, a, f), "cuFuncGetAttribute");
+  return v;
+}
+}  // namespace
+
+int Kernel::registers() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_NUM_REGS); }
+int Kernel::static_smem() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES); }
+int Kernel::local_bytes() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES); }
+
+void Kernel::launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem) const {
+  if (grid == 0) return;  // an empty problem launches nothing
+  if (dynamic_smem > 48 * 1024)
+    check(driver().cuFuncSetAttribute(function_, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, int(dynamic_smem)), "cuFuncSetAttribute");
+  check(driver().cuLaunchKernel(function_, grid, 1, 1, unsigned(threads_), 1, 1, dynamic_smem, stream, args, nullptr),
+        ("cuLaunchKernel for " + key_).c_str());
+}
+
+const Kernel& KernelTable::get(const gen::KernelSource& source) {
+  std::lock_guard lock(mutex_);
+  auto& slot = kernels_[source.key];
+  if (!slot) slot = std::make_unique<Kernel>(compile(source, arch_));
+  return *slot;
+}
+
+}  // namespace jetforge

@@ -1,0 +1,71 @@
+// Loaded kernels and the in-process table that maps a spec key to one. A miss compiles the generated
+// source with NVRTC and loads the cubin into the current context.
+#pragma once
+#include <cuda.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "generator/kernel_source.hpp"
+#include "runtime/device.hpp"
+#include "runtime/nvrtc.hpp"
+
+namespace jetforge {
+
+class Kernel {
+ public:
+  Kernel(const CompiledKernel& compiled);
+  ~Kernel();
+  Kernel(const Kernel&) = delete;
+  Kernel& operator=(const Kernel&) = delete;
+
+  // Launches with one kernel parameter, the family's params struct, passed by value.
+  template <class Params> void launch(unsigned grid, const Params& params, CUstream stream, unsigned dynamic_smem = 0) const {
+    void* args[] = {const_cast<Params*>(&params)};
+    launch_raw(grid, args, stream, dynamic_smem);
+  }
+  int threads() const { return threads_; }
+  int registers() const;
+  int static_smem() const;
+  int local_bytes() const;
+
+ private:
+  void launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem) const;
+  CUmodule module_ = nullptr;
+  CUfunction function_ = nullptr;
+  int threads_ = 0;
+  std::string key_;
+};
+
+class KernelTable {
+ public:
+  explicit KernelTable(const DeviceInfo& device) : arch_(device.arch()) {}
+  const std::string& arch() const { return arch_; }
+  // The loaded kernel for this source, compiling and loading it on first use. Thread-safe.
+  const Kernel& get(const gen::KernelSource& source);
+
+ private:
+  std::string arch_;
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<Kernel>> kernels_;  // by canonical key
+};
+
+// What operators run in: one device, its current context, and the kernels loaded into it.
+class Context {
+ public:
+  explicit Context(int ordinal = 0) : device_(ordinal), kernels_(device_.info()), limits_(gen::TargetLimits::for_arch(device_.info().arch())) {}
+  const Device& device() const { return device_; }
+  const gen::TargetLimits& limits() const { return limits_; }
+
+  // Validates the spec for this device, then returns its loaded kernel.
+  template <class Spec> const Kernel& kernel(const Spec& spec) { return kernels_.get(gen::emit_checked(spec, limits_)); }
+
+ private:
+  Device device_;
+  KernelTable kernels_;
+  gen::TargetLimits limits_;
+};
+
+}  // namespace jetforge

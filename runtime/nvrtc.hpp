@@ -1,0 +1,41 @@
+// NVRTC: generated translation unit -> cubin for one architecture. The embedded templates are handed to
+// NVRTC as in-memory headers, so no include path (and no CUDA toolkit header) is involved.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "generator/kernel_source.hpp"
+
+namespace jetforge {
+
+struct CompiledKernel {
+  std::string key;           // canonical spec key
+  std::string arch;          // "sm_90a", ...
+  std::string lowered_name;  // mangled name of the __global__ function inside the cubin
+  std::vector<char> cubin;
+  std::string log;           // NVRTC's log (warnings), possibly empty
+  double compile_ms = 0;
+  int threads = 0;
+};
+
+struct CompileError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Compiles for `arch` ("sm_90a", "sm_80", ...). Throws CompileError carrying the source's name and
+// NVRTC's log. Thread-safe: each call owns its own NVRTC program.
+CompiledKernel compile(const gen::KernelSource& source, const std::string& arch);
+
+// The exact options a compile for `arch` uses; part of what identifies a cubin.
+std::vector<std::string> compile_options(const std::string& arch);
+
+// "major.minor" of the NVRTC library in use.
+std::string nvrtc_version();
+
+// Number of NVRTC compilations this process has run (a warm start must leave it at 0).
+std::uint64_t compile_count();
+
+}  // namespace jetforge

@@ -1,0 +1,89 @@
+#include "runtime/ops.hpp"
+
+#include <stdexcept>
+
+#include "generator/families.hpp"
+#include "templates/dequantize.cuh"
+#include "templates/quantize.cuh"
+#include "templates/transpose.cuh"
+
+namespace jetforge {
+
+namespace {
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+std::string shape(std::int64_t rows, std::int64_t cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
+
+void check_same_shape(const char* op, const DenseRef& x, const BlockTensorRef& q) {
+  require(x.rows == q.rows && x.cols == q.cols, std::string(op) + ": dense tensor is " + shape(x.rows, x.cols) + " but the BlockTensor is " + shape(q.rows, q.cols));
+}
+
+void check_transposed(const char* op, const BlockTensorRef& q, const BlockTensorRef& q_t) {
+  require(q_t.rows == q.cols && q_t.cols == q.rows && q_t.block == q.block,
+          std::string(op) + ": transposed output must be " + shape(q.cols, q.rows) + " with block " + std::to_string(q.block) + ", got " +
+              shape(q_t.rows, q_t.cols) + " with block " + std::to_string(q_t.block));
+}
+
+void check_float_dtype(const char* op, DType t) {
+  require(t == DType::f32 || t == DType::bf16, std::string(op) + ": dense tensor must be f32 or bf16, got " + std::string(gen::enum_name(t)));
+}
+
+// The warp-per-block kernels launch one warp per B x B block.
+template <class Spec> unsigned warp_per_block_grid(const Spec& spec, const BlockTensorRef& q) {
+  const std::int64_t blocks = q.scale_rows() * q.scale_cols();
+  return unsigned((blocks + spec.warps - 1) / spec.warps);
+}
+
+void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, const BlockTensorRef* out_t, const QuantizeOptions& o,
+                  CUstream stream) {
+  const char* op = out_t ? "quantize_transpose" : "quantize";
+  check_float_dtype(op, x.dtype);
+  check_block_shape(op, out.rows, out.cols, out.block);
+  check_same_shape(op, x, out);
+  if (out_t) check_transposed(op, out, *out_t);
+  const gen::QuantizeSpec spec{x.dtype, out.block, o.rounding, out_t != nullptr, 8};
+  const QuantizeParams params{reinterpret_cast<const void*>(x.data),
+                              reinterpret_cast<i8*>(out.codes),
+                              reinterpret_cast<float*>(out.scales),
+                              out_t ? reinterpret_cast<i8*>(out_t->codes) : nullptr,
+                              out_t ? reinterpret_cast<float*>(out_t->scales) : nullptr,
+                              out.rows,
+                              out.cols,
+                              o.seed};
+  ctx.kernel(spec).launch(warp_per_block_grid(spec, out), params, stream);
+}
+
+}  // namespace
+
+void quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, const QuantizeOptions& o, CUstream stream) {
+  run_quantize(ctx, x, out, nullptr, o, stream);
+}
+
+void quantize_transpose(Context& ctx, const DenseRef& x, const BlockTensorRef& out, const BlockTensorRef& out_t, const QuantizeOptions& o,
+                        CUstream stream) {
+  run_quantize(ctx, x, out, &out_t, o, stream);
+}
+
+void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstream stream) {
+  check_float_dtype("dequantize", y.dtype);
+  check_block_shape("dequantize", q.rows, q.cols, q.block);
+  check_same_shape("dequantize", y, q);
+  const gen::DequantizeSpec spec{y.dtype, q.block, 8};
+  const DequantizeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<void*>(y.data),
+                                q.rows, q.cols};
+  ctx.kernel(spec).launch(warp_per_block_grid(spec, q), params, stream);
+}
+
+void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t, CUstream stream) {
+  check_block_shape("transpose", q.rows, q.cols, q.block);
+  check_transposed("transpose", q, q_t);
+  const gen::TransposeSpec spec{q.block, 8};
+  const TransposeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<i8*>(q_t.codes),
+                               reinterpret_cast<float*>(q_t.scales), q.rows, q.cols};
+  ctx.kernel(spec).launch(warp_per_block_grid(spec, q), params, stream);
+}
+
+}  // namespace jetforge

@@ -1,0 +1,114 @@
+// Shared vocabulary of every jetforge kernel: fixed-width types, BF16 bit conversions, the per-block
+// scale rule and the counter-based RNG used for stochastic rounding.
+//
+// Self-contained on purpose: it compiles under NVRTC with no CUDA toolkit include path, and under a plain
+// host C++ compiler, where the CPU references and the operator API include it so that host and device
+// agree bit for bit on rounding and random numbers.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define JF_HD __host__ __device__ __forceinline__
+#define JF_DEVICE_CODE 1
+#else
+#define JF_HD inline
+#define JF_DEVICE_CODE 0
+#endif
+
+namespace jetforge {
+
+typedef signed char i8;
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef int i32;
+typedef unsigned int u32;
+typedef long long i64;
+typedef unsigned long long u64;
+
+// BF16 travels as its raw bits; arithmetic is always done in FP32.
+struct bf16 {
+  u16 bits;
+};
+
+JF_HD u32 float_bits(float x) {
+#if JF_DEVICE_CODE
+  return __float_as_uint(x);
+#else
+  return __builtin_bit_cast(u32, x);
+#endif
+}
+
+JF_HD float bits_float(u32 b) {
+#if JF_DEVICE_CODE
+  return __uint_as_float(b);
+#else
+  return __builtin_bit_cast(float, b);
+#endif
+}
+
+JF_HD float bf16_to_float(bf16 h) { return bits_float(u32(h.bits) << 16); }
+
+// Round-to-nearest-even FP32 -> BF16; NaN stays a (quiet) NaN.
+JF_HD bf16 float_to_bf16(float x) {
+  u32 b = float_bits(x);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return bf16{u16((b >> 16) | 0x40u)};
+  b += 0x7fffu + ((b >> 16) & 1u);
+  return bf16{u16(b >> 16)};
+}
+
+template <class T> JF_HD float to_float(T x);
+template <> JF_HD float to_float<float>(float x) { return x; }
+template <> JF_HD float to_float<bf16>(bf16 x) { return bf16_to_float(x); }
+
+template <class T> JF_HD T from_float(float x);
+template <> JF_HD float from_float<float>(float x) { return x; }
+template <> JF_HD bf16 from_float<bf16>(float x) { return float_to_bf16(x); }
+
+// How codes are rounded: nearest-even in the forward pass, stochastic (unbiased) for gradients.
+enum RoundingMode { kRoundNearest = 0, kRoundStochastic = 1 };
+
+// Largest code magnitude; codes live in [-kCodeMax, kCodeMax] so the format is symmetric.
+constexpr float kCodeMax = 127.0f;
+// Scale of an all-zero block: tiny but positive and normal, so x / s is finite and every code is 0.
+constexpr float kMinScale = 1.17549435e-38f;  // FLT_MIN
+
+// Per-block scale from the block's largest magnitude: s = amax / 127, guarded against zero.
+JF_HD float block_scale(float amax) {
+  float s = amax / kCodeMax;
+  return s > kMinScale ? s : kMinScale;
+}
+
+// splitmix64 finalizer over (seed, counter): one independent 64-bit draw per element, no state to carry,
+// so a run is reproducible and the mask/noise of any element can be regenerated from its index.
+JF_HD u64 hash64(u64 seed, u64 counter) {
+  u64 z = seed + (counter + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Uniform in [0, 1) with 24 random bits: exact in FP32.
+JF_HD float uniform01(u64 seed, u64 counter) {
+  return float(u32(hash64(seed, counter) >> 40)) * (1.0f / 16777216.0f);
+}
+
+JF_HD float clamp_code(float q) { return q < -kCodeMax ? -kCodeMax : (q > kCodeMax ? kCodeMax : q); }
+
+// Nearest-even rounding of x / s (the forward pass).
+JF_HD i8 quantize_nearest(float x, float scale) {
+#if JF_DEVICE_CODE
+  return i8(clamp_code(rintf(x / scale)));
+#else
+  return i8(clamp_code(__builtin_rintf(x / scale)));
+#endif
+}
+
+// Unbiased stochastic rounding floor(x / s + u), u ~ U[0,1) (the backward pass).
+JF_HD i8 quantize_stochastic(float x, float scale, float u) {
+#if JF_DEVICE_CODE
+  return i8(clamp_code(floorf(x / scale + u)));
+#else
+  return i8(clamp_code(__builtin_floorf(x / scale + u)));
+#endif
+}
+
+}  // namespace jetforge

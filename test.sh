@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Builds and runs every test. GPU tests run where there is a GPU and are reported as skipped elsewhere.
+set -euo pipefail
+cd "$(dirname "$0")"
+./setup.sh
+ctest --test-dir build --output-on-failure

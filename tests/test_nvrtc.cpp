@@ -1,0 +1,49 @@
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+#include "generator/families.hpp"
+#include "runtime/nvrtc.hpp"
+
+using namespace jetforge;
+
+TEST_SUITE("nvrtc") {
+  TEST_CASE("every default spec of every family compiles to a cubin for sm_80 and sm_90a") {
+    for (const std::string arch : {"sm_80", "sm_90a"}) {
+      const auto target = gen::TargetLimits::for_arch(arch);
+      for (const auto& f : gen::families())
+        for (const auto& key : f.default_keys()) {
+          CAPTURE(arch);
+          CAPTURE(key);
+          const auto k = compile(f.emit_key(key, target), arch);
+          REQUIRE(k.cubin.size() > 4);
+          CHECK(std::string(k.cubin.data() + 1, 3) == "ELF");
+          CHECK(k.lowered_name.starts_with("_Z"));
+          CHECK(k.arch == arch);
+        }
+    }
+  }
+
+  TEST_CASE("a failed compile reports the source name and NVRTC's log") {
+    auto source = gen::emit(gen::QuantizeSpec{});
+    source.text += "this is not C++;\n";
+    try {
+      compile(source, "sm_80");
+      FAIL("compile of a broken source succeeded");
+    } catch (const CompileError& e) {
+      const std::string what = e.what();
+      CHECK(what.find(source.name) != std::string::npos);
+      CHECK(what.find("error") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("a warm compile of one quantize kernel takes at most 1 s") {
+    const auto source = gen::emit(gen::QuantizeSpec{});
+    compile(source, "sm_90a");  // warm: NVRTC's own one-time start-up is out of the measurement
+    const auto before = compile_count();
+    const auto k = compile(source, "sm_90a");
+    CHECK(compile_count() == before + 1);
+    MESSAGE("warm NVRTC compile of " << k.key << ": " << k.compile_ms << " ms");
+    CHECK(k.compile_ms <= 1000.0);
+  }
+}

@@ -1,0 +1,105 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "runtime/reference.hpp"
+#include "templates/jetforge/common.cuh"
+#include "testing.hpp"
+
+using namespace jetforge;
+using gen::Rounding;
+
+TEST_SUITE("reference") {
+  TEST_CASE("nearest quantization: codes in range, each block reaches 127, error at most half a step") {
+    const std::int64_t rows = 96, cols = 64;
+    const auto x = testing::random_blocks(rows, cols, 32, 1, -4, 4, /*with_zero_block=*/true);
+    const auto q = ref::quantize(x, rows, cols, 32, Rounding::nearest, 0);
+    const auto y = ref::dequantize(q);
+    std::vector<int> block_max(q.scales.size(), 0);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) {
+        const size_t i = size_t(r * cols + c);
+        const int code = q.codes[i];
+        REQUIRE(std::abs(code) <= 127);
+        const double s = q.scale_at(r, c);
+        CHECK(std::fabs(double(y[i]) - double(x[i])) <= 0.5 * s * (1 + 1e-6));
+        auto& m = block_max[size_t(r / 32 * (cols / 32) + c / 32)];
+        m = std::max(m, std::abs(code));
+      }
+    CHECK(q.scales[0] == kMinScale);  // the zero block: tiny positive scale, all codes 0
+    CHECK(block_max[0] == 0);
+    for (size_t b = 1; b < block_max.size(); ++b) CHECK(block_max[b] == 127);
+  }
+
+  TEST_CASE("the format is transpose-invariant: quantize(X^T) == transpose(quantize(X))") {
+    const std::int64_t rows = 64, cols = 160;
+    const auto x = testing::random_blocks(rows, cols, 32, 2);
+    std::vector<float> xt(x.size());
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) xt[size_t(c * rows + r)] = x[size_t(r * cols + c)];
+    const auto direct = ref::quantize(xt, cols, rows, 32, Rounding::nearest, 0);
+    const auto transposed = ref::transpose(ref::quantize(x, rows, cols, 32, Rounding::nearest, 0));
+    CHECK(direct.codes == transposed.codes);
+    CHECK(direct.scales == transposed.scales);
+    CHECK(ref::transpose(transposed).codes == ref::quantize(x, rows, cols, 32, Rounding::nearest, 0).codes);
+  }
+
+  TEST_CASE("stochastic rounding is unbiased and lands on the two neighbouring codes") {
+    const std::int64_t rows = 32, cols = 32;
+    const auto x = testing::random_blocks(rows, cols, 32, 3, 0, 0);
+    const int draws = 4000;
+    std::vector<double> sum(x.size(), 0.0);
+    float scale = 0;
+    for (int seed = 0; seed < draws; ++seed) {
+      const auto q = ref::quantize(x, rows, cols, 32, Rounding::stochastic, std::uint64_t(seed));
+      scale = q.scales[0];
+      for (size_t i = 0; i < x.size(); ++i) {
+        const double t = double(x[i]) / scale;
+        CHECK_MESSAGE((q.codes[i] == std::floor(t) || q.codes[i] == std::ceil(t)), "code ", int(q.codes[i]), " for x/s=", t);
+        sum[i] += q.codes[i];
+      }
+    }
+    // Per element the mean of `draws` Bernoulli steps has standard deviation <= 0.5/sqrt(draws); over the
+    // whole block the average bias must vanish at 1/sqrt(draws * n).
+    double worst = 0, total_bias = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double bias = sum[i] / draws - double(x[i]) / scale;
+      worst = std::max(worst, std::fabs(bias));
+      total_bias += bias;
+    }
+    CHECK(worst < 6 * 0.5 / std::sqrt(double(draws)));
+    CHECK(std::fabs(total_bias / double(x.size())) < 6 * 0.5 / std::sqrt(double(draws) * double(x.size())));
+  }
+
+  TEST_CASE("stochastic rounding is reproducible from its seed and differs between seeds") {
+    const auto x = testing::random_blocks(64, 64, 32, 4);
+    const auto a = ref::quantize(x, 64, 64, 32, Rounding::stochastic, 7);
+    CHECK(a.codes == ref::quantize(x, 64, 64, 32, Rounding::stochastic, 7).codes);
+    CHECK(a.codes != ref::quantize(x, 64, 64, 32, Rounding::stochastic, 8).codes);
+  }
+
+  TEST_CASE("uniform01 is uniform over [0, 1)") {
+    const int n = 1 << 16;
+    std::vector<int> bins(16, 0);
+    for (int i = 0; i < n; ++i) {
+      const float u = uniform01(42, std::uint64_t(i));
+      REQUIRE(u >= 0.0f);
+      REQUIRE(u < 1.0f);
+      ++bins[size_t(u * 16)];
+    }
+    for (int b : bins) CHECK(std::abs(b - n / 16) < 6 * std::sqrt(n / 16.0));
+  }
+
+  TEST_CASE("bf16 conversion rounds to nearest even and round-trips") {
+    CHECK(float_to_bf16(1.0f).bits == 0x3f80);
+    CHECK(float_to_bf16(bits_float(0x3f808000u)).bits == 0x3f80);  // tie -> even
+    CHECK(float_to_bf16(bits_float(0x3f818000u)).bits == 0x3f82);  // tie -> even (up)
+    CHECK(float_to_bf16(bits_float(0x3f808001u)).bits == 0x3f81);  // above the tie -> up
+    CHECK(std::isnan(bf16_to_float(float_to_bf16(std::nanf("")))));
+    const auto x = testing::random_blocks(32, 32, 32, 5);
+    const auto b = ref::to_bf16(x);
+    const auto y = ref::from_bf16(b);
+    for (size_t i = 0; i < x.size(); ++i) CHECK(std::fabs(y[i] - x[i]) <= std::fabs(x[i]) * (1.0f / 256));
+    CHECK(ref::to_bf16(y) == b);
+  }
+}
