@@ -10,18 +10,29 @@ void require(bool ok, std::string_view family, const std::string& what) {
   if (!ok) throw SpecError(std::string(family) + " spec: " + what);
 }
 
-// The warp-per-block kernels share their shape rules: one warp owns a B x B block, and each lane owns whole
-// 16-byte chunks of it, which bounds B from both sides.
-void validate_warp_per_block(std::string_view family, int block, int warps, int static_smem, const TargetLimits& t) {
+// The block-wise kernels share their shape rules: a CTA owns a tile of whole B x B blocks and every thread
+// owns the same number of 16-byte chunks of each tile it moves (input, output, and the transposed codes).
+void validate_block_tile(std::string_view family, int block, const BlockTile& tile, int elem_bytes, bool transposes, const TargetLimits& t) {
   require(block == 16 || block == 32 || block == 64, family, "block=" + std::to_string(block) + " is not supported (16, 32 or 64)");
-  require(warps >= 1 && warps * 32 <= t.max_threads_per_block, family,
-          "warps=" + std::to_string(warps) + " must be in 1.." + std::to_string(t.max_threads_per_block / 32));
-  require(static_smem <= t.max_static_smem, family,
-          "needs " + std::to_string(static_smem) + " bytes of static shared memory, " + t.arch + " allows " + std::to_string(t.max_static_smem) +
-              " (use fewer warps or a smaller block)");
+  for (int v : {tile.rows, tile.cols})
+    require(v == 1 || v == 2 || v == 4 || v == 8, family, "tile_rows/tile_cols=" + std::to_string(v) + " must be 1, 2, 4 or 8 blocks");
+  require(tile.threads >= 32 && tile.threads % 32 == 0 && tile.threads <= t.max_threads_per_block, family,
+          "threads=" + std::to_string(tile.threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+  const long elems = long(tile.rows) * tile.cols * block * block;
+  for (int bytes : {elem_bytes, 1}) {
+    const long chunks = elems * bytes / 16;
+    require(chunks % tile.threads == 0 && chunks >= tile.threads, family,
+            "threads=" + std::to_string(tile.threads) + " does not divide the tile's " + std::to_string(chunks) + " 16-byte chunks evenly");
+  }
+  const long smem = (transposes ? elems : 0) + long(tile.rows) * tile.cols * 12;
+  require(smem <= t.max_static_smem, family,
+          "needs " + std::to_string(smem) + " bytes of static shared memory, " + t.arch + " allows " + std::to_string(t.max_static_smem) +
+              " (use a smaller tile)");
 }
 
-int transpose_tile_smem(int block, int warps) { return warps * block * (block + 4); }
+std::string tile_args(int block, const BlockTile& tile) {
+  return std::to_string(block) + ", " + std::to_string(tile.rows) + ", " + std::to_string(tile.cols);
+}
 
 std::string round_expr(Rounding r) { return r == Rounding::nearest ? "jetforge::kRoundNearest" : "jetforge::kRoundStochastic"; }
 
@@ -38,42 +49,56 @@ template <class Spec> FamilyInfo family_info(std::string_view summary) {
 
 }  // namespace
 
+BlockTile BlockTile::fit(std::int64_t rows, std::int64_t cols, int block, int elem_bytes) {
+  auto largest = [&](std::int64_t n) {
+    for (int t : {4, 2, 1})
+      if (n % (std::int64_t(t) * block) == 0) return t;
+    return 1;
+  };
+  BlockTile tile{largest(rows), largest(cols), 0};
+  const int chunks = tile.rows * tile.cols * block * block * elem_bytes / 16;
+  tile.threads = std::clamp(chunks / 8, 32, 512);
+  const int code_chunks = tile.rows * tile.cols * block * block / 16;  // the codes must split evenly too
+  tile.threads = std::min(tile.threads, std::max(32, code_chunks));
+  return tile;
+}
+
 void QuantizeSpec::validate(const TargetLimits& t) const {
   require(in == DType::f32 || in == DType::bf16, family, "in must be f32 or bf16");
-  validate_warp_per_block(family, block, warps, transpose ? transpose_tile_smem(block, warps) : 0, t);
+  validate_block_tile(family, block, tile, dtype_size(in), transpose, t);
 }
 
 std::string QuantizeSpec::kernel_expr() const {
-  return "jetforge::quantize_kernel<" + std::string(device_type_name(in)) + ", " + std::to_string(block) + ", " + round_expr(round) + ", " +
-         (transpose ? "true" : "false") + ", " + std::to_string(warps) + ">";
+  return "jetforge::quantize_kernel<" + std::string(device_type_name(in)) + ", " + tile_args(block, tile) + ", " + round_expr(round) + ", " +
+         (transpose ? "true" : "false") + ", " + std::to_string(tile.threads) + ">";
 }
 
 std::vector<QuantizeSpec> QuantizeSpec::defaults() {
   std::vector<QuantizeSpec> out;
   for (DType in : {DType::f32, DType::bf16})
     for (Rounding round : {Rounding::nearest, Rounding::stochastic})
-      for (bool transpose : {false, true}) out.push_back(QuantizeSpec{in, 32, round, transpose, 8});
+      for (bool transpose : {false, true}) out.push_back(QuantizeSpec{in, 32, round, transpose, BlockTile::fit(128, 128, 32, dtype_size(in))});
   return out;
 }
 
 void DequantizeSpec::validate(const TargetLimits& t) const {
   require(out == DType::f32 || out == DType::bf16, family, "out must be f32 or bf16");
-  validate_warp_per_block(family, block, warps, 0, t);
+  validate_block_tile(family, block, tile, dtype_size(out), false, t);
 }
 
 std::string DequantizeSpec::kernel_expr() const {
-  return "jetforge::dequantize_kernel<" + std::string(device_type_name(out)) + ", " + std::to_string(block) + ", " + std::to_string(warps) + ">";
+  return "jetforge::dequantize_kernel<" + std::string(device_type_name(out)) + ", " + tile_args(block, tile) + ", " + std::to_string(tile.threads) + ">";
 }
 
-std::vector<DequantizeSpec> DequantizeSpec::defaults() { return {DequantizeSpec{DType::f32, 32, 8}, DequantizeSpec{DType::bf16, 32, 8}}; }
-
-void TransposeSpec::validate(const TargetLimits& t) const { validate_warp_per_block(family, block, warps, transpose_tile_smem(block, warps), t); }
-
-std::string TransposeSpec::kernel_expr() const {
-  return "jetforge::transpose_kernel<" + std::to_string(block) + ", " + std::to_string(warps) + ">";
+std::vector<DequantizeSpec> DequantizeSpec::defaults() {
+  return {DequantizeSpec{DType::f32, 32, BlockTile::fit(128, 128, 32, 4)}, DequantizeSpec{DType::bf16, 32, BlockTile::fit(128, 128, 32, 2)}};
 }
 
-std::vector<TransposeSpec> TransposeSpec::defaults() { return {TransposeSpec{32, 8}}; }
+void TransposeSpec::validate(const TargetLimits& t) const { validate_block_tile(family, block, tile, 1, true, t); }
+
+std::string TransposeSpec::kernel_expr() const { return "jetforge::transpose_kernel<" + tile_args(block, tile) + ", " + std::to_string(tile.threads) + ">"; }
+
+std::vector<TransposeSpec> TransposeSpec::defaults() { return {TransposeSpec{32, BlockTile::fit(128, 128, 32, 1)}}; }
 
 std::uint64_t hash_templates(std::string_view template_file) {
   Fnv1a64 h;

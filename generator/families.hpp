@@ -11,6 +11,17 @@
 
 namespace jetforge::gen {
 
+// The CTA tile of the block-wise kernels (quantize, dequantize, transpose): tile_rows x tile_cols blocks of
+// B x B per CTA, `threads` threads. Tiles at least 128 bytes wide keep every row access a full cache line.
+struct BlockTile {
+  int rows = 4, cols = 4;  // in blocks
+  int threads = 256;
+  template <class S, class F> static void fields(S& s, F&& f) { f("tile_rows", s.rows), f("tile_cols", s.cols), f("threads", s.threads); }
+  // The tile for a rows x cols matrix: the largest of 4, 2, 1 blocks dividing each dimension, with enough
+  // threads for about 8 chunks of `elem_bytes` elements each (at least a warp).
+  static BlockTile fit(std::int64_t rows, std::int64_t cols, int block, int elem_bytes);
+};
+
 // Block-quantize a dense FP32/BF16 matrix; optionally also write the transposed BlockTensor.
 struct QuantizeSpec {
   static constexpr std::string_view family = "quantize";
@@ -20,14 +31,15 @@ struct QuantizeSpec {
   int block = 32;
   Rounding round = Rounding::nearest;
   bool transpose = false;
-  int warps = 8;  // one warp per B x B block
+  BlockTile tile;
 
   template <class S, class F> static void fields(S& s, F&& f) {
-    f("in", s.in), f("block", s.block), f("round", s.round), f("transpose", s.transpose), f("warps", s.warps);
+    f("in", s.in), f("block", s.block), f("round", s.round), f("transpose", s.transpose);
+    BlockTile::fields(s.tile, f);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
-  int threads() const { return warps * 32; }
+  int threads() const { return tile.threads; }
   static std::vector<QuantizeSpec> defaults();
 };
 
@@ -38,12 +50,15 @@ struct DequantizeSpec {
   static constexpr std::string_view params_type = "jetforge::DequantizeParams";
   DType out = DType::bf16;
   int block = 32;
-  int warps = 8;
+  BlockTile tile;
 
-  template <class S, class F> static void fields(S& s, F&& f) { f("out", s.out), f("block", s.block), f("warps", s.warps); }
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("out", s.out), f("block", s.block);
+    BlockTile::fields(s.tile, f);
+  }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
-  int threads() const { return warps * 32; }
+  int threads() const { return tile.threads; }
   static std::vector<DequantizeSpec> defaults();
 };
 
@@ -53,12 +68,15 @@ struct TransposeSpec {
   static constexpr std::string_view template_file = "transpose.cuh";
   static constexpr std::string_view params_type = "jetforge::TransposeParams";
   int block = 32;
-  int warps = 8;
+  BlockTile tile;
 
-  template <class S, class F> static void fields(S& s, F&& f) { f("block", s.block), f("warps", s.warps); }
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("block", s.block);
+    BlockTile::fields(s.tile, f);
+  }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
-  int threads() const { return warps * 32; }
+  int threads() const { return tile.threads; }
   static std::vector<TransposeSpec> defaults();
 };
 

@@ -21,27 +21,21 @@ Loaded load_driver() {
                 "); install the NVIDIA driver, or run on a machine with an NVIDIA GPU";
     return out;
   }
-  using GetProcAddress = CUresult (*)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*);
-  auto get_proc = reinterpret_cast<GetProcAddress>(dlsym(lib, "cuGetProcAddress_v2"));
-  if (!get_proc) {
-    out.error = "no usable CUDA driver: libcuda.so.1 has no cuGetProcAddress_v2 (driver older than CUDA 12); update the NVIDIA driver";
-    return out;
-  }
-  // Asking by base name with the toolkit's CUDA_VERSION returns the entry point matching the headers'
-  // signatures (e.g. cuMemAlloc -> cuMemAlloc_v2).
-#define JETFORGE_DRIVER_LOAD(name)                                                                              \
-  {                                                                                                             \
-    void* fn = nullptr;                                                                                         \
-    CUdriverProcAddressQueryResult status{};                                                                    \
-    if (get_proc(#name, &fn, CUDA_VERSION, CU_GET_PROC_ADDRESS_DEFAULT, &status) != CUDA_SUCCESS || !fn) {     \
-      out.error = "CUDA driver too old: it lacks " #name " for CUDA " + std::to_string(CUDA_VERSION / 1000) + \
-                  "." + std::to_string(CUDA_VERSION % 1000 / 10) + "; update the NVIDIA driver";               \
-      return out;                                                                                               \
-    }                                                                                                           \
-    out.table.name = reinterpret_cast<decltype(out.table.name)>(fn);                                            \
+  // Each entry point is looked up under the name cuda.h maps it to (cuMemAlloc -> cuMemAlloc_v2, ...), which is
+  // exactly the symbol a program linked against libcuda would bind, with the signature the headers declare.
+  // (cuGetProcAddress by base name would hand out the newest ABI instead, e.g. CUDA 13's cuCtxSynchronize(ctx).)
+#define JETFORGE_STRINGIFY_EXPANDED(x) JETFORGE_STRINGIFY(x)
+#define JETFORGE_STRINGIFY(x) #x
+#define JETFORGE_DRIVER_LOAD(name)                                                                   \
+  out.table.name = reinterpret_cast<decltype(out.table.name)>(dlsym(lib, JETFORGE_STRINGIFY_EXPANDED(name))); \
+  if (!out.table.name) {                                                                             \
+    out.error = "CUDA driver too old: libcuda.so.1 lacks " JETFORGE_STRINGIFY_EXPANDED(name) "; update the NVIDIA driver"; \
+    return out;                                                                                      \
   }
   JETFORGE_DRIVER_FUNCTIONS(JETFORGE_DRIVER_LOAD)
 #undef JETFORGE_DRIVER_LOAD
+#undef JETFORGE_STRINGIFY
+#undef JETFORGE_STRINGIFY_EXPANDED
   if (CUresult r = out.table.cuInit(0); r != CUDA_SUCCESS) {
     const char* name = "?";
     out.table.cuGetErrorName(r, &name);

@@ -1,4 +1,4 @@
-// The CUDA Driver API, loaded at run time: dlopen("libcuda.so.1") + cuGetProcAddress. No binary of the
+// The CUDA Driver API, loaded at run time: dlopen("libcuda.so.1") + dlsym of each entry point. No binary of the
 // project links libcuda, so each starts on a machine without a GPU driver and says so when a GPU is needed.
 #pragma once
 #include <cuda.h>

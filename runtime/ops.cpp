@@ -31,10 +31,9 @@ void check_float_dtype(const char* op, DType t) {
   require(t == DType::f32 || t == DType::bf16, std::string(op) + ": dense tensor must be f32 or bf16, got " + std::string(gen::enum_name(t)));
 }
 
-// The warp-per-block kernels launch one warp per B x B block.
-template <class Spec> unsigned warp_per_block_grid(const Spec& spec, const BlockTensorRef& q) {
-  const std::int64_t blocks = q.scale_rows() * q.scale_cols();
-  return unsigned((blocks + spec.warps - 1) / spec.warps);
+// The block-wise kernels launch one CTA per tile.
+unsigned tile_grid(const gen::BlockTile& tile, const BlockTensorRef& q) {
+  return unsigned(q.scale_rows() / tile.rows * (q.scale_cols() / tile.cols));
 }
 
 void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, const BlockTensorRef* out_t, const QuantizeOptions& o,
@@ -44,7 +43,7 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
   check_block_shape(op, out.rows, out.cols, out.block);
   check_same_shape(op, x, out);
   if (out_t) check_transposed(op, out, *out_t);
-  const gen::QuantizeSpec spec{x.dtype, out.block, o.rounding, out_t != nullptr, 8};
+  const gen::QuantizeSpec spec{x.dtype, out.block, o.rounding, out_t != nullptr, gen::BlockTile::fit(out.rows, out.cols, out.block, gen::dtype_size(x.dtype))};
   const QuantizeParams params{reinterpret_cast<const void*>(x.data),
                               reinterpret_cast<i8*>(out.codes),
                               reinterpret_cast<float*>(out.scales),
@@ -53,7 +52,7 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
                               out.rows,
                               out.cols,
                               o.seed};
-  ctx.kernel(spec).launch(warp_per_block_grid(spec, out), params, stream);
+  ctx.kernel(spec).launch(tile_grid(spec.tile, out), params, stream);
 }
 
 }  // namespace
@@ -71,19 +70,19 @@ void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstre
   check_float_dtype("dequantize", y.dtype);
   check_block_shape("dequantize", q.rows, q.cols, q.block);
   check_same_shape("dequantize", y, q);
-  const gen::DequantizeSpec spec{y.dtype, q.block, 8};
+  const gen::DequantizeSpec spec{y.dtype, q.block, gen::BlockTile::fit(q.rows, q.cols, q.block, gen::dtype_size(y.dtype))};
   const DequantizeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<void*>(y.data),
                                 q.rows, q.cols};
-  ctx.kernel(spec).launch(warp_per_block_grid(spec, q), params, stream);
+  ctx.kernel(spec).launch(tile_grid(spec.tile, q), params, stream);
 }
 
 void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t, CUstream stream) {
   check_block_shape("transpose", q.rows, q.cols, q.block);
   check_transposed("transpose", q, q_t);
-  const gen::TransposeSpec spec{q.block, 8};
+  const gen::TransposeSpec spec{q.block, gen::BlockTile::fit(q.rows, q.cols, q.block, 1)};
   const TransposeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<i8*>(q_t.codes),
                                reinterpret_cast<float*>(q_t.scales), q.rows, q.cols};
-  ctx.kernel(spec).launch(warp_per_block_grid(spec, q), params, stream);
+  ctx.kernel(spec).launch(tile_grid(spec.tile, q), params, stream);
 }
 
 }  // namespace jetforge

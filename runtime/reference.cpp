@@ -13,12 +13,12 @@ HostBlockTensor quantize(std::span<const float> x, std::int64_t rows, std::int64
       float amax = 0;
       for (std::int64_t r = br * block; r < (br + 1) * block; ++r)
         for (std::int64_t c = bc * block; c < (bc + 1) * block; ++c) amax = std::max(amax, std::fabs(x[size_t(r * cols + c)]));
-      const float s = block_scale(amax);
+      const float s = block_scale(amax), inv = inverse_scale(s);
       q.scales[size_t(br * (cols / block) + bc)] = s;
       for (std::int64_t r = br * block; r < (br + 1) * block; ++r)
         for (std::int64_t c = bc * block; c < (bc + 1) * block; ++c) {
           const size_t i = size_t(r * cols + c);
-          q.codes[i] = rounding == gen::Rounding::nearest ? quantize_nearest(x[i], s) : quantize_stochastic(x[i], s, uniform01(seed, i));
+          q.codes[i] = rounding == gen::Rounding::nearest ? quantize_nearest(x[i], inv) : quantize_stochastic(x[i], inv, sr_noise(seed, i));
         }
     }
   return q;

@@ -14,31 +14,30 @@ struct DequantizeParams {
 }  // namespace jetforge
 
 #if JF_DEVICE_CODE
-#include "jetforge/warp_tile.cuh"
+#include "jetforge/cta_tile.cuh"
 
 namespace jetforge {
 
-template <class Out, int B, int Warps>
-__global__ void __launch_bounds__(Warps * 32) dequantize_kernel(const DequantizeParams p) {
-  typedef WarpTile<Out, B> OutTile;
-  typedef WarpTile<i8, B, OutTile::kElemsPerChunk> CodeTile;
+// One CTA per tile of TileBR x TileBC blocks, as in quantize_kernel.
+template <class Out, int B, int TileBR, int TileBC, int Threads>
+__global__ void __launch_bounds__(Threads) dequantize_kernel(const DequantizeParams p) {
+  constexpr int kRows = TileBR * B, kCols = TileBC * B;
+  typedef CtaTile<Out, kRows, kCols, Threads> OutTile;
+  typedef CtaTile<i8, kRows, kCols, Threads, OutTile::kElemsPerChunk> CodeTile;
 
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const i64 blocks_per_row = p.cols / B;
-  const i64 block = i64(blockIdx.x) * Warps + warp;
-  if (block >= (p.rows / B) * blocks_per_row) return;
-  const i64 br = block / blocks_per_row, bc = block % blocks_per_row;
+  const i64 tiles_per_row = p.cols / kCols;
+  const i64 r0 = blockIdx.x / tiles_per_row * kRows, c0 = blockIdx.x % tiles_per_row * kCols;
+  typename CodeTile::Chunk q[CodeTile::kChunksPerThread];
+  CodeTile::load(q, p.codes + r0 * p.cols + c0, p.cols);
 
-  typename CodeTile::Chunk q[CodeTile::kChunksPerLane];
-  CodeTile::load(q, p.codes + br * B * p.cols + bc * B, p.cols, lane);
-  const float scale = __ldg(p.scales + br * blocks_per_row + bc);
-
-  typename OutTile::Chunk y[OutTile::kChunksPerLane];
+  typename OutTile::Chunk y[OutTile::kChunksPerThread];
 #pragma unroll
-  for (int i = 0; i < OutTile::kChunksPerLane; ++i)
+  for (int i = 0; i < OutTile::kChunksPerThread; ++i) {
+    const float scale = __ldg(p.scales + (r0 + OutTile::row(i)) / B * (p.cols / B) + (c0 + OutTile::col(i)) / B);
 #pragma unroll
     for (int k = 0; k < OutTile::kElemsPerChunk; ++k) y[i].elem[k] = from_float<Out>(float(q[i].elem[k]) * scale);
-  OutTile::store(y, static_cast<Out*>(p.y) + br * B * p.cols + bc * B, p.cols, lane);
+  }
+  OutTile::store(y, static_cast<Out*>(p.y) + r0 * p.cols + c0, p.cols);
 }
 
 }  // namespace jetforge

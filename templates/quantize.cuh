@@ -13,57 +13,75 @@ struct QuantizeParams {
   i8* codes_t;    // cols x rows; written only by the transposing variant
   float* scales_t;
   i64 rows, cols;
-  u64 seed;  // stochastic rounding: element (r, c) draws uniform01(seed, r * cols + c)
+  u64 seed;  // stochastic rounding: element (r, c) draws sr_noise(seed, r * cols + c)
 };
 
 }  // namespace jetforge
 
 #if JF_DEVICE_CODE
-#include "jetforge/warp_tile.cuh"
+#include "jetforge/cta_tile.cuh"
 
 namespace jetforge {
 
-template <class In, int B, int Round, bool WithTranspose, int Warps>
-__global__ void __launch_bounds__(Warps * 32) quantize_kernel(const QuantizeParams p) {
-  typedef WarpTile<In, B> InTile;
-  typedef WarpTile<i8, B, InTile::kElemsPerChunk> CodeTile;  // same chunking, one byte per element
-  __shared__ CodeTileSmem<B> smem[WithTranspose ? Warps : 1];
+// One CTA per tile of TileBR x TileBC blocks; grid = tiles in row-major order. Shapes must be multiples of the
+// tile (the operator checks; smaller matrices use a smaller tile spec).
+template <class In, int B, int TileBR, int TileBC, int Round, bool WithTranspose, int Threads>
+__global__ void __launch_bounds__(Threads) quantize_kernel(const QuantizeParams p) {
+  constexpr int kRows = TileBR * B, kCols = TileBC * B;
+  typedef CtaTile<In, kRows, kCols, Threads> InTile;
+  typedef CtaTile<i8, kRows, kCols, Threads, InTile::kElemsPerChunk> CodeTile;  // same chunking, 1 byte/element
+  constexpr int kLanesPerBlockRow = B / InTile::kElemsPerChunk;
+  __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
+  __shared__ CodeTileSmem<WithTranspose ? kRows : 16, WithTranspose ? kCols : 8> staged;
 
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const i64 blocks_per_row = p.cols / B, blocks_per_col = p.rows / B;
-  const i64 block = i64(blockIdx.x) * Warps + warp;
-  if (block >= blocks_per_col * blocks_per_row) return;
-  const i64 br = block / blocks_per_row, bc = block % blocks_per_row;
+  const i64 tiles_per_row = p.cols / kCols;
+  const i64 tile_r = blockIdx.x / tiles_per_row, tile_c = blockIdx.x % tiles_per_row;
+  const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
 
-  typename InTile::Chunk x[InTile::kChunksPerLane];
-  InTile::load(x, static_cast<const In*>(p.x) + br * B * p.cols + bc * B, p.cols, lane);
+  amax.clear();
+  typename InTile::Chunk x[InTile::kChunksPerThread];
+  InTile::load(x, static_cast<const In*>(p.x) + r0 * p.cols + c0, p.cols);
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < InTile::kChunksPerThread; ++i) {
+    float m = 0.0f;
+#pragma unroll
+    for (int k = 0; k < InTile::kElemsPerChunk; ++k) m = fmaxf(m, fabsf(to_float(x[i].elem[k])));
+    amax.template add<kLanesPerBlockRow>(InTile::row(i) / B * TileBC + InTile::col(i) / B, m);
+  }
+  __syncthreads();
+  amax.finish();
+  __syncthreads();
 
-  float amax = 0.0f;
+  typename CodeTile::Chunk q[CodeTile::kChunksPerThread];
 #pragma unroll
-  for (int i = 0; i < InTile::kChunksPerLane; ++i)
+  for (int i = 0; i < InTile::kChunksPerThread; ++i) {
+    const float inv = amax.inv_scale[InTile::row(i) / B * TileBC + InTile::col(i) / B];
+    const u64 first = u64((r0 + InTile::row(i)) * p.cols + c0 + InTile::col(i));  // element index of the chunk
 #pragma unroll
-    for (int k = 0; k < InTile::kElemsPerChunk; ++k) amax = fmaxf(amax, fabsf(to_float(x[i].elem[k])));
-  const float scale = block_scale(warp_max(amax));
-
-  typename CodeTile::Chunk q[CodeTile::kChunksPerLane];
+    for (int k = 0; k < InTile::kElemsPerChunk; k += 4) {
+      const u64 h = Round == kRoundStochastic ? hash64(p.seed, (first + k) >> 2) : 0;
 #pragma unroll
-  for (int i = 0; i < InTile::kChunksPerLane; ++i)
-#pragma unroll
-    for (int k = 0; k < InTile::kElemsPerChunk; ++k) {
-      const float v = to_float(x[i].elem[k]);
-      if (Round == kRoundNearest) {
-        q[i].elem[k] = quantize_nearest(v, scale);
-      } else {
-        const i64 r = br * B + InTile::row(i, lane), c = bc * B + InTile::col(i, lane) + k;
-        q[i].elem[k] = quantize_stochastic(v, scale, uniform01(p.seed, u64(r * p.cols + c)));
+      for (int f = 0; f < 4; ++f) {
+        const float v = to_float(x[i].elem[k + f]);
+        q[i].elem[k + f] = Round == kRoundNearest ? quantize_nearest(v, inv) : quantize_stochastic(v, inv, sr_noise_field(h, f));
       }
     }
-  CodeTile::store(q, p.codes + br * B * p.cols + bc * B, p.cols, lane);
-  if (lane == 0) p.scales[br * blocks_per_row + bc] = scale;
+  }
+  CodeTile::store(q, p.codes + r0 * p.cols + c0, p.cols);
+
+  const i64 blocks_per_row = p.cols / B, blocks_per_col = p.rows / B;
+  for (int b = int(threadIdx.x); b < TileBR * TileBC; b += Threads) {
+    const i64 br = tile_r * TileBR + b / TileBC, bc = tile_c * TileBC + b % TileBC;
+    p.scales[br * blocks_per_row + bc] = amax.scale[b];
+    if (WithTranspose) p.scales_t[bc * blocks_per_col + br] = amax.scale[b];
+  }
 
   if constexpr (WithTranspose) {
-    store_codes_transposed<B, InTile::kElemsPerChunk>(q, smem[warp], p.codes_t + bc * B * p.rows + br * B, p.rows, lane);
-    if (lane == 0) p.scales_t[bc * blocks_per_col + br] = scale;
+#pragma unroll
+    for (int i = 0; i < CodeTile::kChunksPerThread; ++i) staged.put(CodeTile::row(i), CodeTile::col(i), q[i].elem);
+    __syncthreads();
+    store_transposed<kRows, kCols, Threads>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
   }
 }
 

@@ -16,26 +16,32 @@ struct TransposeParams {
 }  // namespace jetforge
 
 #if JF_DEVICE_CODE
-#include "jetforge/warp_tile.cuh"
+#include "jetforge/cta_tile.cuh"
 
 namespace jetforge {
 
-template <int B, int Warps>
-__global__ void __launch_bounds__(Warps * 32) transpose_kernel(const TransposeParams p) {
-  constexpr int kChunkBytes = B >= 32 ? 8 : 4;  // keeps kChunks a multiple of the warp size
-  typedef WarpTile<i8, B, kChunkBytes> CodeTile;
-  __shared__ CodeTileSmem<B> smem[Warps];
+// One CTA per tile of TileBR x TileBC blocks: codes staged in shared memory, written back transposed.
+template <int B, int TileBR, int TileBC, int Threads>
+__global__ void __launch_bounds__(Threads) transpose_kernel(const TransposeParams p) {
+  constexpr int kRows = TileBR * B, kCols = TileBC * B;
+  typedef CtaTile<i8, kRows, kCols, Threads> CodeTile;
+  __shared__ CodeTileSmem<kRows, kCols> staged;
 
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const i64 tiles_per_row = p.cols / kCols;
+  const i64 tile_r = blockIdx.x / tiles_per_row, tile_c = blockIdx.x % tiles_per_row;
+  const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
+  typename CodeTile::Chunk q[CodeTile::kChunksPerThread];
+  CodeTile::load(q, p.codes + r0 * p.cols + c0, p.cols);
+#pragma unroll
+  for (int i = 0; i < CodeTile::kChunksPerThread; ++i) staged.put(CodeTile::row(i), CodeTile::col(i), q[i].elem);
+  __syncthreads();
+  store_transposed<kRows, kCols, Threads>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
+
   const i64 blocks_per_row = p.cols / B, blocks_per_col = p.rows / B;
-  const i64 block = i64(blockIdx.x) * Warps + warp;
-  if (block >= blocks_per_col * blocks_per_row) return;
-  const i64 br = block / blocks_per_row, bc = block % blocks_per_row;
-
-  typename CodeTile::Chunk q[CodeTile::kChunksPerLane];
-  CodeTile::load(q, p.codes + br * B * p.cols + bc * B, p.cols, lane);
-  store_codes_transposed<B, kChunkBytes>(q, smem[warp], p.codes_t + bc * B * p.rows + br * B, p.rows, lane);
-  if (lane == 0) p.scales_t[bc * blocks_per_col + br] = __ldg(p.scales + br * blocks_per_row + bc);
+  for (int b = int(threadIdx.x); b < TileBR * TileBC; b += Threads) {
+    const i64 br = tile_r * TileBR + b / TileBC, bc = tile_c * TileBC + b % TileBC;
+    p.scales_t[bc * blocks_per_col + br] = __ldg(p.scales + br * blocks_per_row + bc);
+  }
 }
 
 }  // namespace jetforge

@@ -20,18 +20,18 @@ TEST_SUITE("generator") {
   }
 
   TEST_CASE("keys accept fields in any order and fill in defaults") {
-    const auto a = parse_key<QuantizeSpec>("quantize:warps=4,in=f32");
+    const auto a = parse_key<QuantizeSpec>("quantize:threads=128,in=f32");
     CHECK(a.in == DType::f32);
-    CHECK(a.warps == 4);
+    CHECK(a.tile.threads == 128);
     CHECK(a.block == 32);
-    CHECK(canonical_key(a) == "quantize:in=f32,block=32,round=nearest,transpose=0,warps=4");
+    CHECK(canonical_key(a) == "quantize:in=f32,block=32,round=nearest,transpose=0,tile_rows=4,tile_cols=4,threads=128");
   }
 
   TEST_CASE("malformed keys fail with messages that say what is wrong") {
     CHECK_THROWS_WITH_AS(parse_key<QuantizeSpec>("quantize:colour=red"), doctest::Contains("unknown field 'colour'"), SpecError);
     CHECK_THROWS_WITH_AS(parse_key<QuantizeSpec>("quantize:in=f64"), doctest::Contains("expected f32|bf16|i8"), SpecError);
-    CHECK_THROWS_WITH_AS(parse_key<QuantizeSpec>("quantize:warps=eight"), doctest::Contains("expected an integer"), SpecError);
-    CHECK_THROWS_WITH_AS(parse_key<QuantizeSpec>("quantize:warps"), doctest::Contains("expected name=value"), SpecError);
+    CHECK_THROWS_WITH_AS(parse_key<QuantizeSpec>("quantize:threads=eight"), doctest::Contains("expected an integer"), SpecError);
+    CHECK_THROWS_WITH_AS(parse_key<QuantizeSpec>("quantize:threads"), doctest::Contains("expected name=value"), SpecError);
     CHECK_THROWS_WITH_AS(parse_key<QuantizeSpec>("dequantize:out=f32"), doctest::Contains("is not of family quantize"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("gemm2:x=1", TargetLimits::for_arch("sm_80")), doctest::Contains("unknown kernel family 'gemm2'"), SpecError);
     CHECK_THROWS_WITH_AS(TargetLimits::for_arch("sm_75"), doctest::Contains("unsupported architecture 'sm_75'"), SpecError);
@@ -40,16 +40,20 @@ TEST_SUITE("generator") {
   TEST_CASE("validation rejects specs the target cannot run, before compiling") {
     const auto sm90 = TargetLimits::for_arch("sm_90a");
     CHECK_THROWS_WITH_AS(emit_key("quantize:block=48", sm90), doctest::Contains("block=48 is not supported"), SpecError);
-    CHECK_THROWS_WITH_AS(emit_key("quantize:warps=33", sm90), doctest::Contains("warps=33 must be in 1..32"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("quantize:threads=48", sm90), doctest::Contains("threads=48 must be a multiple of 32"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("quantize:threads=2048", sm90), doctest::Contains("must be a multiple of 32 in 32..1024"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("quantize:tile_rows=3", sm90), doctest::Contains("must be 1, 2, 4 or 8 blocks"), SpecError);
+    // A 1x1 tile of 32x32 codes is 64 chunks of 16 bytes: 128 threads cannot share them evenly.
+    CHECK_THROWS_WITH_AS(emit_key("quantize:tile_rows=1,tile_cols=1,threads=128", sm90), doctest::Contains("does not divide"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("quantize:in=i8", sm90), doctest::Contains("in must be f32 or bf16"), SpecError);
-    // 16 warps x a padded 64x68 byte tile each = 69632 bytes of static shared memory > 48 KiB.
-    CHECK_THROWS_WITH_AS(emit_key("quantize:block=64,transpose=1,warps=16", sm90), doctest::Contains("static shared memory"), SpecError);
-    CHECK_NOTHROW(emit_key("quantize:block=64,transpose=0,warps=16", sm90));
+    // A 4x4 tile of 64x64 blocks staged for the transpose is 64 KiB of shared memory > 48 KiB.
+    CHECK_THROWS_WITH_AS(emit_key("quantize:block=64,transpose=1,threads=512", sm90), doctest::Contains("static shared memory"), SpecError);
+    CHECK_NOTHROW(emit_key("quantize:block=64,transpose=0,threads=512", sm90));
   }
 
   TEST_CASE("the emitted source includes the template and instantiates the kernel") {
-    const auto k = emit(QuantizeSpec{DType::f32, 32, Rounding::stochastic, true, 4});
-    CHECK(k.kernel_expr == "jetforge::quantize_kernel<float, 32, jetforge::kRoundStochastic, true, 4>");
+    const auto k = emit(QuantizeSpec{DType::f32, 32, Rounding::stochastic, true, BlockTile{2, 4, 128}});
+    CHECK(k.kernel_expr == "jetforge::quantize_kernel<float, 32, 2, 4, jetforge::kRoundStochastic, true, 128>");
     CHECK(k.text.find("#include \"quantize.cuh\"") != std::string::npos);
     CHECK(k.text.find("template __global__ void " + k.kernel_expr + "(jetforge::QuantizeParams);") != std::string::npos);
     CHECK(k.threads == 128);
@@ -70,10 +74,32 @@ TEST_SUITE("generator") {
 
     std::set<std::string> closure;
     for (const auto& t : template_closure("quantize.cuh")) closure.insert(std::string(t.name));
-    CHECK(closure == std::set<std::string>{"jetforge/common.cuh", "jetforge/warp_tile.cuh", "quantize.cuh"});
+    CHECK(closure == std::set<std::string>{"jetforge/common.cuh", "jetforge/cta_tile.cuh", "quantize.cuh"});
     // Same spec fields, other template: the template hash differs, so the kernel hash does too.
     CHECK(hash_templates("quantize.cuh") != hash_templates("dequantize.cuh"));
     CHECK(Fnv1a64().add("ab").add("c").value() != Fnv1a64().add("a").add("bc").value());
+  }
+
+  TEST_CASE("the tile fits the matrix: the largest dividing tile, threads that split every chunk count") {
+    const auto big = BlockTile::fit(8192, 4096, 32, 2);
+    CHECK(big.rows == 4);
+    CHECK(big.cols == 4);
+    CHECK(big.threads == 256);
+    const auto odd = BlockTile::fit(160, 32, 32, 4);  // 5 x 1 blocks
+    CHECK(odd.rows == 1);
+    CHECK(odd.cols == 1);
+    for (int elem : {1, 2, 4})
+      for (std::int64_t rows : {32, 64, 96, 128, 4096})
+        for (std::int64_t cols : {32, 64, 160, 4096}) {
+          CAPTURE(rows);
+          CAPTURE(cols);
+          CAPTURE(elem);
+          const auto tile = BlockTile::fit(rows, cols, 32, elem);
+          CHECK(rows % (tile.rows * 32) == 0);
+          CHECK(cols % (tile.cols * 32) == 0);
+          if (elem > 1) CHECK_NOTHROW(QuantizeSpec{elem == 4 ? DType::f32 : DType::bf16, 32, Rounding::nearest, true, tile}.validate(TargetLimits::for_arch("sm_80")));
+          else CHECK_NOTHROW(TransposeSpec{32, tile}.validate(TargetLimits::for_arch("sm_80")));
+        }
   }
 
   TEST_CASE("templates are embedded and unknown names are reported") {

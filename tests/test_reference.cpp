@@ -78,11 +78,11 @@ TEST_SUITE("reference") {
     CHECK(a.codes != ref::quantize(x, 64, 64, 32, Rounding::stochastic, 8).codes);
   }
 
-  TEST_CASE("uniform01 is uniform over [0, 1)") {
+  TEST_CASE("stochastic-rounding noise is uniform over [0, 1)") {
     const int n = 1 << 16;
     std::vector<int> bins(16, 0);
     for (int i = 0; i < n; ++i) {
-      const float u = uniform01(42, std::uint64_t(i));
+      const float u = sr_noise(42, std::uint64_t(i));
       REQUIRE(u >= 0.0f);
       REQUIRE(u < 1.0f);
       ++bins[size_t(u * 16)];

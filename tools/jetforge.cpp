@@ -45,7 +45,7 @@ what `jetforge compile` takes; fields left out of a key keep their defaults.
 constexpr const char* kCompileHelp = R"(usage: jetforge compile SPEC --arch ARCH [-o FILE.cubin] [--source]
 
 Generates the translation unit for SPEC (a canonical key such as
-"quantize:in=bf16,block=32,round=nearest,transpose=1,warps=8"; see `jetforge specs`), validates it
+"quantize:in=bf16,transpose=1,tile_rows=4,tile_cols=4,threads=256"; see `jetforge specs`), validates it
 for ARCH (sm_80, sm_86, sm_89, sm_90, sm_90a) and compiles it with NVRTC. No GPU is needed.
 
   --arch ARCH   target architecture (required)

@@ -86,28 +86,33 @@ JF_HD u64 hash64(u64 seed, u64 counter) {
   return z ^ (z >> 31);
 }
 
-// Uniform in [0, 1) with 24 random bits: exact in FP32.
-JF_HD float uniform01(u64 seed, u64 counter) {
-  return float(u32(hash64(seed, counter) >> 40)) * (1.0f / 16777216.0f);
-}
+// Stochastic-rounding noise: element i of a tensor takes the 16-bit field (i % 4) of hash64(seed, i / 4), so
+// one hash serves four neighbouring elements. u = field / 2^16 in [0, 1): a 16-bit grid leaves a rounding bias
+// below 2^-16 of a quantization step.
+JF_HD float sr_noise_field(u64 hash, int field) { return float(u32(hash >> (16 * field)) & 0xffffu) * (1.0f / 65536.0f); }
+JF_HD float sr_noise(u64 seed, u64 i) { return sr_noise_field(hash64(seed, i >> 2), int(i & 3)); }
 
 JF_HD float clamp_code(float q) { return q < -kCodeMax ? -kCodeMax : (q > kCodeMax ? kCodeMax : q); }
 
+// Codes are computed as x * (1 / s) with one division per block, not per element; the product differs from
+// x / s by at most an ulp before rounding, and host and device compute it identically.
+JF_HD float inverse_scale(float scale) { return 1.0f / scale; }
+
 // Nearest-even rounding of x / s (the forward pass).
-JF_HD i8 quantize_nearest(float x, float scale) {
+JF_HD i8 quantize_nearest(float x, float inv_scale) {
 #if JF_DEVICE_CODE
-  return i8(clamp_code(rintf(x / scale)));
+  return i8(clamp_code(rintf(x * inv_scale)));
 #else
-  return i8(clamp_code(__builtin_rintf(x / scale)));
+  return i8(clamp_code(__builtin_rintf(x * inv_scale)));
 #endif
 }
 
 // Unbiased stochastic rounding floor(x / s + u), u ~ U[0,1) (the backward pass).
-JF_HD i8 quantize_stochastic(float x, float scale, float u) {
+JF_HD i8 quantize_stochastic(float x, float inv_scale, float u) {
 #if JF_DEVICE_CODE
-  return i8(clamp_code(floorf(x / scale + u)));
+  return i8(clamp_code(floorf(__fmul_rn(x, inv_scale) + u)));
 #else
-  return i8(clamp_code(__builtin_floorf(x / scale + u)));
+  return i8(clamp_code(__builtin_floorf(x * inv_scale + u)));
 #endif
 }
 
