@@ -20,7 +20,7 @@ namespace jetforge {
 
 // One CTA per tile of TileBR x TileBC blocks, as in quantize_kernel.
 template <class Out, int B, int TileBR, int TileBC, int Threads>
-__global__ void __launch_bounds__(Threads) dequantize_kernel(const DequantizeParams p) {
+__global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) dequantize_kernel(const DequantizeParams p) {
   constexpr int kRows = TileBR * B, kCols = TileBC * B;
   typedef CtaTile<Out, kRows, kCols, Threads> OutTile;
   typedef CtaTile<i8, kRows, kCols, Threads, OutTile::kElemsPerChunk> CodeTile;
@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(Threads) dequantize_kernel(const DequantizePar
   for (int i = 0; i < OutTile::kChunksPerThread; ++i) {
     const float scale = __ldg(p.scales + (r0 + OutTile::row(i)) / B * (p.cols / B) + (c0 + OutTile::col(i)) / B);
 #pragma unroll
-    for (int k = 0; k < OutTile::kElemsPerChunk; ++k) y[i].elem[k] = from_float<Out>(float(q[i].elem[k]) * scale);
+    for (int k = 0; k < OutTile::kElemsPerChunk; ++k) y[i].elem[k] = from_float<Out>(code_to_float(q[i].elem[k]) * scale);
   }
   OutTile::store(y, static_cast<Out*>(p.y) + r0 * p.cols + c0, p.cols);
 }

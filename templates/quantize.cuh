@@ -26,7 +26,7 @@ namespace jetforge {
 // One CTA per tile of TileBR x TileBC blocks; grid = tiles in row-major order. Shapes must be multiples of the
 // tile (the operator checks; smaller matrices use a smaller tile spec).
 template <class In, int B, int TileBR, int TileBC, int Round, bool WithTranspose, int Threads>
-__global__ void __launch_bounds__(Threads) quantize_kernel(const QuantizeParams p) {
+__global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize_kernel(const QuantizeParams p) {
   constexpr int kRows = TileBR * B, kCols = TileBC * B;
   typedef CtaTile<In, kRows, kCols, Threads> InTile;
   typedef CtaTile<i8, kRows, kCols, Threads, InTile::kElemsPerChunk> CodeTile;  // same chunking, 1 byte/element

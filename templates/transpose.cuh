@@ -22,7 +22,7 @@ namespace jetforge {
 
 // One CTA per tile of TileBR x TileBC blocks: codes staged in shared memory, written back transposed.
 template <int B, int TileBR, int TileBC, int Threads>
-__global__ void __launch_bounds__(Threads) transpose_kernel(const TransposeParams p) {
+__global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) transpose_kernel(const TransposeParams p) {
   constexpr int kRows = TileBR * B, kCols = TileBC * B;
   typedef CtaTile<i8, kRows, kCols, Threads> CodeTile;
   __shared__ CodeTileSmem<kRows, kCols> staged;

@@ -47,12 +47,18 @@ JF_HD float bits_float(u32 b) {
 
 JF_HD float bf16_to_float(bf16 h) { return bits_float(u32(h.bits) << 16); }
 
-// Round-to-nearest-even FP32 -> BF16; NaN stays a (quiet) NaN.
+// Round-to-nearest-even FP32 -> BF16; NaN becomes the canonical NaN 0x7fff (as the hardware converter does).
 JF_HD bf16 float_to_bf16(float x) {
+#if JF_DEVICE_CODE
+  u16 h;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
+  return bf16{h};
+#else
   u32 b = float_bits(x);
-  if ((b & 0x7fffffffu) > 0x7f800000u) return bf16{u16((b >> 16) | 0x40u)};
+  if ((b & 0x7fffffffu) > 0x7f800000u) return bf16{0x7fffu};
   b += 0x7fffu + ((b >> 16) & 1u);
   return bf16{u16(b >> 16)};
+#endif
 }
 
 template <class T> JF_HD float to_float(T x);
@@ -92,28 +98,45 @@ JF_HD u64 hash64(u64 seed, u64 counter) {
 JF_HD float sr_noise_field(u64 hash, int field) { return float(u32(hash >> (16 * field)) & 0xffffu) * (1.0f / 65536.0f); }
 JF_HD float sr_noise(u64 seed, u64 i) { return sr_noise_field(hash64(seed, i >> 2), int(i & 3)); }
 
-JF_HD float clamp_code(float q) { return q < -kCodeMax ? -kCodeMax : (q > kCodeMax ? kCodeMax : q); }
+// Rounding through the FP32 adder instead of the (quarter-rate) float->int converters: for |t| < 2^22,
+// t + 1.5 * 2^23 is an FP32 whose low mantissa bits hold round(t) in two's complement, so the code is the low
+// byte of its bit pattern. The same constant turns an int back into a float: bits(kMagic) + q, minus kMagic.
+constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23 = bits 0x4B400000
 
-// Codes are computed as x * (1 / s) with one division per block, not per element; the product differs from
-// x / s by at most an ulp before rounding, and host and device compute it identically.
+// A code's float value lives in [kMagic - 127, kMagic + 127]; clamping there keeps the code in range.
+JF_HD float clamp_magic(float y) {
+  const float lo = kMagic - kCodeMax, hi = kMagic + kCodeMax;
+  return y < lo ? lo : (y > hi ? hi : y);
+}
+JF_HD i8 magic_code(float y) { return i8(u8(float_bits(y) & 0xffu)); }
+
+// Codes are computed as x * (1 / s), with one division per block; the product is rounded once (a fused
+// multiply-add into the magic constant), so it is the exactly rounded value of x * (1 / s).
 JF_HD float inverse_scale(float scale) { return 1.0f / scale; }
 
-// Nearest-even rounding of x / s (the forward pass).
+// Nearest-even rounding (the forward pass).
 JF_HD i8 quantize_nearest(float x, float inv_scale) {
 #if JF_DEVICE_CODE
-  return i8(clamp_code(rintf(x * inv_scale)));
+  return magic_code(clamp_magic(__fmaf_rn(x, inv_scale, kMagic)));
 #else
-  return i8(clamp_code(__builtin_rintf(x * inv_scale)));
+  return magic_code(clamp_magic(__builtin_fmaf(x, inv_scale, kMagic)));
 #endif
 }
 
-// Unbiased stochastic rounding floor(x / s + u), u ~ U[0,1) (the backward pass).
+// Unbiased stochastic rounding floor(x / s + u), u ~ U[0,1) (the backward pass): the noisy value is clamped to
+// the code range, then added to the magic constant rounding toward minus infinity, which is floor.
 JF_HD i8 quantize_stochastic(float x, float inv_scale, float u) {
 #if JF_DEVICE_CODE
-  return i8(clamp_code(floorf(__fmul_rn(x, inv_scale) + u)));
+  const float t = __fadd_rn(__fmul_rn(x, inv_scale), u);
+  return magic_code(__fadd_rd(fminf(fmaxf(t, -kCodeMax), kCodeMax), kMagic));
 #else
-  return i8(clamp_code(__builtin_floorf(x * inv_scale + u)));
+  float t = x * inv_scale + u;
+  t = t < -kCodeMax ? -kCodeMax : (t > kCodeMax ? kCodeMax : t);
+  return i8(__builtin_floorf(t));
 #endif
 }
+
+// Dequantization of one code without the int->float converter.
+JF_HD float code_to_float(i8 q) { return bits_float(float_bits(kMagic) + u32(i32(q))) - kMagic; }
 
 }  // namespace jetforge

@@ -8,6 +8,10 @@
 
 namespace jetforge {
 
+// Minimum resident CTAs asked of the compiler: enough for 1024 threads per SM, i.e. at most 64 registers per
+// thread. Streaming kernels need the loads of many threads in flight more than they need registers.
+__host__ __device__ constexpr int streaming_min_ctas(int threads) { return threads >= 1024 ? 1 : 1024 / threads; }
+
 template <int Bytes> struct VecOfBytes;
 template <> struct VecOfBytes<16> { typedef uint4 type; };
 template <> struct VecOfBytes<8> { typedef uint2 type; };
@@ -65,48 +69,56 @@ template <int NumBlocks, int Threads> struct BlockAmax {
   }
 };
 
-// A Rows x Cols tile of int8 codes in shared memory, written in 4-byte row pieces and read back transposed in
-// 16-byte column chunks. The 8-byte chunk index is XOR-swizzled with (row / 16) so that the 16 rows one column
-// read walks fall on distinct banks for neighbouring lanes.
+// A Rows x Cols tile of int8 codes in shared memory, written in 4-byte row words and read back as 16x4 byte
+// sub-blocks that a thread transposes in registers. Word index w of row r is stored at w ^ swizzle(r), with
+// swizzle(r) = ((r / 16) * 4) mod words-per-row: the 32 lanes of a transposed read (8 row groups x 4 word
+// columns) then hit 32 distinct banks.
 template <int Rows, int Cols> struct CodeTileSmem {
-  static constexpr int kChunks8PerRow = Cols / 8;
-  static_assert(Cols % 8 == 0 && (kChunks8PerRow & (kChunks8PerRow - 1)) == 0, "rows must hold a power-of-two number of 8-byte chunks");
+  static constexpr int kWords = Cols / 4;
+  static_assert(Cols % 4 == 0 && (kWords & (kWords - 1)) == 0, "rows must hold a power-of-two number of words");
   static_assert(Rows % 16 == 0, "transposed reads take 16 rows at a time");
-  u8 v[Rows * Cols];
+  u32 w[Rows * kWords];
 
-  static __device__ int offset(int r, int c) { return r * Cols + (((c >> 3) ^ ((r >> 4) & (kChunks8PerRow - 1))) << 3) + (c & 7); }
-
-  __device__ void put4(int r, int c, u32 bytes) { *reinterpret_cast<u32*>(&v[offset(r, c)]) = bytes; }
+  static __device__ int index(int r, int word) { return r * kWords + (word ^ (((r >> 4) << 2) & (kWords - 1))); }
+  __device__ void put4(int r, int c, u32 bytes) { w[index(r, c / 4)] = bytes; }
 
   // Stages one chunk of codes held in registers (Bytes a multiple of 4) at row r, columns c .. c + Bytes - 1.
   template <int Bytes> __device__ void put(int r, int c, const i8 (&codes)[Bytes]) {
 #pragma unroll
     for (int k = 0; k < Bytes; k += 4) put4(r, c + k, *reinterpret_cast<const u32*>(&codes[k]));
   }
-
-  // Bytes (r0 .. r0+15, c): one 16-byte chunk of the transposed tile.
-  __device__ uint4 column16(int r0, int c) const {
-    u32 w[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      w[j] = u32(v[offset(r0 + 4 * j, c)]) | u32(v[offset(r0 + 4 * j + 1, c)]) << 8 | u32(v[offset(r0 + 4 * j + 2, c)]) << 16 |
-             u32(v[offset(r0 + 4 * j + 3, c)]) << 24;
-    return make_uint4(w[0], w[1], w[2], w[3]);
-  }
 };
 
-// Writes the Rows x Cols code tile in smem, transposed, to dst (Cols x Rows, leading dimension ld), as
-// 16-byte chunks: each transposed row segment is Rows bytes long.
+// 4x4 byte transpose: rows a, b, c, d (4 bytes each) -> out[m] = (a_m, b_m, c_m, d_m).
+__device__ __forceinline__ void transpose4x4(u32 a, u32 b, u32 c, u32 d, u32 (&out)[4]) {
+  const u32 ab01 = __byte_perm(a, b, 0x5140), cd01 = __byte_perm(c, d, 0x5140);
+  const u32 ab23 = __byte_perm(a, b, 0x7362), cd23 = __byte_perm(c, d, 0x7362);
+  out[0] = __byte_perm(ab01, cd01, 0x5410);
+  out[1] = __byte_perm(ab01, cd01, 0x7632);
+  out[2] = __byte_perm(ab23, cd23, 0x5410);
+  out[3] = __byte_perm(ab23, cd23, 0x7632);
+}
+
+// Writes the Rows x Cols code tile in smem, transposed, to dst (Cols x Rows, leading dimension ld). A unit is a
+// 16-row x 4-column sub-block: 16 word loads, four 4x4 byte transposes, four 16-byte stores to four transposed
+// rows. Neighbouring lanes take neighbouring row groups, so each store instruction writes whole row segments.
 template <int Rows, int Cols, int Threads>
 __device__ void store_transposed(const CodeTileSmem<Rows, Cols>& smem, i8* dst, i64 ld) {
-  constexpr int kChunksPerRow = Rows / 16;  // of the transposed tile
-  constexpr int kChunks = Cols * kChunksPerRow;
-  static_assert(kChunks % Threads == 0, "every thread must own the same number of transposed chunks");
+  constexpr int kGroups = Rows / 16, kUnits = kGroups * (Cols / 4);
 #pragma unroll
-  for (int i = 0; i < kChunks / Threads; ++i) {
-    const int c = i * Threads + int(threadIdx.x);
-    const int tr = c / kChunksPerRow, tc = c % kChunksPerRow * 16;
-    *reinterpret_cast<uint4*>(dst + i64(tr) * ld + tc) = smem.column16(tc, tr);
+  for (int i = 0; i < (kUnits + Threads - 1) / Threads; ++i) {
+    const int u = i * Threads + int(threadIdx.x);
+    if (kUnits % Threads != 0 && u >= kUnits) break;
+    const int r0 = u % kGroups * 16, word = u / kGroups;
+    u32 rows[16];
+#pragma unroll
+    for (int j = 0; j < 16; ++j) rows[j] = smem.w[smem.index(r0 + j, word)];
+    u32 t[4][4];  // t[g][m]: bytes of column 4 * word + m, rows r0 + 4g .. r0 + 4g + 3
+#pragma unroll
+    for (int g = 0; g < 4; ++g) transpose4x4(rows[4 * g], rows[4 * g + 1], rows[4 * g + 2], rows[4 * g + 3], t[g]);
+#pragma unroll
+    for (int m = 0; m < 4; ++m)
+      *reinterpret_cast<uint4*>(dst + i64(4 * word + m) * ld + r0) = make_uint4(t[0][m], t[1][m], t[2][m], t[3][m]);
   }
 }
 
