@@ -18,12 +18,13 @@ void validate_block_tile(std::string_view family, int block, const BlockTile& ti
     require(v == 1 || v == 2 || v == 4 || v == 8, family, "tile_rows/tile_cols=" + std::to_string(v) + " must be 1, 2, 4 or 8 blocks");
   require(tile.threads >= 32 && tile.threads % 32 == 0 && tile.threads <= t.max_threads_per_block, family,
           "threads=" + std::to_string(tile.threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+  // Each thread owns whole 16-byte chunks in one column of the tile: the threads must cover a row's chunks a
+  // whole number of times, and the rows a whole number of row steps.
+  const int chunks_per_row = tile.cols * block * elem_bytes / 16;
+  require(tile.threads % chunks_per_row == 0 && tile.rows * block % (tile.threads / chunks_per_row) == 0, family,
+          "threads=" + std::to_string(tile.threads) + " does not split a " + std::to_string(tile.rows * block) + "x" +
+              std::to_string(tile.cols * block) + " tile of " + std::to_string(elem_bytes) + "-byte elements into whole columns of 16-byte chunks");
   const long elems = long(tile.rows) * tile.cols * block * block;
-  for (int bytes : {elem_bytes, 1}) {
-    const long chunks = elems * bytes / 16;
-    require(chunks % tile.threads == 0 && chunks >= tile.threads, family,
-            "threads=" + std::to_string(tile.threads) + " does not divide the tile's " + std::to_string(chunks) + " 16-byte chunks evenly");
-  }
   const long smem = (transposes ? elems : 0) + long(tile.rows) * tile.cols * 12;
   require(smem <= t.max_static_smem, family,
           "needs " + std::to_string(smem) + " bytes of static shared memory, " + t.arch + " allows " + std::to_string(t.max_static_smem) +
@@ -57,9 +58,8 @@ BlockTile BlockTile::fit(std::int64_t rows, std::int64_t cols, int block, int el
   };
   BlockTile tile{largest(rows), largest(cols), 0};
   const int chunks = tile.rows * tile.cols * block * block * elem_bytes / 16;
-  tile.threads = std::clamp(chunks / 8, 32, 512);
-  const int code_chunks = tile.rows * tile.cols * block * block / 16;  // the codes must split evenly too
-  tile.threads = std::min(tile.threads, std::max(32, code_chunks));
+  const int chunks_per_row = tile.cols * block * elem_bytes / 16;
+  tile.threads = std::max(std::clamp(chunks / 4, 32, 1024), chunks_per_row);
   return tile;
 }
 

@@ -45,7 +45,7 @@ std::string nvrtc_version() {
 
 std::uint64_t compile_count() { return compiles.load(); }
 
-CompiledKernel compile(const gen::KernelSource& source, const std::string& arch) {
+CompiledKernel compile(const gen::KernelSource& source, const std::string& arch, bool resource_report) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<const char*> header_texts, header_names;
   std::vector<std::string> owned_texts;  // NVRTC wants NUL-terminated strings
@@ -61,7 +61,8 @@ CompiledKernel compile(const gen::KernelSource& source, const std::string& arch)
               "nvrtcCreateProgram", source);
   check_nvrtc(nvrtcAddNameExpression(prog.handle, source.kernel_expr.c_str()), "nvrtcAddNameExpression", source);
 
-  const std::vector<std::string> options = compile_options(arch);
+  std::vector<std::string> options = compile_options(arch);
+  if (resource_report) options.push_back("--ptxas-options=-v");
   std::vector<const char*> option_ptrs;
   for (const auto& o : options) option_ptrs.push_back(o.c_str());
   compiles.fetch_add(1);

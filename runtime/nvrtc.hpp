@@ -26,8 +26,9 @@ struct CompileError : std::runtime_error {
 };
 
 // Compiles for `arch` ("sm_90a", "sm_80", ...). Throws CompileError carrying the source's name and
-// NVRTC's log. Thread-safe: each call owns its own NVRTC program.
-CompiledKernel compile(const gen::KernelSource& source, const std::string& arch);
+// NVRTC's log. Thread-safe: each call owns its own NVRTC program. With `resource_report`, ptxas adds
+// registers, stack frame and spills per kernel to the log (the cubin is the same).
+CompiledKernel compile(const gen::KernelSource& source, const std::string& arch, bool resource_report = false);
 
 // The exact options a compile for `arch` uses; part of what identifies a cubin.
 std::vector<std::string> compile_options(const std::string& arch);

@@ -30,14 +30,16 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) dequanti
   typename CodeTile::Chunk q[CodeTile::kChunksPerThread];
   CodeTile::load(q, p.codes + r0 * p.cols + c0, p.cols);
 
-  typename OutTile::Chunk y[OutTile::kChunksPerThread];
+  Out* out = static_cast<Out*>(p.y) + r0 * p.cols + c0;
+  const float* scales = p.scales + (c0 + OutTile::col()) / B;
 #pragma unroll
   for (int i = 0; i < OutTile::kChunksPerThread; ++i) {
-    const float scale = __ldg(p.scales + (r0 + OutTile::row(i)) / B * (p.cols / B) + (c0 + OutTile::col(i)) / B);
+    const float scale = __ldg(scales + (r0 + OutTile::row(i)) / B * (p.cols / B));
+    typename OutTile::Chunk y;
 #pragma unroll
-    for (int k = 0; k < OutTile::kElemsPerChunk; ++k) y[i].elem[k] = from_float<Out>(code_to_float(q[i].elem[k]) * scale);
+    for (int k = 0; k < OutTile::kElemsPerChunk; ++k) y.elem[k] = from_float<Out>(code_to_float(q[i].elem[k]) * scale);
+    OutTile::store(y, i, out, p.cols);
   }
-  OutTile::store(y, static_cast<Out*>(p.y) + r0 * p.cols + c0, p.cols);
 }
 
 }  // namespace jetforge

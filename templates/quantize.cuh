@@ -41,34 +41,38 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
   amax.clear();
   typename InTile::Chunk x[InTile::kChunksPerThread];
   InTile::load(x, static_cast<const In*>(p.x) + r0 * p.cols + c0, p.cols);
+  const int block_col = InTile::col() / B;
   __syncthreads();
 #pragma unroll
   for (int i = 0; i < InTile::kChunksPerThread; ++i) {
     float m = 0.0f;
 #pragma unroll
     for (int k = 0; k < InTile::kElemsPerChunk; ++k) m = fmaxf(m, fabsf(to_float(x[i].elem[k])));
-    amax.template add<kLanesPerBlockRow>(InTile::row(i) / B * TileBC + InTile::col(i) / B, m);
+    amax.template add<kLanesPerBlockRow>(InTile::row(i) / B * TileBC + block_col, m);
   }
   __syncthreads();
   amax.finish();
   __syncthreads();
 
-  typename CodeTile::Chunk q[CodeTile::kChunksPerThread];
+  // Each chunk is quantized and written at once (and staged for the transpose), so no code array stays live.
+  i8* codes = p.codes + r0 * p.cols + c0;
 #pragma unroll
   for (int i = 0; i < InTile::kChunksPerThread; ++i) {
-    const float inv = amax.inv_scale[InTile::row(i) / B * TileBC + InTile::col(i) / B];
-    const u64 first = u64((r0 + InTile::row(i)) * p.cols + c0 + InTile::col(i));  // element index of the chunk
+    const float inv = amax.inv_scale[InTile::row(i) / B * TileBC + block_col];
+    const u64 first = u64((r0 + InTile::row(i)) * p.cols + c0 + InTile::col());  // element index of the chunk
+    typename CodeTile::Chunk q;
 #pragma unroll
     for (int k = 0; k < InTile::kElemsPerChunk; k += 4) {
       const u64 h = Round == kRoundStochastic ? hash64(p.seed, (first + k) >> 2) : 0;
 #pragma unroll
       for (int f = 0; f < 4; ++f) {
         const float v = to_float(x[i].elem[k + f]);
-        q[i].elem[k + f] = Round == kRoundNearest ? quantize_nearest(v, inv) : quantize_stochastic(v, inv, sr_noise_field(h, f));
+        q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(v, inv) : quantize_stochastic(v, inv, sr_noise_field(h, f));
       }
     }
+    CodeTile::store(q, i, codes, p.cols);
+    if constexpr (WithTranspose) staged.put(InTile::row(i), InTile::col(), q.elem);
   }
-  CodeTile::store(q, p.codes + r0 * p.cols + c0, p.cols);
 
   const i64 blocks_per_row = p.cols / B, blocks_per_col = p.rows / B;
   for (int b = int(threadIdx.x); b < TileBR * TileBC; b += Threads) {
@@ -78,8 +82,6 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
   }
 
   if constexpr (WithTranspose) {
-#pragma unroll
-    for (int i = 0; i < CodeTile::kChunksPerThread; ++i) staged.put(CodeTile::row(i), CodeTile::col(i), q[i].elem);
     __syncthreads();
     store_transposed<kRows, kCols, Threads>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
   }

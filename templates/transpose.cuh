@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) transpos
   typename CodeTile::Chunk q[CodeTile::kChunksPerThread];
   CodeTile::load(q, p.codes + r0 * p.cols + c0, p.cols);
 #pragma unroll
-  for (int i = 0; i < CodeTile::kChunksPerThread; ++i) staged.put(CodeTile::row(i), CodeTile::col(i), q[i].elem);
+  for (int i = 0; i < CodeTile::kChunksPerThread; ++i) staged.put(CodeTile::row(i), CodeTile::col(), q[i].elem);
   __syncthreads();
   store_transposed<kRows, kCols, Threads>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
 

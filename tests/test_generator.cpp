@@ -43,8 +43,8 @@ TEST_SUITE("generator") {
     CHECK_THROWS_WITH_AS(emit_key("quantize:threads=48", sm90), doctest::Contains("threads=48 must be a multiple of 32"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("quantize:threads=2048", sm90), doctest::Contains("must be a multiple of 32 in 32..1024"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("quantize:tile_rows=3", sm90), doctest::Contains("must be 1, 2, 4 or 8 blocks"), SpecError);
-    // A 1x1 tile of 32x32 codes is 64 chunks of 16 bytes: 128 threads cannot share them evenly.
-    CHECK_THROWS_WITH_AS(emit_key("quantize:tile_rows=1,tile_cols=1,threads=128", sm90), doctest::Contains("does not divide"), SpecError);
+    // A 1x1 tile of 32x32 BF16 values is 32 rows of 4 chunks: 256 threads would need 64 rows.
+    CHECK_THROWS_WITH_AS(emit_key("quantize:tile_rows=1,tile_cols=1,threads=256", sm90), doctest::Contains("does not split a 32x32 tile"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("quantize:in=i8", sm90), doctest::Contains("in must be f32 or bf16"), SpecError);
     // A 4x4 tile of 64x64 blocks staged for the transpose is 64 KiB of shared memory > 48 KiB.
     CHECK_THROWS_WITH_AS(emit_key("quantize:block=64,transpose=1,threads=512", sm90), doctest::Contains("static shared memory"), SpecError);

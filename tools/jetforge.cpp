@@ -51,6 +51,7 @@ for ARCH (sm_80, sm_86, sm_89, sm_90, sm_90a) and compiles it with NVRTC. No GPU
   --arch ARCH   target architecture (required)
   -o FILE       write the cubin to FILE (inspect it with: cuobjdump --dump-sass FILE)
   --source      print the generated source instead of compiling
+  --resources   print ptxas's resource report (registers, shared memory, stack frame, spills)
 Without -o or --source it compiles and reports the cubin's size, lowered name and compile time.
 )";
 
@@ -103,7 +104,7 @@ int cmd_specs(const Args& args) {
 
 int cmd_compile(const Args& args) {
   std::string spec, arch, output;
-  bool source_only = false;
+  bool source_only = false, resources = false;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&](const char* flag) {
       if (i + 1 >= args.size()) throw UsageError(std::string(flag) + " needs a value");
@@ -112,6 +113,7 @@ int cmd_compile(const Args& args) {
     if (args[i] == "--arch") arch = value("--arch");
     else if (args[i] == "-o") output = value("-o");
     else if (args[i] == "--source") source_only = true;
+    else if (args[i] == "--resources") resources = true;
     else if (args[i].starts_with("-")) throw UsageError("unknown option " + args[i]);
     else if (spec.empty()) spec = args[i];
     else throw UsageError("compile takes one SPEC, got a second: " + args[i]);
@@ -123,7 +125,7 @@ int cmd_compile(const Args& args) {
     std::cout << source.text;
     return 0;
   }
-  const auto compiled = jetforge::compile(source, arch);
+  const auto compiled = jetforge::compile(source, arch, resources);
   if (!compiled.log.empty()) std::cerr << compiled.log << "\n";
   if (!output.empty()) {
     std::ofstream out(output, std::ios::binary);

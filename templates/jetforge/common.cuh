@@ -95,7 +95,10 @@ JF_HD u64 hash64(u64 seed, u64 counter) {
 // Stochastic-rounding noise: element i of a tensor takes the 16-bit field (i % 4) of hash64(seed, i / 4), so
 // one hash serves four neighbouring elements. u = field / 2^16 in [0, 1): a 16-bit grid leaves a rounding bias
 // below 2^-16 of a quantization step.
-JF_HD float sr_noise_field(u64 hash, int field) { return float(u32(hash >> (16 * field)) & 0xffffu) * (1.0f / 65536.0f); }
+// (The 16-bit integer is made a float by OR-ing it into the mantissa of 2^23: exact, and no converter.)
+JF_HD float sr_noise_field(u64 hash, int field) {
+  return (bits_float(0x4B000000u | (u32(hash >> (16 * field)) & 0xffffu)) - 8388608.0f) * (1.0f / 65536.0f);
+}
 JF_HD float sr_noise(u64 seed, u64 i) { return sr_noise_field(hash64(seed, i >> 2), int(i & 3)); }
 
 // Rounding through the FP32 adder instead of the (quarter-rate) float->int converters: for |t| < 2^22,
@@ -106,7 +109,11 @@ constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23 = bits 0x4B400000
 // A code's float value lives in [kMagic - 127, kMagic + 127]; clamping there keeps the code in range.
 JF_HD float clamp_magic(float y) {
   const float lo = kMagic - kCodeMax, hi = kMagic + kCodeMax;
+#if JF_DEVICE_CODE
+  return fminf(fmaxf(y, lo), hi);
+#else
   return y < lo ? lo : (y > hi ? hi : y);
+#endif
 }
 JF_HD i8 magic_code(float y) { return i8(u8(float_bits(y) & 0xffu)); }
 

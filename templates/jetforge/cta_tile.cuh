@@ -20,9 +20,10 @@ template <> struct VecOfBytes<4> { typedef unsigned int type; };
 template <class T, int Rows, int Cols, int Threads, int ChunkBytes = 16> struct CtaTile {
   static constexpr int kElemsPerChunk = ChunkBytes / int(sizeof(T));
   static constexpr int kChunksPerRow = Cols / kElemsPerChunk;
-  static constexpr int kChunksPerThread = Rows * kChunksPerRow / Threads;
+  static constexpr int kRowStep = Threads / kChunksPerRow;  // rows between a thread's consecutive chunks
+  static constexpr int kChunksPerThread = Rows / kRowStep;
   static_assert(Cols % kElemsPerChunk == 0, "a tile row must hold whole chunks");
-  static_assert(Rows * kChunksPerRow % Threads == 0, "every thread must own the same number of chunks");
+  static_assert(Threads % kChunksPerRow == 0 && Rows % kRowStep == 0, "every thread must own whole chunks in one column");
 
   typedef typename VecOfBytes<ChunkBytes>::type Vec;
   union Chunk {
@@ -30,17 +31,18 @@ template <class T, int Rows, int Cols, int Threads, int ChunkBytes = 16> struct 
     T elem[kElemsPerChunk];
   };
 
-  static __device__ int row(int i) { return (i * Threads + int(threadIdx.x)) / kChunksPerRow; }
-  static __device__ int col(int i) { return (i * Threads + int(threadIdx.x)) % kChunksPerRow * kElemsPerChunk; }
+  // A thread's chunks all sit in one column, kRowStep rows apart.
+  static __device__ int row(int i) { return int(threadIdx.x / unsigned(kChunksPerRow)) + i * kRowStep; }
+  static __device__ int col() { return int(threadIdx.x % unsigned(kChunksPerRow)) * kElemsPerChunk; }
 
   // Issues every load before any use, so kChunksPerThread requests are in flight per thread.
   static __device__ void load(Chunk (&c)[kChunksPerThread], const T* tile, i64 ld) {
+    const T* p = tile + i64(row(0)) * ld + col();
 #pragma unroll
-    for (int i = 0; i < kChunksPerThread; ++i) c[i].vec = __ldg(reinterpret_cast<const Vec*>(tile + i64(row(i)) * ld + col(i)));
+    for (int i = 0; i < kChunksPerThread; ++i) c[i].vec = __ldg(reinterpret_cast<const Vec*>(p + i * kRowStep * ld));
   }
-  static __device__ void store(const Chunk (&c)[kChunksPerThread], T* tile, i64 ld) {
-#pragma unroll
-    for (int i = 0; i < kChunksPerThread; ++i) *reinterpret_cast<Vec*>(tile + i64(row(i)) * ld + col(i)) = c[i].vec;
+  static __device__ void store(const Chunk& c, int i, T* tile, i64 ld) {
+    *reinterpret_cast<Vec*>(tile + i64(row(i)) * ld + col()) = c.vec;
   }
 };
 
