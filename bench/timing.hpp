@@ -1,5 +1,6 @@
 // Benchmark timing: warm-up, then the median of many individually event-timed runs. `run(i)` gets the
-// iteration number so callers can rotate among input sets larger than L2 together.
+// iteration number so callers can rotate among input sets; `prepare(i)`, if given, runs before each timed run,
+// outside the timed region (e.g. an L2 flush).
 #pragma once
 #include <algorithm>
 #include <functional>
@@ -9,11 +10,13 @@
 
 namespace jetforge::bench {
 
-inline double median_ms(CUstream stream, const std::function<void(int)>& run, int warmup = 5, int reps = 50) {
+inline double median_ms(CUstream stream, const std::function<void(int)>& run, int warmup = 5, int reps = 50,
+                        const std::function<void(int)>& prepare = nullptr) {
   for (int i = 0; i < warmup; ++i) run(i);
   std::vector<double> ms;
   Event start, stop;
   for (int i = 0; i < reps; ++i) {
+    if (prepare) prepare(i);
     start.record(stream);
     run(i);
     stop.record(stream);

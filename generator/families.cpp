@@ -45,7 +45,11 @@ template <class Spec> FamilyInfo family_info(std::string_view summary) {
         for (const Spec& s : Spec::defaults()) keys.push_back(canonical_key(s));
         return keys;
       },
-      [](std::string_view key, const TargetLimits& target) { return emit_checked(parse_key<Spec>(key), target); }};
+      [](std::string_view key, const TargetLimits& target) { return emit_checked(parse_key<Spec>(key), target); },
+      [](const TargetLimits& target) {
+        if constexpr (requires { Spec::supports(target); }) return Spec::supports(target);
+        else return true;
+      }};
 }
 
 }  // namespace
@@ -100,6 +104,43 @@ std::string TransposeSpec::kernel_expr() const { return "jetforge::transpose_ker
 
 std::vector<TransposeSpec> TransposeSpec::defaults() { return {TransposeSpec{32, BlockTile::fit(128, 128, 32, 1)}}; }
 
+void GemmSm90Spec::validate(const TargetLimits& t) const {
+  require(t.arch == "sm_90a", family, "needs sm_90a (wgmma and TMA), not " + t.arch + "; use the portable GEMM path there");
+  require(bn == 64 || bn == 128, family, "bn=" + std::to_string(bn) + " is not supported (64 or 128)");
+  require(group == 32 || group == 64 || group == 128, family, "group=" + std::to_string(group) + " is not supported (32, 64 or 128)");
+  require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
+  require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
+  require(smem_bytes() <= t.max_dynamic_smem, family,
+          "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem) +
+              " (use fewer stages or bn=64)");
+}
+
+int GemmSm90Spec::smem_bytes() const {
+  // Mirrors GemmSm90Smem in templates/gemm_sm90.cuh; the kernel traps if it was given less than it needs.
+  const int groups = kBK / group;
+  const int tiles = stages * (kBM + bn) * kBK + 2 * 64 * bn;
+  const int scales = stages * (kBM / 32 + bn / 32) * groups * 4 + 2 * 4 * (bn / 32) * 4;
+  const int barriers = 2 * stages * 8;
+  return tiles + scales + barriers + 1024 /* alignment of the swizzled tiles */ + 64 /* struct padding */;
+}
+
+std::string GemmSm90Spec::kernel_expr() const {
+  const char* output = out == GemmOut::f32 ? "jetforge::kGemmOutF32" : out == GemmOut::bf16 ? "jetforge::kGemmOutBF16" : "jetforge::kGemmOutI8";
+  return "jetforge::gemm_sm90_kernel<" + std::to_string(bn) + ", " + std::to_string(group) + ", " + std::to_string(stages) + ", " + output + ", " +
+         round_expr(round) + ">";
+}
+
+std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {
+  std::vector<GemmSm90Spec> out;
+  for (int group : {32, 128}) {
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::nearest});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::stochastic});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::f32, Rounding::nearest});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::bf16, Rounding::nearest});
+  }
+  return out;
+}
+
 std::uint64_t hash_templates(std::string_view template_file) {
   Fnv1a64 h;
   for (const auto& t : template_closure(template_file)) h.add(t.name).add(t.text);
@@ -111,6 +152,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<QuantizeSpec>("FP32/BF16 -> per-block INT8 codes + FP32 scales (nearest or stochastic), optionally with X^T"),
       family_info<DequantizeSpec>("per-block INT8 codes + scales -> FP32/BF16"),
       family_info<TransposeSpec>("BlockTensor -> its transpose (codes and scale grid)"),
+      family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
   };
   return all;
 }

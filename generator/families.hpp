@@ -80,12 +80,41 @@ struct TransposeSpec {
   static std::vector<TransposeSpec> defaults();
 };
 
+// Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.
+enum class GemmOut { f32, bf16, i8 };
+template <> struct EnumNames<GemmOut> {
+  static constexpr std::pair<GemmOut, std::string_view> table[] = {{GemmOut::f32, "f32"}, {GemmOut::bf16, "bf16"}, {GemmOut::i8, "i8"}};
+};
+
+struct GemmSm90Spec {
+  static constexpr std::string_view family = "gemm_sm90";
+  static constexpr std::string_view template_file = "gemm_sm90.cuh";
+  static constexpr std::string_view params_type = "const __grid_constant__ jetforge::GemmSm90Params";
+  static constexpr int kBM = 128, kBK = 128, kThreads = 384;  // two consumer warpgroups of 64 rows + a producer
+  int bn = 128;     // tile columns: 64 or 128
+  int group = 32;   // K-group: columns of K per scale (32 = the method's square blocks; 64, 128 coarser and faster)
+  int stages = 4;   // depth of the TMA ring, 128 bytes of K per stage
+  GemmOut out = GemmOut::i8;
+  Rounding round = Rounding::nearest;  // INT8 output only
+
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round);
+  }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return kThreads; }
+  int smem_bytes() const;  // dynamic shared memory per CTA, alignment slack included
+  static std::vector<GemmSm90Spec> defaults();
+  static bool supports(const TargetLimits& t) { return t.arch == "sm_90a"; }
+};
+
 // Type-erased view of a family, for the command line and for "compile every template" tests.
 struct FamilyInfo {
   std::string_view name;
   std::string_view summary;
   std::function<std::vector<std::string>()> default_keys;
   std::function<KernelSource(std::string_view key, const TargetLimits&)> emit_key;  // parse, validate, emit
+  std::function<bool(const TargetLimits&)> supports;  // whether the family has kernels for this target at all
 };
 
 const std::vector<FamilyInfo>& families();

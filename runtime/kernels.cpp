@@ -31,10 +31,13 @@ void Kernel::launch_raw(unsigned grid, void** args, CUstream stream, unsigned dy
         ("cuLaunchKernel for " + key_).c_str());
 }
 
-const Kernel& KernelTable::get(const gen::KernelSource& source) {
+const Kernel& KernelTable::get(const std::string& key, const std::function<gen::KernelSource()>& emit) {
   std::lock_guard lock(mutex_);
-  auto& slot = kernels_[source.key];
-  if (!slot) slot = std::make_unique<Kernel>(compile(source, arch_));
+  auto& slot = kernels_[key];
+  if (!slot) {
+    std::unique_ptr<Kernel> loaded = std::make_unique<Kernel>(compile(emit(), arch_));
+    slot = std::move(loaded);  // only a kernel that compiled and loaded enters the table
+  }
   return *slot;
 }
 

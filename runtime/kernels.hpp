@@ -3,10 +3,11 @@
 #pragma once
 #include <cuda.h>
 
-#include <map>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "generator/kernel_source.hpp"
 #include "runtime/device.hpp"
@@ -43,13 +44,14 @@ class KernelTable {
  public:
   explicit KernelTable(const DeviceInfo& device) : arch_(device.arch()) {}
   const std::string& arch() const { return arch_; }
-  // The loaded kernel for this source, compiling and loading it on first use. Thread-safe.
-  const Kernel& get(const gen::KernelSource& source);
+  // The loaded kernel for a canonical spec key; on the first use of a key, `emit` makes its source, which is
+  // compiled and loaded. A hit costs one hash-map lookup: no emission, no hashing of template text. Thread-safe.
+  const Kernel& get(const std::string& key, const std::function<gen::KernelSource()>& emit);
 
  private:
   std::string arch_;
   std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<Kernel>> kernels_;  // by canonical key
+  std::unordered_map<std::string, std::unique_ptr<Kernel>> kernels_;
 };
 
 // What operators run in: one device, its current context, and the kernels loaded into it.
@@ -59,8 +61,10 @@ class Context {
   const Device& device() const { return device_; }
   const gen::TargetLimits& limits() const { return limits_; }
 
-  // Validates the spec for this device, then returns its loaded kernel.
-  template <class Spec> const Kernel& kernel(const Spec& spec) { return kernels_.get(gen::emit_checked(spec, limits_)); }
+  // The loaded kernel of a spec; a spec used for the first time is validated for this device and built.
+  template <class Spec> const Kernel& kernel(const Spec& spec) {
+    return kernels_.get(gen::canonical_key(spec), [&] { return gen::emit_checked(spec, limits_); });
+  }
 
  private:
   Device device_;

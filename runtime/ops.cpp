@@ -17,12 +17,18 @@ void require(bool ok, const std::string& message) {
 
 std::string shape(std::int64_t rows, std::int64_t cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
 
+// The block-wise kernels handle the method's square blocks only.
+void check_square(const char* op, const BlockTensorRef& q) {
+  require(q.group == q.block, std::string(op) + ": BlockTensor has " + std::to_string(q.block) + "x" + std::to_string(q.group) +
+                                  " blocks; this operator supports square blocks only");
+}
+
 void check_same_shape(const char* op, const DenseRef& x, const BlockTensorRef& q) {
   require(x.rows == q.rows && x.cols == q.cols, std::string(op) + ": dense tensor is " + shape(x.rows, x.cols) + " but the BlockTensor is " + shape(q.rows, q.cols));
 }
 
 void check_transposed(const char* op, const BlockTensorRef& q, const BlockTensorRef& q_t) {
-  require(q_t.rows == q.cols && q_t.cols == q.rows && q_t.block == q.block,
+  require(q_t.rows == q.cols && q_t.cols == q.rows && q_t.block == q.block && q_t.group == q.group,
           std::string(op) + ": transposed output must be " + shape(q.cols, q.rows) + " with block " + std::to_string(q.block) + ", got " +
               shape(q_t.rows, q_t.cols) + " with block " + std::to_string(q_t.block));
 }
@@ -41,6 +47,7 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
   const char* op = out_t ? "quantize_transpose" : "quantize";
   check_float_dtype(op, x.dtype);
   check_block_shape(op, out.rows, out.cols, out.block);
+  check_square(op, out);
   check_same_shape(op, x, out);
   if (out_t) check_transposed(op, out, *out_t);
   const gen::QuantizeSpec spec{x.dtype, out.block, o.rounding, out_t != nullptr, gen::BlockTile::fit(out.rows, out.cols, out.block, gen::dtype_size(x.dtype))};
@@ -69,6 +76,7 @@ void quantize_transpose(Context& ctx, const DenseRef& x, const BlockTensorRef& o
 void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstream stream) {
   check_float_dtype("dequantize", y.dtype);
   check_block_shape("dequantize", q.rows, q.cols, q.block);
+  check_square("dequantize", q);
   check_same_shape("dequantize", y, q);
   const gen::DequantizeSpec spec{y.dtype, q.block, gen::BlockTile::fit(q.rows, q.cols, q.block, gen::dtype_size(y.dtype))};
   const DequantizeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<void*>(y.data),
@@ -78,6 +86,7 @@ void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstre
 
 void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t, CUstream stream) {
   check_block_shape("transpose", q.rows, q.cols, q.block);
+  check_square("transpose", q);
   check_transposed("transpose", q, q_t);
   const gen::TransposeSpec spec{q.block, gen::BlockTile::fit(q.rows, q.cols, q.block, 1)};
   const TransposeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<i8*>(q_t.codes),

@@ -13,11 +13,14 @@ void check_block_shape(const std::string& what, std::int64_t rows, std::int64_t 
   }
 }
 
-BlockTensor::BlockTensor(std::int64_t rows, std::int64_t cols, int block) {
+BlockTensor::BlockTensor(std::int64_t rows, std::int64_t cols, int block, int group) {
+  if (group == 0) group = block;
   check_block_shape("BlockTensor", rows, cols, block);
+  if (cols % group != 0)
+    throw std::invalid_argument("BlockTensor: cols=" + std::to_string(cols) + " is not a multiple of the K-group " + std::to_string(group));
   codes_ = DeviceBuffer(size_t(rows * cols));
-  scales_ = DeviceBuffer(size_t(rows / block * (cols / block) * 4));
-  ref_ = BlockTensorRef{codes_.get(), scales_.get(), rows, cols, block};
+  scales_ = DeviceBuffer(size_t(rows / block * (cols / group) * 4));
+  ref_ = BlockTensorRef{codes_.get(), scales_.get(), rows, cols, block, group};
 }
 
 }  // namespace jetforge

@@ -20,13 +20,15 @@ struct DenseRef {
   std::int64_t bytes() const { return rows * cols * gen::dtype_size(dtype); }
 };
 
-// INT8 codes (rows x cols, row-major) + FP32 scales ((rows/B) x (cols/B), row-major).
+// INT8 codes (rows x cols, row-major) + FP32 scales ((rows/B) x (cols/G), row-major). B x B blocks (G = B) are
+// the method's format; a GEMM operand quantized with a coarser K-group has G = 64 or 128 along its columns.
 struct BlockTensorRef {
   CUdeviceptr codes = 0, scales = 0;
   std::int64_t rows = 0, cols = 0;
   int block = 32;
+  int group = 32;  // columns per scale
   std::int64_t scale_rows() const { return rows / block; }
-  std::int64_t scale_cols() const { return cols / block; }
+  std::int64_t scale_cols() const { return cols / group; }
   std::int64_t code_bytes() const { return rows * cols; }
   std::int64_t scale_bytes() const { return scale_rows() * scale_cols() * 4; }
 };
@@ -49,7 +51,7 @@ class DenseTensor {
 
 class BlockTensor {
  public:
-  BlockTensor(std::int64_t rows, std::int64_t cols, int block = 32);
+  BlockTensor(std::int64_t rows, std::int64_t cols, int block = 32, int group = 0);  // group 0: square blocks
   const BlockTensorRef& ref() const { return ref_; }
   DeviceBuffer& codes() { return codes_; }
   DeviceBuffer& scales() { return scales_; }

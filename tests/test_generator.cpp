@@ -49,6 +49,10 @@ TEST_SUITE("generator") {
     // A 4x4 tile of 64x64 blocks staged for the transpose is 64 KiB of shared memory > 48 KiB.
     CHECK_THROWS_WITH_AS(emit_key("quantize:block=64,transpose=1,threads=512", sm90), doctest::Contains("static shared memory"), SpecError);
     CHECK_NOTHROW(emit_key("quantize:block=64,transpose=0,threads=512", sm90));
+    CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:bn=128", TargetLimits::for_arch("sm_80")), doctest::Contains("needs sm_90a"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:group=48", sm90), doctest::Contains("group=48 is not supported"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:stages=8", sm90), doctest::Contains("shared memory"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:out=f32,round=stochastic", sm90), doctest::Contains("INT8 output only"), SpecError);
   }
 
   TEST_CASE("the emitted source includes the template and instantiates the kernel") {
@@ -67,7 +71,7 @@ TEST_SUITE("generator") {
     size_t n = 0;
     for (const auto& f : families())
       for (const auto& key : f.default_keys()) {
-        hashes.insert(f.emit_key(key, TargetLimits::for_arch("sm_80")).hash);
+        hashes.insert(f.emit_key(key, TargetLimits::for_arch("sm_90a")).hash);
         ++n;
       }
     CHECK(hashes.size() == n);
@@ -84,7 +88,7 @@ TEST_SUITE("generator") {
     const auto big = BlockTile::fit(8192, 4096, 32, 2);
     CHECK(big.rows == 4);
     CHECK(big.cols == 4);
-    CHECK(big.threads == 256);
+    CHECK(big.threads == 512);  // 2048 chunks of 16 bytes, 4 per thread
     const auto odd = BlockTile::fit(160, 32, 32, 4);  // 5 x 1 blocks
     CHECK(odd.rows == 1);
     CHECK(odd.cols == 1);

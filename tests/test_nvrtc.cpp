@@ -8,10 +8,11 @@
 using namespace jetforge;
 
 TEST_SUITE("nvrtc") {
-  TEST_CASE("every default spec of every family compiles to a cubin for sm_80 and sm_90a") {
+  TEST_CASE("every default spec of every family compiles to a cubin for sm_80 and sm_90a (where the family targets it)") {
     for (const std::string arch : {"sm_80", "sm_90a"}) {
       const auto target = gen::TargetLimits::for_arch(arch);
-      for (const auto& f : gen::families())
+      for (const auto& f : gen::families()) {
+        if (!f.supports(target)) continue;
         for (const auto& key : f.default_keys()) {
           CAPTURE(arch);
           CAPTURE(key);
@@ -21,6 +22,7 @@ TEST_SUITE("nvrtc") {
           CHECK(k.lowered_name.starts_with("_Z"));
           CHECK(k.arch == arch);
         }
+      }
     }
   }
 

@@ -14,8 +14,9 @@ using gen::Rounding;
 
 namespace {
 
-constexpr unsigned char kPoison = 0x80;  // as a code: -128, outside [-127, 127]; as FP32/BF16: negative NaN-free junk
-constexpr unsigned char kNanBytes = 0xff;
+using testing::kNanBytes;
+using testing::poison;
+using testing::download;
 
 DenseTensor upload_dense(const std::vector<float>& x, std::int64_t rows, std::int64_t cols, DType dtype) {
   DenseTensor t(rows, cols, dtype);
@@ -26,19 +27,6 @@ DenseTensor upload_dense(const std::vector<float>& x, std::int64_t rows, std::in
 
 // The values the kernel actually sees: BF16 inputs are rounded before quantization.
 std::vector<float> as_seen(const std::vector<float>& x, DType dtype) { return dtype == DType::f32 ? x : ref::from_bf16(ref::to_bf16(x)); }
-
-void poison(BlockTensor& q) {
-  q.codes().fill_bytes(kPoison);
-  q.scales().fill_bytes(kNanBytes);
-}
-
-ref::HostBlockTensor download(BlockTensor& q) {
-  const auto& r = q.ref();
-  ref::HostBlockTensor h{r.rows, r.cols, r.block, std::vector<std::int8_t>(size_t(r.code_bytes())), std::vector<float>(size_t(r.scale_bytes() / 4))};
-  q.codes().download(h.codes.data(), h.codes.size());
-  q.scales().download(h.scales.data(), h.scales.size() * 4);
-  return h;
-}
 
 size_t count_mismatches(const ref::HostBlockTensor& got, const ref::HostBlockTensor& want) {
   size_t bad = 0;
@@ -120,9 +108,7 @@ TEST_SUITE("gpu") {
         CAPTURE(gen::enum_name(dtype));
         const auto x = testing::random_blocks(s.rows, s.cols, 32, 1000 + std::uint64_t(s.rows + s.cols));
         const auto want_q = ref::quantize(x, s.rows, s.cols, 32, Rounding::nearest, 0);
-        BlockTensor q(s.rows, s.cols);
-        q.codes().upload(want_q.codes.data(), want_q.codes.size());
-        q.scales().upload(want_q.scales.data(), want_q.scales.size() * 4);
+        BlockTensor q = testing::upload(want_q);
         DenseTensor y(s.rows, s.cols, dtype);
         y.buffer().fill_bytes(kNanBytes);
         dequantize(ctx, q.ref(), y.ref(), nullptr);
@@ -150,9 +136,7 @@ TEST_SUITE("gpu") {
       CAPTURE(s.cols);
       const auto x = testing::random_blocks(s.rows, s.cols, 32, 2000 + std::uint64_t(s.rows * 3 + s.cols));
       const auto want_q = ref::quantize(x, s.rows, s.cols, 32, Rounding::nearest, 0);
-      BlockTensor q(s.rows, s.cols), qt(s.cols, s.rows), qtt(s.rows, s.cols);
-      q.codes().upload(want_q.codes.data(), want_q.codes.size());
-      q.scales().upload(want_q.scales.data(), want_q.scales.size() * 4);
+      BlockTensor q = testing::upload(want_q), qt(s.cols, s.rows), qtt(s.rows, s.cols);
       poison(qt);
       poison(qtt);
       transpose(ctx, q.ref(), qt.ref(), nullptr);

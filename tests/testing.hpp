@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "runtime/kernels.hpp"
+#include "runtime/reference.hpp"
+#include "runtime/tensor.hpp"
 
 namespace jetforge::testing {
 
@@ -25,6 +27,30 @@ inline std::vector<float> random_blocks(std::int64_t rows, std::int64_t cols, in
     for (int r = 0; r < block; ++r)
       for (int c = 0; c < block; ++c) x[size_t(r * cols + c)] = 0.0f;
   return x;
+}
+
+// Output poison: as a code, -128 is outside [-127, 127]; 0xff bytes are NaN as FP32 and BF16.
+constexpr unsigned char kPoisonCode = 0x80;
+constexpr unsigned char kNanBytes = 0xff;
+
+inline void poison(BlockTensor& q) {
+  q.codes().fill_bytes(kPoisonCode);
+  q.scales().fill_bytes(kNanBytes);
+}
+
+inline BlockTensor upload(const ref::HostBlockTensor& h) {
+  BlockTensor q(h.rows, h.cols, h.block, h.group);
+  q.codes().upload(h.codes.data(), h.codes.size());
+  q.scales().upload(h.scales.data(), h.scales.size() * 4);
+  return q;
+}
+
+inline ref::HostBlockTensor download(BlockTensor& q) {
+  const auto& r = q.ref();
+  ref::HostBlockTensor h{r.rows, r.cols, r.block, std::vector<std::int8_t>(size_t(r.code_bytes())), std::vector<float>(size_t(r.scale_bytes() / 4)), r.group};
+  q.codes().download(h.codes.data(), h.codes.size());
+  q.scales().download(h.scales.data(), h.scales.size() * 4);
+  return h;
 }
 
 inline Context& gpu() {

@@ -1,0 +1,119 @@
+// Per-block INT8 GEMM against cuBLAS in one process and one run: for each shape, the forward GEMM (INT8 out) at
+// K-group 32 and 128, the full layer step at K-group 32 (fwd + dX + dW with the transposes they need), cuBLASLt
+// BF16 (FP32 accumulate) for the same GEMMs, and cuBLASLt INT8 with one per-tensor scale. L2 is flushed before
+// every timed run; times are medians.
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/cublas.hpp"
+#include "bench/timing.hpp"
+#include "runtime/gemm.hpp"
+#include "runtime/ops.hpp"
+
+using namespace jetforge;
+
+namespace {
+
+void fill_random(DeviceBuffer& b, std::uint64_t seed, int kind) {  // kind 0: bytes as int8 codes, 1: bf16 N(0,1), 2: fp32 scales
+  std::mt19937_64 rng(seed);
+  std::vector<unsigned char> host(b.bytes());
+  if (kind == 0) {
+    for (auto& v : host) v = (unsigned char)(int(rng() % 255) - 127);
+  } else if (kind == 1) {
+    std::normal_distribution<float> normal(0, 1);
+    for (size_t i = 0; i + 1 < host.size(); i += 2) {
+      const float f = normal(rng);
+      std::uint32_t bits;
+      std::memcpy(&bits, &f, 4);
+      host[i] = (unsigned char)(bits >> 16), host[i + 1] = (unsigned char)(bits >> 24);
+    }
+  } else {
+    std::uniform_real_distribution<float> u(1e-3f, 1e-2f);
+    for (size_t i = 0; i + 3 < host.size(); i += 4) {
+      const float f = u(rng);
+      std::memcpy(&host[i], &f, 4);
+    }
+  }
+  b.upload(host.data(), host.size());
+}
+
+BlockTensor random_block_tensor(std::int64_t rows, std::int64_t cols, int group, std::uint64_t seed) {
+  BlockTensor t(rows, cols, 32, group);
+  fill_random(t.codes(), seed, 0);
+  fill_random(t.scales(), seed + 1, 2);
+  return t;
+}
+
+}  // namespace
+
+int main() {
+  Context ctx(0);
+  const auto& dev = ctx.device().info();
+  std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
+  Stream stream;
+  cublasLtHandle_t lt;
+  bench::check_cublas(cublasLtCreate(&lt), "cublasLtCreate");
+  DeviceBuffer flush(std::size_t(dev.l2_bytes) * 4);
+  auto flush_l2 = [&](int) { flush.fill_bytes(0x5a, stream.get()); };
+  auto time = [&](const std::function<void(int)>& run) { return bench::median_ms(stream.get(), run, 3, 20, flush_l2); };
+
+  struct Shape {
+    std::int64_t m, n, k;
+  };
+  const Shape shapes[] = {{8192, 2304, 768},  {8192, 768, 768},   {8192, 3072, 768},  {8192, 768, 3072}, {8192, 4096, 1024}, {8192, 1024, 4096},
+                          {8192, 8192, 2048}, {8192, 2048, 8192}, {4096, 4096, 4096}, {8192, 8192, 8192}};
+  std::printf("\nforward Y = X W^T (M x N, depth K); times in us; TOP/s = 2MNK/t; ratios are cuBLAS BF16 time / ours\n");
+  std::printf("%-17s %8s %8s %8s %8s | %7s %7s %7s %7s | %6s %6s %6s | %9s %9s %6s\n", "M x N x K", "bf16", "i8 lt", "ours32", "ours128", "TF bf16",
+              "TO i8lt", "TO o32", "TO o128", "x32", "x128", "128/lt", "step bf16", "step o32", "xstep");
+  const float one = 1.0f, zero = 0.0f;
+  for (const Shape s : shapes) {
+    const std::int64_t M = s.m, N = s.n, K = s.k;
+    // BF16 operands and outputs for cuBLAS.
+    DeviceBuffer xb(M * K * 2), wb(N * K * 2), dyb(M * N * 2), yb(M * N * 2), dxb(M * K * 2), dwf(N * K * 4);
+    fill_random(xb, 1, 1), fill_random(wb, 2, 1), fill_random(dyb, 3, 1);
+    bench::LtMatmul bf16_fwd(lt, M, N, K, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    bench::LtMatmul bf16_dx(lt, M, K, N, false, false, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    bench::LtMatmul bf16_dw(lt, N, K, M, true, false, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    bench::LtMatmul i8_fwd(lt, M, N, K, false, true, CUDA_R_8I, CUDA_R_8I, CUBLAS_COMPUTE_32I, CUDA_R_32F);
+    const float alpha_i8 = 1.0f / 4096;
+
+    // INT8 operands of ours: X, W at K-groups 32 and 128; the backward's dY, transposes and FP32 master weights.
+    BlockTensor x32 = random_block_tensor(M, K, 32, 10), w32 = random_block_tensor(N, K, 32, 12);
+    BlockTensor x128 = random_block_tensor(M, K, 128, 14), w128 = random_block_tensor(N, K, 128, 16);
+    BlockTensor y(M, N), dy = random_block_tensor(M, N, 32, 18), dx(M, K);
+    BlockTensor xt(K, M), dyt(N, M), wq(N, K), wt(K, N);
+    DenseTensor w_master(N, K, DType::f32), dw(N, K, DType::f32);
+    fill_random(w_master.buffer(), 20, 2);
+
+    const double t_bf16 = time([&](int) { bf16_fwd.run(xb.get(), wb.get(), yb.get(), &one, &zero, stream.get()); });
+    const double t_i8 = time([&](int) { i8_fwd.run(x32.codes().get(), w32.codes().get(), y.codes().get(), &alpha_i8, &zero, stream.get()); });
+    const double t_32 = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), {}, stream.get()); });
+    const double t_128 = time([&](int) { gemm(ctx, x128.ref(), w128.ref(), y.ref(), {}, stream.get()); });
+    const double step_bf16 = time([&](int) {
+      bf16_fwd.run(xb.get(), wb.get(), yb.get(), &one, &zero, stream.get());
+      bf16_dx.run(dyb.get(), wb.get(), dxb.get(), &one, &zero, stream.get());
+      bf16_dw.run(dyb.get(), xb.get(), dwf.get(), &one, &zero, stream.get());
+    });
+    const double step_32 = time([&](int i) {
+      quantize_transpose(ctx, w_master.ref(), wq.ref(), wt.ref(), {}, stream.get());  // weights: once per step
+      linear_forward(ctx, x32.ref(), wq.ref(), y.ref(), {}, stream.get());
+      transpose(ctx, x32.ref(), xt.ref(), stream.get());  // unfused here: the upstream operator could write X^T itself
+      transpose(ctx, dy.ref(), dyt.ref(), stream.get());
+      linear_backward_data(ctx, dy.ref(), wt.ref(), dx.ref(), std::uint64_t(i), stream.get());
+      linear_backward_weight(ctx, dyt.ref(), xt.ref(), dw.ref(), false, stream.get());
+    });
+    const double ops = 2.0 * double(M) * double(N) * double(K);
+    auto tops = [&](double ms) { return ops / (ms * 1e-3) / 1e12; };
+    char name[32];
+    std::snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)M, (long long)N, (long long)K);
+    std::printf("%-17s %8.1f %8.1f %8.1f %8.1f | %7.0f %7.0f %7.0f %7.0f | %6.2f %6.2f %6.2f | %9.1f %9.1f %6.2f\n", name, t_bf16 * 1e3, t_i8 * 1e3,
+                t_32 * 1e3, t_128 * 1e3, tops(t_bf16), tops(t_i8), tops(t_32), tops(t_128), t_bf16 / t_32, t_bf16 / t_128, t_i8 / t_128,
+                step_bf16 * 1e3, step_32 * 1e3, step_bf16 / step_32);
+    std::fflush(stdout);
+  }
+  cublasLtDestroy(lt);
+  return 0;
+}

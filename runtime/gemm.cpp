@@ -1,0 +1,93 @@
+#include "runtime/gemm.hpp"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "generator/families.hpp"
+#include "templates/gemm_sm90.cuh"
+
+namespace jetforge {
+
+namespace {
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument("gemm: " + message);
+}
+
+std::string shape(const BlockTensorRef& t) { return std::to_string(t.rows) + "x" + std::to_string(t.cols); }
+
+void check_operands(const BlockTensorRef& a, const BlockTensorRef& b, std::int64_t c_rows, std::int64_t c_cols) {
+  require(a.block == 32 && b.block == 32, "operands must use 32-row blocks");
+  require(a.cols == b.cols, "A is " + shape(a) + " and B is " + shape(b) + ": both must have the same K (columns)");
+  require(a.group == b.group, "A and B have K-groups " + std::to_string(a.group) + " and " + std::to_string(b.group) + ": they must match");
+  require(a.group == 32 || a.group == 64 || a.group == 128, "K-group " + std::to_string(a.group) + " is not supported (32, 64 or 128)");
+  require(a.cols % a.group == 0, "K=" + std::to_string(a.cols) + " is not a multiple of the K-group " + std::to_string(a.group));
+  require(c_rows == a.rows && c_cols == b.rows, "C must be " + std::to_string(a.rows) + "x" + std::to_string(b.rows) + " (A rows x B rows), got " +
+                                                    std::to_string(c_rows) + "x" + std::to_string(c_cols));
+}
+
+// A 2-D TMA map over K-major INT8 codes: boxes of 128 bytes of K by `box_rows` rows, 128-byte swizzle.
+TensorMap codes_map(const BlockTensorRef& t, int box_rows) {
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {cuuint64_t(t.cols), cuuint64_t(t.rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(t.cols)};
+  const cuuint32_t box[2] = {128, cuuint32_t(box_rows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  check(driver().cuTensorMapEncodeTiled(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, reinterpret_cast<void*>(t.codes), dims, strides, box,
+                                        element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+        "cuTensorMapEncodeTiled");
+  static_assert(sizeof(TensorMap) == sizeof(CUtensorMap));
+  TensorMap out;
+  std::memcpy(&out, &map, sizeof map);
+  return out;
+}
+
+void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::GemmOut out, const GemmProblem& problem, gen::Rounding rounding,
+         CUstream stream) {
+  const auto& dev = ctx.device().info();
+  if (dev.cc_major != 9)
+    throw std::runtime_error("gemm: this build has the Hopper (sm_90a) GEMM path only; " + dev.name + " is sm_" + std::to_string(dev.cc_major) +
+                             std::to_string(dev.cc_minor) + " and the portable sm_80 path is not implemented yet");
+  const gen::GemmSm90Spec spec{128, a.group, 4, out, rounding};
+  GemmSm90Params params;
+  params.a = codes_map(a, gen::GemmSm90Spec::kBM);
+  params.b = codes_map(b, spec.bn);
+  params.a_scales = reinterpret_cast<const float*>(a.scales);
+  params.b_scales = reinterpret_cast<const float*>(b.scales);
+  params.problem = problem;
+  const std::int64_t tiles = (problem.m + spec.kBM - 1) / spec.kBM * ((problem.n + spec.bn - 1) / spec.bn);
+  ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()));
+}
+
+}  // namespace
+
+void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const BlockTensorRef& c, const GemmOptions& o, CUstream stream) {
+  check_operands(a, b, c.rows, c.cols);
+  require(c.block == 32 && c.group == 32, "INT8 output must use 32x32 blocks");
+  require(o.bias == 0 && !o.accumulate, "bias and accumulate apply to dense (FP32/BF16) output only");
+  const GemmProblem problem{reinterpret_cast<void*>(c.codes), reinterpret_cast<float*>(c.scales), nullptr, a.rows, b.rows, a.cols, o.seed, 0};
+  run(ctx, a, b, gen::GemmOut::i8, problem, o.rounding, stream);
+}
+
+void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const DenseRef& c, const GemmOptions& o, CUstream stream) {
+  check_operands(a, b, c.rows, c.cols);
+  require(c.dtype == DType::f32 || c.dtype == DType::bf16, "dense output must be f32 or bf16");
+  require(o.rounding == gen::Rounding::nearest, "stochastic rounding applies to INT8 output only");
+  require(!o.accumulate || c.dtype == DType::f32, "accumulate needs FP32 output");
+  const GemmProblem problem{reinterpret_cast<void*>(c.data), nullptr, reinterpret_cast<const float*>(o.bias), a.rows, b.rows, a.cols, 0,
+                            o.accumulate ? 1 : 0};
+  run(ctx, a, b, c.dtype == DType::f32 ? gen::GemmOut::f32 : gen::GemmOut::bf16, problem, gen::Rounding::nearest, stream);
+}
+
+void linear_backward_data(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& w_t, const BlockTensorRef& dx, std::uint64_t seed,
+                          CUstream stream) {
+  gemm(ctx, dy, w_t, dx, GemmOptions{gen::Rounding::stochastic, seed, 0, false}, stream);
+}
+
+void linear_backward_weight(Context& ctx, const BlockTensorRef& dy_t, const BlockTensorRef& x_t, const DenseRef& dw, bool accumulate,
+                            CUstream stream) {
+  gemm(ctx, dy_t, x_t, dw, GemmOptions{gen::Rounding::nearest, 0, 0, accumulate}, stream);
+}
+
+}  // namespace jetforge

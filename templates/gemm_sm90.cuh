@@ -1,0 +1,215 @@
+// Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): TMA loads into a Stages-deep ring of 128-byte
+// K slices completing on mbarriers, one producer warp, two consumer warpgroups of 64 rows each issuing
+// m64nBNk32 s8 wgmma into an INT32 scratch accumulator and folding it into FP32 after every K-group. The two
+// consumers drift out of phase, so one folds while the other's wgmma runs.
+#pragma once
+#include "gemm.cuh"
+#include "jetforge/sm90.cuh"
+
+namespace jetforge {
+
+struct GemmSm90Params {
+  TensorMap a, b;        // INT8 codes; boxes of 128 (K) x BM rows and 128 x BN rows, 128-byte swizzle
+  const float* a_scales;  // (M / 32) x (K / G)
+  const float* b_scales;  // (N / 32) x (K / G)
+  GemmProblem problem;
+};
+
+}  // namespace jetforge
+
+#if JF_DEVICE_CODE
+namespace jetforge {
+
+template <int BN, int Group, int Stages> struct GemmSm90Smem {
+  static constexpr int kBM = 128, kBK = 128;  // BK: one 128-byte swizzle row of K per stage
+  static constexpr int kGroups = kBK / Group;
+  i8 a[Stages][kBM * kBK];
+  i8 b[Stages][BN * kBK];
+  i8 out[2][64 * BN];  // INT8 epilogue staging, one slice per consumer warpgroup
+  float a_scales[Stages][kBM / 32][kGroups];
+  float b_scales[Stages][BN / 32][kGroups];
+  float block_amax[2][4][BN / 32];  // INT8 epilogue: per consumer warp
+  u64 full[Stages], empty[Stages];
+};
+
+// Consumer-side epilogue: acc holds this thread's FP32 results (layout of sm90::Wgmma<BN>); row0 is the first row
+// of the warp's 16-row slice, n0 the tile's first column.
+template <int BN, int Output, int Round, class Smem>
+__device__ void gemm_sm90_epilogue(const GemmProblem& p, const float (&acc)[BN / 2], Smem& smem, int wg, int warp, int lane, i64 m0, i64 n0) {
+  const int r_in = lane / 4, c_in = 2 * (lane % 4);
+  const i64 row0 = m0 + 64 * wg + 16 * warp + r_in;
+  if constexpr (Output != kGemmOutI8) {
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const i64 col = n0 + 8 * j + c_in;
+      if (col >= p.n) continue;
+      const float b0 = p.bias ? p.bias[col] : 0.0f, b1 = p.bias ? p.bias[col + 1] : 0.0f;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const i64 row = row0 + 8 * h;
+        if (row >= p.m) continue;
+        float v0 = acc[4 * j + 2 * h] + b0, v1 = acc[4 * j + 2 * h + 1] + b1;
+        if constexpr (Output == kGemmOutF32) {
+          float2* dst = reinterpret_cast<float2*>(static_cast<float*>(p.out) + row * p.n + col);
+          if (p.accumulate) {
+            const float2 old = *dst;
+            v0 += old.x, v1 += old.y;
+          }
+          *dst = make_float2(v0, v1);
+        } else {
+          const u32 packed = u32(float_to_bf16(v0).bits) | u32(float_to_bf16(v1).bits) << 16;
+          *reinterpret_cast<u32*>(static_cast<bf16*>(p.out) + row * p.n + col) = packed;
+        }
+      }
+    }
+  } else {
+    // Per 32x32 output block: the warp's 16 x 32 maximum, then the pair of warps sharing the block.
+    constexpr int kBlocks = BN / 32;
+#pragma unroll
+    for (int nb = 0; nb < kBlocks; ++nb) {
+      float m = 0.0f;
+#pragma unroll
+      for (int j = 4 * nb; j < 4 * nb + 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) m = fmaxf(m, fabsf(acc[4 * j + e]));
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+      if (lane == 0) smem.block_amax[wg][warp][nb] = m;
+    }
+    sm90::named_barrier(1 + wg, 128);
+    i8* staged = smem.out[wg];
+#pragma unroll
+    for (int nb = 0; nb < kBlocks; ++nb) {
+      const float scale = block_scale(fmaxf(smem.block_amax[wg][warp & ~1][nb], smem.block_amax[wg][warp | 1][nb]));
+      const float inv = inverse_scale(scale);
+      if (lane == 0 && (warp & 1) == 0 && row0 < p.m && n0 + 32 * nb < p.n)
+        p.out_scales[(row0 / 32) * (p.n / 32) + (n0 / 32 + nb)] = scale;
+#pragma unroll
+      for (int j = 4 * nb; j < 4 * nb + 4; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = 16 * warp + r_in + 8 * h, c = 8 * j + c_in;
+          i8 q0, q1;
+          if (Round == kRoundNearest) {
+            q0 = quantize_nearest(acc[4 * j + 2 * h], inv);
+            q1 = quantize_nearest(acc[4 * j + 2 * h + 1], inv);
+          } else {
+            const u64 first = u64((m0 + 64 * wg + r) * p.n + n0 + c);  // element index; c is even, so one hash serves both
+            const u64 hsh = hash64(p.seed, first >> 2);
+            q0 = quantize_stochastic(acc[4 * j + 2 * h], inv, sr_noise_field(hsh, int(first & 3)));
+            q1 = quantize_stochastic(acc[4 * j + 2 * h + 1], inv, sr_noise_field(hsh, int(first & 3) + 1));
+          }
+          *reinterpret_cast<u16*>(&staged[r * BN + c]) = u16(u8(q0)) | u16(u8(q1)) << 8;
+        }
+    }
+    sm90::named_barrier(1 + wg, 128);
+    // 64 rows x BN bytes, 16 bytes per thread per step: whole rows of the output tile per warp.
+    const int t = 32 * warp + lane;
+#pragma unroll
+    for (int i = 0; i < 64 * BN / 16 / 128; ++i) {
+      const int chunk = i * 128 + t, r = chunk / (BN / 16), c = chunk % (BN / 16) * 16;
+      const i64 row = m0 + 64 * wg + r, col = n0 + c;
+      if (row < p.m && col < p.n)
+        *reinterpret_cast<uint4*>(static_cast<i8*>(p.out) + row * p.n + col) = *reinterpret_cast<const uint4*>(&staged[r * BN + c]);
+    }
+  }
+}
+
+template <int BN, int Group, int Stages, int Output, int Round>
+__global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
+  typedef GemmSm90Smem<BN, Group, Stages> Smem;
+  constexpr int kBM = Smem::kBM, kBK = Smem::kBK, kGroups = Smem::kGroups;
+  constexpr int kStageBytes = (kBM + BN) * kBK;
+  extern __shared__ u8 smem_raw[];
+  // The 128-byte swizzle wants 1024-byte aligned tiles.
+  Smem& smem = *reinterpret_cast<Smem*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
+  const GemmProblem& p = params.problem;
+
+  // Tiles in groups of 8 along M, so that CTAs running together share B tiles in L2.
+  const int tiles_m = int((p.m + kBM - 1) / kBM), tiles_n = int((p.n + BN - 1) / BN);
+  const int per_group = 8 * tiles_n, group = int(blockIdx.x) / per_group;
+  const int first_m = group * 8, group_rows = min(tiles_m - first_m, 8);
+  const int tile_m = first_m + (int(blockIdx.x) % per_group) % group_rows, tile_n = (int(blockIdx.x) % per_group) / group_rows;
+  const i64 m0 = i64(tile_m) * kBM, n0 = i64(tile_n) * BN;
+  const int k_tiles = int((p.k + kBK - 1) / kBK);
+
+  const int wg = int(threadIdx.x) / 128, warp = int(threadIdx.x) / 32 % 4, lane = int(threadIdx.x) % 32;
+  if (threadIdx.x == 0) {
+    u32 dynamic_bytes;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_bytes));
+    if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();  // the launch gave less than GemmSm90Spec::smem_bytes() promised
+    for (int s = 0; s < Stages; ++s) {
+      sm90::mbar_init(&smem.full[s], 32);  // the producer warp's lanes, after staging the scales
+      sm90::mbar_init(&smem.empty[s], 8);  // one arrival per consumer warp
+    }
+    sm90::fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    sm90::setmaxnreg_dec<40>();
+    if (warp != 0) return;
+    const i64 a_rows = p.m / 32, b_rows = p.n / 32, groups_k = p.k / Group;
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      const int s = kt % Stages;
+      if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], ((kt / Stages) - 1) & 1);
+      // Scales of this K slice: 4 + BN/32 block rows x kGroups groups, staged by the warp's lanes.
+      for (int i = lane; i < (kBM / 32 + BN / 32) * kGroups; i += 32) {
+        const bool is_a = i < (kBM / 32) * kGroups;
+        const int j = is_a ? i : i - (kBM / 32) * kGroups, row = j / kGroups, g = j % kGroups;
+        const i64 grow = (is_a ? m0 : n0) / 32 + row, gk = i64(kt) * kGroups + g;
+        float v = 0.0f;  // outside the matrix: no contribution
+        if (gk < groups_k && grow < (is_a ? a_rows : b_rows)) v = (is_a ? params.a_scales : params.b_scales)[grow * groups_k + gk];
+        (is_a ? smem.a_scales[s][row][g] : smem.b_scales[s][row][g]) = v;
+      }
+      if (lane == 0) {
+        sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);
+        sm90::tma_load_2d(smem.a[s], &params.a, kt * kBK, int(m0), &smem.full[s]);
+        sm90::tma_load_2d(smem.b[s], &params.b, kt * kBK, int(n0), &smem.full[s]);
+      } else {
+        sm90::mbar_arrive(&smem.full[s]);
+      }
+    }
+    return;
+  }
+
+  sm90::setmaxnreg_inc<232>();
+  const int cw = wg - 1;  // consumer warpgroup: rows 64 * cw .. 64 * cw + 63 of the tile
+  typedef sm90::Wgmma<BN> Mma;
+  float acc[Mma::kRegs];
+#pragma unroll
+  for (int i = 0; i < Mma::kRegs; ++i) acc[i] = 0.0f;
+  u32 part[Mma::kRegs];
+  const int a_block = 2 * cw + warp / 2;  // this warp's 32-row block of A within the tile
+
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int s = kt % Stages;
+    sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
+    const u64 desc_a = sm90::smem_desc_k_major_sw128(&smem.a[s][64 * cw * kBK]);
+    const u64 desc_b = sm90::smem_desc_k_major_sw128(smem.b[s]);
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      sm90::wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < Group / 32; ++kk) {
+        const u64 step = u64((g * Group + kk * 32) >> 4);  // bytes along K / 16
+        Mma::mma(part, desc_a + step, desc_b + step, kk);
+      }
+      sm90::wgmma_commit();
+      sm90::wgmma_wait<0>();
+      sm90::fence_registers(part);
+      const float sa = smem.a_scales[s][a_block][g];
+#pragma unroll
+      for (int nb = 0; nb < BN / 32; ++nb) {
+        const float f = sa * smem.b_scales[s][nb][g];
+#pragma unroll
+        for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(__int2float_rn(int(part[i])), f, acc[i]);
+      }
+    }
+    if (lane == 0) sm90::mbar_arrive(&smem.empty[s]);
+  }
+  gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
+}
+
+}  // namespace jetforge
+#endif

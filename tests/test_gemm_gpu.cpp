@@ -1,0 +1,199 @@
+// Per-block INT8 GEMM against the FP64 reference over the dequantized operands, on fresh random operands whose
+// block magnitudes span 1e-4 .. 1e4, outputs poisoned before each run. Large shapes are checked on a random
+// sample of elements (plus the last row and column, where tail tiles are).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "runtime/gemm.hpp"
+#include "testing.hpp"
+
+using namespace jetforge;
+using gen::Rounding;
+
+namespace {
+
+struct Problem {
+  std::int64_t m, n, k;
+};
+
+struct Operands {
+  ref::HostBlockTensor a, b;
+};
+
+Operands make_operands(const Problem& p, int group, std::uint64_t seed) {
+  const auto xa = testing::random_blocks(p.m, p.k, 32, seed);
+  const auto xb = testing::random_blocks(p.n, p.k, 32, seed + 1);
+  return {ref::quantize(xa, p.m, p.k, 32, Rounding::nearest, 0, group), ref::quantize(xb, p.n, p.k, 32, Rounding::nearest, 0, group)};
+}
+
+// The (i, j) pairs checked: every element of small outputs, else a random sample plus the last row and column.
+std::vector<std::pair<std::int64_t, std::int64_t>> checked_elements(const Problem& p, std::uint64_t seed) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  if (p.m * p.n * p.k <= (std::int64_t(1) << 27)) {
+    for (std::int64_t i = 0; i < p.m; ++i)
+      for (std::int64_t j = 0; j < p.n; ++j) out.emplace_back(i, j);
+    return out;
+  }
+  std::mt19937_64 rng(seed);
+  for (int s = 0; s < 1500; ++s) out.emplace_back(std::int64_t(rng() % std::uint64_t(p.m)), std::int64_t(rng() % std::uint64_t(p.n)));
+  for (std::int64_t j = 0; j < p.n; j += 7) out.emplace_back(p.m - 1, j);
+  for (std::int64_t i = 0; i < p.m; i += 7) out.emplace_back(i, p.n - 1);
+  return out;
+}
+
+bool is_large(const Problem& p) { return p.m * p.n * p.k > (std::int64_t(1) << 33); }
+
+const Problem kProblems[] = {{32, 32, 32}, {128, 128, 128}, {96, 160, 224}, {544, 800, 1056}, {256, 384, 2048}, {4096, 4096, 4096}, {8192, 8192, 8192}};
+
+}  // namespace
+
+TEST_SUITE("gpu") {
+  TEST_CASE("gemm FP32/BF16 output matches the FP64 reference (every K-group, bias, accumulate)") {
+    Context& ctx = testing::gpu();
+    std::uint64_t seed = 500;
+    for (const Problem p : kProblems)
+      for (int group : {32, 64, 128}) {
+        if (p.k % group != 0 || (is_large(p) && group == 64)) continue;  // large shapes: K-groups 32 and 128 only
+        CAPTURE(p.m);
+        CAPTURE(p.n);
+        CAPTURE(p.k);
+        CAPTURE(group);
+        const auto ops = make_operands(p, group, seed += 2);
+        BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b);
+        const auto elements = checked_elements(p, seed);
+        std::vector<double> want(elements.size());
+        for (size_t e = 0; e < elements.size(); ++e) want[e] = ref::gemm_element(ops.a, ops.b, elements[e].first, elements[e].second);
+
+        // FP32 out, accumulated onto random values, plus a bias.
+        std::vector<float> c0(size_t(p.m * p.n)), bias(size_t(p.n));
+        std::mt19937 rng{static_cast<unsigned>(seed)};
+        std::normal_distribution<float> normal(0, 1);
+        for (auto& v : c0) v = normal(rng);
+        for (auto& v : bias) v = normal(rng);
+        DenseTensor c(p.m, p.n, DType::f32);
+        DeviceBuffer bias_d(bias.size() * 4);
+        bias_d.upload(bias.data(), bias.size() * 4);
+        c.buffer().upload(c0.data(), c0.size() * 4);
+        gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{Rounding::nearest, 0, bias_d.get(), true}, nullptr);
+        std::vector<float> got(c0.size());
+        c.buffer().download(got.data(), got.size() * 4);
+        double err2 = 0, ref2 = 0;
+        for (size_t e = 0; e < elements.size(); ++e) {
+          const auto [i, j] = elements[e];
+          const double r = want[e] + c0[size_t(i * p.n + j)] + bias[size_t(j)];
+          err2 += (got[size_t(i * p.n + j)] - r) * (got[size_t(i * p.n + j)] - r);
+          ref2 += r * r;
+        }
+        CHECK(std::sqrt(err2 / ref2) <= 1e-5);
+
+        // BF16 out, poisoned first.
+        DenseTensor cb(p.m, p.n, DType::bf16);
+        cb.buffer().fill_bytes(testing::kNanBytes);
+        gemm(ctx, a.ref(), b.ref(), cb.ref(), GemmOptions{}, nullptr);
+        std::vector<std::uint16_t> gotb(size_t(p.m * p.n));
+        cb.buffer().download(gotb.data(), gotb.size() * 2);
+        size_t bad = 0;
+        for (size_t e = 0; e < elements.size(); ++e) {
+          const auto [i, j] = elements[e];
+          const double v = ref::from_bf16(std::span(&gotb[size_t(i * p.n + j)], 1))[0];
+          bad += !(std::fabs(v - want[e]) <= std::fabs(want[e]) * (1.0 / 128) + 1e-30);
+        }
+        CHECK(bad == 0);
+      }
+  }
+
+  TEST_CASE("gemm INT8 output is within one quantization step of the FP64 reference (nearest and stochastic)") {
+    Context& ctx = testing::gpu();
+    std::uint64_t seed = 900;
+    for (const Problem p : kProblems)
+      for (int group : {32, 128})
+        for (Rounding rounding : {Rounding::nearest, Rounding::stochastic}) {
+          if (p.k % group != 0 || (is_large(p) && group != 32)) continue;  // large shapes: K-group 32 only
+          CAPTURE(p.m);
+          CAPTURE(p.n);
+          CAPTURE(p.k);
+          CAPTURE(group);
+          CAPTURE(gen::enum_name(rounding));
+          const auto ops = make_operands(p, group, seed += 2);
+          BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b), c(p.m, p.n);
+          testing::poison(c);
+          gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{rounding, seed, 0, false}, nullptr);
+          const auto got = testing::download(c);
+          const auto elements = checked_elements(p, seed);
+          size_t bad = 0;
+          double worst = 0;
+          for (const auto& [i, j] : elements) {
+            const double r = ref::gemm_element(ops.a, ops.b, i, j), s = got.scale_at(i, j);
+            const double steps = std::fabs(got.value(i, j) - r) / s;  // NaN (poison) fails below
+            worst = std::max(worst, steps);
+            bad += !(steps <= (rounding == Rounding::nearest ? 0.5 + 1e-3 : 1.0 + 1e-3));
+          }
+          MESSAGE("worst error " << worst << " steps over " << elements.size() << " elements");
+          CHECK(bad == 0);
+          for (float s : got.scales) CHECK((s > 0 && std::isfinite(s)));
+        }
+  }
+
+  TEST_CASE("linear layer: forward, backward data and backward weight agree with their GEMM definitions") {
+    Context& ctx = testing::gpu();
+    const std::int64_t tokens = 256, in = 384, out = 160;
+    const auto x = ref::quantize(testing::random_blocks(tokens, in, 32, 11), tokens, in, 32, Rounding::nearest, 0);
+    const auto w = ref::quantize(testing::random_blocks(out, in, 32, 12), out, in, 32, Rounding::nearest, 0);
+    const auto dy = ref::quantize(testing::random_blocks(tokens, out, 32, 13), tokens, out, 32, Rounding::nearest, 0);
+    BlockTensor xd = testing::upload(x), wd = testing::upload(w), dyd = testing::upload(dy);
+    BlockTensor wt = testing::upload(ref::transpose(w)), dyt = testing::upload(ref::transpose(dy)), xt = testing::upload(ref::transpose(x));
+
+    DenseTensor y(tokens, out, DType::f32);
+    y.buffer().fill_bytes(testing::kNanBytes);
+    linear_forward(ctx, xd.ref(), wd.ref(), y.ref(), GemmOptions{}, nullptr);
+    BlockTensor dx(tokens, in);
+    testing::poison(dx);
+    linear_backward_data(ctx, dyd.ref(), wt.ref(), dx.ref(), 77, nullptr);
+    DenseTensor dw(out, in, DType::f32);
+    dw.buffer().fill_bytes(testing::kNanBytes);
+    linear_backward_weight(ctx, dyt.ref(), xt.ref(), dw.ref(), false, nullptr);
+
+    std::vector<float> yh(size_t(tokens * out)), dwh(size_t(out * in));
+    y.buffer().download(yh.data(), yh.size() * 4);
+    dw.buffer().download(dwh.data(), dwh.size() * 4);
+    const auto dxh = testing::download(dx);
+    double e_y = 0, n_y = 0, e_w = 0, n_w = 0;
+    size_t bad_dx = 0;
+    for (std::int64_t t = 0; t < tokens; ++t)
+      for (std::int64_t o = 0; o < out; ++o) {
+        double r = 0;
+        for (std::int64_t i = 0; i < in; ++i) r += x.value(t, i) * w.value(o, i);
+        e_y += std::pow(yh[size_t(t * out + o)] - r, 2), n_y += r * r;
+      }
+    for (std::int64_t t = 0; t < tokens; ++t)
+      for (std::int64_t i = 0; i < in; ++i) {
+        double r = 0;  // dX = dY W
+        for (std::int64_t o = 0; o < out; ++o) r += dy.value(t, o) * w.value(o, i);
+        bad_dx += !(std::fabs(dxh.value(t, i) - r) <= dxh.scale_at(t, i) * (1 + 1e-3));
+      }
+    for (std::int64_t o = 0; o < out; ++o)
+      for (std::int64_t i = 0; i < in; ++i) {
+        double r = 0;  // dW = dY^T X
+        for (std::int64_t t = 0; t < tokens; ++t) r += dy.value(t, o) * x.value(t, i);
+        e_w += std::pow(dwh[size_t(o * in + i)] - r, 2), n_w += r * r;
+      }
+    CHECK(std::sqrt(e_y / n_y) <= 1e-5);
+    CHECK(bad_dx == 0);
+    CHECK(std::sqrt(e_w / n_w) <= 1e-5);
+  }
+
+  TEST_CASE("gemm rejects mismatched operands with clear messages") {
+    Context& ctx = testing::gpu();
+    BlockTensor a(64, 96), b(32, 64), c(64, 32), b2(32, 96, 32, 96);
+    CHECK_THROWS_WITH_AS(gemm(ctx, a.ref(), b.ref(), c.ref(), {}, nullptr), doctest::Contains("both must have the same K"), std::invalid_argument);
+    BlockTensor b3(32, 96);
+    DenseTensor wrong(64, 64, DType::f32);
+    CHECK_THROWS_WITH_AS(gemm(ctx, a.ref(), b3.ref(), wrong.ref(), {}, nullptr), doctest::Contains("C must be 64x32"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(gemm(ctx, a.ref(), b2.ref(), c.ref(), {}, nullptr), doctest::Contains("K-groups 32 and 96"), std::invalid_argument);
+    DenseTensor cb(64, 32, DType::bf16);
+    CHECK_THROWS_WITH_AS(gemm(ctx, a.ref(), b3.ref(), cb.ref(), GemmOptions{Rounding::nearest, 0, 0, true}, nullptr),
+                         doctest::Contains("accumulate needs FP32 output"), std::invalid_argument);
+  }
+}
