@@ -179,34 +179,48 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   float acc[Mma::kRegs];
 #pragma unroll
   for (int i = 0; i < Mma::kRegs; ++i) acc[i] = 0.0f;
-  u32 part[Mma::kRegs];
   const int a_block = 2 * cw + warp / 2;  // this warp's 32-row block of A within the tile
 
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    const int s = kt % Stages;
-    sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
+  // K-groups are numbered across stages: group q lives in stage (q / kGroups) % Stages. Two INT32 scratch
+  // accumulators alternate, so the wgmma of group q + 1 runs while group q is folded.
+  const int groups = k_tiles * kGroups;
+  auto issue = [&](int q, u32 (&part)[Mma::kRegs]) {
+    const int kt = q / kGroups, g = q % kGroups, s = kt % Stages;
+    if (g == 0) sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
     const u64 desc_a = sm90::smem_desc_k_major_sw128(&smem.a[s][64 * cw * kBK]);
     const u64 desc_b = sm90::smem_desc_k_major_sw128(smem.b[s]);
+    sm90::wgmma_fence();
 #pragma unroll
-    for (int g = 0; g < kGroups; ++g) {
-      sm90::wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < Group / 32; ++kk) {
-        const u64 step = u64((g * Group + kk * 32) >> 4);  // bytes along K / 16
-        Mma::mma(part, desc_a + step, desc_b + step, kk);
-      }
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<0>();
-      sm90::fence_registers(part);
-      const float sa = smem.a_scales[s][a_block][g];
-#pragma unroll
-      for (int nb = 0; nb < BN / 32; ++nb) {
-        const float f = sa * smem.b_scales[s][nb][g];
-#pragma unroll
-        for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(__int2float_rn(int(part[i])), f, acc[i]);
-      }
+    for (int kk = 0; kk < Group / 32; ++kk) {
+      const u64 step = u64((g * Group + kk * 32) >> 4);  // bytes along K / 16
+      Mma::mma(part, desc_a + step, desc_b + step, kk);
     }
-    if (lane == 0) sm90::mbar_arrive(&smem.empty[s]);
+    sm90::wgmma_commit();
+  };
+  // Waits for group q's wgmma (leaving the one issued after it in flight), folds it, and frees its stage after the
+  // stage's last group.
+  auto fold = [&](int q, u32 (&part)[Mma::kRegs], bool newer_in_flight) {
+    if (newer_in_flight) sm90::wgmma_wait<1>();
+    else sm90::wgmma_wait<0>();
+    sm90::fence_registers(part);
+    const int kt = q / kGroups, g = q % kGroups, s = kt % Stages;
+    const float sa = smem.a_scales[s][a_block][g];
+#pragma unroll
+    for (int nb = 0; nb < BN / 32; ++nb) {
+      const float f = sa * smem.b_scales[s][nb][g];
+#pragma unroll
+      for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(__int2float_rn(int(part[i])), f, acc[i]);
+    }
+    if (g == kGroups - 1 && lane == 0) sm90::mbar_arrive(&smem.empty[s]);
+  };
+  u32 part0[Mma::kRegs], part1[Mma::kRegs];
+  issue(0, part0);
+  for (int q = 0; q < groups; q += 2) {
+    if (q + 1 < groups) issue(q + 1, part1);
+    fold(q, part0, q + 1 < groups);
+    if (q + 1 >= groups) break;
+    if (q + 2 < groups) issue(q + 2, part0);
+    fold(q + 1, part1, q + 2 < groups);
   }
   gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
 }
