@@ -63,7 +63,7 @@ BlockTile BlockTile::fit(std::int64_t rows, std::int64_t cols, int block, int el
   BlockTile tile{largest(rows), largest(cols), 0};
   const int chunks = tile.rows * tile.cols * block * block * elem_bytes / 16;
   const int chunks_per_row = tile.cols * block * elem_bytes / 16;
-  tile.threads = std::max(std::clamp(chunks / 4, 32, 1024), chunks_per_row);
+  tile.threads = std::max(std::clamp(chunks / 2, 32, 1024), chunks_per_row);
   return tile;
 }
 

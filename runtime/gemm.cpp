@@ -43,13 +43,13 @@ TensorMap codes_map(const BlockTensorRef& t, int box_rows) {
   return out;
 }
 
-void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::GemmOut out, const GemmProblem& problem, gen::Rounding rounding,
+void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::GemmOut out, const GemmProblem& problem, const GemmOptions& o,
          CUstream stream) {
   const auto& dev = ctx.device().info();
   if (dev.cc_major != 9)
     throw std::runtime_error("gemm: this build has the Hopper (sm_90a) GEMM path only; " + dev.name + " is sm_" + std::to_string(dev.cc_major) +
                              std::to_string(dev.cc_minor) + " and the portable sm_80 path is not implemented yet");
-  const gen::GemmSm90Spec spec{128, a.group, 4, out, rounding};
+  const gen::GemmSm90Spec spec{o.kernel.bn, a.group, o.kernel.stages, out, out == gen::GemmOut::i8 ? o.rounding : gen::Rounding::nearest};
   GemmSm90Params params;
   params.a = codes_map(a, gen::GemmSm90Spec::kBM);
   params.b = codes_map(b, spec.bn);
@@ -67,7 +67,7 @@ void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const 
   require(c.block == 32 && c.group == 32, "INT8 output must use 32x32 blocks");
   require(o.bias == 0 && !o.accumulate, "bias and accumulate apply to dense (FP32/BF16) output only");
   const GemmProblem problem{reinterpret_cast<void*>(c.codes), reinterpret_cast<float*>(c.scales), nullptr, a.rows, b.rows, a.cols, o.seed, 0};
-  run(ctx, a, b, gen::GemmOut::i8, problem, o.rounding, stream);
+  run(ctx, a, b, gen::GemmOut::i8, problem, o, stream);
 }
 
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const DenseRef& c, const GemmOptions& o, CUstream stream) {
@@ -77,17 +77,17 @@ void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const 
   require(!o.accumulate || c.dtype == DType::f32, "accumulate needs FP32 output");
   const GemmProblem problem{reinterpret_cast<void*>(c.data), nullptr, reinterpret_cast<const float*>(o.bias), a.rows, b.rows, a.cols, 0,
                             o.accumulate ? 1 : 0};
-  run(ctx, a, b, c.dtype == DType::f32 ? gen::GemmOut::f32 : gen::GemmOut::bf16, problem, gen::Rounding::nearest, stream);
+  run(ctx, a, b, c.dtype == DType::f32 ? gen::GemmOut::f32 : gen::GemmOut::bf16, problem, o, stream);
 }
 
 void linear_backward_data(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& w_t, const BlockTensorRef& dx, std::uint64_t seed,
                           CUstream stream) {
-  gemm(ctx, dy, w_t, dx, GemmOptions{gen::Rounding::stochastic, seed, 0, false}, stream);
+  gemm(ctx, dy, w_t, dx, GemmOptions{gen::Rounding::stochastic, seed, 0, false, {}}, stream);
 }
 
 void linear_backward_weight(Context& ctx, const BlockTensorRef& dy_t, const BlockTensorRef& x_t, const DenseRef& dw, bool accumulate,
                             CUstream stream) {
-  gemm(ctx, dy_t, x_t, dw, GemmOptions{gen::Rounding::nearest, 0, 0, accumulate}, stream);
+  gemm(ctx, dy_t, x_t, dw, GemmOptions{gen::Rounding::nearest, 0, 0, accumulate, {}}, stream);
 }
 
 }  // namespace jetforge

@@ -9,11 +9,18 @@
 
 namespace jetforge {
 
+// The kernel-shape choices a tuner varies; the defaults are the shipped choice for every shape.
+struct GemmKernelChoice {
+  int bn = 128;    // tile columns
+  int stages = 4;  // TMA ring depth
+};
+
 struct GemmOptions {
   gen::Rounding rounding = gen::Rounding::nearest;  // INT8 output: nearest (forward) or stochastic (gradients)
   std::uint64_t seed = 0;                           // stochastic rounding
   CUdeviceptr bias = 0;                             // dense output: N FP32 values added to every row, or 0
   bool accumulate = false;                          // FP32 output: C += A B^T
+  GemmKernelChoice kernel;
 };
 
 // C = A B^T quantized per 32x32 block (the INT8 data flow).

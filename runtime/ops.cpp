@@ -1,5 +1,6 @@
 #include "runtime/ops.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "generator/families.hpp"
@@ -59,7 +60,9 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
                               out.rows,
                               out.cols,
                               o.seed};
-  ctx.kernel(spec).launch(tile_grid(spec.tile, out), params, stream);
+  // Persistent grid: as many CTAs as fit on the GPU at once (the kernel asks for 1024 threads' worth per SM).
+  const unsigned resident = unsigned(ctx.device().info().sm_count * std::max(1, 1024 / spec.tile.threads));
+  ctx.kernel(spec).launch(std::min(tile_grid(spec.tile, out), resident), params, stream);
 }
 
 }  // namespace

@@ -23,8 +23,8 @@ struct QuantizeParams {
 
 namespace jetforge {
 
-// One CTA per tile of TileBR x TileBC blocks; grid = tiles in row-major order. Shapes must be multiples of the
-// tile (the operator checks; smaller matrices use a smaller tile spec).
+// Tiles of TileBR x TileBC blocks in row-major order, handed to a persistent grid (CTA c takes tiles c,
+// c + gridDim, ...). Shapes must be multiples of the tile (the operator picks a tile that divides them).
 template <class In, int B, int TileBR, int TileBC, int Round, bool WithTranspose, int Threads>
 __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize_kernel(const QuantizeParams p) {
   constexpr int kRows = TileBR * B, kCols = TileBC * B;
@@ -34,56 +34,68 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
   __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
   __shared__ CodeTileSmem<WithTranspose ? kRows : 16, WithTranspose ? kCols : 8> staged;
 
-  const i64 tiles_per_row = p.cols / kCols;
-  const i64 tile_r = blockIdx.x / tiles_per_row, tile_c = blockIdx.x % tiles_per_row;
-  const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
-
-  amax.clear();
-  typename InTile::Chunk x[InTile::kChunksPerThread];
-  InTile::load(x, static_cast<const In*>(p.x) + r0 * p.cols + c0, p.cols);
+  const i64 tiles_per_row = p.cols / kCols, tiles = p.rows / kRows * tiles_per_row;
   const int block_col = InTile::col() / B;
-  __syncthreads();
-#pragma unroll
-  for (int i = 0; i < InTile::kChunksPerThread; ++i) {
-    float m = 0.0f;
-#pragma unroll
-    for (int k = 0; k < InTile::kElemsPerChunk; ++k) m = fmaxf(m, fabsf(to_float(x[i].elem[k])));
-    amax.template add<kLanesPerBlockRow>(InTile::row(i) / B * TileBC + block_col, m);
-  }
-  __syncthreads();
-  amax.finish();
-  __syncthreads();
+  const In* x_base = static_cast<const In*>(p.x);
+  auto origin = [&](i64 tile) { return (tile / tiles_per_row * kRows) * p.cols + tile % tiles_per_row * kCols; };
 
-  // Each chunk is quantized and written at once (and staged for the transpose), so no code array stays live.
-  i8* codes = p.codes + r0 * p.cols + c0;
-#pragma unroll
-  for (int i = 0; i < InTile::kChunksPerThread; ++i) {
-    const float inv = amax.inv_scale[InTile::row(i) / B * TileBC + block_col];
-    const u64 first = u64((r0 + InTile::row(i)) * p.cols + c0 + InTile::col());  // element index of the chunk
-    typename CodeTile::Chunk q;
-#pragma unroll
-    for (int k = 0; k < InTile::kElemsPerChunk; k += 4) {
-      const u64 h = Round == kRoundStochastic ? hash64(p.seed, (first + k) >> 2) : 0;
-#pragma unroll
-      for (int f = 0; f < 4; ++f) {
-        const float v = to_float(x[i].elem[k + f]);
-        q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(v, inv) : quantize_stochastic(v, inv, sr_noise_field(h, f));
-      }
-    }
-    CodeTile::store(q, i, codes, p.cols);
-    if constexpr (WithTranspose) staged.put(InTile::row(i), InTile::col(), q.elem);
-  }
-
-  const i64 blocks_per_row = p.cols / B, blocks_per_col = p.rows / B;
-  for (int b = int(threadIdx.x); b < TileBR * TileBC; b += Threads) {
-    const i64 br = tile_r * TileBR + b / TileBC, bc = tile_c * TileBC + b % TileBC;
-    p.scales[br * blocks_per_row + bc] = amax.scale[b];
-    if (WithTranspose) p.scales_t[bc * blocks_per_col + br] = amax.scale[b];
-  }
-
-  if constexpr (WithTranspose) {
+  // Persistent CTAs: the next tile's chunks are loaded while the current one is quantized and written, so loads
+  // stay in flight through the reductions and barriers.
+  typename InTile::Chunk x[InTile::kChunksPerThread];
+  if (i64(blockIdx.x) < tiles) InTile::load(x, x_base + origin(blockIdx.x), p.cols);
+  for (i64 tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const i64 tile_r = tile / tiles_per_row, tile_c = tile % tiles_per_row;
+    const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
+    __syncthreads();  // the previous tile's readers of amax and staged are done
+    amax.clear();
     __syncthreads();
-    store_transposed<kRows, kCols, Threads>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
+#pragma unroll
+    for (int i = 0; i < InTile::kChunksPerThread; ++i) {
+      float m = 0.0f;
+#pragma unroll
+      for (int k = 0; k < InTile::kElemsPerChunk; ++k) m = fmaxf(m, fabsf(to_float(x[i].elem[k])));
+      amax.template add<kLanesPerBlockRow>(InTile::row(i) / B * TileBC + block_col, m);
+    }
+    __syncthreads();
+    amax.finish();
+    __syncthreads();
+
+    typename InTile::Chunk next[InTile::kChunksPerThread];
+    if (tile + gridDim.x < tiles) InTile::load(next, x_base + origin(tile + gridDim.x), p.cols);
+
+    // Each chunk is quantized and written at once (and staged for the transpose), so no code array stays live.
+    i8* codes = p.codes + r0 * p.cols + c0;
+#pragma unroll
+    for (int i = 0; i < InTile::kChunksPerThread; ++i) {
+      const float inv = amax.inv_scale[InTile::row(i) / B * TileBC + block_col];
+      const u64 first = u64((r0 + InTile::row(i)) * p.cols + c0 + InTile::col());  // element index of the chunk
+      typename CodeTile::Chunk q;
+#pragma unroll
+      for (int k = 0; k < InTile::kElemsPerChunk; k += 4) {
+        const u64 h = Round == kRoundStochastic ? hash64(p.seed, (first + k) >> 2) : 0;
+#pragma unroll
+        for (int f = 0; f < 4; ++f) {
+          const float v = to_float(x[i].elem[k + f]);
+          q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(v, inv) : quantize_stochastic(v, inv, sr_noise_field(h, f));
+        }
+      }
+      CodeTile::store(q, i, codes, p.cols);
+      if constexpr (WithTranspose) staged.put(InTile::row(i), InTile::col(), q.elem);
+    }
+
+    const i64 blocks_per_row = p.cols / B, blocks_per_col = p.rows / B;
+    for (int b = int(threadIdx.x); b < TileBR * TileBC; b += Threads) {
+      const i64 br = tile_r * TileBR + b / TileBC, bc = tile_c * TileBC + b % TileBC;
+      p.scales[br * blocks_per_row + bc] = amax.scale[b];
+      if (WithTranspose) p.scales_t[bc * blocks_per_col + br] = amax.scale[b];
+    }
+
+    if constexpr (WithTranspose) {
+      __syncthreads();
+      store_transposed<kRows, kCols, Threads>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
+    }
+#pragma unroll
+    for (int i = 0; i < InTile::kChunksPerThread; ++i) x[i] = next[i];
   }
 }
 
