@@ -76,7 +76,7 @@ TEST_SUITE("gpu") {
         DeviceBuffer bias_d(bias.size() * 4);
         bias_d.upload(bias.data(), bias.size() * 4);
         c.buffer().upload(c0.data(), c0.size() * 4);
-        gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{Rounding::nearest, 0, bias_d.get(), true}, nullptr);
+        gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{Rounding::nearest, 0, bias_d.get(), true, {}}, nullptr);
         std::vector<float> got(c0.size());
         c.buffer().download(got.data(), got.size() * 4);
         double err2 = 0, ref2 = 0;
@@ -119,7 +119,7 @@ TEST_SUITE("gpu") {
           const auto ops = make_operands(p, group, seed += 2);
           BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b), c(p.m, p.n);
           testing::poison(c);
-          gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{rounding, seed, 0, false}, nullptr);
+          gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{rounding, seed, 0, false, {}}, nullptr);
           const auto got = testing::download(c);
           const auto elements = checked_elements(p, seed);
           size_t bad = 0;
@@ -193,7 +193,7 @@ TEST_SUITE("gpu") {
     CHECK_THROWS_WITH_AS(gemm(ctx, a.ref(), b3.ref(), wrong.ref(), {}, nullptr), doctest::Contains("C must be 64x32"), std::invalid_argument);
     CHECK_THROWS_WITH_AS(gemm(ctx, a.ref(), b2.ref(), c.ref(), {}, nullptr), doctest::Contains("K-groups 32 and 96"), std::invalid_argument);
     DenseTensor cb(64, 32, DType::bf16);
-    CHECK_THROWS_WITH_AS(gemm(ctx, a.ref(), b3.ref(), cb.ref(), GemmOptions{Rounding::nearest, 0, 0, true}, nullptr),
+    CHECK_THROWS_WITH_AS(gemm(ctx, a.ref(), b3.ref(), cb.ref(), GemmOptions{Rounding::nearest, 0, 0, true, {}}, nullptr),
                          doctest::Contains("accumulate needs FP32 output"), std::invalid_argument);
   }
 }
