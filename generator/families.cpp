@@ -10,6 +10,13 @@ void require(bool ok, std::string_view family, const std::string& what) {
   if (!ok) throw SpecError(std::string(family) + " spec: " + what);
 }
 
+// Static shared memory of the block-wise kernels: the staged code tile of the transposing ones and three
+// floats per block (maximum, scale, inverse scale).
+long block_tile_static_smem(int block, const BlockTile& tile, bool transposes) {
+  const long elems = long(tile.rows) * tile.cols * block * block;
+  return (transposes ? elems : 0) + long(tile.rows) * tile.cols * 12;
+}
+
 // The block-wise kernels share their shape rules: a CTA owns a tile of whole B x B blocks and every thread
 // owns the same number of 16-byte chunks of each tile it moves (input, output, and the transposed codes).
 void validate_block_tile(std::string_view family, int block, const BlockTile& tile, int elem_bytes, bool transposes, const TargetLimits& t) {
@@ -24,8 +31,7 @@ void validate_block_tile(std::string_view family, int block, const BlockTile& ti
   require(tile.threads % chunks_per_row == 0 && tile.rows * block % (tile.threads / chunks_per_row) == 0, family,
           "threads=" + std::to_string(tile.threads) + " does not split a " + std::to_string(tile.rows * block) + "x" +
               std::to_string(tile.cols * block) + " tile of " + std::to_string(elem_bytes) + "-byte elements into whole columns of 16-byte chunks");
-  const long elems = long(tile.rows) * tile.cols * block * block;
-  const long smem = (transposes ? elems : 0) + long(tile.rows) * tile.cols * 12;
+  const long smem = block_tile_static_smem(block, tile, transposes);
   require(smem <= t.max_static_smem, family,
           "needs " + std::to_string(smem) + " bytes of static shared memory, " + t.arch + " allows " + std::to_string(t.max_static_smem) +
               " (use a smaller tile)");
@@ -70,18 +76,32 @@ BlockTile BlockTile::fit(std::int64_t rows, std::int64_t cols, int block, int el
 void QuantizeSpec::validate(const TargetLimits& t) const {
   require(in == DType::f32 || in == DType::bf16, family, "in must be f32 or bf16");
   validate_block_tile(family, block, tile, dtype_size(in), transpose, t);
+  require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
+  const long total = smem_bytes() + block_tile_static_smem(block, tile, transpose);
+  require(total <= t.max_dynamic_smem, family,
+          "an input ring of " + std::to_string(stages) + " tiles needs " + std::to_string(total) + " bytes of shared memory in all, " + t.arch +
+              " allows " + std::to_string(t.max_dynamic_smem) + " (use fewer stages or a smaller tile)");
 }
+
+int QuantizeSpec::smem_bytes() const { return stages * tile.rows * tile.cols * block * block * dtype_size(in); }
 
 std::string QuantizeSpec::kernel_expr() const {
   return "jetforge::quantize_kernel<" + std::string(device_type_name(in)) + ", " + tile_args(block, tile) + ", " + round_expr(round) + ", " +
-         (transpose ? "true" : "false") + ", " + std::to_string(tile.threads) + ">";
+         (transpose ? "true" : "false") + ", " + std::to_string(tile.threads) + ", " + std::to_string(stages) + ">";
+}
+
+QuantizeSpec QuantizeSpec::fit(DType in, std::int64_t rows, std::int64_t cols, int block, Rounding round, bool transpose) {
+  QuantizeSpec spec{in, block, round, transpose, BlockTile::fit(rows, cols, block, dtype_size(in)), 2};
+  // As deep a ring as about 160 KiB allows (4 at most): up to three tiles in flight per SM.
+  spec.stages = std::clamp(160 * 1024 / (spec.smem_bytes() / 2), 2, 4);
+  return spec;
 }
 
 std::vector<QuantizeSpec> QuantizeSpec::defaults() {
   std::vector<QuantizeSpec> out;
   for (DType in : {DType::f32, DType::bf16})
     for (Rounding round : {Rounding::nearest, Rounding::stochastic})
-      for (bool transpose : {false, true}) out.push_back(QuantizeSpec{in, 32, round, transpose, BlockTile::fit(128, 128, 32, dtype_size(in))});
+      for (bool transpose : {false, true}) out.push_back(fit(in, 128, 128, 32, round, transpose));
   return out;
 }
 

@@ -33,14 +33,19 @@ struct QuantizeSpec {
   Rounding round = Rounding::nearest;
   bool transpose = false;
   BlockTile tile;
+  int stages = 4;  // tiles in the shared-memory ring the input streams through
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("in", s.in), f("block", s.block), f("round", s.round), f("transpose", s.transpose);
     BlockTile::fields(s.tile, f);
+    f("stages", s.stages);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return tile.threads; }
+  int smem_bytes() const;  // dynamic shared memory: the input ring
+  // The spec the operator uses for a rows x cols matrix of `in`.
+  static QuantizeSpec fit(DType in, std::int64_t rows, std::int64_t cols, int block, Rounding round, bool transpose);
   static std::vector<QuantizeSpec> defaults();
 };
 

@@ -51,7 +51,7 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
   check_square(op, out);
   check_same_shape(op, x, out);
   if (out_t) check_transposed(op, out, *out_t);
-  const gen::QuantizeSpec spec{x.dtype, out.block, o.rounding, out_t != nullptr, gen::BlockTile::fit(out.rows, out.cols, out.block, gen::dtype_size(x.dtype))};
+  const auto spec = gen::QuantizeSpec::fit(x.dtype, out.rows, out.cols, out.block, o.rounding, out_t != nullptr);
   const QuantizeParams params{reinterpret_cast<const void*>(x.data),
                               reinterpret_cast<i8*>(out.codes),
                               reinterpret_cast<float*>(out.scales),
@@ -60,9 +60,9 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
                               out.rows,
                               out.cols,
                               o.seed};
-  // Persistent grid: as many CTAs as fit on the GPU at once (the kernel asks for 1024 threads' worth per SM).
-  const unsigned resident = unsigned(ctx.device().info().sm_count * std::max(1, 1024 / spec.tile.threads));
-  ctx.kernel(spec).launch(std::min(tile_grid(spec.tile, out), resident), params, stream);
+  // Persistent grid: one CTA per SM (the input ring takes most of its shared memory).
+  const unsigned resident = unsigned(ctx.device().info().sm_count);
+  ctx.kernel(spec).launch(std::min(tile_grid(spec.tile, out), resident), params, stream, unsigned(spec.smem_bytes()));
 }
 
 }  // namespace

@@ -49,14 +49,14 @@ TEST_SUITE("cli") {
   TEST_CASE("specs lists canonical keys") {
     const auto r = run("specs quantize");
     CHECK(r.status == 0);
-    CHECK(r.out.find("quantize:in=bf16,block=32,round=nearest,transpose=1,tile_rows=4,tile_cols=4,threads=1024") != std::string::npos);
+    CHECK(r.out.find("quantize:in=bf16,block=32,round=nearest,transpose=1,tile_rows=4,tile_cols=4,threads=1024,stages=4") != std::string::npos);
     CHECK(run("specs nosuchfamily").status == 2);
   }
 
   TEST_CASE("compile writes a cubin, prints the source, and explains bad specs") {
     const auto path = std::filesystem::temp_directory_path() / "jetforge_test_quantize.cubin";
     std::filesystem::remove(path);
-    const auto r = run("compile quantize:in=f32,transpose=1 --arch sm_90a -o " + path.string());
+    const auto r = run("compile quantize:in=f32,transpose=1,stages=2 --arch sm_90a -o " + path.string());
     CHECK(r.status == 0);
     REQUIRE(std::filesystem::exists(path));
     std::ifstream f(path, std::ios::binary);

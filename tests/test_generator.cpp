@@ -24,7 +24,7 @@ TEST_SUITE("generator") {
     CHECK(a.in == DType::f32);
     CHECK(a.tile.threads == 128);
     CHECK(a.block == 32);
-    CHECK(canonical_key(a) == "quantize:in=f32,block=32,round=nearest,transpose=0,tile_rows=4,tile_cols=4,threads=128");
+    CHECK(canonical_key(a) == "quantize:in=f32,block=32,round=nearest,transpose=0,tile_rows=4,tile_cols=4,threads=128,stages=4");
   }
 
   TEST_CASE("malformed keys fail with messages that say what is wrong") {
@@ -48,7 +48,8 @@ TEST_SUITE("generator") {
     CHECK_THROWS_WITH_AS(emit_key("quantize:in=i8", sm90), doctest::Contains("in must be f32 or bf16"), SpecError);
     // A 4x4 tile of 64x64 blocks staged for the transpose is 64 KiB of shared memory > 48 KiB.
     CHECK_THROWS_WITH_AS(emit_key("quantize:block=64,transpose=1,threads=512", sm90), doctest::Contains("static shared memory"), SpecError);
-    CHECK_NOTHROW(emit_key("quantize:block=64,transpose=0,threads=512", sm90));
+    CHECK_NOTHROW(emit_key("quantize:block=64,transpose=0,tile_rows=2,tile_cols=2,threads=512,stages=2", sm90));
+    CHECK_THROWS_WITH_AS(emit_key("quantize:in=f32,stages=4", sm90), doctest::Contains("input ring of 4 tiles"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:bn=128", TargetLimits::for_arch("sm_80")), doctest::Contains("needs sm_90a"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:group=48", sm90), doctest::Contains("group=48 is not supported"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:stages=8", sm90), doctest::Contains("shared memory"), SpecError);
@@ -56,8 +57,8 @@ TEST_SUITE("generator") {
   }
 
   TEST_CASE("the emitted source includes the template and instantiates the kernel") {
-    const auto k = emit(QuantizeSpec{DType::f32, 32, Rounding::stochastic, true, BlockTile{2, 4, 128}});
-    CHECK(k.kernel_expr == "jetforge::quantize_kernel<float, 32, 2, 4, jetforge::kRoundStochastic, true, 128>");
+    const auto k = emit(QuantizeSpec{DType::f32, 32, Rounding::stochastic, true, BlockTile{2, 4, 128}, 3});
+    CHECK(k.kernel_expr == "jetforge::quantize_kernel<float, 32, 2, 4, jetforge::kRoundStochastic, true, 128, 3>");
     CHECK(k.text.find("#include \"quantize.cuh\"") != std::string::npos);
     CHECK(k.text.find("template __global__ void " + k.kernel_expr + "(jetforge::QuantizeParams);") != std::string::npos);
     CHECK(k.threads == 128);
@@ -101,7 +102,8 @@ TEST_SUITE("generator") {
           const auto tile = BlockTile::fit(rows, cols, 32, elem);
           CHECK(rows % (tile.rows * 32) == 0);
           CHECK(cols % (tile.cols * 32) == 0);
-          if (elem > 1) CHECK_NOTHROW(QuantizeSpec{elem == 4 ? DType::f32 : DType::bf16, 32, Rounding::nearest, true, tile}.validate(TargetLimits::for_arch("sm_80")));
+          if (elem > 1)
+            CHECK_NOTHROW(QuantizeSpec::fit(elem == 4 ? DType::f32 : DType::bf16, rows, cols, 32, Rounding::nearest, true).validate(TargetLimits::for_arch("sm_80")));
           else CHECK_NOTHROW(TransposeSpec{32, tile}.validate(TargetLimits::for_arch("sm_80")));
         }
   }

@@ -12,6 +12,14 @@ namespace jetforge {
 // thread. Streaming kernels need the loads of many threads in flight more than they need registers.
 __host__ __device__ constexpr int streaming_min_ctas(int threads) { return threads >= 1024 ? 1 : 1024 / threads; }
 
+// 16-byte asynchronous global -> shared copies (sm_80+): data in flight holds no registers.
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(u32(__cvta_generic_to_shared(smem))), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// Waits until at most Pending of this thread's committed groups are still in flight.
+template <int Pending> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(Pending) : "memory"); }
+
 template <int Bytes> struct VecOfBytes;
 template <> struct VecOfBytes<16> { typedef uint4 type; };
 template <> struct VecOfBytes<8> { typedef uint2 type; };
@@ -40,6 +48,17 @@ template <class T, int Rows, int Cols, int Threads, int ChunkBytes = 16> struct 
     const T* p = tile + i64(row(0)) * ld + col();
 #pragma unroll
     for (int i = 0; i < kChunksPerThread; ++i) c[i].vec = __ldg(reinterpret_cast<const Vec*>(p + i * kRowStep * ld));
+  }
+  // Starts copying this thread's chunks of a tile into `stage` (Rows x Cols, row-major in shared memory); the
+  // same thread reads them back with read_stage once cp_async_wait says they landed.
+  static __device__ void load_async(T* stage, const T* tile, i64 ld) {
+    const T* g = tile + i64(row(0)) * ld + col();
+#pragma unroll
+    for (int i = 0; i < kChunksPerThread; ++i) cp_async_16(stage + row(i) * Cols + col(), g + i * kRowStep * ld);
+  }
+  static __device__ void read_stage(Chunk (&c)[kChunksPerThread], const T* stage) {
+#pragma unroll
+    for (int i = 0; i < kChunksPerThread; ++i) c[i].vec = *reinterpret_cast<const Vec*>(stage + row(i) * Cols + col());
   }
   static __device__ void store(const Chunk& c, int i, T* tile, i64 ld) {
     *reinterpret_cast<Vec*>(tile + i64(row(i)) * ld + col()) = c.vec;
