@@ -49,7 +49,8 @@ BlockTensor random_block_tensor(std::int64_t rows, std::int64_t cols, int group,
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const bool sweep = argc > 1 && std::string(argv[1]) == "--sweep";
   Context ctx(0);
   const auto& dev = ctx.device().info();
   std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
@@ -114,8 +115,8 @@ int main() {
                 step_bf16 * 1e3, step_32 * 1e3, step_bf16 / step_32);
     std::fflush(stdout);
   }
-  // Kernel-shape sweep on the largest shape: what a tuner would choose among.
-  {
+  // Kernel-shape sweep on the largest shape (--sweep): what a tuner would choose among.
+  if (sweep) {
     const std::int64_t M = 8192, N = 8192, K = 8192;
     std::printf("\nsweep, %lldx%lldx%lld forward, INT8 out: TOP/s\n%-8s %-7s %8s %8s\n", (long long)M, (long long)N, (long long)K, "bn", "stages", "group32",
                 "group128");

@@ -12,10 +12,14 @@ void require(bool ok, std::string_view family, const std::string& what) {
 
 // Static shared memory of the block-wise kernels: the staged code tile of the transposing ones and three
 // floats per block (maximum, scale, inverse scale).
+}  // namespace
+
 long block_tile_static_smem(int block, const BlockTile& tile, bool transposes) {
   const long elems = long(tile.rows) * tile.cols * block * block;
   return (transposes ? elems : 0) + long(tile.rows) * tile.cols * 12;
 }
+
+namespace {
 
 // The block-wise kernels share their shape rules: a CTA owns a tile of whole B x B blocks and every thread
 // owns the same number of 16-byte chunks of each tile it moves (input, output, and the transposed codes).
@@ -69,7 +73,7 @@ BlockTile BlockTile::fit(std::int64_t rows, std::int64_t cols, int block, int el
   BlockTile tile{largest(rows), largest(cols), 0};
   const int chunks = tile.rows * tile.cols * block * block * elem_bytes / 16;
   const int chunks_per_row = tile.cols * block * elem_bytes / 16;
-  tile.threads = std::max(std::clamp(chunks / 2, 32, 1024), chunks_per_row);
+  tile.threads = std::max(std::clamp(chunks / 4, 32, 1024), chunks_per_row);
   return tile;
 }
 
@@ -92,8 +96,9 @@ std::string QuantizeSpec::kernel_expr() const {
 
 QuantizeSpec QuantizeSpec::fit(DType in, std::int64_t rows, std::int64_t cols, int block, Rounding round, bool transpose) {
   QuantizeSpec spec{in, block, round, transpose, BlockTile::fit(rows, cols, block, dtype_size(in)), 2};
-  // As deep a ring as about 160 KiB allows (4 at most): up to three tiles in flight per SM.
-  spec.stages = std::clamp(160 * 1024 / (spec.smem_bytes() / 2), 2, 4);
+  // As deep a ring as about 100 KiB allows (2 to 4 tiles), so that two CTAs share an SM where tiles are small:
+  // one computes while the other waits at a barrier.
+  spec.stages = std::clamp(100 * 1024 / (spec.smem_bytes() / 2), 2, 4);
   return spec;
 }
 

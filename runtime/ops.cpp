@@ -51,7 +51,11 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
   check_square(op, out);
   check_same_shape(op, x, out);
   if (out_t) check_transposed(op, out, *out_t);
-  const auto spec = gen::QuantizeSpec::fit(x.dtype, out.rows, out.cols, out.block, o.rounding, out_t != nullptr);
+  const auto spec = o.kernel ? *o.kernel : gen::QuantizeSpec::fit(x.dtype, out.rows, out.cols, out.block, o.rounding, out_t != nullptr);
+  require(spec.in == x.dtype && spec.round == o.rounding && spec.transpose == (out_t != nullptr) && spec.block == out.block,
+          std::string(op) + ": kernel override " + gen::canonical_key(spec) + " does not match the call (dtype, rounding, transposition, block)");
+  require(out.rows % (spec.tile.rows * spec.block) == 0 && out.cols % (spec.tile.cols * spec.block) == 0,
+          std::string(op) + ": kernel override tile does not divide " + shape(out.rows, out.cols));
   const QuantizeParams params{reinterpret_cast<const void*>(x.data),
                               reinterpret_cast<i8*>(out.codes),
                               reinterpret_cast<float*>(out.scales),
@@ -60,8 +64,11 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
                               out.rows,
                               out.cols,
                               o.seed};
-  // Persistent grid: one CTA per SM (the input ring takes most of its shared memory).
-  const unsigned resident = unsigned(ctx.device().info().sm_count);
+  // Persistent grid: as many CTAs as fit on the GPU at once, by shared memory (the input ring, the static tiles and
+  // the 1 KiB the hardware reserves per CTA, out of 228 KiB per SM) and by threads.
+  const long smem_per_cta = spec.smem_bytes() + gen::block_tile_static_smem(spec.block, spec.tile, out_t != nullptr) + 1024;
+  const long per_sm = std::max(1L, std::min(228L * 1024 / smem_per_cta, 2048L / spec.tile.threads));
+  const unsigned resident = unsigned(ctx.device().info().sm_count * per_sm);
   ctx.kernel(spec).launch(std::min(tile_grid(spec.tile, out), resident), params, stream, unsigned(spec.smem_bytes()));
 }
 

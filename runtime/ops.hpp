@@ -4,7 +4,9 @@
 #include <cuda.h>
 
 #include <cstdint>
+#include <optional>
 
+#include "generator/families.hpp"
 #include "runtime/kernels.hpp"
 #include "runtime/tensor.hpp"
 
@@ -13,6 +15,9 @@ namespace jetforge {
 struct QuantizeOptions {
   gen::Rounding rounding = gen::Rounding::nearest;
   std::uint64_t seed = 0;  // stochastic rounding: same seed, same codes
+  // Kernel override for tuners and benchmarks: tile, threads and ring depth are taken from it; its dtype,
+  // rounding and transposition must match the call.
+  std::optional<gen::QuantizeSpec> kernel;
 };
 
 // x (FP32/BF16) -> out (INT8 + scales).

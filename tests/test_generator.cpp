@@ -89,7 +89,7 @@ TEST_SUITE("generator") {
     const auto big = BlockTile::fit(8192, 4096, 32, 2);
     CHECK(big.rows == 4);
     CHECK(big.cols == 4);
-    CHECK(big.threads == 1024);  // 2048 chunks of 16 bytes, 2 per thread
+    CHECK(big.threads == 512);  // 2048 chunks of 16 bytes, 4 per thread
     const auto odd = BlockTile::fit(160, 32, 32, 4);  // 5 x 1 blocks
     CHECK(odd.rows == 1);
     CHECK(odd.cols == 1);

@@ -55,7 +55,7 @@ TEST_SUITE("gpu") {
           CAPTURE(gen::enum_name(rounding));
           const auto x = testing::random_blocks(s.rows, s.cols, 32, ++seed, -4, 4, /*with_zero_block=*/true);
           const auto input = upload_dense(x, s.rows, s.cols, dtype);
-          const QuantizeOptions options{rounding, seed * 7919};
+          const QuantizeOptions options{rounding, seed * 7919, {}};
           const auto want = ref::quantize(as_seen(x, dtype), s.rows, s.cols, 32, rounding, options.seed);
 
           BlockTensor q(s.rows, s.cols), qt(s.cols, s.rows);
@@ -70,6 +70,17 @@ TEST_SUITE("gpu") {
           quantize(ctx, input.ref(), q.ref(), options, nullptr);
           ctx.device().synchronize();
           CHECK(count_mismatches(download(q), want) == 0);
+
+          if (s.rows % 128 == 0 && s.cols % 128 == 0) {  // another tile policy computes the same codes
+            QuantizeOptions alt = options;
+            alt.kernel = gen::QuantizeSpec{dtype, 32, rounding, true, gen::BlockTile{4, 4, 1024}, dtype == DType::f32 ? 2 : 4};
+            poison(q);
+            poison(qt);
+            quantize_transpose(ctx, input.ref(), q.ref(), qt.ref(), alt, nullptr);
+            ctx.device().synchronize();
+            CHECK(count_mismatches(download(q), want) == 0);
+            CHECK(count_mismatches(download(qt), ref::transpose(want)) == 0);
+          }
         }
   }
 
@@ -84,7 +95,7 @@ TEST_SUITE("gpu") {
     ref::HostBlockTensor h;
     for (int seed = 0; seed < draws; ++seed) {
       poison(q);
-      quantize(ctx, input.ref(), q.ref(), {Rounding::stochastic, std::uint64_t(seed)}, nullptr);
+      quantize(ctx, input.ref(), q.ref(), {Rounding::stochastic, std::uint64_t(seed), {}}, nullptr);
       h = download(q);
       for (size_t i = 0; i < x.size(); ++i) sum[i] += double(h.codes[i]) * h.scale_at(std::int64_t(i) / cols, std::int64_t(i) % cols);
     }
@@ -159,5 +170,8 @@ TEST_SUITE("gpu") {
     bad.dtype = DType::i8;
     CHECK_THROWS_WITH_AS(quantize(ctx, bad, q.ref(), {}, nullptr), doctest::Contains("must be f32 or bf16"), std::invalid_argument);
     CHECK_NOTHROW(quantize_transpose(ctx, x.ref(), q.ref(), qt.ref(), {}, nullptr));
+    QuantizeOptions wrong_kernel;
+    wrong_kernel.kernel = gen::QuantizeSpec{DType::bf16, 32, Rounding::nearest, false, gen::BlockTile{2, 2, 256}, 2};
+    CHECK_THROWS_WITH_AS(quantize(ctx, x.ref(), q.ref(), wrong_kernel, nullptr), doctest::Contains("does not match the call"), std::invalid_argument);
   }
 }
