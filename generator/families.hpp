@@ -18,8 +18,8 @@ struct BlockTile {
   int threads = 256;
   template <class S, class F> static void fields(S& s, F&& f) { f("tile_rows", s.rows), f("tile_cols", s.cols), f("threads", s.threads); }
   // The tile for a rows x cols matrix: the largest of 4, 2, 1 blocks dividing each dimension, with enough
-  // threads for about 4 chunks of `elem_bytes` elements each (at least a warp).
-  static BlockTile fit(std::int64_t rows, std::int64_t cols, int block, int elem_bytes);
+  // threads for about `chunks_per_thread` 16-byte chunks of `elem_bytes` elements each (at least a warp).
+  static BlockTile fit(std::int64_t rows, std::int64_t cols, int block, int elem_bytes, int chunks_per_thread = 4);
 };
 
 // Static shared memory of a block-wise kernel with this tile (transposing kernels stage a code tile).

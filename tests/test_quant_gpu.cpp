@@ -73,7 +73,7 @@ TEST_SUITE("gpu") {
 
           if (s.rows % 128 == 0 && s.cols % 128 == 0) {  // another tile policy computes the same codes
             QuantizeOptions alt = options;
-            alt.kernel = gen::QuantizeSpec{dtype, 32, rounding, true, gen::BlockTile{4, 4, 1024}, dtype == DType::f32 ? 2 : 4};
+            alt.kernel = gen::QuantizeSpec{dtype, 32, rounding, true, gen::BlockTile{4, 4, 512}, dtype == DType::f32 ? 2 : 3};
             poison(q);
             poison(qt);
             quantize_transpose(ctx, input.ref(), q.ref(), qt.ref(), alt, nullptr);
