@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh
+build/jetforge info | grep -E "^(NVRTC|GPU)"  # says why GPU tests will be skipped, where they are
 ctest --test-dir build --output-on-failure
