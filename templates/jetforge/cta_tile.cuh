@@ -90,17 +90,16 @@ template <int NumBlocks, int Threads> struct BlockAmax {
   }
 };
 
-// A Rows x Cols tile of int8 codes in shared memory, written in 4-byte row words and read back as 16x4 byte
-// sub-blocks that a thread transposes in registers. Word index w of row r is stored at w ^ swizzle(r), with
-// swizzle(r) = ((r / 16) * 4) mod words-per-row: the 32 lanes of a transposed read (8 row groups x 4 word
-// columns) then hit 32 distinct banks.
+// A Rows x Cols tile of int8 codes in shared memory, written in 4-byte row words and read back as 4x4 byte
+// sub-blocks that a thread transposes in registers. Word w of row r is stored at w ^ ((r / 4) mod words-per-row):
+// the 32 lanes of a transposed read (32 consecutive 4-row groups, one word column) hit 32 distinct banks.
 template <int Rows, int Cols> struct CodeTileSmem {
   static constexpr int kWords = Cols / 4;
   static_assert(Cols % 4 == 0 && (kWords & (kWords - 1)) == 0, "rows must hold a power-of-two number of words");
-  static_assert(Rows % 16 == 0, "transposed reads take 16 rows at a time");
+  static_assert(Rows % 4 == 0, "transposed reads take 4 rows at a time");
   u32 w[Rows * kWords];
 
-  static __device__ int index(int r, int word) { return r * kWords + (word ^ (((r >> 4) << 2) & (kWords - 1))); }
+  static __device__ int index(int r, int word) { return r * kWords + (word ^ ((r >> 2) & (kWords - 1))); }
   __device__ void put4(int r, int c, u32 bytes) { w[index(r, c / 4)] = bytes; }
 
   // Stages one chunk of codes held in registers (Bytes a multiple of 4) at row r, columns c .. c + Bytes - 1.
@@ -121,25 +120,22 @@ __device__ __forceinline__ void transpose4x4(u32 a, u32 b, u32 c, u32 d, u32 (&o
 }
 
 // Writes the Rows x Cols code tile in smem, transposed, to dst (Cols x Rows, leading dimension ld). A unit is a
-// 16-row x 4-column sub-block: 16 word loads, four 4x4 byte transposes, four 16-byte stores to four transposed
-// rows. Neighbouring lanes take neighbouring row groups, so each store instruction writes whole row segments.
+// 4-row x 4-column sub-block: 4 word loads, one 4x4 byte transpose, four 4-byte stores to four transposed rows.
+// Neighbouring lanes take neighbouring row groups, so each store instruction writes 128 contiguous bytes of one
+// transposed row, and a 128 x 128 tile keeps 1024 threads busy.
 template <int Rows, int Cols, int Threads>
 __device__ void store_transposed(const CodeTileSmem<Rows, Cols>& smem, i8* dst, i64 ld) {
-  constexpr int kGroups = Rows / 16, kUnits = kGroups * (Cols / 4);
+  constexpr int kGroups = Rows / 4, kUnits = kGroups * (Cols / 4);
 #pragma unroll
   for (int i = 0; i < (kUnits + Threads - 1) / Threads; ++i) {
     const int u = i * Threads + int(threadIdx.x);
     if (kUnits % Threads != 0 && u >= kUnits) break;
-    const int r0 = u % kGroups * 16, word = u / kGroups;
-    u32 rows[16];
+    const int r0 = u % kGroups * 4, word = u / kGroups;
+    u32 t[4];
+    transpose4x4(smem.w[smem.index(r0, word)], smem.w[smem.index(r0 + 1, word)], smem.w[smem.index(r0 + 2, word)],
+                 smem.w[smem.index(r0 + 3, word)], t);
 #pragma unroll
-    for (int j = 0; j < 16; ++j) rows[j] = smem.w[smem.index(r0 + j, word)];
-    u32 t[4][4];  // t[g][m]: bytes of column 4 * word + m, rows r0 + 4g .. r0 + 4g + 3
-#pragma unroll
-    for (int g = 0; g < 4; ++g) transpose4x4(rows[4 * g], rows[4 * g + 1], rows[4 * g + 2], rows[4 * g + 3], t[g]);
-#pragma unroll
-    for (int m = 0; m < 4; ++m)
-      *reinterpret_cast<uint4*>(dst + i64(4 * word + m) * ld + r0) = make_uint4(t[0][m], t[1][m], t[2][m], t[3][m]);
+    for (int m = 0; m < 4; ++m) *reinterpret_cast<u32*>(dst + i64(4 * word + m) * ld + r0) = t[m];
   }
 }
 
