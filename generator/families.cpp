@@ -1,6 +1,8 @@
 #include "generator/families.hpp"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 namespace jetforge::gen {
 
@@ -120,15 +122,13 @@ std::string DequantizeSpec::kernel_expr() const {
   return "jetforge::dequantize_kernel<" + std::string(device_type_name(out)) + ", " + tile_args(block, tile) + ", " + std::to_string(tile.threads) + ">";
 }
 
-std::vector<DequantizeSpec> DequantizeSpec::defaults() {
-  return {DequantizeSpec{DType::f32, 32, BlockTile::fit(128, 128, 32, 4)}, DequantizeSpec{DType::bf16, 32, BlockTile::fit(128, 128, 32, 2)}};
-}
+std::vector<DequantizeSpec> DequantizeSpec::defaults() { return {fit(DType::f32, 128, 128, 32), fit(DType::bf16, 128, 128, 32)}; }
 
 void TransposeSpec::validate(const TargetLimits& t) const { validate_block_tile(family, block, tile, 1, true, t); }
 
 std::string TransposeSpec::kernel_expr() const { return "jetforge::transpose_kernel<" + tile_args(block, tile) + ", " + std::to_string(tile.threads) + ">"; }
 
-std::vector<TransposeSpec> TransposeSpec::defaults() { return {TransposeSpec{32, BlockTile::fit(128, 128, 32, 1)}}; }
+std::vector<TransposeSpec> TransposeSpec::defaults() { return {fit(128, 128, 32)}; }
 
 void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(t.arch == "sm_90a", family, "needs sm_90a (wgmma and TMA), not " + t.arch + "; use the portable GEMM path there");
@@ -168,9 +168,13 @@ std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {
 }
 
 std::uint64_t hash_templates(std::string_view template_file) {
+  static std::mutex mutex;
+  static std::map<std::string, std::uint64_t, std::less<>> memo;  // the embedded texts never change in a process
+  std::lock_guard lock(mutex);
+  if (auto it = memo.find(template_file); it != memo.end()) return it->second;
   Fnv1a64 h;
   for (const auto& t : template_closure(template_file)) h.add(t.name).add(t.text);
-  return h.value();
+  return memo.emplace(std::string(template_file), h.value()).first->second;
 }
 
 const std::vector<FamilyInfo>& families() {

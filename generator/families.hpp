@@ -67,6 +67,9 @@ struct DequantizeSpec {
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return tile.threads; }
+  static DequantizeSpec fit(DType out, std::int64_t rows, std::int64_t cols, int block) {
+    return DequantizeSpec{out, block, BlockTile::fit(rows, cols, block, dtype_size(out))};
+  }
   static std::vector<DequantizeSpec> defaults();
 };
 
@@ -85,6 +88,7 @@ struct TransposeSpec {
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return tile.threads; }
+  static TransposeSpec fit(std::int64_t rows, std::int64_t cols, int block) { return TransposeSpec{block, BlockTile::fit(rows, cols, block, 1)}; }
   static std::vector<TransposeSpec> defaults();
 };
 

@@ -14,11 +14,13 @@ struct KernelSource {
   std::string name;         // file name of the translation unit, for logs: "<family>-<hash>.cu"
   std::string text;         // the translation unit
   std::string kernel_expr;  // NVRTC name expression of the __global__ function
+  std::string template_file;  // the template it instantiates
   int threads = 0;          // threads per CTA
   std::uint64_t template_hash = 0;  // of every template the kernel includes
   std::uint64_t hash = 0;           // of (key, templates, generator version): changes iff the code may
 };
 
+// Hash of a template and everything it includes (computed once per template per process).
 std::uint64_t hash_templates(std::string_view template_file);
 
 template <class Spec> KernelSource emit(const Spec& spec) {
@@ -26,6 +28,7 @@ template <class Spec> KernelSource emit(const Spec& spec) {
   k.key = canonical_key(spec);
   k.kernel_expr = spec.kernel_expr();
   k.threads = spec.threads();
+  k.template_file = Spec::template_file;
   k.template_hash = hash_templates(Spec::template_file);
   k.hash = Fnv1a64().add(kGeneratorVersion).add(k.key).add(hex64(k.template_hash)).value();
   k.name = std::string(Spec::family) + "-" + hex64(k.hash) + ".cu";

@@ -49,7 +49,7 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
   if (dev.cc_major != 9)
     throw std::runtime_error("gemm: this build has the Hopper (sm_90a) GEMM path only; " + dev.name + " is sm_" + std::to_string(dev.cc_major) +
                              std::to_string(dev.cc_minor) + " and the portable sm_80 path is not implemented yet");
-  const gen::GemmSm90Spec spec{o.kernel.bn, a.group, o.kernel.stages, out, out == gen::GemmOut::i8 ? o.rounding : gen::Rounding::nearest};
+  const auto spec = gemm_sm90_spec(out, a.group, o.rounding, o.kernel);
   GemmSm90Params params;
   params.a = codes_map(a, gen::GemmSm90Spec::kBM);
   params.b = codes_map(b, spec.bn);
@@ -61,6 +61,10 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
 }
 
 }  // namespace
+
+gen::GemmSm90Spec gemm_sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& choice) {
+  return gen::GemmSm90Spec{choice.bn, group, choice.stages, out, out == gen::GemmOut::i8 ? rounding : gen::Rounding::nearest};
+}
 
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const BlockTensorRef& c, const GemmOptions& o, CUstream stream) {
   check_operands(a, b, c.rows, c.cols);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "generator/families.hpp"
 #include "runtime/kernels.hpp"
 #include "runtime/tensor.hpp"
 
@@ -22,6 +23,9 @@ struct GemmOptions {
   bool accumulate = false;                          // FP32 output: C += A B^T
   GemmKernelChoice kernel;
 };
+
+// The Hopper kernel spec a GEMM call runs (INT8 output rounds as asked; dense output always nearest).
+gen::GemmSm90Spec gemm_sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& choice);
 
 // C = A B^T quantized per 32x32 block (the INT8 data flow).
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const BlockTensorRef& c, const GemmOptions& options, CUstream stream);

@@ -31,11 +31,26 @@ void Kernel::launch_raw(unsigned grid, void** args, CUstream stream, unsigned dy
         ("cuLaunchKernel for " + key_).c_str());
 }
 
+CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled) {
+  std::string options;
+  for (const auto& o : compile_options(arch)) options += (options.empty() ? "" : " ") + o;
+  if (cache) {
+    if (auto hit = cache->find(source, arch, nvrtc_version(), options)) {
+      if (compiled) *compiled = false;
+      return CompiledKernel{source.key, arch, hit->lowered_name, std::move(hit->cubin), "", 0.0, hit->threads};
+    }
+  }
+  CompiledKernel k = compile(source, arch);
+  if (cache) cache->store(source, arch, nvrtc_version(), options, cache::CachedCubin{k.lowered_name, k.threads, k.cubin}, k.compile_ms);
+  if (compiled) *compiled = true;
+  return k;
+}
+
 const Kernel& KernelTable::get(const std::string& key, const std::function<gen::KernelSource()>& emit) {
   std::lock_guard lock(mutex_);
   auto& slot = kernels_[key];
   if (!slot) {
-    std::unique_ptr<Kernel> loaded = std::make_unique<Kernel>(compile(emit(), arch_));
+    std::unique_ptr<Kernel> loaded = std::make_unique<Kernel>(compile_or_load(emit(), arch_, cache_.get()));
     slot = std::move(loaded);  // only a kernel that compiled and loaded enters the table
   }
   return *slot;

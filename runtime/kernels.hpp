@@ -9,6 +9,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "cache/kernel_cache.hpp"
 #include "generator/kernel_source.hpp"
 #include "runtime/device.hpp"
 #include "runtime/nvrtc.hpp"
@@ -42,22 +43,30 @@ class Kernel {
 
 class KernelTable {
  public:
-  explicit KernelTable(const DeviceInfo& device) : arch_(device.arch()) {}
+  KernelTable(const DeviceInfo& device, std::shared_ptr<cache::KernelCache> cache) : arch_(device.arch()), cache_(std::move(cache)) {}
   const std::string& arch() const { return arch_; }
   // The loaded kernel for a canonical spec key; on the first use of a key, `emit` makes its source, which is
-  // compiled and loaded. A hit costs one hash-map lookup: no emission, no hashing of template text. Thread-safe.
+  // loaded from the kernel cache if it holds it, else compiled (and stored there). A hit costs one hash-map
+  // lookup: no emission, no hashing of template text. Thread-safe.
   const Kernel& get(const std::string& key, const std::function<gen::KernelSource()>& emit);
 
  private:
   std::string arch_;
+  std::shared_ptr<cache::KernelCache> cache_;
   std::mutex mutex_;
   std::unordered_map<std::string, std::unique_ptr<Kernel>> kernels_;
 };
 
-// What operators run in: one device, its current context, and the kernels loaded into it.
+// The compiled kernel a cache holds for this source, or a fresh compile that is then stored there: the one path
+// both the runtime and `jetforge cache build` take. `compiled` says which happened.
+CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled = nullptr);
+
+// What operators run in: one device, its current context, and the kernels loaded into it. With a kernel cache,
+// kernels compiled before (here or offline with `jetforge cache build`) start without NVRTC.
 class Context {
  public:
-  explicit Context(int ordinal = 0) : device_(ordinal), kernels_(device_.info()), limits_(gen::TargetLimits::for_arch(device_.info().arch())) {}
+  explicit Context(int ordinal = 0, std::shared_ptr<cache::KernelCache> cache = nullptr)
+      : device_(ordinal), kernels_(device_.info(), std::move(cache)), limits_(gen::TargetLimits::for_arch(device_.info().arch())) {}
   const Device& device() const { return device_; }
   const gen::TargetLimits& limits() const { return limits_; }
 

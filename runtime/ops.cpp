@@ -88,7 +88,7 @@ void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstre
   check_block_shape("dequantize", q.rows, q.cols, q.block);
   check_square("dequantize", q);
   check_same_shape("dequantize", y, q);
-  const gen::DequantizeSpec spec{y.dtype, q.block, gen::BlockTile::fit(q.rows, q.cols, q.block, gen::dtype_size(y.dtype))};
+  const auto spec = gen::DequantizeSpec::fit(y.dtype, q.rows, q.cols, q.block);
   const DequantizeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<void*>(y.data),
                                 q.rows, q.cols};
   ctx.kernel(spec).launch(tile_grid(spec.tile, q), params, stream);
@@ -98,7 +98,7 @@ void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t,
   check_block_shape("transpose", q.rows, q.cols, q.block);
   check_square("transpose", q);
   check_transposed("transpose", q, q_t);
-  const gen::TransposeSpec spec{q.block, gen::BlockTile::fit(q.rows, q.cols, q.block, 1)};
+  const auto spec = gen::TransposeSpec::fit(q.rows, q.cols, q.block);
   const TransposeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<i8*>(q_t.codes),
                                reinterpret_cast<float*>(q_t.scales), q.rows, q.cols};
   ctx.kernel(spec).launch(tile_grid(spec.tile, q), params, stream);

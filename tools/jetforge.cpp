@@ -1,4 +1,5 @@
 // jetforge: the command line. Verbs: info, specs, compile (tune, cache and bench grow here).
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -7,9 +8,17 @@
 #include <string>
 #include <vector>
 
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "cache/kernel_cache.hpp"
 #include "generator/families.hpp"
 #include "runtime/device.hpp"
+#include "runtime/kernels.hpp"
 #include "runtime/nvrtc.hpp"
+#include "tuner/model_config.hpp"
 
 namespace {
 
@@ -24,16 +33,34 @@ constexpr const char* kMainHelp = R"(jetforge: INT8 transformer training kernels
 usage: jetforge <verb> [options]    (jetforge <verb> --help for details)
 
 verbs:
-  info                         GPU, driver and NVRTC versions (works without a GPU)
+  info                         GPU, driver and NVRTC versions, kernel cache (works without a GPU)
   specs [FAMILY]               the default kernel specs of each family, by canonical key
   compile SPEC --arch ARCH     generate and compile one kernel; write its cubin or print its source
+  cache build|ls|show|export|import|verify|prune
+                               the SQLite kernel cache (jetforge cache --help)
+
+The kernel cache is $JETFORGE_CACHE, else $XDG_CACHE_HOME/jetforge/kernels.db, else
+~/.cache/jetforge/kernels.db; --cache FILE on info and cache verbs overrides both.
 )";
 
-constexpr const char* kInfoHelp = R"(usage: jetforge info
+constexpr const char* kInfoHelp = R"(usage: jetforge info [--cache FILE]
 
-Prints the NVRTC version, the CUDA driver version and every GPU (name, compute capability, the NVRTC
-target jetforge compiles for, multiprocessors, memory). On a machine without a GPU or driver it says so
-and still exits 0.
+Prints the NVRTC version, the CUDA driver version, every GPU (name, compute capability, the NVRTC
+target jetforge compiles for, multiprocessors, memory) and the kernel cache (path, entries, size).
+On a machine without a GPU or driver it says so and still exits 0.
+)";
+
+constexpr const char* kCacheHelp = R"(usage: jetforge cache VERB [options] [--cache FILE]
+
+  build --model FILE --arch ARCH[,ARCH...] [--jobs N]
+        compile every kernel a training step of the model needs, for each ARCH, into the cache; no GPU
+        needed (kernels already cached are not compiled again)
+  ls [--json]        every cached kernel: family, spec, arch, size, compile time (stale: templates changed)
+  show SPEC [--json] the entries of one spec key
+  export FILE        copy every entry into FILE (another cache database, created if missing)
+  import FILE        add the entries of FILE (a database written by export or by another machine)
+  verify             integrity check; on a GPU machine, load every cubin for this GPU and resolve its kernel
+  prune              remove the entries whose templates have changed since they were compiled
 )";
 
 constexpr const char* kSpecsHelp = R"(usage: jetforge specs [FAMILY]
@@ -61,10 +88,191 @@ bool wants_help(const Args& args) {
   return false;
 }
 
-int cmd_info(const Args& args) {
-  if (!args.empty()) throw UsageError("info takes no arguments");
+// Removes "--cache FILE" from args; returns FILE or the default path.
+std::filesystem::path take_cache_option(Args& args) {
+  std::filesystem::path path = jetforge::cache::KernelCache::default_path();
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] != "--cache") continue;
+    if (i + 1 >= args.size()) throw UsageError("--cache needs a FILE");
+    path = args[i + 1];
+    args.erase(args.begin() + long(i), args.begin() + long(i) + 2);
+    break;
+  }
+  return path;
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+void print_entries(const std::vector<jetforge::cache::EntryInfo>& entries, bool json) {
+  if (json) {
+    std::cout << "[";
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const auto& e = entries[i];
+      std::cout << (i ? ",\n " : "") << "{\"family\": " << json_string(e.family) << ", \"spec\": " << json_string(e.spec) << ", \"arch\": "
+                << json_string(e.arch) << ", \"nvrtc\": " << json_string(e.nvrtc) << ", \"hash\": " << json_string(e.hash)
+                << ", \"cubin_bytes\": " << e.cubin_bytes << ", \"compile_ms\": " << e.compile_ms << ", \"created\": " << e.created
+                << ", \"stale\": " << (e.stale ? "true" : "false") << "}";
+    }
+    std::cout << "]\n";
+    return;
+  }
+  for (const auto& e : entries)
+    std::cout << e.arch << "  " << e.spec << "  " << e.cubin_bytes / 1024 << " KiB  " << int(e.compile_ms) << " ms" << (e.stale ? "  (stale)" : "") << "\n";
+  std::cout << entries.size() << " kernel(s)\n";
+}
+
+int cache_build(jetforge::cache::KernelCache& cache, Args args) {
+  std::string model, archs;
+  int jobs = int(std::max(1u, std::thread::hardware_concurrency()));
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto value = [&](const char* flag) {
+      if (i + 1 >= args.size()) throw UsageError(std::string(flag) + " needs a value");
+      return args[++i];
+    };
+    if (args[i] == "--model") model = value("--model");
+    else if (args[i] == "--arch") archs = value("--arch");
+    else if (args[i] == "--jobs") jobs = std::max(1, std::atoi(value("--jobs").c_str()));
+    else throw UsageError("unknown argument to cache build: " + args[i]);
+  }
+  if (model.empty() || archs.empty()) throw UsageError("cache build needs --model FILE and --arch ARCH[,ARCH...]");
+  const auto config = jetforge::tuner::load_model_config(model);
+  const auto start = std::chrono::steady_clock::now();
+  std::atomic<int> compiled{0}, cached{0};
+  std::vector<std::string> failures;
+  std::mutex mutex;
+  for (size_t pos = 0; pos <= archs.size();) {
+    const size_t comma = archs.find(',', pos);
+    const std::string arch = archs.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? archs.size() + 1 : comma + 1;
+    std::vector<std::string> missing;
+    const auto kernels = jetforge::tuner::training_step_kernels(config, jetforge::gen::TargetLimits::for_arch(arch), &missing);
+    for (const auto& m : missing) std::cout << "  " << arch << ": skipped " << m << "\n";
+    // NVRTC is thread-safe per program: compile on `jobs` threads.
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t i; (i = next.fetch_add(1)) < kernels.size();) {
+        try {
+          bool was_compiled = false;
+          jetforge::compile_or_load(kernels[i], arch, &cache, &was_compiled);
+          (was_compiled ? compiled : cached).fetch_add(1);
+          std::lock_guard lock(mutex);
+          std::cout << "  " << arch << " " << (was_compiled ? "compiled " : "cached   ") << kernels[i].key << "\n" << std::flush;
+        } catch (const std::exception& e) {
+          std::lock_guard lock(mutex);
+          failures.push_back(arch + " " + kernels[i].key + ": " + e.what());
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 0; t < std::min<int>(jobs, int(kernels.size())); ++t) pool.emplace_back(worker);
+    for (auto& t : pool) t.join();
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << config.name << ": " << compiled.load() << " compiled, " << cached.load() << " already cached, " << failures.size() << " failed, in "
+            << seconds << " s -> " << cache.path().string() << "\n";
+  for (const auto& f : failures) std::cerr << "failed: " << f << "\n";
+  return failures.empty() ? 0 : 1;
+}
+
+int cache_verify(jetforge::cache::KernelCache& cache) {
+  const std::string integrity = cache.integrity_check();
+  std::cout << "integrity: " << integrity << "\n";
+  if (integrity != "ok") return 1;
+  std::string why;
+  if (!jetforge::driver_available(&why) || jetforge::Device::count() == 0) {
+    std::cout << "no GPU here (" << (why.empty() ? "no CUDA device" : why) << "): cubins not loaded\n";
+    return 0;
+  }
+  jetforge::Device dev(0);
+  const std::string arch = dev.info().arch();
+  int loaded = 0, failed = 0;
+  for (const auto& e : cache.list()) {
+    if (e.arch != arch || e.stale) continue;
+    try {
+      const auto source = jetforge::gen::emit_key(e.spec, jetforge::gen::TargetLimits::for_arch(arch));
+      jetforge::Kernel kernel(jetforge::compile_or_load(source, arch, &cache));
+      ++loaded;
+    } catch (const std::exception& ex) {
+      ++failed;
+      std::cout << "FAILED " << e.spec << ": " << ex.what() << "\n";
+    }
+  }
+  std::cout << loaded << " cubin(s) for " << arch << " loaded on " << dev.info().name << ", " << failed << " failed\n";
+  return failed == 0 ? 0 : 1;
+}
+
+int cmd_cache(const Args& all) {
+  Args args = all;
+  const auto path = take_cache_option(args);
+  if (args.empty()) throw UsageError("cache needs a verb: build, ls, show, export, import, verify or prune");
+  const std::string verb = args[0];
+  args.erase(args.begin());
+  const bool json = std::find(args.begin(), args.end(), "--json") != args.end();
+  if (json) args.erase(std::find(args.begin(), args.end(), "--json"));
+  jetforge::cache::KernelCache cache(path);
+  if (!cache.recovery_note().empty()) std::cerr << "warning: " << cache.recovery_note() << "\n";
+  auto one_file = [&](const char* what) {
+    if (args.size() != 1) throw UsageError(std::string("cache ") + verb + " needs exactly one " + what);
+    return args[0];
+  };
+  if (verb == "build") return cache_build(cache, args);
+  if (verb == "ls") {
+    if (!args.empty()) throw UsageError("cache ls takes no arguments but --json");
+    print_entries(cache.list(), json);
+    return 0;
+  }
+  if (verb == "show") {
+    const std::string spec = one_file("SPEC");
+    std::vector<jetforge::cache::EntryInfo> matching;
+    for (auto& e : cache.list())
+      if (e.spec == spec) matching.push_back(e);
+    if (matching.empty()) {
+      std::cerr << "no cached kernel for " << spec << " (keys are canonical: see `jetforge cache ls`)\n";
+      return 1;
+    }
+    print_entries(matching, json);
+    return 0;
+  }
+  if (verb == "export") {
+    const auto n = cache.export_to(one_file("FILE"));
+    std::cout << n << " kernel(s) exported to " << args[0] << "\n";
+    return 0;
+  }
+  if (verb == "import") {
+    const auto n = cache.import_from(one_file("FILE"));
+    std::cout << n << " kernel(s) imported from " << args[0] << " into " << cache.path().string() << "\n";
+    return 0;
+  }
+  if (verb == "verify") return cache_verify(cache);
+  if (verb == "prune") {
+    if (!args.empty()) throw UsageError("cache prune takes no arguments");
+    std::cout << cache.prune_stale() << " stale kernel(s) removed\n";
+    return 0;
+  }
+  throw UsageError("unknown cache verb '" + verb + "'");
+}
+
+int cmd_info(const Args& all) {
+  Args args = all;
+  const auto cache_path = take_cache_option(args);
+  if (!args.empty()) throw UsageError("info takes no arguments but --cache FILE");
   std::cout << "jetforge " << "0.1.0" << "\n";
   std::cout << "NVRTC: " << jetforge::nvrtc_version() << "\n";
+  {
+    jetforge::cache::KernelCache cache(cache_path);
+    if (!cache.recovery_note().empty()) std::cerr << "warning: " << cache.recovery_note() << "\n";
+    const auto entries = cache.list();
+    std::int64_t bytes = 0;
+    for (const auto& e : entries) bytes += e.cubin_bytes;
+    std::cout << "kernel cache: " << cache.path().string() << " (" << entries.size() << " kernels, " << bytes / 1024 << " KiB of cubins)\n";
+  }
   std::string why;
   if (!jetforge::driver_available(&why)) {
     std::cout << "GPU: none (" << why << ")\n";
@@ -146,7 +354,8 @@ int main(int argc, char** argv) {
     const char* help;
     std::function<int(const Args&)> run;
   };
-  const Verb verbs[] = {{"info", kInfoHelp, cmd_info}, {"specs", kSpecsHelp, cmd_specs}, {"compile", kCompileHelp, cmd_compile}};
+  const Verb verbs[] = {
+      {"info", kInfoHelp, cmd_info}, {"specs", kSpecsHelp, cmd_specs}, {"compile", kCompileHelp, cmd_compile}, {"cache", kCacheHelp, cmd_cache}};
   if (all.empty() || all[0] == "--help" || all[0] == "-h" || all[0] == "help") {
     std::cout << kMainHelp;
     return all.empty() ? 2 : 0;

@@ -1,0 +1,120 @@
+#include "tuner/model_config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <map>
+#include <set>
+
+#include "generator/families.hpp"
+#include "runtime/gemm.hpp"
+
+namespace jetforge::tuner {
+
+namespace {
+
+struct Field {
+  const char* key;
+  int ModelConfig::*member;
+  bool required;
+};
+constexpr Field kFields[] = {{"layers", &ModelConfig::layers, true},       {"hidden", &ModelConfig::hidden, true},
+                             {"heads", &ModelConfig::heads, true},         {"sequence", &ModelConfig::sequence, true},
+                             {"micro_batch", &ModelConfig::micro_batch, true}, {"vocab", &ModelConfig::vocab, true},
+                             {"mlp_ratio", &ModelConfig::mlp_ratio, false}, {"k_group", &ModelConfig::k_group, false}};
+
+[[noreturn]] void fail(const std::filesystem::path& file, int line, const std::string& key, const std::string& what) {
+  throw ConfigError(file.string() + ":" + std::to_string(line) + ": key '" + key + "': " + what);
+}
+
+}  // namespace
+
+ModelConfig load_model_config(const std::filesystem::path& file) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file.string());
+  } catch (const YAML::BadFile&) {
+    throw ConfigError(file.string() + ": cannot read the model config (no such file, or not readable)");
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(file.string() + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+  }
+  if (!root.IsMap()) throw ConfigError(file.string() + ":1: a model config is a mapping of keys (name, layers, hidden, ...) to values");
+  ModelConfig c;
+  std::set<std::string> known = {"name"};
+  for (const auto& f : kFields) known.insert(f.key);
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    if (!known.count(key)) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      fail(file, kv.first.Mark().line + 1, key, "unknown key (known: " + list + ")");
+    }
+  }
+  if (root["name"]) c.name = root["name"].as<std::string>();
+  else c.name = file.stem().string();
+  for (const auto& f : kFields) {
+    const YAML::Node n = root[f.key];
+    if (!n) {
+      if (f.required) throw ConfigError(file.string() + ": key '" + f.key + "' is missing");
+      continue;
+    }
+    int v = 0;
+    try {
+      v = n.as<int>();
+    } catch (const YAML::Exception&) {
+      fail(file, n.Mark().line + 1, f.key, "expected a positive integer, got '" + n.as<std::string>("?") + "'");
+    }
+    if (v <= 0) fail(file, n.Mark().line + 1, f.key, "expected a positive integer, got " + std::to_string(v));
+    c.*(f.member) = v;
+  }
+  const auto line_of = [&](const char* key) { return root[key].Mark().line + 1; };
+  if (c.hidden % 32 != 0) fail(file, line_of("hidden"), "hidden", std::to_string(c.hidden) + " is not a multiple of the block size 32");
+  if (c.hidden % c.heads != 0) fail(file, line_of("heads"), "heads", std::to_string(c.heads) + " does not divide hidden " + std::to_string(c.hidden));
+  if (c.tokens() % 32 != 0) fail(file, line_of("sequence"), "sequence", "micro_batch x sequence must be a multiple of 32");
+  if (c.k_group != 32 && c.k_group != 64 && c.k_group != 128) fail(file, line_of("k_group"), "k_group", "must be 32, 64 or 128");
+  if (c.hidden % c.k_group != 0) fail(file, line_of("k_group"), "k_group", "must divide hidden " + std::to_string(c.hidden));
+  return c;
+}
+
+std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::TargetLimits& target, std::vector<std::string>* missing) {
+  using gen::DType;
+  using gen::Rounding;
+  const std::int64_t T = c.tokens(), d = c.hidden, ff = std::int64_t(c.mlp_ratio) * c.hidden;
+  std::vector<Problem> out;
+  auto add = [&](std::string what, std::string spec) { out.push_back({std::move(what), std::move(spec)}); };
+  const bool has_gemm = gen::GemmSm90Spec::supports(target);
+  auto gemm = [&](const std::string& what, gen::GemmOut o, Rounding r) {
+    if (has_gemm) add(what, gen::canonical_key(gemm_sm90_spec(o, c.k_group, r, GemmKernelChoice{})));
+    else if (missing) missing->push_back(what + " (no GEMM path for " + target.arch + " yet)");
+  };
+  struct Linear {
+    const char* name;
+    std::int64_t out, in;
+    gen::GemmOut forward_out;  // the QKV projection feeds attention in BF16
+  };
+  const Linear linears[] = {{"qkv", 3 * d, d, gen::GemmOut::bf16}, {"proj", d, d, gen::GemmOut::i8}, {"fc1", ff, d, gen::GemmOut::i8}, {"fc2", d, ff, gen::GemmOut::i8}};
+  for (const Linear& l : linears) {
+    const std::string n = l.name;
+    add("weights " + n + " quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::f32, l.out, l.in, 32, Rounding::nearest, true)));
+    add("input " + n + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.in, 32)));
+    add("grad output " + n + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.out, 32)));
+    gemm(n + " forward", l.forward_out, Rounding::nearest);
+    gemm(n + " backward data", gen::GemmOut::i8, Rounding::stochastic);
+    gemm(n + " backward weight", gen::GemmOut::f32, Rounding::nearest);
+  }
+  // Attention's BF16 core hands back its output (forward) and the QKV gradient (backward).
+  add("attention output quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, d, 32, Rounding::nearest, true)));
+  add("qkv gradient quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, 3 * d, 32, Rounding::stochastic, true)));
+  add("attention gradient dequantize", gen::canonical_key(gen::DequantizeSpec::fit(DType::bf16, T, d, 32)));
+  return out;
+}
+
+std::vector<gen::KernelSource> training_step_kernels(const ModelConfig& c, const gen::TargetLimits& target, std::vector<std::string>* missing) {
+  std::map<std::string, gen::KernelSource> unique;
+  for (const auto& p : training_step_problems(c, target, missing))
+    if (!unique.count(p.spec)) unique.emplace(p.spec, gen::emit_key(p.spec, target));
+  std::vector<gen::KernelSource> out;
+  for (auto& [key, source] : unique) out.push_back(std::move(source));
+  return out;
+}
+
+}  // namespace jetforge::tuner

@@ -1,0 +1,44 @@
+// Model configs (configs/*.yaml) and what they imply: the (operator, shape) problems of one training step and the
+// kernel specs that serve them on a target -- chosen by the same functions the operators use, so that a cache
+// built from this list is exactly what a training run will look up.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "generator/kernel_source.hpp"
+#include "generator/spec.hpp"
+
+namespace jetforge::tuner {
+
+struct ModelConfig {
+  std::string name;
+  int layers = 0, hidden = 0, heads = 0, sequence = 0, micro_batch = 0, vocab = 0;
+  int mlp_ratio = 4;
+  int k_group = 32;
+  std::int64_t tokens() const { return std::int64_t(micro_batch) * sequence; }
+};
+
+// Thrown with "FILE:LINE: key 'KEY': what is wrong".
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+ModelConfig load_model_config(const std::filesystem::path& file);
+
+struct Problem {
+  std::string what;  // e.g. "fc1 forward", "weights qkv quantize+transpose"
+  std::string spec;  // canonical key of the kernel that serves it
+};
+
+// Every problem of one training step, with the kernel for `target`; kernels the target has no path for yet (the
+// GEMM off Hopper) are left out and named in `missing`.
+std::vector<Problem> training_step_problems(const ModelConfig& config, const gen::TargetLimits& target, std::vector<std::string>* missing = nullptr);
+
+// The distinct kernels of those problems, emitted.
+std::vector<gen::KernelSource> training_step_kernels(const ModelConfig& config, const gen::TargetLimits& target,
+                                                     std::vector<std::string>* missing = nullptr);
+
+}  // namespace jetforge::tuner
