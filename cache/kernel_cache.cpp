@@ -5,10 +5,24 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <thread>
 
 namespace jetforge::cache {
 
 namespace {
+
+// A file that is not a readable database: the one error that justifies moving it aside. Anything else (locks,
+// permissions, a full disk) must never cost the user their cache.
+struct Damaged : CacheError {
+  using CacheError::CacheError;
+};
+
+[[noreturn]] void raise(sqlite3* db, int code, const std::string& what) {
+  const std::string message = what + ": " + sqlite3_errmsg(db);
+  const int primary = code & 0xff;
+  if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT) throw Damaged(message);
+  throw CacheError(message);
+}
 
 std::int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -18,7 +32,7 @@ std::int64_t now_seconds() {
 class Statement {
  public:
   Statement(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) throw CacheError(std::string("SQLite prepare failed: ") + sqlite3_errmsg(db));
+    if (const int r = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); r != SQLITE_OK) raise(db, r, "SQLite prepare failed");
   }
   ~Statement() { sqlite3_finalize(s_); }
   Statement& bind(int i, const std::string& v) { return check(sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT)); }
@@ -29,7 +43,7 @@ class Statement {
     const int r = sqlite3_step(s_);
     if (r == SQLITE_ROW) return true;
     if (r == SQLITE_DONE) return false;
-    throw CacheError(std::string("SQLite step failed: ") + sqlite3_errmsg(db_));
+    raise(db_, r, "SQLite step failed");
   }
   std::string text(int col) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
@@ -83,12 +97,7 @@ KernelCache::~KernelCache() {
 }
 
 void KernelCache::exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    const std::string message = err ? err : sqlite3_errmsg(db_);
-    sqlite3_free(err);
-    throw CacheError("kernel cache " + path_.string() + ": " + message);
-  }
+  if (const int r = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); r != SQLITE_OK) raise(db_, r, "kernel cache " + path_.string());
 }
 
 void KernelCache::open_or_recover(OnDamage on_damage) {
@@ -105,8 +114,19 @@ void KernelCache::open_or_recover(OnDamage on_damage) {
         Statement check(db_, "PRAGMA quick_check");
         if (check.step()) verdict = check.text(0);
       }
-      if (verdict != "ok") throw CacheError("integrity check: " + verdict);
-      exec("PRAGMA journal_mode=WAL");
+      if (verdict != "ok") throw Damaged("integrity check: " + verdict);
+      // Switching a new file to WAL needs a moment alone with it; processes creating it together retry.
+      for (int tries = 0;; ++tries) {
+        try {
+          exec("PRAGMA journal_mode=WAL");
+          break;
+        } catch (const Damaged&) {
+          throw;
+        } catch (const CacheError&) {
+          if (tries == 100) throw;
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
       exec("PRAGMA synchronous=NORMAL");
       exec("BEGIN IMMEDIATE");
       exec(kSchema);
@@ -128,8 +148,8 @@ void KernelCache::open_or_recover(OnDamage on_damage) {
       }
       exec("COMMIT");
       return;
-    } catch (const CacheError& e) {
-      if (attempt == 1) throw;
+    } catch (const Damaged& e) {
+      if (attempt == 1) throw CacheError(e.what());
       if (on_damage == OnDamage::fail) throw CacheError(path_.string() + " is not a readable kernel cache (" + e.what() + ")");
       sqlite3_close(db_), db_ = nullptr;
       const auto aside = path_.string() + ".corrupt-" + std::to_string(now_seconds());

@@ -177,7 +177,7 @@ TEST_SUITE("cache") {
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-      freopen("/dev/null", "w", stdout);
+      if (!freopen("/dev/null", "w", stdout)) _exit(126);
       execl(JETFORGE_CLI, JETFORGE_CLI, "cache", "build", "--jobs", "2", "--model", kModel.c_str(), "--arch", "sm_90a,sm_80", "--cache", db.c_str(),
             static_cast<char*>(nullptr));
       _exit(127);
