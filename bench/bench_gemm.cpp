@@ -1,7 +1,7 @@
 // Per-block INT8 GEMM against cuBLAS in one process and one run: for each shape, the forward GEMM (INT8 out) at
 // K-group 32 and 128, the full layer step at K-group 32 (fwd + dX + dW with the transposes they need), cuBLASLt
 // BF16 (FP32 accumulate) for the same GEMMs, and cuBLASLt INT8 with one per-tensor scale. L2 is flushed before
-// every timed run; times are medians.
+// every timed run; times are medians. "p32" is the portable (mma.sync) path at K-group 32 on the same GPU.
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -67,8 +67,8 @@ int main(int argc, char** argv) {
   const Shape shapes[] = {{8192, 2304, 768},  {8192, 768, 768},   {8192, 3072, 768},  {8192, 768, 3072}, {8192, 4096, 1024}, {8192, 1024, 4096},
                           {8192, 8192, 2048}, {8192, 2048, 8192}, {4096, 4096, 4096}, {8192, 8192, 8192}};
   std::printf("\nforward Y = X W^T (M x N, depth K); times in us; TOP/s = 2MNK/t; ratios are cuBLAS BF16 time / ours\n");
-  std::printf("%-17s %8s %8s %8s %8s | %7s %7s %7s %7s | %6s %6s %6s | %9s %9s %6s\n", "M x N x K", "bf16", "i8 lt", "ours32", "ours128", "TF bf16",
-              "TO i8lt", "TO o32", "TO o128", "x32", "x128", "128/lt", "step bf16", "step o32", "xstep");
+  std::printf("%-17s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %6s %6s %6s | %9s %9s %6s\n", "M x N x K", "bf16", "i8 lt", "ours32", "ours128",
+              "TF bf16", "TO i8lt", "TO o32", "TO o128", "TO p32", "x32", "x128", "128/lt", "step bf16", "step o32", "xstep");
   const float one = 1.0f, zero = 0.0f;
   for (const Shape s : shapes) {
     const std::int64_t M = s.m, N = s.n, K = s.k;
@@ -93,6 +93,9 @@ int main(int argc, char** argv) {
     const double t_i8 = time([&](int) { i8_fwd.run(x32.codes().get(), w32.codes().get(), y.codes().get(), &alpha_i8, &zero, stream.get()); });
     const double t_32 = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), {}, stream.get()); });
     const double t_128 = time([&](int) { gemm(ctx, x128.ref(), w128.ref(), y.ref(), {}, stream.get()); });
+    GemmOptions portable;
+    portable.kernel.portable = true;
+    const double t_port = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), portable, stream.get()); });
     const double step_bf16 = time([&](int) {
       bf16_fwd.run(xb.get(), wb.get(), yb.get(), &one, &zero, stream.get());
       bf16_dx.run(dyb.get(), wb.get(), dxb.get(), &one, &zero, stream.get());
@@ -110,9 +113,9 @@ int main(int argc, char** argv) {
     auto tops = [&](double ms) { return ops / (ms * 1e-3) / 1e12; };
     char name[32];
     std::snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)M, (long long)N, (long long)K);
-    std::printf("%-17s %8.1f %8.1f %8.1f %8.1f | %7.0f %7.0f %7.0f %7.0f | %6.2f %6.2f %6.2f | %9.1f %9.1f %6.2f\n", name, t_bf16 * 1e3, t_i8 * 1e3,
-                t_32 * 1e3, t_128 * 1e3, tops(t_bf16), tops(t_i8), tops(t_32), tops(t_128), t_bf16 / t_32, t_bf16 / t_128, t_i8 / t_128,
-                step_bf16 * 1e3, step_32 * 1e3, step_bf16 / step_32);
+    std::printf("%-17s %8.1f %8.1f %8.1f %8.1f | %7.0f %7.0f %7.0f %7.0f %7.0f | %6.2f %6.2f %6.2f | %9.1f %9.1f %6.2f\n", name, t_bf16 * 1e3,
+                t_i8 * 1e3, t_32 * 1e3, t_128 * 1e3, tops(t_bf16), tops(t_i8), tops(t_32), tops(t_128), tops(t_port), t_bf16 / t_32, t_bf16 / t_128,
+                t_i8 / t_128, step_bf16 * 1e3, step_32 * 1e3, step_bf16 / step_32);
     std::fflush(stdout);
   }
   // Kernel-shape sweep on the largest shape (--sweep): what a tuner would choose among.
@@ -125,7 +128,7 @@ int main(int argc, char** argv) {
     for (int bn : {64, 128})
       for (int stages : {3, 4, 6}) {
         GemmOptions o;
-        o.kernel = GemmKernelChoice{bn, stages};
+        o.kernel = GemmKernelChoice{false, bn, stages};
         const double t32 = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), o, stream.get()); });
         const double t128 = time([&](int) { gemm(ctx, x128.ref(), w128.ref(), y.ref(), o, stream.get()); });
         const double ops = 2.0 * double(M) * double(N) * double(K);

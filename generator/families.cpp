@@ -167,6 +167,30 @@ std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {
   return out;
 }
 
+void GemmSm80Spec::validate(const TargetLimits& t) const {
+  require(group == 32 || group == 64 || group == 128, family, "group=" + std::to_string(group) + " is not supported (32, 64 or 128)");
+  require(stages >= 2 && stages <= 6, family, "stages=" + std::to_string(stages) + " must be in 2..6");
+  require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
+  require(smem_bytes() <= t.max_dynamic_smem, family,
+          "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem));
+}
+
+std::string GemmSm80Spec::kernel_expr() const {
+  const char* output = out == GemmOut::f32 ? "jetforge::kGemmOutF32" : out == GemmOut::bf16 ? "jetforge::kGemmOutBF16" : "jetforge::kGemmOutI8";
+  return "jetforge::gemm_sm80_kernel<" + std::to_string(group) + ", " + std::to_string(stages) + ", " + output + ", " + round_expr(round) + ">";
+}
+
+std::vector<GemmSm80Spec> GemmSm80Spec::defaults() {
+  std::vector<GemmSm80Spec> out;
+  for (int group : {32, 128}) {
+    out.push_back(GemmSm80Spec{group, 3, GemmOut::i8, Rounding::nearest});
+    out.push_back(GemmSm80Spec{group, 3, GemmOut::i8, Rounding::stochastic});
+    out.push_back(GemmSm80Spec{group, 3, GemmOut::f32, Rounding::nearest});
+    out.push_back(GemmSm80Spec{group, 3, GemmOut::bf16, Rounding::nearest});
+  }
+  return out;
+}
+
 std::uint64_t hash_templates(std::string_view template_file) {
   static std::mutex mutex;
   static std::map<std::string, std::uint64_t, std::less<>> memo;  // the embedded texts never change in a process
@@ -183,6 +207,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<DequantizeSpec>("per-block INT8 codes + scales -> FP32/BF16"),
       family_info<TransposeSpec>("BlockTensor -> its transpose (codes and scale grid)"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
+      family_info<GemmSm80Spec>("per-block INT8 GEMM C = A B^T, portable path (mma.sync, cp.async; sm_80 and newer)"),
   };
   return all;
 }

@@ -120,6 +120,25 @@ struct GemmSm90Spec {
   static bool supports(const TargetLimits& t) { return t.arch == "sm_90a"; }
 };
 
+// Per-block INT8 GEMM, portable path (sm_80 and newer): mma.sync m16n8k32, 128 x 128 tiles, cp.async ring.
+struct GemmSm80Spec {
+  static constexpr std::string_view family = "gemm_sm80";
+  static constexpr std::string_view template_file = "gemm_sm80.cuh";
+  static constexpr std::string_view params_type = "jetforge::GemmSm80Params";
+  static constexpr int kBM = 128, kBN = 128, kBK = 64, kThreads = 256;
+  int group = 32;
+  int stages = 3;  // depth of the cp.async ring, 64 bytes of K per stage
+  GemmOut out = GemmOut::i8;
+  Rounding round = Rounding::nearest;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return kThreads; }
+  int smem_bytes() const { return stages * (kBM + kBN) * kBK; }
+  static std::vector<GemmSm80Spec> defaults();
+};
+
 // Type-erased view of a family, for the command line and for "compile every template" tests.
 struct FamilyInfo {
   std::string_view name;

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "generator/families.hpp"
+#include "templates/gemm_sm80.cuh"
 #include "templates/gemm_sm90.cuh"
 
 namespace jetforge {
@@ -43,27 +44,47 @@ TensorMap codes_map(const BlockTensorRef& t, int box_rows) {
   return out;
 }
 
+bool uses_sm90(const GemmKernelChoice& choice, const gen::TargetLimits& target) { return !choice.portable && gen::GemmSm90Spec::supports(target); }
+
+gen::Rounding output_rounding(gen::GemmOut out, gen::Rounding rounding) { return out == gen::GemmOut::i8 ? rounding : gen::Rounding::nearest; }
+
+gen::GemmSm90Spec sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
+  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding)};
+}
+
+gen::GemmSm80Spec sm80_spec(gen::GemmOut out, int group, gen::Rounding rounding) {
+  return gen::GemmSm80Spec{group, 3, out, output_rounding(out, rounding)};
+}
+
 void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::GemmOut out, const GemmProblem& problem, const GemmOptions& o,
          CUstream stream) {
   const auto& dev = ctx.device().info();
-  if (dev.cc_major != 9)
-    throw std::runtime_error("gemm: this build has the Hopper (sm_90a) GEMM path only; " + dev.name + " is sm_" + std::to_string(dev.cc_major) +
-                             std::to_string(dev.cc_minor) + " and the portable sm_80 path is not implemented yet");
-  const auto spec = gemm_sm90_spec(out, a.group, o.rounding, o.kernel);
-  GemmSm90Params params;
-  params.a = codes_map(a, gen::GemmSm90Spec::kBM);
-  params.b = codes_map(b, spec.bn);
-  params.a_scales = reinterpret_cast<const float*>(a.scales);
-  params.b_scales = reinterpret_cast<const float*>(b.scales);
-  params.problem = problem;
-  const std::int64_t tiles = (problem.m + spec.kBM - 1) / spec.kBM * ((problem.n + spec.bn - 1) / spec.bn);
-  ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()));
+  if (dev.cc_major < 8)
+    throw std::runtime_error("gemm: " + dev.name + " is sm_" + std::to_string(dev.cc_major) + std::to_string(dev.cc_minor) +
+                             "; the per-block INT8 GEMM needs sm_80 or newer (INT8 mma)");
+  const auto scales = [](const BlockTensorRef& t) { return reinterpret_cast<const float*>(t.scales); };
+  if (uses_sm90(o.kernel, ctx.limits())) {
+    const auto spec = sm90_spec(out, a.group, o.rounding, o.kernel);
+    GemmSm90Params params;
+    params.a = codes_map(a, gen::GemmSm90Spec::kBM);
+    params.b = codes_map(b, spec.bn);
+    params.a_scales = scales(a);
+    params.b_scales = scales(b);
+    params.problem = problem;
+    const std::int64_t tiles = (problem.m + spec.kBM - 1) / spec.kBM * ((problem.n + spec.bn - 1) / spec.bn);
+    ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()));
+  } else {
+    const auto spec = sm80_spec(out, a.group, o.rounding);
+    const GemmSm80Params params{reinterpret_cast<const i8*>(a.codes), reinterpret_cast<const i8*>(b.codes), scales(a), scales(b), problem};
+    const std::int64_t tiles = (problem.m + spec.kBM - 1) / spec.kBM * ((problem.n + spec.kBN - 1) / spec.kBN);
+    ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()));
+  }
 }
 
 }  // namespace
 
-gen::GemmSm90Spec gemm_sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& choice) {
-  return gen::GemmSm90Spec{choice.bn, group, choice.stages, out, out == gen::GemmOut::i8 ? rounding : gen::Rounding::nearest};
+std::string gemm_kernel_key(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& choice, const gen::TargetLimits& target) {
+  return uses_sm90(choice, target) ? gen::canonical_key(sm90_spec(out, group, rounding, choice)) : gen::canonical_key(sm80_spec(out, group, rounding));
 }
 
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const BlockTensorRef& c, const GemmOptions& o, CUstream stream) {

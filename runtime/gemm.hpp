@@ -12,8 +12,9 @@ namespace jetforge {
 
 // The kernel-shape choices a tuner varies; the defaults are the shipped choice for every shape.
 struct GemmKernelChoice {
-  int bn = 128;    // tile columns
-  int stages = 4;  // TMA ring depth
+  bool portable = false;  // the mma.sync path even on Hopper (always taken below sm_90)
+  int bn = 128;           // Hopper path: tile columns
+  int stages = 4;         // Hopper path: TMA ring depth (the portable path's ring is 3 deep)
 };
 
 struct GemmOptions {
@@ -24,8 +25,9 @@ struct GemmOptions {
   GemmKernelChoice kernel;
 };
 
-// The Hopper kernel spec a GEMM call runs (INT8 output rounds as asked; dense output always nearest).
-gen::GemmSm90Spec gemm_sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& choice);
+// The canonical key of the kernel a GEMM call runs on `target`: the Hopper path on sm_90a unless the choice asks
+// for the portable one (INT8 output rounds as asked; dense output always nearest).
+std::string gemm_kernel_key(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& choice, const gen::TargetLimits& target);
 
 // C = A B^T quantized per 32x32 block (the INT8 data flow).
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const BlockTensorRef& c, const GemmOptions& options, CUstream stream);

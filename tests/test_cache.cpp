@@ -165,9 +165,8 @@ TEST_SUITE("cache") {
       CHECK(WIFEXITED(status));
       CHECK(WEXITSTATUS(status) == 0);
     }
-    std::vector<std::string> missing;
     const auto a = tuner::training_step_kernels(tuner::load_model_config(kModel), gen::TargetLimits::for_arch("sm_90a"));
-    const auto b = tuner::training_step_kernels(tuner::load_model_config(kModel), gen::TargetLimits::for_arch("sm_80"), &missing);
+    const auto b = tuner::training_step_kernels(tuner::load_model_config(kModel), gen::TargetLimits::for_arch("sm_80"));
     CHECK(rows(db) == std::int64_t(a.size() + b.size()));
     CHECK(cache::KernelCache(db).integrity_check() == "ok");
   }

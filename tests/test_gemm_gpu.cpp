@@ -50,9 +50,10 @@ const Problem kProblems[] = {{32, 32, 32}, {128, 128, 128}, {96, 160, 224}, {544
 }  // namespace
 
 TEST_SUITE("gpu") {
-  TEST_CASE("gemm FP32/BF16 output matches the FP64 reference (every K-group, bias, accumulate)") {
+  TEST_CASE("gemm FP32/BF16 output matches the FP64 reference (both code paths, every K-group, bias, accumulate)") {
     Context& ctx = testing::gpu();
     std::uint64_t seed = 500;
+    for (const bool portable : {false, true})
     for (const Problem p : kProblems)
       for (int group : {32, 64, 128}) {
         if (p.k % group != 0 || (is_large(p) && group == 64)) continue;  // large shapes: K-groups 32 and 128 only
@@ -60,6 +61,9 @@ TEST_SUITE("gpu") {
         CAPTURE(p.n);
         CAPTURE(p.k);
         CAPTURE(group);
+        CAPTURE(portable);
+        GemmKernelChoice path;
+        path.portable = portable;
         const auto ops = make_operands(p, group, seed += 2);
         BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b);
         const auto elements = checked_elements(p, seed);
@@ -76,7 +80,7 @@ TEST_SUITE("gpu") {
         DeviceBuffer bias_d(bias.size() * 4);
         bias_d.upload(bias.data(), bias.size() * 4);
         c.buffer().upload(c0.data(), c0.size() * 4);
-        gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{Rounding::nearest, 0, bias_d.get(), true, {}}, nullptr);
+        gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{Rounding::nearest, 0, bias_d.get(), true, path}, nullptr);
         std::vector<float> got(c0.size());
         c.buffer().download(got.data(), got.size() * 4);
         double err2 = 0, ref2 = 0;
@@ -91,7 +95,7 @@ TEST_SUITE("gpu") {
         // BF16 out, poisoned first.
         DenseTensor cb(p.m, p.n, DType::bf16);
         cb.buffer().fill_bytes(testing::kNanBytes);
-        gemm(ctx, a.ref(), b.ref(), cb.ref(), GemmOptions{}, nullptr);
+        gemm(ctx, a.ref(), b.ref(), cb.ref(), GemmOptions{Rounding::nearest, 0, 0, false, path}, nullptr);
         std::vector<std::uint16_t> gotb(size_t(p.m * p.n));
         cb.buffer().download(gotb.data(), gotb.size() * 2);
         size_t bad = 0;
@@ -104,9 +108,10 @@ TEST_SUITE("gpu") {
       }
   }
 
-  TEST_CASE("gemm INT8 output is within one quantization step of the FP64 reference (nearest and stochastic)") {
+  TEST_CASE("gemm INT8 output is within one quantization step of the FP64 reference (both code paths, nearest and stochastic)") {
     Context& ctx = testing::gpu();
     std::uint64_t seed = 900;
+    for (const bool portable : {false, true})
     for (const Problem p : kProblems)
       for (int group : {32, 128})
         for (Rounding rounding : {Rounding::nearest, Rounding::stochastic}) {
@@ -116,10 +121,13 @@ TEST_SUITE("gpu") {
           CAPTURE(p.k);
           CAPTURE(group);
           CAPTURE(gen::enum_name(rounding));
+          CAPTURE(portable);
+          GemmKernelChoice path;
+          path.portable = portable;
           const auto ops = make_operands(p, group, seed += 2);
           BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b), c(p.m, p.n);
           testing::poison(c);
-          gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{rounding, seed, 0, false, {}}, nullptr);
+          gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{rounding, seed, 0, false, path}, nullptr);
           const auto got = testing::download(c);
           const auto elements = checked_elements(p, seed);
           size_t bad = 0;

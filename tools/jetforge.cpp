@@ -154,9 +154,7 @@ int cache_build(jetforge::cache::KernelCache& cache, Args args) {
     const size_t comma = archs.find(',', pos);
     const std::string arch = archs.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     pos = comma == std::string::npos ? archs.size() + 1 : comma + 1;
-    std::vector<std::string> missing;
-    const auto kernels = jetforge::tuner::training_step_kernels(config, jetforge::gen::TargetLimits::for_arch(arch), &missing);
-    for (const auto& m : missing) std::cout << "  " << arch << ": skipped " << m << "\n";
+    const auto kernels = jetforge::tuner::training_step_kernels(config, jetforge::gen::TargetLimits::for_arch(arch));
     // NVRTC is thread-safe per program: compile on `jobs` threads.
     std::atomic<size_t> next{0};
     auto worker = [&] {

@@ -75,17 +75,13 @@ ModelConfig load_model_config(const std::filesystem::path& file) {
   return c;
 }
 
-std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::TargetLimits& target, std::vector<std::string>* missing) {
+std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::TargetLimits& target) {
   using gen::DType;
   using gen::Rounding;
   const std::int64_t T = c.tokens(), d = c.hidden, ff = std::int64_t(c.mlp_ratio) * c.hidden;
   std::vector<Problem> out;
   auto add = [&](std::string what, std::string spec) { out.push_back({std::move(what), std::move(spec)}); };
-  const bool has_gemm = gen::GemmSm90Spec::supports(target);
-  auto gemm = [&](const std::string& what, gen::GemmOut o, Rounding r) {
-    if (has_gemm) add(what, gen::canonical_key(gemm_sm90_spec(o, c.k_group, r, GemmKernelChoice{})));
-    else if (missing) missing->push_back(what + " (no GEMM path for " + target.arch + " yet)");
-  };
+  auto gemm = [&](const std::string& what, gen::GemmOut o, Rounding r) { add(what, gemm_kernel_key(o, c.k_group, r, GemmKernelChoice{}, target)); };
   struct Linear {
     const char* name;
     std::int64_t out, in;
@@ -108,9 +104,9 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
   return out;
 }
 
-std::vector<gen::KernelSource> training_step_kernels(const ModelConfig& c, const gen::TargetLimits& target, std::vector<std::string>* missing) {
+std::vector<gen::KernelSource> training_step_kernels(const ModelConfig& c, const gen::TargetLimits& target) {
   std::map<std::string, gen::KernelSource> unique;
-  for (const auto& p : training_step_problems(c, target, missing))
+  for (const auto& p : training_step_problems(c, target))
     if (!unique.count(p.spec)) unique.emplace(p.spec, gen::emit_key(p.spec, target));
   std::vector<gen::KernelSource> out;
   for (auto& [key, source] : unique) out.push_back(std::move(source));

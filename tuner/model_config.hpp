@@ -33,12 +33,10 @@ struct Problem {
   std::string spec;  // canonical key of the kernel that serves it
 };
 
-// Every problem of one training step, with the kernel for `target`; kernels the target has no path for yet (the
-// GEMM off Hopper) are left out and named in `missing`.
-std::vector<Problem> training_step_problems(const ModelConfig& config, const gen::TargetLimits& target, std::vector<std::string>* missing = nullptr);
+// Every problem of one training step, with the kernel that serves it on `target`.
+std::vector<Problem> training_step_problems(const ModelConfig& config, const gen::TargetLimits& target);
 
 // The distinct kernels of those problems, emitted.
-std::vector<gen::KernelSource> training_step_kernels(const ModelConfig& config, const gen::TargetLimits& target,
-                                                     std::vector<std::string>* missing = nullptr);
+std::vector<gen::KernelSource> training_step_kernels(const ModelConfig& config, const gen::TargetLimits& target);
 
 }  // namespace jetforge::tuner
