@@ -21,3 +21,46 @@ struct GemmProblem {
 };
 
 }  // namespace jetforge
+
+#if JF_DEVICE_CODE
+namespace jetforge::gemm {
+
+// Output tiles in groups of 8 along M, so that CTAs running together share B tiles in L2.
+__device__ __forceinline__ void tile_of_block(int block, int tiles_m, int tiles_n, int& tile_m, int& tile_n) {
+  const int per_group = 8 * tiles_n, group = block / per_group;
+  const int first_m = group * 8, group_rows = min(tiles_m - first_m, 8);
+  tile_m = first_m + (block % per_group) % group_rows;
+  tile_n = (block % per_group) / group_rows;
+}
+
+// Dense output of the value pair (row, col), (row, col + 1): bias added, FP32 accumulated if asked, or BF16.
+template <int Output> __device__ __forceinline__ void store_dense_pair(const GemmProblem& p, i64 row, i64 col, float v0, float v1) {
+  if (p.bias) v0 += p.bias[col], v1 += p.bias[col + 1];
+  if constexpr (Output == kGemmOutF32) {
+    float2* dst = reinterpret_cast<float2*>(static_cast<float*>(p.out) + row * p.n + col);
+    if (p.accumulate) {
+      const float2 old = *dst;
+      v0 += old.x, v1 += old.y;
+    }
+    *dst = make_float2(v0, v1);
+  } else {
+    *reinterpret_cast<u32*>(static_cast<bf16*>(p.out) + row * p.n + col) = u32(float_to_bf16(v0).bits) | u32(float_to_bf16(v1).bits) << 16;
+  }
+}
+
+// The two codes of the value pair at element index `first` (= row * N + col, col even, so one hash of the
+// stochastic-rounding noise serves both), packed little-endian.
+template <int Round> __device__ __forceinline__ u16 quantize_pair(const GemmProblem& p, u64 first, float v0, float v1, float inv) {
+  i8 q0, q1;
+  if (Round == kRoundNearest) {
+    q0 = quantize_nearest(v0, inv), q1 = quantize_nearest(v1, inv);
+  } else {
+    const u64 h = hash64(p.seed, first >> 2);
+    q0 = quantize_stochastic(v0, inv, sr_noise_field(h, int(first & 3)));
+    q1 = quantize_stochastic(v1, inv, sr_noise_field(h, int(first & 3) + 1));
+  }
+  return u16(u8(q0)) | u16(u8(q1)) << 8;
+}
+
+}  // namespace jetforge::gemm
+#endif

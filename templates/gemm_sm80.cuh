@@ -64,11 +64,9 @@ __global__ void __launch_bounds__(sm80::kThreads) gemm_sm80_kernel(const GemmSm8
   Smem& smem = *reinterpret_cast<Smem*>(smem_raw);
   const GemmProblem& p = params.problem;
 
-  const int tiles_m = int((p.m + kBM - 1) / kBM), tiles_n = int((p.n + kBN - 1) / kBN);
-  const int per_group = 8 * tiles_n, group = int(blockIdx.x) / per_group;
-  const int first_m = group * 8, group_rows = min(tiles_m - first_m, 8);
-  const i64 m0 = i64(first_m + (int(blockIdx.x) % per_group) % group_rows) * kBM;
-  const i64 n0 = i64((int(blockIdx.x) % per_group) / group_rows) * kBN;
+  int tile_m, tile_n;
+  gemm::tile_of_block(int(blockIdx.x), int((p.m + kBM - 1) / kBM), int((p.n + kBN - 1) / kBN), tile_m, tile_n);
+  const i64 m0 = i64(tile_m) * kBM, n0 = i64(tile_n) * kBN;
   const int k_tiles = int((p.k + kBK - 1) / kBK);
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int warp_m = warp / 4, warp_n = warp % 4;  // warp tile: rows 64 * warp_m, columns 32 * warp_n
@@ -148,35 +146,12 @@ __global__ void __launch_bounds__(sm80::kThreads) gemm_sm80_kernel(const GemmSm8
   cp_async_wait<0>();
 
   // Epilogue. Fragment (mt, nt, e): row 64 warp_m + 16 mt + lane / 4 + 8 (e / 2), column 32 warp_n + 8 nt + 2 (lane % 4) + e % 2.
+  // The warp owns two whole 32 x 32 output blocks: rows 0-31 (m16 tiles 0, 1) and 32-63 (tiles 2, 3) of its slice.
   const i64 row_base = m0 + 64 * warp_m + lane / 4, col_base = n0 + 32 * warp_n + 2 * (lane % 4);
-  if constexpr (Output != kGemmOutI8) {
 #pragma unroll
-    for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const i64 row = row_base + 16 * mt + 8 * h;
-        if (row >= p.m) continue;
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          const i64 col = col_base + 8 * nt;
-          if (col >= p.n) continue;
-          float v0 = acc[mt][nt][2 * h] + (p.bias ? p.bias[col] : 0.0f), v1 = acc[mt][nt][2 * h + 1] + (p.bias ? p.bias[col + 1] : 0.0f);
-          if constexpr (Output == kGemmOutF32) {
-            float2* dst = reinterpret_cast<float2*>(static_cast<float*>(p.out) + row * p.n + col);
-            if (p.accumulate) {
-              const float2 old = *dst;
-              v0 += old.x, v1 += old.y;
-            }
-            *dst = make_float2(v0, v1);
-          } else {
-            *reinterpret_cast<u32*>(static_cast<bf16*>(p.out) + row * p.n + col) = u32(float_to_bf16(v0).bits) | u32(float_to_bf16(v1).bits) << 16;
-          }
-        }
-      }
-  } else {
-    // The warp owns two whole 32 x 32 output blocks (rows 0-31 and 32-63 of its slice): reduce each over the warp.
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
+  for (int half = 0; half < 2; ++half) {
+    float inv = 0.0f;
+    if constexpr (Output == kGemmOutI8) {
       float m = 0.0f;
 #pragma unroll
       for (int mt = 2 * half; mt < 2 * half + 2; ++mt)
@@ -186,33 +161,28 @@ __global__ void __launch_bounds__(sm80::kThreads) gemm_sm80_kernel(const GemmSm8
           for (int e = 0; e < 4; ++e) m = fmaxf(m, fabsf(acc[mt][nt][e]));
 #pragma unroll
       for (int o = 1; o < 32; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-      const float scale = block_scale(m), inv = inverse_scale(scale);
+      const float scale = block_scale(m);
+      inv = inverse_scale(scale);
       const i64 block_row = m0 / 32 + 2 * warp_m + half, block_col = n0 / 32 + warp_n;
       if (lane == 0 && block_row < p.m / 32 && block_col < p.n / 32) p.out_scales[block_row * (p.n / 32) + block_col] = scale;
-#pragma unroll
-      for (int mt = 2 * half; mt < 2 * half + 2; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const i64 row = row_base + 16 * mt + 8 * h;
-          if (row >= p.m) continue;
-#pragma unroll
-          for (int nt = 0; nt < 4; ++nt) {
-            const i64 col = col_base + 8 * nt;
-            if (col >= p.n) continue;
-            const float v0 = acc[mt][nt][2 * h], v1 = acc[mt][nt][2 * h + 1];
-            i8 q0, q1;
-            if (Round == kRoundNearest) {
-              q0 = quantize_nearest(v0, inv), q1 = quantize_nearest(v1, inv);
-            } else {
-              const u64 first = u64(row * p.n + col);  // col is even: one hash serves both
-              const u64 hsh = hash64(p.seed, first >> 2);
-              q0 = quantize_stochastic(v0, inv, sr_noise_field(hsh, int(first & 3)));
-              q1 = quantize_stochastic(v1, inv, sr_noise_field(hsh, int(first & 3) + 1));
-            }
-            *reinterpret_cast<u16*>(static_cast<i8*>(p.out) + row * p.n + col) = u16(u8(q0)) | u16(u8(q1)) << 8;
-          }
-        }
     }
+#pragma unroll
+    for (int mt = 2 * half; mt < 2 * half + 2; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const i64 row = row_base + 16 * mt + 8 * h;
+        if (row >= p.m) continue;
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+          const i64 col = col_base + 8 * nt;
+          if (col >= p.n) continue;
+          const float v0 = acc[mt][nt][2 * h], v1 = acc[mt][nt][2 * h + 1];
+          if constexpr (Output == kGemmOutI8)
+            *reinterpret_cast<u16*>(static_cast<i8*>(p.out) + row * p.n + col) = gemm::quantize_pair<Round>(p, u64(row * p.n + col), v0, v1, inv);
+          else
+            gemm::store_dense_pair<Output>(p, row, col, v0, v1);
+        }
+      }
   }
 }
 

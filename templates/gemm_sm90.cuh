@@ -43,24 +43,9 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, const float (&acc)[BN /
     for (int j = 0; j < BN / 8; ++j) {
       const i64 col = n0 + 8 * j + c_in;
       if (col >= p.n) continue;
-      const float b0 = p.bias ? p.bias[col] : 0.0f, b1 = p.bias ? p.bias[col + 1] : 0.0f;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const i64 row = row0 + 8 * h;
-        if (row >= p.m) continue;
-        float v0 = acc[4 * j + 2 * h] + b0, v1 = acc[4 * j + 2 * h + 1] + b1;
-        if constexpr (Output == kGemmOutF32) {
-          float2* dst = reinterpret_cast<float2*>(static_cast<float*>(p.out) + row * p.n + col);
-          if (p.accumulate) {
-            const float2 old = *dst;
-            v0 += old.x, v1 += old.y;
-          }
-          *dst = make_float2(v0, v1);
-        } else {
-          const u32 packed = u32(float_to_bf16(v0).bits) | u32(float_to_bf16(v1).bits) << 16;
-          *reinterpret_cast<u32*>(static_cast<bf16*>(p.out) + row * p.n + col) = packed;
-        }
-      }
+      for (int h = 0; h < 2; ++h)
+        if (row0 + 8 * h < p.m) gemm::store_dense_pair<Output>(p, row0 + 8 * h, col, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
     }
   } else {
     // Per 32x32 output block: the warp's 16 x 32 maximum, then the pair of warps sharing the block.
@@ -89,17 +74,8 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, const float (&acc)[BN /
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int r = 16 * warp + r_in + 8 * h, c = 8 * j + c_in;
-          i8 q0, q1;
-          if (Round == kRoundNearest) {
-            q0 = quantize_nearest(acc[4 * j + 2 * h], inv);
-            q1 = quantize_nearest(acc[4 * j + 2 * h + 1], inv);
-          } else {
-            const u64 first = u64((m0 + 64 * wg + r) * p.n + n0 + c);  // element index; c is even, so one hash serves both
-            const u64 hsh = hash64(p.seed, first >> 2);
-            q0 = quantize_stochastic(acc[4 * j + 2 * h], inv, sr_noise_field(hsh, int(first & 3)));
-            q1 = quantize_stochastic(acc[4 * j + 2 * h + 1], inv, sr_noise_field(hsh, int(first & 3) + 1));
-          }
-          *reinterpret_cast<u16*>(&staged[r * BN + c]) = u16(u8(q0)) | u16(u8(q1)) << 8;
+          const u64 first = u64((m0 + 64 * wg + r) * p.n + n0 + c);
+          *reinterpret_cast<u16*>(&staged[r * BN + c]) = gemm::quantize_pair<Round>(p, first, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], inv);
         }
     }
     sm90::named_barrier(1 + wg, 128);
@@ -125,11 +101,8 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   Smem& smem = *reinterpret_cast<Smem*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
   const GemmProblem& p = params.problem;
 
-  // Tiles in groups of 8 along M, so that CTAs running together share B tiles in L2.
-  const int tiles_m = int((p.m + kBM - 1) / kBM), tiles_n = int((p.n + BN - 1) / BN);
-  const int per_group = 8 * tiles_n, group = int(blockIdx.x) / per_group;
-  const int first_m = group * 8, group_rows = min(tiles_m - first_m, 8);
-  const int tile_m = first_m + (int(blockIdx.x) % per_group) % group_rows, tile_n = (int(blockIdx.x) % per_group) / group_rows;
+  int tile_m, tile_n;
+  gemm::tile_of_block(int(blockIdx.x), int((p.m + kBM - 1) / kBM), int((p.n + BN - 1) / BN), tile_m, tile_n);
   const i64 m0 = i64(tile_m) * kBM, n0 = i64(tile_n) * BN;
   const int k_tiles = int((p.k + kBK - 1) / kBK);
 
