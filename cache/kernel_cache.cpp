@@ -218,37 +218,32 @@ std::int64_t KernelCache::prune_stale() {
   return removed;
 }
 
-std::int64_t KernelCache::export_to(const std::filesystem::path& file) {
-  KernelCache target(file, OnDamage::fail);  // creates the schema; never moves a user's file aside
-  Statement attach(db_, "ATTACH DATABASE ?1 AS target");
-  attach.bind(1, file.string()).step();
+std::int64_t KernelCache::copy_rows(const std::filesystem::path& other, bool into_other) {
+  Statement attach(db_, "ATTACH DATABASE ?1 AS other");
+  attach.bind(1, other.string()).step();
   std::int64_t n = 0;
   try {
-    exec((std::string("INSERT OR IGNORE INTO target.cubins SELECT ") + kColumns + " FROM main.cubins").c_str());
+    exec((std::string("INSERT OR IGNORE INTO ") + (into_other ? "other" : "main") + ".cubins SELECT " + kColumns + " FROM " +
+          (into_other ? "main" : "other") + ".cubins")
+             .c_str());
     n = sqlite3_changes(db_);
   } catch (...) {
-    exec("DETACH DATABASE target");
+    exec("DETACH DATABASE other");
     throw;
   }
-  exec("DETACH DATABASE target");
+  exec("DETACH DATABASE other");
   return n;
+}
+
+std::int64_t KernelCache::export_to(const std::filesystem::path& file) {
+  KernelCache target(file, OnDamage::fail);  // creates the schema; never moves a user's file aside
+  return copy_rows(file, true);
 }
 
 std::int64_t KernelCache::import_from(const std::filesystem::path& file) {
   if (!std::filesystem::exists(file)) throw CacheError("cannot import " + file.string() + ": no such file");
   KernelCache source(file, OnDamage::fail);  // refuses a damaged file before anything is copied from it
-  Statement attach(db_, "ATTACH DATABASE ?1 AS source");
-  attach.bind(1, file.string()).step();
-  std::int64_t n = 0;
-  try {
-    exec((std::string("INSERT OR IGNORE INTO main.cubins SELECT ") + kColumns + " FROM source.cubins").c_str());
-    n = sqlite3_changes(db_);
-  } catch (...) {
-    exec("DETACH DATABASE source");
-    throw;
-  }
-  exec("DETACH DATABASE source");
-  return n;
+  return copy_rows(file, false);
 }
 
 std::string KernelCache::integrity_check() {

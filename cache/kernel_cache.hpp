@@ -68,6 +68,7 @@ class KernelCache {
  private:
   void open_or_recover(OnDamage on_damage);
   void exec(const char* sql);
+  std::int64_t copy_rows(const std::filesystem::path& other, bool into_other);  // INSERT OR IGNORE across an ATTACH
   std::filesystem::path path_;
   std::string recovery_note_;
   sqlite3* db_ = nullptr;

@@ -85,6 +85,12 @@ for ARCH (sm_80, sm_86, sm_89, sm_90, sm_90a) and compiles it with NVRTC. No GPU
 Without -o or --source it compiles and reports the cubin's size, lowered name and compile time.
 )";
 
+// Reads the value after the flag at args[i] (advancing i), or throws a usage error naming the flag.
+const std::string& flag_value(const Args& args, size_t& i) {
+  if (i + 1 >= args.size()) throw UsageError(args[i] + " needs a value");
+  return args[++i];
+}
+
 bool wants_help(const Args& args) {
   for (const auto& a : args)
     if (a == "--help" || a == "-h") return true;
@@ -96,8 +102,8 @@ std::filesystem::path take_cache_option(Args& args) {
   std::filesystem::path path = jetforge::cache::KernelCache::default_path();
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] != "--cache") continue;
-    if (i + 1 >= args.size()) throw UsageError("--cache needs a FILE");
-    path = args[i + 1];
+    size_t at = i;
+    path = flag_value(args, at);
     args.erase(args.begin() + long(i), args.begin() + long(i) + 2);
     break;
   }
@@ -135,13 +141,9 @@ int cache_build(jetforge::cache::KernelCache& cache, Args args) {
   std::string model, archs;
   int jobs = int(std::max(1u, std::thread::hardware_concurrency()));
   for (size_t i = 0; i < args.size(); ++i) {
-    auto value = [&](const char* flag) {
-      if (i + 1 >= args.size()) throw UsageError(std::string(flag) + " needs a value");
-      return args[++i];
-    };
-    if (args[i] == "--model") model = value("--model");
-    else if (args[i] == "--arch") archs = value("--arch");
-    else if (args[i] == "--jobs") jobs = std::max(1, std::atoi(value("--jobs").c_str()));
+    if (args[i] == "--model") model = flag_value(args, i);
+    else if (args[i] == "--arch") archs = flag_value(args, i);
+    else if (args[i] == "--jobs") jobs = std::max(1, std::atoi(flag_value(args, i).c_str()));
     else throw UsageError("unknown argument to cache build: " + args[i]);
   }
   if (model.empty() || archs.empty()) throw UsageError("cache build needs --model FILE and --arch ARCH[,ARCH...]");
@@ -272,13 +274,9 @@ int cmd_data(const Args& args) {
   if (args.empty() || args[0] != "prepare") throw UsageError("data needs the verb prepare");
   std::string corpus, vocab, out;
   for (size_t i = 1; i < args.size(); ++i) {
-    auto value = [&](const char* flag) {
-      if (i + 1 >= args.size()) throw UsageError(std::string(flag) + " needs a value");
-      return args[++i];
-    };
-    if (args[i] == "--corpus") corpus = value("--corpus");
-    else if (args[i] == "--vocab") vocab = value("--vocab");
-    else if (args[i] == "--out") out = value("--out");
+    if (args[i] == "--corpus") corpus = flag_value(args, i);
+    else if (args[i] == "--vocab") vocab = flag_value(args, i);
+    else if (args[i] == "--out") out = flag_value(args, i);
     else throw UsageError("unknown argument to data prepare: " + args[i]);
   }
   if (corpus.empty() || vocab.empty() || out.empty()) throw UsageError("data prepare needs --corpus DIR, --vocab DIR and --out FILE");
@@ -346,12 +344,8 @@ int cmd_compile(const Args& args) {
   std::string spec, arch, output;
   bool source_only = false, resources = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    auto value = [&](const char* flag) {
-      if (i + 1 >= args.size()) throw UsageError(std::string(flag) + " needs a value");
-      return args[++i];
-    };
-    if (args[i] == "--arch") arch = value("--arch");
-    else if (args[i] == "-o") output = value("-o");
+    if (args[i] == "--arch") arch = flag_value(args, i);
+    else if (args[i] == "-o") output = flag_value(args, i);
     else if (args[i] == "--source") source_only = true;
     else if (args[i] == "--resources") resources = true;
     else if (args[i].starts_with("-")) throw UsageError("unknown option " + args[i]);
