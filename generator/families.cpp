@@ -49,6 +49,11 @@ std::string tile_args(int block, const BlockTile& tile) {
 
 std::string round_expr(Rounding r) { return r == Rounding::nearest ? "jetforge::kRoundNearest" : "jetforge::kRoundStochastic"; }
 
+std::string gemm_epilogue_args(GemmOut out, Rounding round, GemmFold fold) {
+  const char* output = out == GemmOut::f32 ? "jetforge::kGemmOutF32" : out == GemmOut::bf16 ? "jetforge::kGemmOutBF16" : "jetforge::kGemmOutI8";
+  return std::string(output) + ", " + round_expr(round) + ", " + (fold == GemmFold::convert ? "jetforge::kFoldConvert" : "jetforge::kFoldMagic");
+}
+
 template <class Spec> FamilyInfo family_info(std::string_view summary) {
   return FamilyInfo{
       Spec::family, summary,
@@ -151,18 +156,17 @@ int GemmSm90Spec::smem_bytes() const {
 }
 
 std::string GemmSm90Spec::kernel_expr() const {
-  const char* output = out == GemmOut::f32 ? "jetforge::kGemmOutF32" : out == GemmOut::bf16 ? "jetforge::kGemmOutBF16" : "jetforge::kGemmOutI8";
-  return "jetforge::gemm_sm90_kernel<" + std::to_string(bn) + ", " + std::to_string(group) + ", " + std::to_string(stages) + ", " + output + ", " +
-         round_expr(round) + ">";
+  return "jetforge::gemm_sm90_kernel<" + std::to_string(bn) + ", " + std::to_string(group) + ", " + std::to_string(stages) + ", " +
+         gemm_epilogue_args(out, round, fold) + ">";
 }
 
 std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {
   std::vector<GemmSm90Spec> out;
   for (int group : {32, 128}) {
-    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::nearest});
-    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::stochastic});
-    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::f32, Rounding::nearest});
-    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::bf16, Rounding::nearest});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::nearest, GemmFold::convert});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::stochastic, GemmFold::convert});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::f32, Rounding::nearest, GemmFold::convert});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::bf16, Rounding::nearest, GemmFold::convert});
   }
   return out;
 }
@@ -176,17 +180,16 @@ void GemmSm80Spec::validate(const TargetLimits& t) const {
 }
 
 std::string GemmSm80Spec::kernel_expr() const {
-  const char* output = out == GemmOut::f32 ? "jetforge::kGemmOutF32" : out == GemmOut::bf16 ? "jetforge::kGemmOutBF16" : "jetforge::kGemmOutI8";
-  return "jetforge::gemm_sm80_kernel<" + std::to_string(group) + ", " + std::to_string(stages) + ", " + output + ", " + round_expr(round) + ">";
+  return "jetforge::gemm_sm80_kernel<" + std::to_string(group) + ", " + std::to_string(stages) + ", " + gemm_epilogue_args(out, round, fold) + ">";
 }
 
 std::vector<GemmSm80Spec> GemmSm80Spec::defaults() {
   std::vector<GemmSm80Spec> out;
   for (int group : {32, 128}) {
-    out.push_back(GemmSm80Spec{group, 3, GemmOut::i8, Rounding::nearest});
-    out.push_back(GemmSm80Spec{group, 3, GemmOut::i8, Rounding::stochastic});
-    out.push_back(GemmSm80Spec{group, 3, GemmOut::f32, Rounding::nearest});
-    out.push_back(GemmSm80Spec{group, 3, GemmOut::bf16, Rounding::nearest});
+    out.push_back(GemmSm80Spec{group, 3, GemmOut::i8, Rounding::nearest, GemmFold::convert});
+    out.push_back(GemmSm80Spec{group, 3, GemmOut::i8, Rounding::stochastic, GemmFold::convert});
+    out.push_back(GemmSm80Spec{group, 3, GemmOut::f32, Rounding::nearest, GemmFold::convert});
+    out.push_back(GemmSm80Spec{group, 3, GemmOut::bf16, Rounding::nearest, GemmFold::convert});
   }
   return out;
 }

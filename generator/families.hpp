@@ -97,6 +97,11 @@ enum class GemmOut { f32, bf16, i8 };
 template <> struct EnumNames<GemmOut> {
   static constexpr std::pair<GemmOut, std::string_view> table[] = {{GemmOut::f32, "f32"}, {GemmOut::bf16, "bf16"}, {GemmOut::i8, "i8"}};
 };
+// INT32 -> FP32 in the per-K-group fold: the converter instruction, or the FP32-adder trick (templates/gemm.cuh).
+enum class GemmFold { convert, magic };
+template <> struct EnumNames<GemmFold> {
+  static constexpr std::pair<GemmFold, std::string_view> table[] = {{GemmFold::convert, "convert"}, {GemmFold::magic, "magic"}};
+};
 
 struct GemmSm90Spec {
   static constexpr std::string_view family = "gemm_sm90";
@@ -108,9 +113,10 @@ struct GemmSm90Spec {
   int stages = 4;   // depth of the TMA ring, 128 bytes of K per stage
   GemmOut out = GemmOut::i8;
   Rounding round = Rounding::nearest;  // INT8 output only
+  GemmFold fold = GemmFold::convert;
 
   template <class S, class F> static void fields(S& s, F&& f) {
-    f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round);
+    f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round), f("fold", s.fold);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
@@ -130,8 +136,11 @@ struct GemmSm80Spec {
   int stages = 3;  // depth of the cp.async ring, 64 bytes of K per stage
   GemmOut out = GemmOut::i8;
   Rounding round = Rounding::nearest;
+  GemmFold fold = GemmFold::convert;
 
-  template <class S, class F> static void fields(S& s, F&& f) { f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round); }
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round), f("fold", s.fold);
+  }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return kThreads; }

@@ -49,11 +49,11 @@ bool uses_sm90(const GemmKernelChoice& choice, const gen::TargetLimits& target) 
 gen::Rounding output_rounding(gen::GemmOut out, gen::Rounding rounding) { return out == gen::GemmOut::i8 ? rounding : gen::Rounding::nearest; }
 
 gen::GemmSm90Spec sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
-  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding)};
+  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold};
 }
 
-gen::GemmSm80Spec sm80_spec(gen::GemmOut out, int group, gen::Rounding rounding) {
-  return gen::GemmSm80Spec{group, 3, out, output_rounding(out, rounding)};
+gen::GemmSm80Spec sm80_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
+  return gen::GemmSm80Spec{group, 3, out, output_rounding(out, rounding), c.fold};
 }
 
 void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::GemmOut out, const GemmProblem& problem, const GemmOptions& o,
@@ -74,7 +74,7 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
     const std::int64_t tiles = (problem.m + spec.kBM - 1) / spec.kBM * ((problem.n + spec.bn - 1) / spec.bn);
     ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()));
   } else {
-    const auto spec = sm80_spec(out, a.group, o.rounding);
+    const auto spec = sm80_spec(out, a.group, o.rounding, o.kernel);
     const GemmSm80Params params{reinterpret_cast<const i8*>(a.codes), reinterpret_cast<const i8*>(b.codes), scales(a), scales(b), problem};
     const std::int64_t tiles = (problem.m + spec.kBM - 1) / spec.kBM * ((problem.n + spec.kBN - 1) / spec.kBN);
     ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()));
@@ -84,7 +84,7 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
 }  // namespace
 
 std::string gemm_kernel_key(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& choice, const gen::TargetLimits& target) {
-  return uses_sm90(choice, target) ? gen::canonical_key(sm90_spec(out, group, rounding, choice)) : gen::canonical_key(sm80_spec(out, group, rounding));
+  return uses_sm90(choice, target) ? gen::canonical_key(sm90_spec(out, group, rounding, choice)) : gen::canonical_key(sm80_spec(out, group, rounding, choice));
 }
 
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const BlockTensorRef& c, const GemmOptions& o, CUstream stream) {

@@ -15,6 +15,7 @@ struct GemmKernelChoice {
   bool portable = false;  // the mma.sync path even on Hopper (always taken below sm_90)
   int bn = 128;           // Hopper path: tile columns
   int stages = 4;         // Hopper path: TMA ring depth (the portable path's ring is 3 deep)
+  gen::GemmFold fold = gen::GemmFold::convert;  // INT32 -> FP32 in the per-K-group fold
 };
 
 struct GemmOptions {

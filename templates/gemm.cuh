@@ -10,6 +10,11 @@ namespace jetforge {
 
 enum GemmOutput { kGemmOutF32 = 0, kGemmOutBF16 = 1, kGemmOutI8 = 2 };
 
+// How a K-group's INT32 dot products become FP32 before the scaled accumulation: the int->float converter, or
+// the FP32 adder (bits of 1.5 * 2^23 plus the integer, minus 1.5 * 2^23; exact since |dot| < 128 * 127^2 < 2^22),
+// which moves the work from the conversion unit to the integer and FP32 pipes.
+enum GemmFold { kFoldConvert = 0, kFoldMagic = 1 };
+
 // Scalar parameters common to every GEMM code path.
 struct GemmProblem {
   void* out;            // M x N row-major: FP32 / BF16 values, or INT8 codes
@@ -24,6 +29,11 @@ struct GemmProblem {
 
 #if JF_DEVICE_CODE
 namespace jetforge::gemm {
+
+template <int Fold> __device__ __forceinline__ float dot_to_float(i32 dot) {
+  if (Fold == kFoldConvert) return __int2float_rn(dot);
+  return __int_as_float(0x4B400000 + dot) - kMagic;
+}
 
 // Output tiles in groups of 8 along M, so that CTAs running together share B tiles in L2.
 __device__ __forceinline__ void tile_of_block(int block, int tiles_m, int tiles_n, int& tile_m, int& tile_n) {

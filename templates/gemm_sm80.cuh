@@ -56,7 +56,7 @@ template <int Group, int Stages> struct GemmSm80Smem {
   i8 b[Stages][sm80::kBN * sm80::kBK];
 };
 
-template <int Group, int Stages, int Output, int Round>
+template <int Group, int Stages, int Output, int Round, int Fold>
 __global__ void __launch_bounds__(sm80::kThreads) gemm_sm80_kernel(const GemmSm80Params params) {
   using namespace sm80;
   typedef GemmSm80Smem<Group, Stages> Smem;
@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(sm80::kThreads) gemm_sm80_kernel(const GemmSm8
 #pragma unroll
           for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[mt][nt][e] = fmaf(__int2float_rn(part[mt][nt][e]), f, acc[mt][nt][e]);
+            for (int e = 0; e < 4; ++e) acc[mt][nt][e] = fmaf(gemm::dot_to_float<Fold>(part[mt][nt][e]), f, acc[mt][nt][e]);
       }
     }
   }

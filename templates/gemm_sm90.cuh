@@ -91,7 +91,7 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, const float (&acc)[BN /
   }
 }
 
-template <int BN, int Group, int Stages, int Output, int Round>
+template <int BN, int Group, int Stages, int Output, int Round, int Fold>
 __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
   typedef GemmSm90Smem<BN, Group, Stages> Smem;
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK, kGroups = Smem::kGroups;
@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
     for (int nb = 0; nb < BN / 32; ++nb) {
       const float f = sa * smem.b_scales[s][nb][g];
 #pragma unroll
-      for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(__int2float_rn(int(part[i])), f, acc[i]);
+      for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(gemm::dot_to_float<Fold>(i32(part[i])), f, acc[i]);
     }
     if (g == kGroups - 1 && lane == 0) sm90::mbar_arrive(&smem.empty[s]);
   };

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "runtime/gemm.hpp"
@@ -142,6 +143,31 @@ TEST_SUITE("gpu") {
           CHECK(bad == 0);
           for (float s : got.scales) CHECK((s > 0 && std::isfinite(s)));
         }
+  }
+
+  TEST_CASE("the FP32-adder fold gives bit-identical results to the converter fold (both paths)") {
+    Context& ctx = testing::gpu();
+    const Problem p{544, 800, 1024};
+    for (const bool portable : {false, true})
+      for (int group : {32, 128}) {
+        CAPTURE(portable);
+        CAPTURE(group);
+        const auto ops = make_operands(p, group, 1300 + std::uint64_t(group));
+        BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b);
+        std::vector<float> out[2];
+        for (int f = 0; f < 2; ++f) {
+          GemmOptions o;
+          o.kernel.portable = portable;
+          o.kernel.fold = f == 0 ? gen::GemmFold::convert : gen::GemmFold::magic;
+          DenseTensor c(p.m, p.n, DType::f32);
+          c.buffer().fill_bytes(testing::kNanBytes);
+          gemm(ctx, a.ref(), b.ref(), c.ref(), o, nullptr);
+          out[f].resize(size_t(p.m * p.n));
+          c.buffer().download(out[f].data(), out[f].size() * 4);
+        }
+        CHECK(std::memcmp(out[0].data(), out[1].data(), out[0].size() * 4) == 0);
+        CHECK(std::isfinite(out[0][0]));
+      }
   }
 
   TEST_CASE("linear layer: forward, backward data and backward weight agree with their GEMM definitions") {
