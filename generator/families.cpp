@@ -140,6 +140,7 @@ void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(bn == 64 || bn == 128, family, "bn=" + std::to_string(bn) + " is not supported (64 or 128)");
   require(group == 32 || group == 64 || group == 128, family, "group=" + std::to_string(group) + " is not supported (32, 64 or 128)");
   require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
+  require(cluster == 1 || cluster == 2, family, "cluster=" + std::to_string(cluster) + " is not supported (1 or 2)");
   require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem) +
@@ -157,16 +158,17 @@ int GemmSm90Spec::smem_bytes() const {
 
 std::string GemmSm90Spec::kernel_expr() const {
   return "jetforge::gemm_sm90_kernel<" + std::to_string(bn) + ", " + std::to_string(group) + ", " + std::to_string(stages) + ", " +
-         gemm_epilogue_args(out, round, fold) + ">";
+         gemm_epilogue_args(out, round, fold) + ", " + std::to_string(cluster) + ">";
 }
 
 std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {
   std::vector<GemmSm90Spec> out;
   for (int group : {32, 128}) {
-    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::nearest, GemmFold::convert});
-    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::stochastic, GemmFold::convert});
-    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::f32, Rounding::nearest, GemmFold::convert});
-    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::bf16, Rounding::nearest, GemmFold::convert});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::nearest, GemmFold::convert, 1});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::nearest, GemmFold::convert, 2});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::stochastic, GemmFold::convert, 1});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::f32, Rounding::nearest, GemmFold::convert, 1});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::bf16, Rounding::nearest, GemmFold::convert, 1});
   }
   return out;
 }

@@ -114,9 +114,10 @@ struct GemmSm90Spec {
   GemmOut out = GemmOut::i8;
   Rounding round = Rounding::nearest;  // INT8 output only
   GemmFold fold = GemmFold::convert;
+  int cluster = 1;  // 2: CTA pairs along M share their B tile through TMA multicast
 
   template <class S, class F> static void fields(S& s, F&& f) {
-    f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round), f("fold", s.fold);
+    f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round), f("fold", s.fold), f("cluster", s.cluster);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;

@@ -49,7 +49,7 @@ bool uses_sm90(const GemmKernelChoice& choice, const gen::TargetLimits& target) 
 gen::Rounding output_rounding(gen::GemmOut out, gen::Rounding rounding) { return out == gen::GemmOut::i8 ? rounding : gen::Rounding::nearest; }
 
 gen::GemmSm90Spec sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
-  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold};
+  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster};
 }
 
 gen::GemmSm80Spec sm80_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
@@ -67,12 +67,13 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
     const auto spec = sm90_spec(out, a.group, o.rounding, o.kernel);
     GemmSm90Params params;
     params.a = codes_map(a, gen::GemmSm90Spec::kBM);
-    params.b = codes_map(b, spec.bn);
+    params.b = codes_map(b, spec.bn / spec.cluster);  // with a cluster, each CTA loads its share of the B tile
     params.a_scales = scales(a);
     params.b_scales = scales(b);
     params.problem = problem;
-    const std::int64_t tiles = (problem.m + spec.kBM - 1) / spec.kBM * ((problem.n + spec.bn - 1) / spec.bn);
-    ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()));
+    const std::int64_t m_tiles = (problem.m + spec.kBM * spec.cluster - 1) / (spec.kBM * spec.cluster) * spec.cluster;  // whole clusters
+    const std::int64_t tiles = m_tiles * ((problem.n + spec.bn - 1) / spec.bn);
+    ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()), unsigned(spec.cluster));
   } else {
     const auto spec = sm80_spec(out, a.group, o.rounding, o.kernel);
     const GemmSm80Params params{reinterpret_cast<const i8*>(a.codes), reinterpret_cast<const i8*>(b.codes), scales(a), scales(b), problem};

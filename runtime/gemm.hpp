@@ -16,6 +16,7 @@ struct GemmKernelChoice {
   int bn = 128;           // Hopper path: tile columns
   int stages = 4;         // Hopper path: TMA ring depth (the portable path's ring is 3 deep)
   gen::GemmFold fold = gen::GemmFold::convert;  // INT32 -> FP32 in the per-K-group fold
+  int cluster = 1;  // Hopper path: 2 = CTA pairs along M share B through TMA multicast
 };
 
 struct GemmOptions {

@@ -23,12 +23,26 @@ int Kernel::registers() const { return function_attribute(function_, CU_FUNC_ATT
 int Kernel::static_smem() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES); }
 int Kernel::local_bytes() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES); }
 
-void Kernel::launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem) const {
+void Kernel::launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem, unsigned cluster) const {
   if (grid == 0) return;  // an empty problem launches nothing
   if (dynamic_smem > 48 * 1024)
     check(driver().cuFuncSetAttribute(function_, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, int(dynamic_smem)), "cuFuncSetAttribute");
-  check(driver().cuLaunchKernel(function_, grid, 1, 1, unsigned(threads_), 1, 1, dynamic_smem, stream, args, nullptr),
-        ("cuLaunchKernel for " + key_).c_str());
+  if (cluster <= 1) {
+    check(driver().cuLaunchKernel(function_, grid, 1, 1, unsigned(threads_), 1, 1, dynamic_smem, stream, args, nullptr),
+          ("cuLaunchKernel for " + key_).c_str());
+    return;
+  }
+  CUlaunchAttribute attribute{};
+  attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+  attribute.value.clusterDim.x = cluster, attribute.value.clusterDim.y = 1, attribute.value.clusterDim.z = 1;
+  CUlaunchConfig config{};
+  config.gridDimX = grid, config.gridDimY = 1, config.gridDimZ = 1;
+  config.blockDimX = unsigned(threads_), config.blockDimY = 1, config.blockDimZ = 1;
+  config.sharedMemBytes = dynamic_smem;
+  config.hStream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  check(driver().cuLaunchKernelEx(&config, function_, args, nullptr), ("cuLaunchKernelEx (cluster of " + std::to_string(cluster) + ") for " + key_).c_str());
 }
 
 CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled) {

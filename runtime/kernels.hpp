@@ -23,10 +23,11 @@ class Kernel {
   Kernel(const Kernel&) = delete;
   Kernel& operator=(const Kernel&) = delete;
 
-  // Launches with one kernel parameter, the family's params struct, passed by value.
-  template <class Params> void launch(unsigned grid, const Params& params, CUstream stream, unsigned dynamic_smem = 0) const {
+  // Launches with one kernel parameter, the family's params struct, passed by value; `cluster` CTAs per
+  // thread-block cluster (grid must be a multiple of it).
+  template <class Params> void launch(unsigned grid, const Params& params, CUstream stream, unsigned dynamic_smem = 0, unsigned cluster = 1) const {
     void* args[] = {const_cast<Params*>(&params)};
-    launch_raw(grid, args, stream, dynamic_smem);
+    launch_raw(grid, args, stream, dynamic_smem, cluster);
   }
   int threads() const { return threads_; }
   int registers() const;
@@ -34,7 +35,7 @@ class Kernel {
   int local_bytes() const;
 
  private:
-  void launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem) const;
+  void launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem, unsigned cluster) const;
   CUmodule module_ = nullptr;
   CUfunction function_ = nullptr;
   int threads_ = 0;

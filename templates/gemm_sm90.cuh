@@ -1,7 +1,9 @@
 // Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): TMA loads into a Stages-deep ring of 128-byte
 // K slices completing on mbarriers, one producer warp, two consumer warpgroups of 64 rows each issuing
 // m64nBNk32 s8 wgmma into an INT32 scratch accumulator and folding it into FP32 after every K-group. The two
-// consumers drift out of phase, so one folds while the other's wgmma runs.
+// consumers drift out of phase, so one folds while the other's wgmma runs. With Cluster = 2, two CTAs on
+// neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
+// traffic per output.
 #pragma once
 #include "gemm.cuh"
 #include "jetforge/sm90.cuh"
@@ -91,61 +93,46 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, const float (&acc)[BN /
   }
 }
 
-template <int BN, int Group, int Stages, int Output, int Round, int Fold>
-__global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
-  typedef GemmSm90Smem<BN, Group, Stages> Smem;
+// The producer warp: per stage, the scales of the K slice staged by its lanes, then one TMA load of A and one of B
+// (with Cluster = 2: this rank's half of B, multicast to both CTAs) completing on the stage's full barrier.
+template <int BN, int Group, int Stages, int Cluster, class Smem>
+__device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int k_tiles, int lane, i64 m0, i64 n0, u32 rank) {
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK, kGroups = Smem::kGroups;
   constexpr int kStageBytes = (kBM + BN) * kBK;
-  extern __shared__ u8 smem_raw[];
-  // The 128-byte swizzle wants 1024-byte aligned tiles.
-  Smem& smem = *reinterpret_cast<Smem*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
   const GemmProblem& p = params.problem;
-
-  int tile_m, tile_n;
-  gemm::tile_of_block(int(blockIdx.x), int((p.m + kBM - 1) / kBM), int((p.n + BN - 1) / BN), tile_m, tile_n);
-  const i64 m0 = i64(tile_m) * kBM, n0 = i64(tile_n) * BN;
-  const int k_tiles = int((p.k + kBK - 1) / kBK);
-
-  const int wg = int(threadIdx.x) / 128, warp = int(threadIdx.x) / 32 % 4, lane = int(threadIdx.x) % 32;
-  if (threadIdx.x == 0) {
-    u32 dynamic_bytes;
-    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_bytes));
-    if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();  // the launch gave less than GemmSm90Spec::smem_bytes() promised
-    for (int s = 0; s < Stages; ++s) {
-      sm90::mbar_init(&smem.full[s], 32);  // the producer warp's lanes, after staging the scales
-      sm90::mbar_init(&smem.empty[s], 8);  // one arrival per consumer warp
+  const i64 a_rows = p.m / 32, b_rows = p.n / 32, groups_k = p.k / Group;
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int s = kt % Stages;
+    if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], ((kt / Stages) - 1) & 1);
+    // Scales of this K slice: 4 + BN/32 block rows x kGroups groups, staged by the warp's lanes.
+    for (int i = lane; i < (kBM / 32 + BN / 32) * kGroups; i += 32) {
+      const bool is_a = i < (kBM / 32) * kGroups;
+      const int j = is_a ? i : i - (kBM / 32) * kGroups, row = j / kGroups, g = j % kGroups;
+      const i64 grow = (is_a ? m0 : n0) / 32 + row, gk = i64(kt) * kGroups + g;
+      float v = 0.0f;  // outside the matrix: no contribution
+      if (gk < groups_k && grow < (is_a ? a_rows : b_rows)) v = (is_a ? params.a_scales : params.b_scales)[grow * groups_k + gk];
+      (is_a ? smem.a_scales[s][row][g] : smem.b_scales[s][row][g]) = v;
     }
-    sm90::fence_barrier_init();
-  }
-  __syncthreads();
-
-  if (wg == 0) {
-    sm90::setmaxnreg_dec<40>();
-    if (warp != 0) return;
-    const i64 a_rows = p.m / 32, b_rows = p.n / 32, groups_k = p.k / Group;
-    for (int kt = 0; kt < k_tiles; ++kt) {
-      const int s = kt % Stages;
-      if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], ((kt / Stages) - 1) & 1);
-      // Scales of this K slice: 4 + BN/32 block rows x kGroups groups, staged by the warp's lanes.
-      for (int i = lane; i < (kBM / 32 + BN / 32) * kGroups; i += 32) {
-        const bool is_a = i < (kBM / 32) * kGroups;
-        const int j = is_a ? i : i - (kBM / 32) * kGroups, row = j / kGroups, g = j % kGroups;
-        const i64 grow = (is_a ? m0 : n0) / 32 + row, gk = i64(kt) * kGroups + g;
-        float v = 0.0f;  // outside the matrix: no contribution
-        if (gk < groups_k && grow < (is_a ? a_rows : b_rows)) v = (is_a ? params.a_scales : params.b_scales)[grow * groups_k + gk];
-        (is_a ? smem.a_scales[s][row][g] : smem.b_scales[s][row][g]) = v;
-      }
-      if (lane == 0) {
-        sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);
-        sm90::tma_load_2d(smem.a[s], &params.a, kt * kBK, int(m0), &smem.full[s]);
+    if (lane == 0) {
+      sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);  // A and all of B land here, half of B from the partner
+      sm90::tma_load_2d(smem.a[s], &params.a, kt * kBK, int(m0), &smem.full[s]);
+      if constexpr (Cluster == 1) {
         sm90::tma_load_2d(smem.b[s], &params.b, kt * kBK, int(n0), &smem.full[s]);
       } else {
-        sm90::mbar_arrive(&smem.full[s]);
+        constexpr int kHalf = BN / 2;  // rows of B this rank loads for both CTAs (the tensor map's box)
+        sm90::tma_load_2d_multicast(&smem.b[s][rank * kHalf * kBK], &params.b, kt * kBK, int(n0) + int(rank) * kHalf, &smem.full[s], 0x3);
       }
+    } else {
+      sm90::mbar_arrive(&smem.full[s]);
     }
-    return;
   }
+}
 
+// The consumer warpgroups: wgmma per K-group, fold, epilogue.
+template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, class Smem>
+__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0) {
+  constexpr int kBK = Smem::kBK, kGroups = Smem::kGroups;
+  const GemmProblem& p = params.problem;
   sm90::setmaxnreg_inc<232>();
   const int cw = wg - 1;  // consumer warpgroup: rows 64 * cw .. 64 * cw + 63 of the tile
   typedef sm90::Wgmma<BN> Mma;
@@ -184,7 +171,11 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
 #pragma unroll
       for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(gemm::dot_to_float<Fold>(i32(part[i])), f, acc[i]);
     }
-    if (g == kGroups - 1 && lane == 0) sm90::mbar_arrive(&smem.empty[s]);
+    if (g == kGroups - 1 && lane == 0) {  // the stage is free once every CTA reading its multicast data is done
+      if constexpr (Cluster == 1) sm90::mbar_arrive(&smem.empty[s]);
+      else
+        for (u32 r = 0; r < u32(Cluster); ++r) sm90::mbar_arrive_cluster(&smem.empty[s], r);
+    }
   };
   u32 part0[Mma::kRegs], part1[Mma::kRegs];
   issue(0, part0);
@@ -196,6 +187,49 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
     fold(q + 1, part1, q + 2 < groups);
   }
   gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
+}
+
+template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster>
+__global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
+  static_assert(Cluster == 1 || Cluster == 2, "clusters of 1 or 2 CTAs along M");
+  typedef GemmSm90Smem<BN, Group, Stages> Smem;
+  constexpr int kBM = Smem::kBM, kBK = Smem::kBK;
+  extern __shared__ u8 smem_raw[];
+  // The 128-byte swizzle wants 1024-byte aligned tiles.
+  Smem& smem = *reinterpret_cast<Smem*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
+  const GemmProblem& p = params.problem;
+
+  // A cluster takes Cluster neighbouring M tiles of one N tile; a rank past the last M tile computes a tile of
+  // zeros (its rows are masked) but still loads its share of B for its partner.
+  const u32 rank = Cluster == 1 ? 0u : sm90::cluster_rank();
+  int tile_m, tile_n;
+  gemm::tile_of_block(int(blockIdx.x) / Cluster, int((p.m + kBM * Cluster - 1) / (kBM * Cluster)), int((p.n + BN - 1) / BN), tile_m, tile_n);
+  tile_m = tile_m * Cluster + int(rank);
+  const i64 m0 = i64(tile_m) * kBM, n0 = i64(tile_n) * BN;
+  const int k_tiles = int((p.k + kBK - 1) / kBK);
+
+  const int wg = int(threadIdx.x) / 128, warp = int(threadIdx.x) / 32 % 4, lane = int(threadIdx.x) % 32;
+  if (threadIdx.x == 0) {
+    u32 dynamic_bytes;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_bytes));
+    if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();  // the launch gave less than GemmSm90Spec::smem_bytes() promised
+    for (int s = 0; s < Stages; ++s) {
+      sm90::mbar_init(&smem.full[s], 32);  // the producer warp's lanes, after staging the scales
+      sm90::mbar_init(&smem.empty[s], 8 * Cluster);  // one arrival per consumer warp of every CTA its loads write to
+    }
+    sm90::fence_barrier_init();
+  }
+  if constexpr (Cluster > 1) sm90::cluster_sync();  // the partner's barriers exist before anything targets them
+  else __syncthreads();
+
+  if (wg == 0) {
+    sm90::setmaxnreg_dec<40>();
+    if (warp == 0) produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank);
+  } else {
+    consume<BN, Group, Stages, Output, Round, Fold, Cluster>(params, smem, k_tiles, wg, warp, lane, m0, n0);
+  }
+  // No CTA leaves while its partner may still multicast into it or arrive on its barriers.
+  if constexpr (Cluster > 1) sm90::cluster_sync();
 }
 
 }  // namespace jetforge

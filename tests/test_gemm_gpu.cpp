@@ -145,6 +145,36 @@ TEST_SUITE("gpu") {
         }
   }
 
+  TEST_CASE("CTA pairs sharing B through TMA multicast give bit-identical results (INT8 and FP32 out, tails)") {
+    Context& ctx = testing::gpu();
+    for (const Problem p : {Problem{544, 800, 1024}, Problem{384, 256, 512}, Problem{4096, 4096, 4096}})
+      for (int group : {32, 128}) {
+        CAPTURE(p.m);
+        CAPTURE(group);
+        const auto ops = make_operands(p, group, 1500 + std::uint64_t(group));
+        BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b);
+        std::vector<float> dense[2];
+        ref::HostBlockTensor codes[2];
+        for (int cluster : {1, 2}) {
+          GemmOptions o;
+          o.kernel.cluster = cluster;
+          DenseTensor c(p.m, p.n, DType::f32);
+          c.buffer().fill_bytes(testing::kNanBytes);
+          gemm(ctx, a.ref(), b.ref(), c.ref(), o, nullptr);
+          dense[cluster - 1].resize(size_t(p.m * p.n));
+          c.buffer().download(dense[cluster - 1].data(), dense[cluster - 1].size() * 4);
+          BlockTensor q(p.m, p.n);
+          testing::poison(q);
+          o.rounding = Rounding::stochastic, o.seed = 3;
+          gemm(ctx, a.ref(), b.ref(), q.ref(), o, nullptr);
+          codes[cluster - 1] = testing::download(q);
+        }
+        CHECK(std::memcmp(dense[0].data(), dense[1].data(), dense[0].size() * 4) == 0);
+        CHECK(codes[0].codes == codes[1].codes);
+        CHECK(std::memcmp(codes[0].scales.data(), codes[1].scales.data(), codes[0].scales.size() * 4) == 0);
+      }
+  }
+
   TEST_CASE("the FP32-adder fold gives bit-identical results to the converter fold (both paths)") {
     Context& ctx = testing::gpu();
     const Problem p{544, 800, 1024};
