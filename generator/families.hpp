@@ -92,6 +92,37 @@ struct TransposeSpec {
   static std::vector<TransposeSpec> defaults();
 };
 
+// INT8 -> INT8 elementwise operators with per-block requantization (templates/elementwise.cuh).
+enum class Elementwise { gelu_tanh, gelu_erf, gelu_tanh_grad, gelu_erf_grad, dropout };
+template <> struct EnumNames<Elementwise> {
+  static constexpr std::pair<Elementwise, std::string_view> table[] = {{Elementwise::gelu_tanh, "gelu_tanh"},
+                                                                       {Elementwise::gelu_erf, "gelu_erf"},
+                                                                       {Elementwise::gelu_tanh_grad, "gelu_tanh_grad"},
+                                                                       {Elementwise::gelu_erf_grad, "gelu_erf_grad"},
+                                                                       {Elementwise::dropout, "dropout"}};
+};
+
+struct ElementwiseSpec {
+  static constexpr std::string_view family = "elementwise";
+  static constexpr std::string_view template_file = "elementwise.cuh";
+  static constexpr std::string_view params_type = "jetforge::ElementwiseParams";
+  Elementwise op = Elementwise::gelu_tanh;
+  Rounding round = Rounding::nearest;  // stochastic for gradients
+  BlockTile tile;
+
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("op", s.op), f("round", s.round);
+    BlockTile::fields(s.tile, f);
+  }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return tile.threads; }
+  static ElementwiseSpec fit(Elementwise op, Rounding round, std::int64_t rows, std::int64_t cols) {
+    return ElementwiseSpec{op, round, BlockTile::fit(rows, cols, 32, 1, 2)};
+  }
+  static std::vector<ElementwiseSpec> defaults();
+};
+
 // Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.
 enum class GemmOut { f32, bf16, i8 };
 template <> struct EnumNames<GemmOut> {

@@ -5,6 +5,7 @@
 
 #include "generator/families.hpp"
 #include "templates/dequantize.cuh"
+#include "templates/elementwise.cuh"
 #include "templates/quantize.cuh"
 #include "templates/transpose.cuh"
 
@@ -102,6 +103,63 @@ void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t,
   const TransposeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<i8*>(q_t.codes),
                                reinterpret_cast<float*>(q_t.scales), q.rows, q.cols};
   ctx.kernel(spec).launch(tile_grid(spec.tile, q), params, stream);
+}
+
+namespace {
+
+void check_same(const char* op, const char* what, const BlockTensorRef& a, const BlockTensorRef& b) {
+  require(a.rows == b.rows && a.cols == b.cols, std::string(op) + ": " + what + " is " + shape(b.rows, b.cols) + ", expected " + shape(a.rows, a.cols));
+  check_square(op, b);
+}
+
+void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::Rounding rounding, const BlockTensorRef& a, const BlockTensorRef* b,
+                     const BlockTensorRef& out, float p, std::uint64_t mask_seed, std::uint64_t round_seed, CUstream stream) {
+  require(a.block == 32, std::string(op) + ": only 32 x 32 blocks are supported, got " + std::to_string(a.block));
+  check_block_shape(op, a.rows, a.cols, a.block);
+  check_square(op, a);
+  if (b) check_same(op, "the second input", a, *b);
+  check_same(op, "the output", a, out);
+  const auto spec = gen::ElementwiseSpec::fit(kind, rounding, a.rows, a.cols);
+  const ElementwiseParams params{reinterpret_cast<const i8*>(a.codes),
+                                 reinterpret_cast<const float*>(a.scales),
+                                 b ? reinterpret_cast<const i8*>(b->codes) : nullptr,
+                                 b ? reinterpret_cast<const float*>(b->scales) : nullptr,
+                                 reinterpret_cast<i8*>(out.codes),
+                                 reinterpret_cast<float*>(out.scales),
+                                 a.rows,
+                                 a.cols,
+                                 p,
+                                 mask_seed,
+                                 round_seed};
+  ctx.kernel(spec).launch(tile_grid(spec.tile, a), params, stream);
+}
+
+void check_dropout_p(const char* op, float p) {
+  require(p >= 0.0f && p < 1.0f, std::string(op) + ": p=" + std::to_string(p) + " must be in [0, 1)");
+}
+
+}  // namespace
+
+void gelu_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, GeluForm form, CUstream stream) {
+  run_elementwise(ctx, "gelu_forward", form == GeluForm::tanh ? gen::Elementwise::gelu_tanh : gen::Elementwise::gelu_erf, gen::Rounding::nearest, x,
+                  nullptr, y, 0.0f, 0, 0, stream);
+}
+
+void gelu_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, const BlockTensorRef& dx, GeluForm form, std::uint64_t seed,
+                   CUstream stream) {
+  run_elementwise(ctx, "gelu_backward", form == GeluForm::tanh ? gen::Elementwise::gelu_tanh_grad : gen::Elementwise::gelu_erf_grad,
+                  gen::Rounding::stochastic, dy, &x, dx, 0.0f, 0, seed, stream);
+}
+
+void dropout_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, float p, std::uint64_t mask_seed, CUstream stream) {
+  check_dropout_p("dropout_forward", p);
+  run_elementwise(ctx, "dropout_forward", gen::Elementwise::dropout, gen::Rounding::nearest, x, nullptr, y, p, mask_seed, 0, stream);
+}
+
+void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& dx, float p, std::uint64_t mask_seed, std::uint64_t round_seed,
+                      CUstream stream) {
+  check_dropout_p("dropout_backward", p);
+  run_elementwise(ctx, "dropout_backward", gen::Elementwise::dropout, gen::Rounding::stochastic, dy, nullptr, dx, p, mask_seed, round_seed, stream);
 }
 
 }  // namespace jetforge

@@ -33,4 +33,17 @@ void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstre
 // q -> q_t, exactly (no re-quantization).
 void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t, CUstream stream);
 
+// Elementwise INT8 -> INT8 operators (32 x 32 blocks); outputs get fresh per-block scales.
+enum class GeluForm { tanh, erf };
+// y = gelu(x), nearest rounding.
+void gelu_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, GeluForm form, CUstream stream);
+// dx = dy * gelu'(x), stochastic rounding seeded by `seed`.
+void gelu_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, const BlockTensorRef& dx, GeluForm form, std::uint64_t seed,
+                   CUstream stream);
+// y = x * keep / (1 - p), keep drawn per element from (mask_seed, index); the backward with the same p and
+// mask_seed regenerates the mask instead of storing it.
+void dropout_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, float p, std::uint64_t mask_seed, CUstream stream);
+void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& dx, float p, std::uint64_t mask_seed, std::uint64_t round_seed,
+                      CUstream stream);
+
 }  // namespace jetforge

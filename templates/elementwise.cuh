@@ -1,0 +1,114 @@
+// INT8 -> INT8 elementwise operators with per-block requantization (DESIGN.md §1): GELU (tanh or erf form)
+// forward and backward, dropout forward and backward. Each element is computed in FP32 from the dequantized
+// inputs; every 32 x 32 block of the output gets a fresh scale, nearest rounding forward, stochastic backward.
+#pragma once
+#include "jetforge/common.cuh"
+
+namespace jetforge {
+
+enum ElementwiseOp { kGeluTanh = 0, kGeluErf = 1, kGeluTanhGrad = 2, kGeluErfGrad = 3, kDropout = 4 };
+
+struct ElementwiseParams {
+  const i8* a_codes;  // x (forward) or dy (backward), rows x cols
+  const float* a_scales;
+  const i8* b_codes;  // x, for the GELU backward
+  const float* b_scales;
+  i8* out_codes;
+  float* out_scales;
+  i64 rows, cols;
+  float p;          // dropout probability
+  u64 mask_seed;    // dropout keeps element i where dropout_keep(mask_seed, i, p)
+  u64 round_seed;   // stochastic rounding of gradients: sr_noise(round_seed, i)
+};
+
+}  // namespace jetforge
+
+#if JF_DEVICE_CODE
+#include "jetforge/cta_tile.cuh"
+
+namespace jetforge {
+
+__device__ __forceinline__ float fast_tanh(float x) {
+  float y;
+  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));  // relative error ~2^-11, far below a quantization step
+  return y;
+}
+
+template <int Op> __device__ __forceinline__ float elementwise_apply(float a, float b, u64 index, const ElementwiseParams& p) {
+  constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
+  if constexpr (Op == kGeluTanh) {
+    return 0.5f * a * (1.0f + fast_tanh(kSqrt2OverPi * (a + kCubic * a * a * a)));
+  } else if constexpr (Op == kGeluErf) {
+    return 0.5f * a * (1.0f + erff(a * kRsqrt2));
+  } else if constexpr (Op == kGeluTanhGrad) {  // a = dy, b = x
+    const float t = fast_tanh(kSqrt2OverPi * (b + kCubic * b * b * b));
+    return a * (0.5f * (1.0f + t) + 0.5f * b * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kCubic * b * b));
+  } else if constexpr (Op == kGeluErfGrad) {
+    return a * (0.5f * (1.0f + erff(b * kRsqrt2)) + b * kRsqrt2Pi * __expf(-0.5f * b * b));
+  } else {
+    return dropout_keep(p.mask_seed, index, p.p) ? a / (1.0f - p.p) : 0.0f;
+  }
+}
+
+// One CTA per tile of TileBR x TileBC blocks (B = 32), 16 codes per chunk.
+template <int Op, int Round, int TileBR, int TileBC, int Threads>
+__global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementwise_kernel(const ElementwiseParams p) {
+  constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B;
+  constexpr bool kTwoInputs = Op == kGeluTanhGrad || Op == kGeluErfGrad;
+  typedef CtaTile<i8, kRows, kCols, Threads> Tile;
+  constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk;
+  __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
+
+  const i64 tiles_per_row = p.cols / kCols, blocks_per_row = p.cols / B;
+  const i64 tile_r = blockIdx.x / tiles_per_row, tile_c = blockIdx.x % tiles_per_row;
+  const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
+  const i64 origin = r0 * p.cols + c0;
+
+  typename Tile::Chunk a[kN], b[kN];
+  Tile::load(a, p.a_codes + origin, p.cols);
+  if constexpr (kTwoInputs) Tile::load(b, p.b_codes + origin, p.cols);
+  amax.clear();
+
+  const int block_col = Tile::col() / B;
+  float y[kN][kE];
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const i64 block = (r0 + Tile::row(i)) / B * blocks_per_row + (c0 + Tile::col()) / B;
+    const float sa = __ldg(p.a_scales + block), sb = kTwoInputs ? __ldg(p.b_scales + block) : 0.0f;
+    const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());
+#pragma unroll
+    for (int k = 0; k < kE; ++k)
+      y[i][k] = elementwise_apply<Op>(code_to_float(a[i].elem[k]) * sa, kTwoInputs ? code_to_float(b[i].elem[k]) * sb : 0.0f, first + k, p);
+  }
+  __syncthreads();  // amax cleared
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    float m = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
+    amax.template add<B / kE>(Tile::row(i) / B * TileBC + block_col, m);
+  }
+  __syncthreads();
+  amax.finish();
+  __syncthreads();
+
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const float inv = amax.inv_scale[Tile::row(i) / B * TileBC + block_col];
+    const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());
+    typename Tile::Chunk q;
+#pragma unroll
+    for (int k = 0; k < kE; k += 4) {
+      const u64 h = Round == kRoundStochastic ? hash64(p.round_seed, (first + k) >> 2) : 0;
+#pragma unroll
+      for (int f = 0; f < 4; ++f)
+        q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(y[i][k + f], inv) : quantize_stochastic(y[i][k + f], inv, sr_noise_field(h, f));
+    }
+    Tile::store(q, i, p.out_codes + origin, p.cols);
+  }
+  for (int blk = int(threadIdx.x); blk < TileBR * TileBC; blk += Threads)
+    p.out_scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk];
+}
+
+}  // namespace jetforge
+#endif

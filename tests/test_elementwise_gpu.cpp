@@ -1,0 +1,95 @@
+// Elementwise INT8 operators on the GPU against the FP64 CPU references: every output element within one
+// quantization step (nearest: half a step plus FP32 error), every block scale finite, outputs poisoned first.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "runtime/ops.hpp"
+#include "runtime/reference_ops.hpp"
+#include "testing.hpp"
+
+using namespace jetforge;
+
+namespace {
+
+ref::HostBlockTensor random_q(std::int64_t rows, std::int64_t cols, std::uint64_t seed, double lo, double hi) {
+  return ref::quantize(testing::random_blocks(rows, cols, 32, seed, lo, hi), rows, cols, 32, gen::Rounding::nearest, 0);
+}
+
+// Largest |got - exact| in quantization steps of got's blocks; NaN (poison) makes it infinite.
+double worst_steps(const ref::HostBlockTensor& got, const std::vector<double>& exact) {
+  double worst = 0;
+  for (std::int64_t r = 0; r < got.rows; ++r)
+    for (std::int64_t c = 0; c < got.cols; ++c) {
+      const double s = got.scale_at(r, c), d = std::fabs(got.value(r, c) - exact[size_t(r * got.cols + c)]) / s;
+      worst = std::isfinite(d) ? std::max(worst, d) : INFINITY;
+    }
+  return worst;
+}
+
+struct Shape {
+  std::int64_t rows, cols;
+};
+const Shape kShapes[] = {{32, 32}, {160, 96}, {1024, 4096}, {8192, 768}};
+
+}  // namespace
+
+TEST_SUITE("gpu") {
+  TEST_CASE("GELU forward and backward (tanh and erf) match the FP64 references") {
+    Context& ctx = testing::gpu();
+    std::uint64_t seed = 40;
+    for (const Shape s : kShapes)
+      for (auto form : {GeluForm::tanh, GeluForm::erf}) {
+        CAPTURE(s.rows);
+        CAPTURE(s.cols);
+        CAPTURE(int(form));
+        const auto kind = form == GeluForm::tanh ? ref::GeluKind::tanh : ref::GeluKind::erf;
+        const auto x = random_q(s.rows, s.cols, ++seed, -1, 1), dy = random_q(s.rows, s.cols, ++seed, -3, 1);
+        BlockTensor xd = testing::upload(x), dyd = testing::upload(dy), y(s.rows, s.cols), dx(s.rows, s.cols);
+        testing::poison(y);
+        testing::poison(dx);
+        gelu_forward(ctx, xd.ref(), y.ref(), form, nullptr);
+        gelu_backward(ctx, dyd.ref(), xd.ref(), dx.ref(), form, seed, nullptr);
+        ctx.device().synchronize();
+        const double fwd = worst_steps(testing::download(y), ref::gelu_forward_exact(x, kind));
+        const double bwd = worst_steps(testing::download(dx), ref::gelu_backward_exact(dy, x, kind));
+        MESSAGE("gelu worst error: forward " << fwd << ", backward " << bwd << " steps");
+        CHECK(fwd <= 0.6);
+        CHECK(bwd <= 1.1);
+      }
+  }
+
+  TEST_CASE("dropout forward and backward regenerate the reference mask") {
+    Context& ctx = testing::gpu();
+    for (const Shape s : kShapes) {
+      CAPTURE(s.rows);
+      CAPTURE(s.cols);
+      const double p = 0.1;
+      const auto x = random_q(s.rows, s.cols, 77 + std::uint64_t(s.rows), -1, 1);
+      BlockTensor xd = testing::upload(x), y(s.rows, s.cols), dx(s.rows, s.cols);
+      testing::poison(y);
+      testing::poison(dx);
+      dropout_forward(ctx, xd.ref(), y.ref(), float(p), 1234, nullptr);
+      dropout_backward(ctx, xd.ref(), dx.ref(), float(p), 1234, 99, nullptr);
+      ctx.device().synchronize();
+      const auto exact = ref::dropout_exact(x, p, 1234);
+      const auto yh = testing::download(y), dxh = testing::download(dx);
+      CHECK(worst_steps(yh, exact) <= 0.6);
+      CHECK(worst_steps(dxh, exact) <= 1.1);
+      size_t dropped = 0, not_zero = 0;  // a dropped element is exactly 0 forward and backward
+      for (size_t i = 0; i < exact.size(); ++i)
+        if (exact[i] == 0.0) ++dropped, not_zero += yh.codes[i] != 0 || dxh.codes[i] != 0;
+      CHECK(dropped > 0);
+      CHECK(not_zero == 0);
+    }
+  }
+
+  TEST_CASE("elementwise operators reject mismatched shapes and bad probabilities") {
+    Context& ctx = testing::gpu();
+    BlockTensor a(64, 64), b(64, 32);
+    CHECK_THROWS_WITH_AS(gelu_forward(ctx, a.ref(), b.ref(), GeluForm::tanh, nullptr), doctest::Contains("the output is 64x32, expected 64x64"),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(dropout_forward(ctx, a.ref(), a.ref(), 1.0f, 1, nullptr), doctest::Contains("p=1.000000 must be in [0, 1)"),
+                         std::invalid_argument);
+  }
+}
