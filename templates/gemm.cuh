@@ -2,7 +2,7 @@
 // K-major INT8 codes, A's scales per 32 rows x G columns, B's per 32 rows x G columns (G = the K-group,
 // 32 for the method's square blocks). For every K-group the INT32 dot products of the group are folded into FP32
 // accumulators with the product of the two scales: acc += sa * sb * int32dot. The three GEMMs of a linear layer
-// are all of this form once the operands that need it are stored transposed (see runtime/linear.cpp).
+// are all of this form once the operands that need it are stored transposed (see runtime/gemm.hpp).
 #pragma once
 #include "jetforge/common.cuh"
 
