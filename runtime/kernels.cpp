@@ -1,5 +1,7 @@
 #include "runtime/kernels.hpp"
 
+#include <iostream>
+
 namespace jetforge {
 
 Kernel::Kernel(const CompiledKernel& compiled) : threads_(compiled.threads), key_(compiled.key) {
@@ -48,14 +50,26 @@ void Kernel::launch_raw(unsigned grid, void** args, CUstream stream, unsigned dy
 CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled) {
   std::string options;
   for (const auto& o : compile_options(arch)) options += (options.empty() ? "" : " ") + o;
+  // The cache only saves time: when it cannot be read or written (a lock held too long, a full disk), the kernel
+  // is compiled and the operator runs anyway.
   if (cache) {
-    if (auto hit = cache->find(source, arch, nvrtc_version(), options)) {
-      if (compiled) *compiled = false;
-      return CompiledKernel{source.key, arch, hit->lowered_name, std::move(hit->cubin), "", 0.0, hit->threads};
+    try {
+      if (auto hit = cache->find(source, arch, nvrtc_version(), options)) {
+        if (compiled) *compiled = false;
+        return CompiledKernel{source.key, arch, hit->lowered_name, std::move(hit->cubin), "", 0.0, hit->threads};
+      }
+    } catch (const cache::CacheError& e) {
+      std::cerr << "jetforge: warning: kernel cache lookup failed, compiling instead: " << e.what() << "\n";
     }
   }
   CompiledKernel k = compile(source, arch);
-  if (cache) cache->store(source, arch, nvrtc_version(), options, cache::CachedCubin{k.lowered_name, k.threads, k.cubin}, k.compile_ms);
+  if (cache) {
+    try {
+      cache->store(source, arch, nvrtc_version(), options, cache::CachedCubin{k.lowered_name, k.threads, k.cubin}, k.compile_ms);
+    } catch (const cache::CacheError& e) {
+      std::cerr << "jetforge: warning: could not store " << source.key << " in the kernel cache: " << e.what() << "\n";
+    }
+  }
   if (compiled) *compiled = true;
   return k;
 }

@@ -230,3 +230,17 @@ TEST_SUITE("cache") {
     CHECK(run("cache frob --cache " + db.string()) == 2);
   }
 }
+
+TEST_SUITE("cache") {
+  TEST_CASE("a cache that cannot be written does not stop a compile") {
+    const auto db = fresh("readonly.db");
+    auto cache = std::make_shared<cache::KernelCache>(db);
+    sql(db, "CREATE TRIGGER refuse BEFORE INSERT ON cubins BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END");
+    const auto source = gen::emit(gen::TransposeSpec::fit(128, 128, 32));
+    bool compiled = false;
+    const auto k = compile_or_load(source, "sm_80", cache.get(), &compiled);
+    CHECK(compiled);
+    CHECK(k.cubin.size() > 4);
+    CHECK(rows(db) == 0);
+  }
+}
