@@ -138,8 +138,8 @@ std::vector<TransposeSpec> TransposeSpec::defaults() { return {fit(128, 128, 32)
 void ElementwiseSpec::validate(const TargetLimits& t) const { validate_block_tile(family, 32, tile, 1, false, t); }
 
 std::string ElementwiseSpec::kernel_expr() const {
-  static constexpr const char* ops[] = {"jetforge::kGeluTanh", "jetforge::kGeluErf", "jetforge::kGeluTanhGrad", "jetforge::kGeluErfGrad",
-                                        "jetforge::kDropout"};
+  static constexpr const char* ops[] = {"jetforge::kGeluTanh",    "jetforge::kGeluErf", "jetforge::kGeluTanhGrad",
+                                        "jetforge::kGeluErfGrad", "jetforge::kDropout", "jetforge::kLayerNormApply"};
   return "jetforge::elementwise_kernel<" + std::string(ops[int(op)]) + ", " + round_expr(round) + ", " + std::to_string(tile.rows) + ", " +
          std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
 }
@@ -148,9 +148,14 @@ std::vector<ElementwiseSpec> ElementwiseSpec::defaults() {
   std::vector<ElementwiseSpec> out;
   for (auto [op, round] : {std::pair{Elementwise::gelu_tanh, Rounding::nearest}, std::pair{Elementwise::gelu_erf, Rounding::nearest},
                            std::pair{Elementwise::gelu_tanh_grad, Rounding::stochastic}, std::pair{Elementwise::gelu_erf_grad, Rounding::stochastic},
-                           std::pair{Elementwise::dropout, Rounding::nearest}, std::pair{Elementwise::dropout, Rounding::stochastic}})
+                           std::pair{Elementwise::dropout, Rounding::nearest}, std::pair{Elementwise::dropout, Rounding::stochastic},
+                           std::pair{Elementwise::layernorm_apply, Rounding::nearest}})
     out.push_back(fit(op, round, 128, 128));
   return out;
+}
+
+void RowStatsSpec::validate(const TargetLimits& t) const {
+  require(warps >= 1 && warps * 32 <= t.max_threads_per_block, family, "warps=" + std::to_string(warps) + " must be in 1.." + std::to_string(t.max_threads_per_block / 32));
 }
 
 void GemmSm90Spec::validate(const TargetLimits& t) const {
@@ -229,7 +234,8 @@ const std::vector<FamilyInfo>& families() {
       family_info<QuantizeSpec>("FP32/BF16 -> per-block INT8 codes + FP32 scales (nearest or stochastic), optionally with X^T"),
       family_info<DequantizeSpec>("per-block INT8 codes + scales -> FP32/BF16"),
       family_info<TransposeSpec>("BlockTensor -> its transpose (codes and scale grid)"),
-      family_info<ElementwiseSpec>("INT8 -> INT8 GELU (tanh/erf) forward and backward, dropout, with fresh per-block scales"),
+      family_info<ElementwiseSpec>("INT8 -> INT8 GELU (tanh/erf) forward and backward, dropout, LayerNorm apply, with fresh per-block scales"),
+      family_info<RowStatsSpec>("per-row mean and rstd of a BlockTensor (LayerNorm statistics)"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<GemmSm80Spec>("per-block INT8 GEMM C = A B^T, portable path (mma.sync, cp.async; sm_80 and newer)"),
   };

@@ -93,13 +93,14 @@ struct TransposeSpec {
 };
 
 // INT8 -> INT8 elementwise operators with per-block requantization (templates/elementwise.cuh).
-enum class Elementwise { gelu_tanh, gelu_erf, gelu_tanh_grad, gelu_erf_grad, dropout };
+enum class Elementwise { gelu_tanh, gelu_erf, gelu_tanh_grad, gelu_erf_grad, dropout, layernorm_apply };
 template <> struct EnumNames<Elementwise> {
   static constexpr std::pair<Elementwise, std::string_view> table[] = {{Elementwise::gelu_tanh, "gelu_tanh"},
                                                                        {Elementwise::gelu_erf, "gelu_erf"},
                                                                        {Elementwise::gelu_tanh_grad, "gelu_tanh_grad"},
                                                                        {Elementwise::gelu_erf_grad, "gelu_erf_grad"},
-                                                                       {Elementwise::dropout, "dropout"}};
+                                                                       {Elementwise::dropout, "dropout"},
+                                                                       {Elementwise::layernorm_apply, "layernorm_apply"}};
 };
 
 struct ElementwiseSpec {
@@ -121,6 +122,20 @@ struct ElementwiseSpec {
     return ElementwiseSpec{op, round, BlockTile::fit(rows, cols, 32, 1, 2)};
   }
   static std::vector<ElementwiseSpec> defaults();
+};
+
+// Per-row mean and rstd of a BlockTensor (LayerNorm statistics), one warp per row.
+struct RowStatsSpec {
+  static constexpr std::string_view family = "row_stats";
+  static constexpr std::string_view template_file = "elementwise.cuh";
+  static constexpr std::string_view params_type = "jetforge::RowStatsParams";
+  int warps = 8;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("warps", s.warps); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const { return "jetforge::row_stats_kernel<" + std::to_string(warps) + ">"; }
+  int threads() const { return warps * 32; }
+  static std::vector<RowStatsSpec> defaults() { return {RowStatsSpec{}}; }
 };
 
 // Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.

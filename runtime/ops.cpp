@@ -112,8 +112,14 @@ void check_same(const char* op, const char* what, const BlockTensorRef& a, const
   check_square(op, b);
 }
 
+// Per-row and per-column inputs of the LayerNorm apply step.
+struct RowColumnInputs {
+  CUdeviceptr row_mean = 0, row_rstd = 0, gamma = 0, beta = 0;
+};
+
 void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::Rounding rounding, const BlockTensorRef& a, const BlockTensorRef* b,
-                     const BlockTensorRef& out, float p, std::uint64_t mask_seed, std::uint64_t round_seed, CUstream stream) {
+                     const BlockTensorRef& out, float p, std::uint64_t mask_seed, std::uint64_t round_seed, CUstream stream,
+                     const RowColumnInputs& rc = {}) {
   require(a.block == 32, std::string(op) + ": only 32 x 32 blocks are supported, got " + std::to_string(a.block));
   check_block_shape(op, a.rows, a.cols, a.block);
   check_square(op, a);
@@ -130,7 +136,11 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
                                  a.cols,
                                  p,
                                  mask_seed,
-                                 round_seed};
+                                 round_seed,
+                                 reinterpret_cast<const float*>(rc.row_mean),
+                                 reinterpret_cast<const float*>(rc.row_rstd),
+                                 reinterpret_cast<const float*>(rc.gamma),
+                                 reinterpret_cast<const float*>(rc.beta)};
   ctx.kernel(spec).launch(tile_grid(spec.tile, a), params, stream);
 }
 
@@ -160,6 +170,19 @@ void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorR
                       CUstream stream) {
   check_dropout_p("dropout_backward", p);
   run_elementwise(ctx, "dropout_backward", gen::Elementwise::dropout, gen::Rounding::stochastic, dy, nullptr, dx, p, mask_seed, round_seed, stream);
+}
+
+void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
+                       CUdeviceptr rstd, float eps, CUstream stream) {
+  require(gamma && beta && mean && rstd, "layernorm_forward: gamma, beta, mean and rstd must all be given");
+  require(eps > 0.0f, "layernorm_forward: eps must be positive");
+  check_block_shape("layernorm_forward", x.rows, x.cols, x.block);
+  const gen::RowStatsSpec stats_spec{};
+  const RowStatsParams stats{reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(mean),
+                             reinterpret_cast<float*>(rstd), x.rows, x.cols, eps};
+  ctx.kernel(stats_spec).launch(unsigned((x.rows + stats_spec.warps - 1) / stats_spec.warps), stats, stream);
+  run_elementwise(ctx, "layernorm_forward", gen::Elementwise::layernorm_apply, gen::Rounding::nearest, x, nullptr, y, 0.0f, 0, 0, stream,
+                  RowColumnInputs{mean, rstd, gamma, beta});
 }
 
 }  // namespace jetforge

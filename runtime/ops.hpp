@@ -46,4 +46,9 @@ void dropout_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef
 void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& dx, float p, std::uint64_t mask_seed, std::uint64_t round_seed,
                       CUstream stream);
 
+// LayerNorm over the columns of x: y = (x - mean) * rstd * gamma + beta, nearest rounding; mean and rstd (FP32,
+// one per row) are written for the backward pass. gamma and beta: FP32, cols values.
+void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
+                       CUdeviceptr rstd, float eps, CUstream stream);
+
 }  // namespace jetforge

@@ -6,7 +6,7 @@
 
 namespace jetforge {
 
-enum ElementwiseOp { kGeluTanh = 0, kGeluErf = 1, kGeluTanhGrad = 2, kGeluErfGrad = 3, kDropout = 4 };
+enum ElementwiseOp { kGeluTanh = 0, kGeluErf = 1, kGeluTanhGrad = 2, kGeluErfGrad = 3, kDropout = 4, kLayerNormApply = 5 };
 
 struct ElementwiseParams {
   const i8* a_codes;  // x (forward) or dy (backward), rows x cols
@@ -19,6 +19,20 @@ struct ElementwiseParams {
   float p;          // dropout probability
   u64 mask_seed;    // dropout keeps element i where dropout_keep(mask_seed, i, p)
   u64 round_seed;   // stochastic rounding of gradients: sr_noise(round_seed, i)
+  const float* row_mean;  // LayerNorm: per-row statistics (row_stats_kernel) and per-column affine parameters
+  const float* row_rstd;
+  const float* gamma;
+  const float* beta;
+};
+
+// Per-row mean and 1 / sqrt(variance + eps) of a BlockTensor (32 x 32 blocks): LayerNorm's statistics.
+struct RowStatsParams {
+  const i8* codes;
+  const float* scales;
+  float* mean;  // rows
+  float* rstd;  // rows
+  i64 rows, cols;
+  float eps;
 };
 
 }  // namespace jetforge
@@ -34,7 +48,7 @@ __device__ __forceinline__ float fast_tanh(float x) {
   return y;
 }
 
-template <int Op> __device__ __forceinline__ float elementwise_apply(float a, float b, u64 index, const ElementwiseParams& p) {
+template <int Op> __device__ __forceinline__ float elementwise_apply(float a, float b, i64 row, i64 col, u64 index, const ElementwiseParams& p) {
   constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
   if constexpr (Op == kGeluTanh) {
     return 0.5f * a * (1.0f + fast_tanh(kSqrt2OverPi * (a + kCubic * a * a * a)));
@@ -45,8 +59,10 @@ template <int Op> __device__ __forceinline__ float elementwise_apply(float a, fl
     return a * (0.5f * (1.0f + t) + 0.5f * b * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kCubic * b * b));
   } else if constexpr (Op == kGeluErfGrad) {
     return a * (0.5f * (1.0f + erff(b * kRsqrt2)) + b * kRsqrt2Pi * __expf(-0.5f * b * b));
-  } else {
+  } else if constexpr (Op == kDropout) {
     return dropout_keep(p.mask_seed, index, p.p) ? a / (1.0f - p.p) : 0.0f;
+  } else {
+    return (a - __ldg(p.row_mean + row)) * __ldg(p.row_rstd + row) * __ldg(p.gamma + col) + __ldg(p.beta + col);
   }
 }
 
@@ -78,7 +94,8 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
     const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());
 #pragma unroll
     for (int k = 0; k < kE; ++k)
-      y[i][k] = elementwise_apply<Op>(code_to_float(a[i].elem[k]) * sa, kTwoInputs ? code_to_float(b[i].elem[k]) * sb : 0.0f, first + k, p);
+      y[i][k] = elementwise_apply<Op>(code_to_float(a[i].elem[k]) * sa, kTwoInputs ? code_to_float(b[i].elem[k]) * sb : 0.0f, r0 + Tile::row(i),
+                                      c0 + Tile::col() + k, first + k, p);
   }
   __syncthreads();  // amax cleared
 #pragma unroll
@@ -108,6 +125,49 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
   }
   for (int blk = int(threadIdx.x); blk < TileBR * TileBC; blk += Threads)
     p.out_scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk];
+}
+
+// One warp per row: each lane folds its 16-code chunks into a running (count, mean, M2) (Chan et al.), then the
+// lanes combine theirs; no E[x^2] - E[x]^2 cancellation.
+struct Moments {
+  float n, mean, m2;
+};
+__device__ __forceinline__ Moments combine(Moments a, Moments b) {
+  const float n = a.n + b.n;
+  if (n == 0.0f) return a;
+  const float delta = b.mean - a.mean, wb = b.n / n;
+  return Moments{n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.n * wb};
+}
+
+template <int Warps>
+__global__ void __launch_bounds__(Warps * 32) row_stats_kernel(const RowStatsParams p) {
+  const int lane = int(threadIdx.x) % 32;
+  const i64 row = i64(blockIdx.x) * Warps + int(threadIdx.x) / 32;
+  if (row >= p.rows) return;
+  const i64 chunks = p.cols / 16, blocks_per_row = p.cols / 32;
+  Moments m{0.0f, 0.0f, 0.0f};
+  for (i64 c = lane; c < chunks; c += 32) {
+    union {
+      uint4 vec;
+      i8 elem[16];
+    } q;
+    q.vec = __ldg(reinterpret_cast<const uint4*>(p.codes + row * p.cols + c * 16));
+    const float s = __ldg(p.scales + row / 32 * blocks_per_row + c / 2);
+    float x[16], sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 16; ++k) x[k] = code_to_float(q.elem[k]) * s, sum += x[k];
+    Moments chunk{16.0f, sum * (1.0f / 16.0f), 0.0f};
+#pragma unroll
+    for (int k = 0; k < 16; ++k) chunk.m2 += (x[k] - chunk.mean) * (x[k] - chunk.mean);
+    m = combine(m, chunk);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    m = combine(m, Moments{__shfl_xor_sync(0xffffffffu, m.n, o), __shfl_xor_sync(0xffffffffu, m.mean, o), __shfl_xor_sync(0xffffffffu, m.m2, o)});
+  if (lane == 0) {
+    p.mean[row] = m.mean;
+    p.rstd[row] = 1.0f / sqrtf(m.m2 / float(p.cols) + p.eps);
+  }
 }
 
 }  // namespace jetforge

@@ -84,6 +84,38 @@ TEST_SUITE("gpu") {
     }
   }
 
+  TEST_CASE("LayerNorm forward: statistics and normalized output match the FP64 reference") {
+    Context& ctx = testing::gpu();
+    for (const Shape s : kShapes) {
+      CAPTURE(s.rows);
+      CAPTURE(s.cols);
+      const auto x = random_q(s.rows, s.cols, 300 + std::uint64_t(s.cols), -2, 2);
+      std::vector<float> gamma(size_t(s.cols)), beta(size_t(s.cols));
+      for (size_t c = 0; c < gamma.size(); ++c) gamma[c] = 0.5f + 0.01f * float(c % 97), beta[c] = 0.1f * float(int(c % 13) - 6);
+      BlockTensor xd = testing::upload(x), y(s.rows, s.cols);
+      DeviceBuffer gd(gamma.size() * 4), bd(beta.size() * 4), mean(size_t(s.rows) * 4), rstd(size_t(s.rows) * 4);
+      gd.upload(gamma.data(), gamma.size() * 4);
+      bd.upload(beta.data(), beta.size() * 4);
+      testing::poison(y);
+      mean.fill_bytes(testing::kNanBytes);
+      rstd.fill_bytes(testing::kNanBytes);
+      layernorm_forward(ctx, xd.ref(), gd.get(), bd.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, nullptr);
+      ctx.device().synchronize();
+      ref::RowStats want;
+      const auto exact = ref::layernorm_forward_exact(x, gamma, beta, 1e-5, &want);
+      std::vector<float> got_mean(size_t(s.rows)), got_rstd(size_t(s.rows));
+      mean.download(got_mean.data(), got_mean.size() * 4);
+      rstd.download(got_rstd.data(), got_rstd.size() * 4);
+      size_t bad_stats = 0;
+      for (size_t r = 0; r < got_mean.size(); ++r)
+        bad_stats += !(std::fabs(got_mean[r] - want.mean[r]) <= 1e-5 / want.rstd[r] && std::fabs(got_rstd[r] / want.rstd[r] - 1) <= 1e-4);
+      CHECK(bad_stats == 0);
+      const double worst = worst_steps(testing::download(y), exact);
+      MESSAGE("layernorm worst error " << worst << " steps");
+      CHECK(worst <= 0.6);
+    }
+  }
+
   TEST_CASE("elementwise operators reject mismatched shapes and bad probabilities") {
     Context& ctx = testing::gpu();
     BlockTensor a(64, 64), b(64, 32);
