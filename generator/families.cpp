@@ -138,8 +138,8 @@ std::vector<TransposeSpec> TransposeSpec::defaults() { return {fit(128, 128, 32)
 void ElementwiseSpec::validate(const TargetLimits& t) const { validate_block_tile(family, 32, tile, 1, false, t); }
 
 std::string ElementwiseSpec::kernel_expr() const {
-  static constexpr const char* ops[] = {"jetforge::kGeluTanh",    "jetforge::kGeluErf", "jetforge::kGeluTanhGrad",
-                                        "jetforge::kGeluErfGrad", "jetforge::kDropout", "jetforge::kLayerNormApply"};
+  static constexpr const char* ops[] = {"jetforge::kGeluTanh", "jetforge::kGeluErf",        "jetforge::kGeluTanhGrad",   "jetforge::kGeluErfGrad",
+                                        "jetforge::kDropout",  "jetforge::kLayerNormApply", "jetforge::kLayerNormGrad"};
   return "jetforge::elementwise_kernel<" + std::string(ops[int(op)]) + ", " + round_expr(round) + ", " + std::to_string(tile.rows) + ", " +
          std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
 }
@@ -149,13 +149,27 @@ std::vector<ElementwiseSpec> ElementwiseSpec::defaults() {
   for (auto [op, round] : {std::pair{Elementwise::gelu_tanh, Rounding::nearest}, std::pair{Elementwise::gelu_erf, Rounding::nearest},
                            std::pair{Elementwise::gelu_tanh_grad, Rounding::stochastic}, std::pair{Elementwise::gelu_erf_grad, Rounding::stochastic},
                            std::pair{Elementwise::dropout, Rounding::nearest}, std::pair{Elementwise::dropout, Rounding::stochastic},
-                           std::pair{Elementwise::layernorm_apply, Rounding::nearest}})
+                           std::pair{Elementwise::layernorm_apply, Rounding::nearest}, std::pair{Elementwise::layernorm_grad, Rounding::stochastic}})
     out.push_back(fit(op, round, 128, 128));
   return out;
 }
 
 void RowStatsSpec::validate(const TargetLimits& t) const {
   require(warps >= 1 && warps * 32 <= t.max_threads_per_block, family, "warps=" + std::to_string(warps) + " must be in 1.." + std::to_string(t.max_threads_per_block / 32));
+}
+
+void LayerNormGradSpec::validate(const TargetLimits& t) const {
+  require(cta_threads >= 32 && cta_threads % 32 == 0 && cta_threads <= t.max_threads_per_block, family,
+          "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+}
+
+std::string LayerNormGradSpec::kernel_expr() const {
+  switch (part) {
+    case LayerNormGradPart::rows: return "jetforge::layernorm_grad_rows_kernel<" + std::to_string(cta_threads / 32) + ">";
+    case LayerNormGradPart::columns: return "jetforge::layernorm_grad_columns_kernel<" + std::to_string(cta_threads) + ">";
+    case LayerNormGradPart::reduce: return "jetforge::layernorm_grad_reduce_kernel<" + std::to_string(cta_threads) + ">";
+  }
+  throw SpecError("unknown layernorm_grad part");
 }
 
 void GemmSm90Spec::validate(const TargetLimits& t) const {
@@ -236,6 +250,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<TransposeSpec>("BlockTensor -> its transpose (codes and scale grid)"),
       family_info<ElementwiseSpec>("INT8 -> INT8 GELU (tanh/erf) forward and backward, dropout, LayerNorm apply, with fresh per-block scales"),
       family_info<RowStatsSpec>("per-row mean and rstd of a BlockTensor (LayerNorm statistics)"),
+      family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<GemmSm80Spec>("per-block INT8 GEMM C = A B^T, portable path (mma.sync, cp.async; sm_80 and newer)"),
   };

@@ -93,14 +93,15 @@ struct TransposeSpec {
 };
 
 // INT8 -> INT8 elementwise operators with per-block requantization (templates/elementwise.cuh).
-enum class Elementwise { gelu_tanh, gelu_erf, gelu_tanh_grad, gelu_erf_grad, dropout, layernorm_apply };
+enum class Elementwise { gelu_tanh, gelu_erf, gelu_tanh_grad, gelu_erf_grad, dropout, layernorm_apply, layernorm_grad };
 template <> struct EnumNames<Elementwise> {
   static constexpr std::pair<Elementwise, std::string_view> table[] = {{Elementwise::gelu_tanh, "gelu_tanh"},
                                                                        {Elementwise::gelu_erf, "gelu_erf"},
                                                                        {Elementwise::gelu_tanh_grad, "gelu_tanh_grad"},
                                                                        {Elementwise::gelu_erf_grad, "gelu_erf_grad"},
                                                                        {Elementwise::dropout, "dropout"},
-                                                                       {Elementwise::layernorm_apply, "layernorm_apply"}};
+                                                                       {Elementwise::layernorm_apply, "layernorm_apply"},
+                                                                       {Elementwise::layernorm_grad, "layernorm_grad"}};
 };
 
 struct ElementwiseSpec {
@@ -136,6 +137,30 @@ struct RowStatsSpec {
   std::string kernel_expr() const { return "jetforge::row_stats_kernel<" + std::to_string(warps) + ">"; }
   int threads() const { return warps * 32; }
   static std::vector<RowStatsSpec> defaults() { return {RowStatsSpec{}}; }
+};
+
+// The reductions of the LayerNorm backward: per-row c1/c2 (one warp per row), per-block-row column partials of
+// dgamma/dbeta, and their ordered sum.
+enum class LayerNormGradPart { rows, columns, reduce };
+template <> struct EnumNames<LayerNormGradPart> {
+  static constexpr std::pair<LayerNormGradPart, std::string_view> table[] = {
+      {LayerNormGradPart::rows, "rows"}, {LayerNormGradPart::columns, "columns"}, {LayerNormGradPart::reduce, "reduce"}};
+};
+
+struct LayerNormGradSpec {
+  static constexpr std::string_view family = "layernorm_grad";
+  static constexpr std::string_view template_file = "elementwise.cuh";
+  static constexpr std::string_view params_type = "jetforge::LayerNormGradParams";
+  LayerNormGradPart part = LayerNormGradPart::rows;
+  int cta_threads = 256;  // rows: 32 per row handled at once
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("part", s.part), f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return cta_threads; }
+  static std::vector<LayerNormGradSpec> defaults() {
+    return {{LayerNormGradPart::rows, 256}, {LayerNormGradPart::columns, 128}, {LayerNormGradPart::reduce, 256}};
+  }
 };
 
 // Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.

@@ -29,6 +29,12 @@ class Kernel {
     void* args[] = {const_cast<Params*>(&params)};
     launch_raw(grid, args, stream, dynamic_smem, cluster);
   }
+  // A 2-D grid (grid_x x grid_y CTAs), no dynamic shared memory, no cluster.
+  template <class Params> void launch_2d(unsigned grid_x, unsigned grid_y, const Params& params, CUstream stream) const {
+    void* args[] = {const_cast<Params*>(&params)};
+    if (grid_x == 0 || grid_y == 0) return;
+    check(driver().cuLaunchKernel(function_, grid_x, grid_y, 1, unsigned(threads_), 1, 1, 0, stream, args, nullptr), "cuLaunchKernel (2-D)");
+  }
   int threads() const { return threads_; }
   int registers() const;
   int static_smem() const;

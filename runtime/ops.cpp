@@ -114,7 +114,7 @@ void check_same(const char* op, const char* what, const BlockTensorRef& a, const
 
 // Per-row and per-column inputs of the LayerNorm apply step.
 struct RowColumnInputs {
-  CUdeviceptr row_mean = 0, row_rstd = 0, gamma = 0, beta = 0;
+  CUdeviceptr row_mean = 0, row_rstd = 0, gamma = 0, beta = 0, row_c1 = 0, row_c2 = 0;
 };
 
 void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::Rounding rounding, const BlockTensorRef& a, const BlockTensorRef* b,
@@ -140,7 +140,9 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
                                  reinterpret_cast<const float*>(rc.row_mean),
                                  reinterpret_cast<const float*>(rc.row_rstd),
                                  reinterpret_cast<const float*>(rc.gamma),
-                                 reinterpret_cast<const float*>(rc.beta)};
+                                 reinterpret_cast<const float*>(rc.beta),
+                                 reinterpret_cast<const float*>(rc.row_c1),
+                                 reinterpret_cast<const float*>(rc.row_c2)};
   ctx.kernel(spec).launch(tile_grid(spec.tile, a), params, stream);
 }
 
@@ -183,6 +185,35 @@ void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma,
   ctx.kernel(stats_spec).launch(unsigned((x.rows + stats_spec.warps - 1) / stats_spec.warps), stats, stream);
   run_elementwise(ctx, "layernorm_forward", gen::Elementwise::layernorm_apply, gen::Rounding::nearest, x, nullptr, y, 0.0f, 0, 0, stream,
                   RowColumnInputs{mean, rstd, gamma, beta});
+}
+
+std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t cols) {
+  return std::size_t(2 * rows + 2 * (rows / 32) * cols) * sizeof(float);  // c1, c2, dgamma and dbeta partials
+}
+
+void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
+                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream) {
+  const char* op = "layernorm_backward";
+  require(mean && rstd && gamma && dgamma && dbeta && workspace, std::string(op) + ": mean, rstd, gamma, dgamma, dbeta and workspace must all be given");
+  check_block_shape(op, x.rows, x.cols, x.block);
+  check_same(op, "dy", x, dy);
+  auto* ws = reinterpret_cast<float*>(workspace);
+  const LayerNormGradParams params{reinterpret_cast<const i8*>(dy.codes), reinterpret_cast<const float*>(dy.scales),
+                                   reinterpret_cast<const i8*>(x.codes),  reinterpret_cast<const float*>(x.scales),
+                                   reinterpret_cast<const float*>(mean),  reinterpret_cast<const float*>(rstd),
+                                   reinterpret_cast<const float*>(gamma), ws,
+                                   ws + x.rows,                           ws + 2 * x.rows,
+                                   ws + 2 * x.rows + x.rows / 32 * x.cols, reinterpret_cast<float*>(dgamma),
+                                   reinterpret_cast<float*>(dbeta),       x.rows,
+                                   x.cols};
+  const gen::LayerNormGradSpec rows{gen::LayerNormGradPart::rows, 256}, columns{gen::LayerNormGradPart::columns, 128},
+      reduce{gen::LayerNormGradPart::reduce, 256};
+  ctx.kernel(rows).launch(unsigned((x.rows + 7) / 8), params, stream);
+  // The columns kernel's grid is 2-D: block rows x column tiles.
+  ctx.kernel(columns).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), params, stream);
+  ctx.kernel(reduce).launch(unsigned((x.cols + 255) / 256), params, stream);
+  run_elementwise(ctx, op, gen::Elementwise::layernorm_grad, gen::Rounding::stochastic, dy, &x, dx, 0.0f, 0, seed, stream,
+                  RowColumnInputs{mean, rstd, gamma, 0, reinterpret_cast<CUdeviceptr>(ws), reinterpret_cast<CUdeviceptr>(ws + x.rows)});
 }
 
 }  // namespace jetforge

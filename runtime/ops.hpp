@@ -51,4 +51,12 @@ void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorR
 void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
                        CUdeviceptr rstd, float eps, CUstream stream);
 
+// Bytes of scratch layernorm_backward needs for a rows x cols input.
+std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t cols);
+
+// LayerNorm backward: dx (INT8, stochastic rounding with `seed`) and dgamma, dbeta (FP32, cols values, summed in a
+// fixed order: the same bits on every run) from dy, x and the forward's mean and rstd.
+void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
+                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream);
+
 }  // namespace jetforge

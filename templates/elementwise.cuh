@@ -6,7 +6,7 @@
 
 namespace jetforge {
 
-enum ElementwiseOp { kGeluTanh = 0, kGeluErf = 1, kGeluTanhGrad = 2, kGeluErfGrad = 3, kDropout = 4, kLayerNormApply = 5 };
+enum ElementwiseOp { kGeluTanh = 0, kGeluErf = 1, kGeluTanhGrad = 2, kGeluErfGrad = 3, kDropout = 4, kLayerNormApply = 5, kLayerNormGrad = 6 };
 
 struct ElementwiseParams {
   const i8* a_codes;  // x (forward) or dy (backward), rows x cols
@@ -23,6 +23,27 @@ struct ElementwiseParams {
   const float* row_rstd;
   const float* gamma;
   const float* beta;
+  const float* row_c1;  // LayerNorm backward: per row, mean(dy * gamma) and mean(dy * gamma * xhat)
+  const float* row_c2;
+};
+
+// LayerNorm backward, per-row part: c1 = mean(dy * gamma), c2 = mean(dy * gamma * xhat) with
+// xhat = (x - mean) * rstd; per-column part: partial sums of dy * xhat and dy over each 32-row block row.
+struct LayerNormGradParams {
+  const i8* dy_codes;
+  const float* dy_scales;
+  const i8* x_codes;
+  const float* x_scales;
+  const float* mean;
+  const float* rstd;
+  const float* gamma;
+  float* c1;              // rows
+  float* c2;              // rows
+  float* dgamma_partial;  // (rows / 32) x cols
+  float* dbeta_partial;   // (rows / 32) x cols
+  float* dgamma;          // cols: the block-row partials summed in order (deterministic)
+  float* dbeta;
+  i64 rows, cols;
 };
 
 // Per-row mean and 1 / sqrt(variance + eps) of a BlockTensor (32 x 32 blocks): LayerNorm's statistics.
@@ -61,8 +82,11 @@ template <int Op> __device__ __forceinline__ float elementwise_apply(float a, fl
     return a * (0.5f * (1.0f + erff(b * kRsqrt2)) + b * kRsqrt2Pi * __expf(-0.5f * b * b));
   } else if constexpr (Op == kDropout) {
     return dropout_keep(p.mask_seed, index, p.p) ? a / (1.0f - p.p) : 0.0f;
-  } else {
+  } else if constexpr (Op == kLayerNormApply) {
     return (a - __ldg(p.row_mean + row)) * __ldg(p.row_rstd + row) * __ldg(p.gamma + col) + __ldg(p.beta + col);
+  } else {  // kLayerNormGrad: a = dy, b = x
+    const float rstd = __ldg(p.row_rstd + row), xhat = (b - __ldg(p.row_mean + row)) * rstd;
+    return rstd * (a * __ldg(p.gamma + col) - __ldg(p.row_c1 + row) - xhat * __ldg(p.row_c2 + row));
   }
 }
 
@@ -70,7 +94,7 @@ template <int Op> __device__ __forceinline__ float elementwise_apply(float a, fl
 template <int Op, int Round, int TileBR, int TileBC, int Threads>
 __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementwise_kernel(const ElementwiseParams p) {
   constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B;
-  constexpr bool kTwoInputs = Op == kGeluTanhGrad || Op == kGeluErfGrad;
+  constexpr bool kTwoInputs = Op == kGeluTanhGrad || Op == kGeluErfGrad || Op == kLayerNormGrad;
   typedef CtaTile<i8, kRows, kCols, Threads> Tile;
   constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk;
   __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
@@ -168,6 +192,65 @@ __global__ void __launch_bounds__(Warps * 32) row_stats_kernel(const RowStatsPar
     p.mean[row] = m.mean;
     p.rstd[row] = 1.0f / sqrtf(m.m2 / float(p.cols) + p.eps);
   }
+}
+
+// One warp per row: c1 and c2 of the LayerNorm backward.
+template <int Warps>
+__global__ void __launch_bounds__(Warps * 32) layernorm_grad_rows_kernel(const LayerNormGradParams p) {
+  const int lane = int(threadIdx.x) % 32;
+  const i64 row = i64(blockIdx.x) * Warps + int(threadIdx.x) / 32;
+  if (row >= p.rows) return;
+  const i64 chunks = p.cols / 16, blocks_per_row = p.cols / 32;
+  const float mean = p.mean[row], rstd = p.rstd[row];
+  float s1 = 0.0f, s2 = 0.0f;
+  for (i64 c = lane; c < chunks; c += 32) {
+    union {
+      uint4 vec;
+      i8 elem[16];
+    } g, x;
+    g.vec = __ldg(reinterpret_cast<const uint4*>(p.dy_codes + row * p.cols + c * 16));
+    x.vec = __ldg(reinterpret_cast<const uint4*>(p.x_codes + row * p.cols + c * 16));
+    const i64 block = row / 32 * blocks_per_row + c / 2;
+    const float sg = __ldg(p.dy_scales + block), sx = __ldg(p.x_scales + block);
+#pragma unroll
+    for (int k = 0; k < 16; ++k) {
+      const float gg = code_to_float(g.elem[k]) * sg * __ldg(p.gamma + c * 16 + k);
+      s1 += gg;
+      s2 += gg * (code_to_float(x.elem[k]) * sx - mean) * rstd;
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) s1 += __shfl_xor_sync(0xffffffffu, s1, o), s2 += __shfl_xor_sync(0xffffffffu, s2, o);
+  if (lane == 0) p.c1[row] = s1 / float(p.cols), p.c2[row] = s2 / float(p.cols);
+}
+
+// Column sums over one 32-row block row per CTA, one thread per column: partials of dgamma and dbeta.
+template <int Threads>
+__global__ void __launch_bounds__(Threads) layernorm_grad_columns_kernel(const LayerNormGradParams p) {
+  const i64 col = i64(blockIdx.y) * Threads + threadIdx.x, block_row = blockIdx.x;
+  if (col >= p.cols) return;
+  const i64 blocks_per_row = p.cols / 32;
+  const float sg = __ldg(p.dy_scales + block_row * blocks_per_row + col / 32), sx = __ldg(p.x_scales + block_row * blocks_per_row + col / 32);
+  float dg = 0.0f, db = 0.0f;
+  for (int r = 0; r < 32; ++r) {
+    const i64 row = block_row * 32 + r;
+    const float g = code_to_float(p.dy_codes[row * p.cols + col]) * sg;
+    dg += g * (code_to_float(p.x_codes[row * p.cols + col]) * sx - __ldg(p.mean + row)) * __ldg(p.rstd + row);
+    db += g;
+  }
+  p.dgamma_partial[block_row * p.cols + col] = dg;
+  p.dbeta_partial[block_row * p.cols + col] = db;
+}
+
+// The partials summed over block rows in a fixed order: the same bits on every run.
+template <int Threads>
+__global__ void __launch_bounds__(Threads) layernorm_grad_reduce_kernel(const LayerNormGradParams p) {
+  const i64 col = i64(blockIdx.x) * Threads + threadIdx.x;
+  if (col >= p.cols) return;
+  float dg = 0.0f, db = 0.0f;
+  for (i64 b = 0; b < p.rows / 32; ++b) dg += p.dgamma_partial[b * p.cols + col], db += p.dbeta_partial[b * p.cols + col];
+  p.dgamma[col] = dg;
+  p.dbeta[col] = db;
 }
 
 }  // namespace jetforge

@@ -116,6 +116,49 @@ TEST_SUITE("gpu") {
     }
   }
 
+  TEST_CASE("LayerNorm backward: dx within one step, dgamma and dbeta match and are deterministic") {
+    Context& ctx = testing::gpu();
+    for (const Shape s : kShapes) {
+      CAPTURE(s.rows);
+      CAPTURE(s.cols);
+      const auto x = random_q(s.rows, s.cols, 500 + std::uint64_t(s.cols), -2, 2), dy = random_q(s.rows, s.cols, 600 + std::uint64_t(s.rows), -3, 0);
+      std::vector<float> gamma(size_t(s.cols));
+      for (size_t c = 0; c < gamma.size(); ++c) gamma[c] = 0.5f + 0.01f * float(c % 97);
+      ref::RowStats stats;
+      std::vector<float> beta(gamma.size(), 0.0f);
+      ref::layernorm_forward_exact(x, gamma, beta, 1e-5, &stats);
+      const auto want = ref::layernorm_backward_exact(dy, x, stats, gamma);
+
+      BlockTensor xd = testing::upload(x), dyd = testing::upload(dy), dx(s.rows, s.cols);
+      DeviceBuffer gd(gamma.size() * 4), mean(stats.mean.size() * 4), rstd(stats.rstd.size() * 4), dgamma(gamma.size() * 4), dbeta(gamma.size() * 4),
+          workspace(layernorm_backward_workspace_bytes(s.rows, s.cols));
+      gd.upload(gamma.data(), gamma.size() * 4);
+      mean.upload(stats.mean.data(), stats.mean.size() * 4);
+      rstd.upload(stats.rstd.data(), stats.rstd.size() * 4);
+      std::vector<float> dg[2], dbv(gamma.size());
+      for (int run = 0; run < 2; ++run) {
+        testing::poison(dx);
+        dgamma.fill_bytes(testing::kNanBytes);
+        dbeta.fill_bytes(testing::kNanBytes);
+        layernorm_backward(ctx, dyd.ref(), xd.ref(), mean.get(), rstd.get(), gd.get(), dx.ref(), dgamma.get(), dbeta.get(), 11, workspace.get(), nullptr);
+        ctx.device().synchronize();
+        dg[run].resize(gamma.size());
+        dgamma.download(dg[run].data(), dg[run].size() * 4);
+      }
+      dbeta.download(dbv.data(), dbv.size() * 4);
+      CHECK(dg[0] == dg[1]);  // deterministic reduction
+      const double worst = worst_steps(testing::download(dx), want.dx);
+      MESSAGE("layernorm backward worst error " << worst << " steps");
+      CHECK(worst <= 1.1);
+      size_t bad = 0;
+      for (size_t c = 0; c < gamma.size(); ++c) {
+        const double scale_g = std::fabs(want.dgamma[c]) + 1e-3 * std::sqrt(double(s.rows)), scale_b = std::fabs(want.dbeta[c]) + 1e-3 * std::sqrt(double(s.rows));
+        bad += !(std::fabs(dg[0][c] - want.dgamma[c]) <= 1e-4 * scale_g) + !(std::fabs(dbv[c] - want.dbeta[c]) <= 1e-4 * scale_b);
+      }
+      CHECK(bad == 0);
+    }
+  }
+
   TEST_CASE("elementwise operators reject mismatched shapes and bad probabilities") {
     Context& ctx = testing::gpu();
     BlockTensor a(64, 64), b(64, 32);
