@@ -158,6 +158,28 @@ void RowStatsSpec::validate(const TargetLimits& t) const {
   require(warps >= 1 && warps * 32 <= t.max_threads_per_block, family, "warps=" + std::to_string(warps) + " must be in 1.." + std::to_string(t.max_threads_per_block / 32));
 }
 
+void ResidualSpec::validate(const TargetLimits& t) const {
+  require(stream == DType::f32 || stream == DType::bf16, family, "stream must be f32 or bf16");
+  validate_block_tile(family, 32, tile, dtype_size(stream), false, t);
+}
+
+std::string ResidualSpec::kernel_expr() const {
+  return "jetforge::residual_kernel<" + std::string(device_type_name(stream)) + ", " + round_expr(round) + ", " + std::to_string(tile.rows) + ", " +
+         std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
+}
+
+std::vector<ResidualSpec> ResidualSpec::defaults() {
+  std::vector<ResidualSpec> out;
+  for (DType stream : {DType::f32, DType::bf16})
+    for (Rounding round : {Rounding::nearest, Rounding::stochastic}) out.push_back(fit(stream, round, 128, 128));
+  return out;
+}
+
+void DenseRowStatsSpec::validate(const TargetLimits& t) const {
+  require(in == DType::f32 || in == DType::bf16, family, "in must be f32 or bf16");
+  require(warps >= 1 && warps * 32 <= t.max_threads_per_block, family, "warps=" + std::to_string(warps) + " must be in 1.." + std::to_string(t.max_threads_per_block / 32));
+}
+
 void LayerNormGradSpec::validate(const TargetLimits& t) const {
   require(cta_threads >= 32 && cta_threads % 32 == 0 && cta_threads <= t.max_threads_per_block, family,
           "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
@@ -250,6 +272,8 @@ const std::vector<FamilyInfo>& families() {
       family_info<TransposeSpec>("BlockTensor -> its transpose (codes and scale grid)"),
       family_info<ElementwiseSpec>("INT8 -> INT8 GELU (tanh/erf) forward and backward, dropout, LayerNorm apply, with fresh per-block scales"),
       family_info<RowStatsSpec>("per-row mean and rstd of a BlockTensor (LayerNorm statistics)"),
+      family_info<ResidualSpec>("residual stream r += dequantize(x) (FP32/BF16 stream) with the INT8 copy of r, nearest or stochastic"),
+      family_info<DenseRowStatsSpec>("per-row mean and rstd of a dense FP32/BF16 matrix (the residual stream's LayerNorm statistics)"),
       family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<GemmSm80Spec>("per-block INT8 GEMM C = A B^T, portable path (mma.sync, cp.async; sm_80 and newer)"),

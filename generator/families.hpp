@@ -163,6 +163,45 @@ struct LayerNormGradSpec {
   }
 };
 
+// Residual stream update r += dequantize(x) with the INT8 copy of the result (templates/residual.cuh).
+struct ResidualSpec {
+  static constexpr std::string_view family = "residual";
+  static constexpr std::string_view template_file = "residual.cuh";
+  static constexpr std::string_view params_type = "jetforge::ResidualParams";
+  DType stream = DType::f32;
+  Rounding round = Rounding::nearest;
+  BlockTile tile;
+
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("stream", s.stream), f("round", s.round);
+    BlockTile::fields(s.tile, f);
+  }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return tile.threads; }
+  static ResidualSpec fit(DType stream, Rounding round, std::int64_t rows, std::int64_t cols) {
+    return ResidualSpec{stream, round, BlockTile::fit(rows, cols, 32, dtype_size(stream), 2)};
+  }
+  static std::vector<ResidualSpec> defaults();
+};
+
+// Per-row mean and rstd of a dense FP32/BF16 matrix (the residual stream), one warp per row.
+struct DenseRowStatsSpec {
+  static constexpr std::string_view family = "dense_row_stats";
+  static constexpr std::string_view template_file = "residual.cuh";
+  static constexpr std::string_view params_type = "jetforge::DenseRowStatsParams";
+  DType in = DType::f32;
+  int warps = 8;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("in", s.in), f("warps", s.warps); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const {
+    return "jetforge::dense_row_stats_kernel<" + std::string(device_type_name(in)) + ", " + std::to_string(warps) + ">";
+  }
+  int threads() const { return warps * 32; }
+  static std::vector<DenseRowStatsSpec> defaults() { return {{DType::f32, 8}, {DType::bf16, 8}}; }
+};
+
 // Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.
 enum class GemmOut { f32, bf16, i8 };
 template <> struct EnumNames<GemmOut> {

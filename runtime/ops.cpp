@@ -7,6 +7,7 @@
 #include "templates/dequantize.cuh"
 #include "templates/elementwise.cuh"
 #include "templates/quantize.cuh"
+#include "templates/residual.cuh"
 #include "templates/transpose.cuh"
 
 namespace jetforge {
@@ -214,6 +215,43 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
   ctx.kernel(reduce).launch(unsigned((x.cols + 255) / 256), params, stream);
   run_elementwise(ctx, op, gen::Elementwise::layernorm_grad, gen::Rounding::stochastic, dy, &x, dx, 0.0f, 0, seed, stream,
                   RowColumnInputs{mean, rstd, gamma, 0, reinterpret_cast<CUdeviceptr>(ws), reinterpret_cast<CUdeviceptr>(ws + x.rows)});
+}
+
+namespace {
+
+void run_residual(Context& ctx, const char* op, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, gen::Rounding rounding,
+                  std::uint64_t seed, CUstream cu_stream) {
+  check_float_dtype(op, stream.dtype);
+  require(x.block == 32, std::string(op) + ": only 32 x 32 blocks are supported, got " + std::to_string(x.block));
+  check_block_shape(op, x.rows, x.cols, x.block);
+  check_square(op, x);
+  check_same_shape(op, stream, x);
+  check_same(op, "the INT8 copy", x, copy);
+  const auto spec = gen::ResidualSpec::fit(stream.dtype, rounding, x.rows, x.cols);
+  const ResidualParams params{reinterpret_cast<void*>(stream.data),   reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales),
+                              reinterpret_cast<i8*>(copy.codes),      reinterpret_cast<float*>(copy.scales), x.rows,
+                              x.cols,                                 seed};
+  ctx.kernel(spec).launch(tile_grid(spec.tile, x), params, cu_stream);
+}
+
+}  // namespace
+
+void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, CUdeviceptr mean, CUdeviceptr rstd, float eps,
+                  CUstream cu_stream) {
+  require((mean == 0) == (rstd == 0), "residual_add: give both mean and rstd, or neither");
+  run_residual(ctx, "residual_add", stream, x, copy, gen::Rounding::nearest, 0, cu_stream);
+  if (!mean) return;
+  require(eps > 0.0f, "residual_add: eps must be positive");
+  require(stream.cols % (16 / gen::dtype_size(stream.dtype)) == 0, "residual_add: cols must fill whole 16-byte vectors");
+  const gen::DenseRowStatsSpec spec{stream.dtype, 8};
+  const DenseRowStatsParams params{reinterpret_cast<const void*>(stream.data), reinterpret_cast<float*>(mean), reinterpret_cast<float*>(rstd), stream.rows,
+                                   stream.cols, eps};
+  ctx.kernel(spec).launch(unsigned((stream.rows + spec.warps - 1) / spec.warps), params, cu_stream);
+}
+
+void residual_add_backward(Context& ctx, const DenseRef& grad_stream, const BlockTensorRef& dx, const BlockTensorRef& copy, std::uint64_t seed,
+                           CUstream cu_stream) {
+  run_residual(ctx, "residual_add_backward", grad_stream, dx, copy, gen::Rounding::stochastic, seed, cu_stream);
 }
 
 }  // namespace jetforge

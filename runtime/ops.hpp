@@ -51,6 +51,14 @@ void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorR
 void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
                        CUdeviceptr rstd, float eps, CUstream stream);
 
+// Residual stream (FP32 or BF16, rows x cols) += dequantize(x), in place; `copy` receives the INT8 copy of the
+// updated stream (nearest), and mean/rstd (if given, FP32 per row) its LayerNorm statistics.
+void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, CUdeviceptr mean, CUdeviceptr rstd, float eps,
+                  CUstream cu_stream);
+// Gradient stream += dequantize(dx), in place; `copy` receives its INT8 copy with stochastic rounding (seed).
+void residual_add_backward(Context& ctx, const DenseRef& grad_stream, const BlockTensorRef& dx, const BlockTensorRef& copy, std::uint64_t seed,
+                           CUstream cu_stream);
+
 // Bytes of scratch layernorm_backward needs for a rows x cols input.
 std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t cols);
 

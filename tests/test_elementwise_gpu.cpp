@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <random>
 
 #include "runtime/ops.hpp"
 #include "runtime/reference_ops.hpp"
@@ -157,6 +158,52 @@ TEST_SUITE("gpu") {
         bad += !(std::fabs(dg[0][c] - want.dgamma[c]) <= 1e-4 * scale_g) + !(std::fabs(dbv[c] - want.dbeta[c]) <= 1e-4 * scale_b);
       }
       CHECK(bad == 0);
+    }
+  }
+
+  TEST_CASE("residual add: FP32 stream updated, INT8 copy within a step, LayerNorm statistics of the new stream") {
+    Context& ctx = testing::gpu();
+    for (const Shape s : kShapes) {
+      CAPTURE(s.rows);
+      CAPTURE(s.cols);
+      const auto x = random_q(s.rows, s.cols, 700 + std::uint64_t(s.cols), -2, 1);
+      std::vector<float> r(size_t(s.rows * s.cols));
+      std::mt19937 rng{static_cast<unsigned>(s.rows)};
+      std::normal_distribution<float> normal(0, 3);
+      for (auto& v : r) v = normal(rng);
+      DenseTensor stream(s.rows, s.cols, DType::f32), grad(s.rows, s.cols, DType::f32);
+      stream.buffer().upload(r.data(), r.size() * 4);
+      grad.buffer().upload(r.data(), r.size() * 4);
+      BlockTensor xd = testing::upload(x), copy(s.rows, s.cols), gcopy(s.rows, s.cols);
+      DeviceBuffer mean(size_t(s.rows) * 4), rstd(size_t(s.rows) * 4);
+      testing::poison(copy);
+      testing::poison(gcopy);
+      mean.fill_bytes(testing::kNanBytes);
+      rstd.fill_bytes(testing::kNanBytes);
+      residual_add(ctx, stream.ref(), xd.ref(), copy.ref(), mean.get(), rstd.get(), 1e-5f, nullptr);
+      residual_add_backward(ctx, grad.ref(), xd.ref(), gcopy.ref(), 5, nullptr);
+      ctx.device().synchronize();
+
+      auto want_r = r;
+      const auto want = ref::residual_add(want_r, x, 1e-5);
+      std::vector<float> got_r(r.size()), got_g(r.size()), got_mean(size_t(s.rows)), got_rstd(size_t(s.rows));
+      stream.buffer().download(got_r.data(), got_r.size() * 4);
+      grad.buffer().download(got_g.data(), got_g.size() * 4);
+      mean.download(got_mean.data(), got_mean.size() * 4);
+      rstd.download(got_rstd.data(), got_rstd.size() * 4);
+      size_t bad_stream = 0, bad_stats = 0;
+      std::vector<double> exact(r.size());
+      for (size_t i = 0; i < r.size(); ++i) {
+        bad_stream += !(std::fabs(got_r[i] - want_r[i]) <= 4e-7 * std::fabs(want_r[i]) + 1e-30) + (got_g[i] != got_r[i]);
+        exact[i] = want_r[i];
+      }
+      for (size_t row = 0; row < got_mean.size(); ++row)
+        bad_stats += !(std::fabs(got_mean[row] - want.stats.mean[row]) <= 1e-5 / want.stats.rstd[row] &&
+                       std::fabs(got_rstd[row] / want.stats.rstd[row] - 1) <= 1e-4);
+      CHECK(bad_stream == 0);
+      CHECK(bad_stats == 0);
+      CHECK(worst_steps(testing::download(copy), exact) <= 0.6);
+      CHECK(worst_steps(testing::download(gcopy), exact) <= 1.1);
     }
   }
 

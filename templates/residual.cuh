@@ -1,0 +1,141 @@
+// The residual stream (DESIGN.md §1): kept in FP32 or BF16, it takes an INT8 branch output, r += dequantize(x), and
+// in the same pass emits the INT8 copy of the new stream (fresh 32 x 32 block scales) that the next GEMM or
+// LayerNorm reads. Forward rounds the copy to nearest, backward (gradient stream) stochastically. A second
+// kernel takes per-row mean and rstd of the dense stream: the next LayerNorm's statistics in full precision.
+#pragma once
+#include "jetforge/common.cuh"
+
+namespace jetforge {
+
+struct ResidualParams {
+  void* stream;          // rows x cols, FP32 or BF16 (the spec's type), updated in place
+  const i8* x_codes;     // the branch output
+  const float* x_scales;
+  i8* out_codes;         // INT8 copy of the updated stream
+  float* out_scales;
+  i64 rows, cols;
+  u64 seed;              // stochastic rounding of the copy
+};
+
+struct DenseRowStatsParams {
+  const void* x;  // rows x cols, FP32 or BF16
+  float* mean;
+  float* rstd;
+  i64 rows, cols;
+  float eps;
+};
+
+}  // namespace jetforge
+
+#if JF_DEVICE_CODE
+#include "jetforge/cta_tile.cuh"
+
+namespace jetforge {
+
+template <class T, int Round, int TileBR, int TileBC, int Threads>
+__global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) residual_kernel(const ResidualParams p) {
+  constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B;
+  typedef CtaTile<T, kRows, kCols, Threads> StreamTile;
+  typedef CtaTile<i8, kRows, kCols, Threads, StreamTile::kElemsPerChunk> CodeTile;  // same chunking, one byte each
+  constexpr int kN = StreamTile::kChunksPerThread, kE = StreamTile::kElemsPerChunk;
+  __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
+
+  const i64 tiles_per_row = p.cols / kCols, blocks_per_row = p.cols / B;
+  const i64 tile_r = blockIdx.x / tiles_per_row, tile_c = blockIdx.x % tiles_per_row;
+  const i64 r0 = tile_r * kRows, c0 = tile_c * kCols, origin = r0 * p.cols + c0;
+  T* stream = static_cast<T*>(p.stream) + origin;
+
+  typename StreamTile::Chunk r[kN];
+  typename CodeTile::Chunk x[kN];
+  StreamTile::load(r, stream, p.cols);
+  CodeTile::load(x, p.x_codes + origin, p.cols);
+  amax.clear();
+  const int block_col = StreamTile::col() / B;
+  float y[kN][kE];
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const float s = __ldg(p.x_scales + (r0 + StreamTile::row(i)) / B * blocks_per_row + (c0 + StreamTile::col()) / B);
+#pragma unroll
+    for (int k = 0; k < kE; ++k) {
+      y[i][k] = to_float(r[i].elem[k]) + code_to_float(x[i].elem[k]) * s;
+      r[i].elem[k] = from_float<T>(y[i][k]);
+      y[i][k] = to_float(r[i].elem[k]);  // the copy is of the stream as stored
+    }
+    StreamTile::store(r[i], i, stream, p.cols);
+  }
+  __syncthreads();  // amax cleared
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    float m = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
+    amax.template add<B / kE>(StreamTile::row(i) / B * TileBC + block_col, m);
+  }
+  __syncthreads();
+  amax.finish();
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const float inv = amax.inv_scale[StreamTile::row(i) / B * TileBC + block_col];
+    const u64 first = u64((r0 + StreamTile::row(i)) * p.cols + c0 + StreamTile::col());
+    typename CodeTile::Chunk q;
+#pragma unroll
+    for (int k = 0; k < kE; k += 4) {
+      const u64 h = Round == kRoundStochastic ? hash64(p.seed, (first + k) >> 2) : 0;
+#pragma unroll
+      for (int f = 0; f < 4; ++f)
+        q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(y[i][k + f], inv) : quantize_stochastic(y[i][k + f], inv, sr_noise_field(h, f));
+    }
+    CodeTile::store(q, i, p.out_codes + origin, p.cols);
+  }
+  for (int blk = int(threadIdx.x); blk < TileBR * TileBC; blk += Threads)
+    p.out_scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk];
+}
+
+// One warp per row of a dense FP32/BF16 matrix: mean and 1 / sqrt(var + eps), moments combined as in
+// row_stats_kernel (Chan et al.).
+template <class T, int Warps>
+__global__ void __launch_bounds__(Warps * 32) dense_row_stats_kernel(const DenseRowStatsParams p) {
+  const int lane = int(threadIdx.x) % 32;
+  const i64 row = i64(blockIdx.x) * Warps + int(threadIdx.x) / 32;
+  if (row >= p.rows) return;
+  constexpr int kE = 16 / int(sizeof(T));
+  const T* x = static_cast<const T*>(p.x) + row * p.cols;
+  float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+  for (i64 c = lane * kE; c < p.cols; c += 32 * kE) {
+    union {
+      uint4 vec;
+      T elem[kE];
+    } v;
+    v.vec = __ldg(reinterpret_cast<const uint4*>(x + c));
+    float sum = 0.0f, vals[kE];
+#pragma unroll
+    for (int k = 0; k < kE; ++k) vals[k] = to_float(v.elem[k]), sum += vals[k];
+    const float cm = sum / float(kE);
+    float cm2 = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kE; ++k) cm2 += (vals[k] - cm) * (vals[k] - cm);
+    const float nn = n + float(kE), delta = cm - mean;
+    mean += delta * float(kE) / nn;
+    m2 += cm2 + delta * delta * n * float(kE) / nn;
+    n = nn;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float bn = __shfl_xor_sync(0xffffffffu, n, o), bmean = __shfl_xor_sync(0xffffffffu, mean, o), bm2 = __shfl_xor_sync(0xffffffffu, m2, o);
+    const float nn = n + bn;
+    if (nn > 0.0f) {
+      const float delta = bmean - mean;
+      mean += delta * bn / nn;
+      m2 += bm2 + delta * delta * n * bn / nn;
+      n = nn;
+    }
+  }
+  if (lane == 0) {
+    p.mean[row] = mean;
+    p.rstd[row] = 1.0f / sqrtf(m2 / float(p.cols) + p.eps);
+  }
+}
+
+}  // namespace jetforge
+#endif
