@@ -107,9 +107,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
   typename Tile::Chunk a[kN], b[kN];
   Tile::load(a, p.a_codes + origin, p.cols);
   if constexpr (kTwoInputs) Tile::load(b, p.b_codes + origin, p.cols);
-  amax.clear();
 
-  const int block_col = Tile::col() / B;
   float y[kN][kE];
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
@@ -121,34 +119,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
       y[i][k] = elementwise_apply<Op>(code_to_float(a[i].elem[k]) * sa, kTwoInputs ? code_to_float(b[i].elem[k]) * sb : 0.0f, r0 + Tile::row(i),
                                       c0 + Tile::col() + k, first + k, p);
   }
-  __syncthreads();  // amax cleared
-#pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    float m = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
-    amax.template add<B / kE>(Tile::row(i) / B * TileBC + block_col, m);
-  }
-  __syncthreads();
-  amax.finish();
-  __syncthreads();
-
-#pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    const float inv = amax.inv_scale[Tile::row(i) / B * TileBC + block_col];
-    const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());
-    typename Tile::Chunk q;
-#pragma unroll
-    for (int k = 0; k < kE; k += 4) {
-      const u64 h = Round == kRoundStochastic ? hash64(p.round_seed, (first + k) >> 2) : 0;
-#pragma unroll
-      for (int f = 0; f < 4; ++f)
-        q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(y[i][k + f], inv) : quantize_stochastic(y[i][k + f], inv, sr_noise_field(h, f));
-    }
-    Tile::store(q, i, p.out_codes + origin, p.cols);
-  }
-  for (int blk = int(threadIdx.x); blk < TileBR * TileBC; blk += Threads)
-    p.out_scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk];
+  store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_seed);
 }
 
 // One warp per row: each lane folds its 16-code chunks into a running (count, mean, M2) (Chan et al.), then the

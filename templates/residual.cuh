@@ -49,47 +49,18 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) residual
   typename CodeTile::Chunk x[kN];
   StreamTile::load(r, stream, p.cols);
   CodeTile::load(x, p.x_codes + origin, p.cols);
-  amax.clear();
-  const int block_col = StreamTile::col() / B;
   float y[kN][kE];
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
     const float s = __ldg(p.x_scales + (r0 + StreamTile::row(i)) / B * blocks_per_row + (c0 + StreamTile::col()) / B);
 #pragma unroll
     for (int k = 0; k < kE; ++k) {
-      y[i][k] = to_float(r[i].elem[k]) + code_to_float(x[i].elem[k]) * s;
-      r[i].elem[k] = from_float<T>(y[i][k]);
+      r[i].elem[k] = from_float<T>(to_float(r[i].elem[k]) + code_to_float(x[i].elem[k]) * s);
       y[i][k] = to_float(r[i].elem[k]);  // the copy is of the stream as stored
     }
     StreamTile::store(r[i], i, stream, p.cols);
   }
-  __syncthreads();  // amax cleared
-#pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    float m = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
-    amax.template add<B / kE>(StreamTile::row(i) / B * TileBC + block_col, m);
-  }
-  __syncthreads();
-  amax.finish();
-  __syncthreads();
-#pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    const float inv = amax.inv_scale[StreamTile::row(i) / B * TileBC + block_col];
-    const u64 first = u64((r0 + StreamTile::row(i)) * p.cols + c0 + StreamTile::col());
-    typename CodeTile::Chunk q;
-#pragma unroll
-    for (int k = 0; k < kE; k += 4) {
-      const u64 h = Round == kRoundStochastic ? hash64(p.seed, (first + k) >> 2) : 0;
-#pragma unroll
-      for (int f = 0; f < 4; ++f)
-        q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(y[i][k + f], inv) : quantize_stochastic(y[i][k + f], inv, sr_noise_field(h, f));
-    }
-    CodeTile::store(q, i, p.out_codes + origin, p.cols);
-  }
-  for (int blk = int(threadIdx.x); blk < TileBR * TileBC; blk += Threads)
-    p.out_scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk];
+  store_requantized<StreamTile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.seed);
 }
 
 // One warp per row of a dense FP32/BF16 matrix: mean and 1 / sqrt(var + eps), moments combined as in

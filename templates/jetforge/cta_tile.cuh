@@ -90,6 +90,46 @@ template <int NumBlocks, int Threads> struct BlockAmax {
   }
 };
 
+// The end of every block-wise operator: this thread's FP32 results y (its chunks of a TileBR x TileBC-block tile,
+// chunked as Tile) get per-block scales, are rounded (nearest, or stochastically with the noise of their element
+// index), and are stored as codes (chunked alike, one byte per element) plus the tile's block scales.
+template <class Tile, int B, int TileBR, int TileBC, int Threads, int Round>
+__device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElemsPerChunk], BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
+                                  float* scales, i64 cols, i64 tile_r, i64 tile_c, u64 seed) {
+  constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk;
+  typedef CtaTile<i8, TileBR * B, TileBC * B, Threads, kE> CodeTile;
+  const i64 r0 = tile_r * TileBR * B, c0 = tile_c * TileBC * B, blocks_per_row = cols / B;
+  const int block_col = Tile::col() / B;
+  amax.clear();
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    float m = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
+    amax.template add<B / kE>(Tile::row(i) / B * TileBC + block_col, m);
+  }
+  __syncthreads();
+  amax.finish();
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const float inv = amax.inv_scale[Tile::row(i) / B * TileBC + block_col];
+    const u64 first = u64((r0 + Tile::row(i)) * cols + c0 + Tile::col());  // element index of the chunk
+    typename CodeTile::Chunk q;
+#pragma unroll
+    for (int k = 0; k < kE; k += 4) {
+      const u64 h = Round == kRoundStochastic ? hash64(seed, (first + k) >> 2) : 0;
+#pragma unroll
+      for (int f = 0; f < 4; ++f)
+        q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(y[i][k + f], inv) : quantize_stochastic(y[i][k + f], inv, sr_noise_field(h, f));
+    }
+    CodeTile::store(q, i, codes + r0 * cols + c0, cols);
+  }
+  for (int blk = int(threadIdx.x); blk < TileBR * TileBC; blk += Threads)
+    scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk];
+}
+
 // A Rows x Cols tile of int8 codes in shared memory, written in 4-byte row words and read back as 4x4 byte
 // sub-blocks that a thread transposes in registers. Word w of row r is stored at w ^ ((r / 4) mod words-per-row):
 // the 32 lanes of a transposed read (32 consecutive 4-row groups, one word column) hit 32 distinct banks.
