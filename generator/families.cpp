@@ -180,6 +180,23 @@ void DenseRowStatsSpec::validate(const TargetLimits& t) const {
   require(warps >= 1 && warps * 32 <= t.max_threads_per_block, family, "warps=" + std::to_string(warps) + " must be in 1.." + std::to_string(t.max_threads_per_block / 32));
 }
 
+void Bf16OpSpec::validate(const TargetLimits& t) const {
+  require(cta_threads >= 32 && cta_threads % 32 == 0 && cta_threads <= t.max_threads_per_block, family,
+          "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+}
+
+std::string Bf16OpSpec::kernel_expr() const {
+  static constexpr const char* ops[] = {"jetforge::kBf16Gelu", "jetforge::kBf16GeluGrad", "jetforge::kBf16Dropout", "jetforge::kBf16LayerNormApply",
+                                        "jetforge::kBf16Residual"};
+  return "jetforge::bf16_op_kernel<" + std::string(ops[int(op)]) + ", " + std::to_string(cta_threads) + ">";
+}
+
+std::vector<Bf16OpSpec> Bf16OpSpec::defaults() {
+  std::vector<Bf16OpSpec> out;
+  for (auto op : {Bf16Op::gelu, Bf16Op::gelu_grad, Bf16Op::dropout, Bf16Op::layernorm_apply, Bf16Op::residual}) out.push_back({op, 256});
+  return out;
+}
+
 void LayerNormGradSpec::validate(const TargetLimits& t) const {
   require(cta_threads >= 32 && cta_threads % 32 == 0 && cta_threads <= t.max_threads_per_block, family,
           "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
@@ -274,6 +291,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<RowStatsSpec>("per-row mean and rstd of a BlockTensor (LayerNorm statistics)"),
       family_info<ResidualSpec>("residual stream r += dequantize(x) (FP32/BF16 stream) with the INT8 copy of r, nearest or stochastic"),
       family_info<DenseRowStatsSpec>("per-row mean and rstd of a dense FP32/BF16 matrix (the residual stream's LayerNorm statistics)"),
+      family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<GemmSm80Spec>("per-block INT8 GEMM C = A B^T, portable path (mma.sync, cp.async; sm_80 and newer)"),

@@ -202,6 +202,30 @@ struct DenseRowStatsSpec {
   static std::vector<DenseRowStatsSpec> defaults() { return {{DType::f32, 8}, {DType::bf16, 8}}; }
 };
 
+// BF16 twins of the nonlinear operators, the baselines of bench_ops (templates/bf16_ops.cuh).
+enum class Bf16Op { gelu, gelu_grad, dropout, layernorm_apply, residual };
+template <> struct EnumNames<Bf16Op> {
+  static constexpr std::pair<Bf16Op, std::string_view> table[] = {{Bf16Op::gelu, "gelu"},
+                                                                  {Bf16Op::gelu_grad, "gelu_grad"},
+                                                                  {Bf16Op::dropout, "dropout"},
+                                                                  {Bf16Op::layernorm_apply, "layernorm_apply"},
+                                                                  {Bf16Op::residual, "residual"}};
+};
+
+struct Bf16OpSpec {
+  static constexpr std::string_view family = "bf16_op";
+  static constexpr std::string_view template_file = "bf16_ops.cuh";
+  static constexpr std::string_view params_type = "jetforge::Bf16OpParams";
+  Bf16Op op = Bf16Op::gelu;
+  int cta_threads = 256;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("op", s.op), f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return cta_threads; }
+  static std::vector<Bf16OpSpec> defaults();
+};
+
 // Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.
 enum class GemmOut { f32, bf16, i8 };
 template <> struct EnumNames<GemmOut> {
