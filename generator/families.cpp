@@ -197,6 +197,21 @@ std::vector<Bf16OpSpec> Bf16OpSpec::defaults() {
   return out;
 }
 
+void OptimSpec::validate(const TargetLimits& t) const {
+  require(cta_threads >= 32 && cta_threads % 32 == 0 && cta_threads <= t.max_threads_per_block, family,
+          "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+}
+
+std::string OptimSpec::kernel_expr() const {
+  static constexpr const char* names[] = {"jetforge::sum_squares_kernel", "jetforge::clip_factor_kernel", "jetforge::adamw_kernel"};
+  return std::string(names[int(kernel)]) + "<" + std::to_string(cta_threads) + ">";
+}
+
+std::string OptimSpec::params_decl() const {
+  static constexpr const char* params[] = {"jetforge::SumSquaresParams", "jetforge::ClipFactorParams", "jetforge::AdamWParams"};
+  return params[int(kernel)];
+}
+
 void LayerNormGradSpec::validate(const TargetLimits& t) const {
   require(cta_threads >= 32 && cta_threads % 32 == 0 && cta_threads <= t.max_threads_per_block, family,
           "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
@@ -292,6 +307,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<ResidualSpec>("residual stream r += dequantize(x) (FP32/BF16 stream) with the INT8 copy of r, nearest or stochastic"),
       family_info<DenseRowStatsSpec>("per-row mean and rstd of a dense FP32/BF16 matrix (the residual stream's LayerNorm statistics)"),
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
+      family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),
       family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<GemmSm80Spec>("per-block INT8 GEMM C = A B^T, portable path (mma.sync, cp.async; sm_80 and newer)"),

@@ -226,6 +226,27 @@ struct Bf16OpSpec {
   static std::vector<Bf16OpSpec> defaults();
 };
 
+// Optimizer kernels (templates/optim.cuh).
+enum class OptimKernel { sum_squares, clip_factor, adamw };
+template <> struct EnumNames<OptimKernel> {
+  static constexpr std::pair<OptimKernel, std::string_view> table[] = {
+      {OptimKernel::sum_squares, "sum_squares"}, {OptimKernel::clip_factor, "clip_factor"}, {OptimKernel::adamw, "adamw"}};
+};
+
+struct OptimSpec {
+  static constexpr std::string_view family = "optim";
+  static constexpr std::string_view template_file = "optim.cuh";
+  OptimKernel kernel = OptimKernel::adamw;
+  int cta_threads = 256;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  std::string params_decl() const;  // each kernel has its own parameter struct
+  int threads() const { return cta_threads; }
+  static std::vector<OptimSpec> defaults() { return {{OptimKernel::sum_squares, 256}, {OptimKernel::clip_factor, 32}, {OptimKernel::adamw, 256}}; }
+};
+
 // Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.
 enum class GemmOut { f32, bf16, i8 };
 template <> struct EnumNames<GemmOut> {
