@@ -74,6 +74,14 @@ CREATE TABLE IF NOT EXISTS cubins(
   PRIMARY KEY(hash, arch, nvrtc, options));
 )";
 
+// Schema steps: kMigrations[v - 1] takes a version-v database to version v + 1.
+constexpr const char* kMigrations[] = {
+    // 1 -> 2: tuning winners, per problem and GPU (name, SM count, driver), each naming the spec that won.
+    R"(CREATE TABLE IF NOT EXISTS winners(
+         problem TEXT NOT NULL, gpu TEXT NOT NULL, spec TEXT NOT NULL, time_us REAL NOT NULL, candidates INTEGER NOT NULL,
+         created INTEGER NOT NULL, PRIMARY KEY(problem, gpu));)",
+};
+
 constexpr const char* kColumns =
     "hash, arch, nvrtc, options, family, spec, template, template_hash, lowered_name, threads, cubin, compile_ms, created";
 
@@ -141,8 +149,11 @@ void KernelCache::open_or_recover(OnDamage on_damage) {
           throw std::runtime_error("kernel cache " + path_.string() + " has schema version " + std::to_string(v) + ", newer than this jetforge's " +
                                    std::to_string(kSchemaVersion) + ": use a newer jetforge or another --cache file");
         }
-        // Older versions would be migrated here, one step per version; version 1 is the first.
+        for (; v < kSchemaVersion; ++v) exec(kMigrations[v - 1]);
+        Statement set(db_, "UPDATE meta SET value = ?1 WHERE key = 'schema_version'");
+        set.bind(1, std::to_string(kSchemaVersion)).step();
       } else {
+        for (const char* step : kMigrations) exec(step);  // a new database: every step
         Statement set(db_, "INSERT INTO meta(key, value) VALUES('schema_version', ?1)");
         set.bind(1, std::to_string(kSchemaVersion)).step();
       }
@@ -244,6 +255,26 @@ std::int64_t KernelCache::import_from(const std::filesystem::path& file) {
   if (!std::filesystem::exists(file)) throw CacheError("cannot import " + file.string() + ": no such file");
   KernelCache source(file, OnDamage::fail);  // refuses a damaged file before anything is copied from it
   return copy_rows(file, false);
+}
+
+void KernelCache::store_winner(const std::string& problem, const std::string& gpu, const std::string& spec, double time_us, int candidates) {
+  Statement q(db_, "INSERT OR REPLACE INTO winners(problem, gpu, spec, time_us, candidates, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  q.bind(1, problem).bind(2, gpu).bind(3, spec).bind(4, time_us).bind(5, std::int64_t(candidates)).bind(6, now_seconds());
+  q.step();
+}
+
+std::optional<std::string> KernelCache::find_winner(const std::string& problem, const std::string& gpu) {
+  Statement q(db_, "SELECT spec FROM winners WHERE problem = ?1 AND gpu = ?2");
+  q.bind(1, problem).bind(2, gpu);
+  if (!q.step()) return std::nullopt;
+  return q.text(0);
+}
+
+std::vector<WinnerInfo> KernelCache::winners() {
+  std::vector<WinnerInfo> out;
+  Statement q(db_, "SELECT problem, gpu, spec, time_us, candidates FROM winners ORDER BY gpu, problem");
+  while (q.step()) out.push_back(WinnerInfo{q.text(0), q.text(1), q.text(2), q.real(3), int(q.integer(4))});
+  return out;
 }
 
 std::string KernelCache::integrity_check() {

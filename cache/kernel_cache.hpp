@@ -29,6 +29,12 @@ struct EntryInfo {
   bool stale = false;        // its template hash no longer matches the embedded templates
 };
 
+struct WinnerInfo {
+  std::string problem, gpu, spec;
+  double time_us = 0;
+  int candidates = 0;
+};
+
 struct CacheError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -63,7 +69,12 @@ class KernelCache {
   std::int64_t import_from(const std::filesystem::path& file);  // adds the entries of another database file
   std::string integrity_check();                        // "ok" or SQLite's report
 
-  static constexpr int kSchemaVersion = 1;
+  // Tuning winners: the spec key that was fastest for a problem key on a GPU ("name|SMs|driver").
+  void store_winner(const std::string& problem, const std::string& gpu, const std::string& spec, double time_us, int candidates);
+  std::optional<std::string> find_winner(const std::string& problem, const std::string& gpu);
+  std::vector<WinnerInfo> winners();
+
+  static constexpr int kSchemaVersion = 2;
 
  private:
   void open_or_recover(OnDamage on_damage);

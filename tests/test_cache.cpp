@@ -244,3 +244,23 @@ TEST_SUITE("cache") {
     CHECK(rows(db) == 0);
   }
 }
+
+TEST_SUITE("cache") {
+  TEST_CASE("schema migrations: a version-1 cache gains the winners table; a newer one is refused, not moved aside") {
+    const auto db = fresh("v1.db");
+    { cache::KernelCache c(db); }
+    sql(db, "DROP TABLE winners; UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+    {
+      cache::KernelCache c(db);
+      CHECK(c.recovery_note().empty());
+      c.store_winner("gemm:8192x768x768", "NVIDIA H100|132|13000", "gemm_sm90:bn=128", 42.0, 25);
+      c.store_winner("gemm:8192x768x768", "NVIDIA H100|132|13000", "gemm_sm90:bn=64", 40.0, 25);  // a later tune replaces it
+      CHECK(c.find_winner("gemm:8192x768x768", "NVIDIA H100|132|13000") == std::optional<std::string>("gemm_sm90:bn=64"));
+      CHECK_FALSE(c.find_winner("gemm:8192x768x768", "NVIDIA A100|108|13000").has_value());
+      CHECK(c.winners().size() == 1);
+    }
+    sql(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'");
+    CHECK_THROWS_WITH_AS(cache::KernelCache{db}, doctest::Contains("newer than this jetforge's"), std::runtime_error);
+    CHECK(fs::exists(db));
+  }
+}
