@@ -63,8 +63,12 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
     throw std::runtime_error("gemm: " + dev.name + " is sm_" + std::to_string(dev.cc_major) + std::to_string(dev.cc_minor) +
                              "; the per-block INT8 GEMM needs sm_80 or newer (INT8 mma)");
   const auto scales = [](const BlockTensorRef& t) { return reinterpret_cast<const float*>(t.scales); };
-  if (uses_sm90(o.kernel, ctx.limits())) {
-    const auto spec = sm90_spec(out, a.group, o.rounding, o.kernel);
+  GemmKernelChoice choice = o.kernel;
+  if (o.use_tuned)
+    if (auto winner = ctx.tuned(gemm_problem_key(out, output_rounding(out, o.rounding), a.group, problem.m, problem.n, problem.k)))
+      choice = choice_from_spec(*winner);
+  if (uses_sm90(choice, ctx.limits())) {
+    const auto spec = sm90_spec(out, a.group, o.rounding, choice);
     GemmSm90Params params;
     params.a = codes_map(a, gen::GemmSm90Spec::kBM);
     params.b = codes_map(b, spec.bn / spec.cluster);  // with a cluster, each CTA loads its share of the B tile
@@ -75,7 +79,7 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
     const std::int64_t tiles = m_tiles * ((problem.n + spec.bn - 1) / spec.bn);
     ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()), unsigned(spec.cluster));
   } else {
-    const auto spec = sm80_spec(out, a.group, o.rounding, o.kernel);
+    const auto spec = sm80_spec(out, a.group, o.rounding, choice);
     const GemmSm80Params params{reinterpret_cast<const i8*>(a.codes), reinterpret_cast<const i8*>(b.codes), scales(a), scales(b), problem};
     const std::int64_t tiles = (problem.m + spec.kBM - 1) / spec.kBM * ((problem.n + spec.kBN - 1) / spec.kBN);
     ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()));
@@ -83,6 +87,20 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
 }
 
 }  // namespace
+
+std::string gemm_problem_key(gen::GemmOut out, gen::Rounding rounding, int group, std::int64_t m, std::int64_t n, std::int64_t k) {
+  return "gemm:out=" + std::string(gen::enum_name(out)) + ",round=" + std::string(gen::enum_name(output_rounding(out, rounding))) + ",group=" +
+         std::to_string(group) + ",m=" + std::to_string(m) + ",n=" + std::to_string(n) + ",k=" + std::to_string(k);
+}
+
+GemmKernelChoice choice_from_spec(const std::string& spec_key) {
+  if (spec_key.starts_with("gemm_sm90:")) {
+    const auto s = gen::parse_key<gen::GemmSm90Spec>(spec_key);
+    return GemmKernelChoice{false, s.bn, s.stages, s.fold, s.cluster};
+  }
+  const auto s = gen::parse_key<gen::GemmSm80Spec>(spec_key);  // throws, naming the family, for anything else
+  return GemmKernelChoice{true, 128, s.stages, s.fold, 1};
+}
 
 std::string gemm_kernel_key(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& choice, const gen::TargetLimits& target) {
   return uses_sm90(choice, target) ? gen::canonical_key(sm90_spec(out, group, rounding, choice)) : gen::canonical_key(sm80_spec(out, group, rounding, choice));

@@ -25,7 +25,13 @@ struct GemmOptions {
   CUdeviceptr bias = 0;                             // dense output: N FP32 values added to every row, or 0
   bool accumulate = false;                          // FP32 output: C += A B^T
   GemmKernelChoice kernel;
+  bool use_tuned = true;  // take the kernel choice `jetforge tune` found for this problem, if the cache has one
 };
+
+// The key tuning winners are stored under: output, rounding, K-group and shape.
+std::string gemm_problem_key(gen::GemmOut out, gen::Rounding rounding, int group, std::int64_t m, std::int64_t n, std::int64_t k);
+// The kernel choice a winning spec key stands for (gemm_sm90 or gemm_sm80); throws gen::SpecError otherwise.
+GemmKernelChoice choice_from_spec(const std::string& spec_key);
 
 // The canonical key of the kernel a GEMM call runs on `target`: the Hopper path on sm_90a unless the choice asks
 // for the portable one (INT8 output rounds as asked; dense output always nearest).

@@ -84,4 +84,23 @@ const Kernel& KernelTable::get(const std::string& key, const std::function<gen::
   return *slot;
 }
 
+std::string Context::gpu_key() const {
+  const auto& d = device_.info();
+  return d.name + "|" + std::to_string(d.sm_count) + "|" + std::to_string(d.driver_version);
+}
+
+std::optional<std::string> Context::tuned(const std::string& problem) {
+  if (!cache()) return std::nullopt;
+  std::lock_guard lock(tuned_mutex_);
+  auto it = tuned_.find(problem);
+  if (it != tuned_.end()) return it->second;
+  std::optional<std::string> winner;
+  try {
+    winner = cache()->find_winner(problem, gpu_key());
+  } catch (const cache::CacheError& e) {
+    std::cerr << "jetforge: warning: kernel cache lookup of tuning winners failed: " << e.what() << "\n";
+  }
+  return tuned_.emplace(problem, winner).first->second;
+}
+
 }  // namespace jetforge

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -52,6 +53,7 @@ class KernelTable {
  public:
   KernelTable(const DeviceInfo& device, std::shared_ptr<cache::KernelCache> cache) : arch_(device.arch()), cache_(std::move(cache)) {}
   const std::string& arch() const { return arch_; }
+  cache::KernelCache* cache() const { return cache_.get(); }
   // The loaded kernel for a canonical spec key; on the first use of a key, `emit` makes its source, which is
   // loaded from the kernel cache if it holds it, else compiled (and stored there). A hit costs one hash-map
   // lookup: no emission, no hashing of template text. Thread-safe.
@@ -82,10 +84,19 @@ class Context {
     return kernels_.get(gen::canonical_key(spec), [&] { return gen::emit_checked(spec, limits_); });
   }
 
+  // The tuned spec key for a problem on this GPU (from the kernel cache's winners), memoized per process so a
+  // call costs a hash-map lookup; empty without a cache or a winner.
+  std::optional<std::string> tuned(const std::string& problem);
+  // "name|SMs|driver": what tuning winners are keyed by.
+  std::string gpu_key() const;
+  cache::KernelCache* cache() const { return kernels_.cache(); }
+
  private:
   Device device_;
   KernelTable kernels_;
   gen::TargetLimits limits_;
+  std::mutex tuned_mutex_;
+  std::unordered_map<std::string, std::optional<std::string>> tuned_;
 };
 
 }  // namespace jetforge

@@ -20,6 +20,7 @@
 #include "runtime/corpus.hpp"
 #include "runtime/nvrtc.hpp"
 #include "tuner/model_config.hpp"
+#include "tuner/tune.hpp"
 
 namespace {
 
@@ -37,7 +38,8 @@ verbs:
   info                         GPU, driver and NVRTC versions, kernel cache (works without a GPU)
   specs [FAMILY]               the default kernel specs of each family, by canonical key
   compile SPEC --arch ARCH     generate and compile one kernel; write its cubin or print its source
-  cache build|ls|show|export|import|verify|prune
+  tune --model FILE            time every GEMM kernel choice for the model's shapes on this GPU, store winners
+  cache build|ls|show|winners|export|import|verify|prune
                                the SQLite kernel cache (jetforge cache --help)
   data prepare --corpus DIR --vocab DIR --out FILE
                                tokenize the Brown corpus with the GPT-2 BPE (tools/prepare_data.sh)
@@ -59,6 +61,7 @@ constexpr const char* kCacheHelp = R"(usage: jetforge cache VERB [options] [--ca
         compile every kernel a training step of the model needs, for each ARCH, into the cache; no GPU
         needed (kernels already cached are not compiled again)
   ls [--json]        every cached kernel: family, spec, arch, size, compile time (stale: templates changed)
+  winners            the tuning winners: problem, GPU, winning spec, time
   show SPEC [--json] the entries of one spec key
   export FILE        copy every entry into FILE (another cache database, created if missing)
   import FILE        add the entries of FILE (a database written by export or by another machine)
@@ -254,6 +257,13 @@ int cmd_cache(const Args& all) {
     return 0;
   }
   if (verb == "verify") return cache_verify(cache);
+  if (verb == "winners") {
+    if (!args.empty()) throw UsageError("cache winners takes no arguments");
+    const auto all = cache.winners();
+    for (const auto& w : all) std::cout << w.gpu << "  " << w.problem << "  " << w.spec << "  " << w.time_us << " us (" << w.candidates << " candidates)\n";
+    std::cout << all.size() << " winner(s)\n";
+    return 0;
+  }
   if (verb == "prune") {
     if (!args.empty()) throw UsageError("cache prune takes no arguments");
     std::cout << cache.prune_stale() << " stale kernel(s) removed\n";
@@ -286,6 +296,69 @@ int cmd_data(const Args& args) {
   jetforge::data::write_token_file(out, split);
   std::cout << out << ": " << split.train.size() << " train + " << split.validation.size() << " validation tokens (vocabulary " << split.vocab_size
             << ") in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s\n";
+  return 0;
+}
+
+constexpr const char* kTuneHelp = R"(usage: jetforge tune --model FILE [--budget-s N] [--reps N] [--jobs N] [--cache FILE]
+       jetforge tune --model FILE --compile-only --arch ARCH [--jobs N] [--cache FILE]
+
+For every GEMM shape of a training step of the model (configs/*.yaml), compiles every kernel choice of the
+search space into the kernel cache (on --jobs threads), runs each on random operands, rejects any whose output
+differs bit for bit from the default kernel's, times the rest (median of --reps runs, default 20, L2 flushed
+before each) and stores the fastest as this GPU's winner: gemm() uses it from then on. Candidates not timed
+within --budget-s seconds (default 120, compilation included) are skipped. --compile-only needs no GPU: it
+fills the cache with every candidate for ARCH, so that tuning on the GPU compiles nothing.
+)";
+
+int cmd_tune(const Args& all) {
+  Args args = all;
+  const auto path = take_cache_option(args);
+  std::string model, arch;
+  bool compile_only = false;
+  jetforge::tuner::TuneOptions options;
+  options.jobs = int(std::max(1u, std::thread::hardware_concurrency()));
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--model") model = flag_value(args, i);
+    else if (args[i] == "--arch") arch = flag_value(args, i);
+    else if (args[i] == "--budget-s") options.budget_s = std::atof(flag_value(args, i).c_str());
+    else if (args[i] == "--reps") options.reps = std::max(3, std::atoi(flag_value(args, i).c_str()));
+    else if (args[i] == "--jobs") options.jobs = std::max(1, std::atoi(flag_value(args, i).c_str()));
+    else if (args[i] == "--compile-only") compile_only = true;
+    else throw UsageError("unknown argument to tune: " + args[i]);
+  }
+  if (model.empty()) throw UsageError("tune needs --model FILE");
+  const auto config = jetforge::tuner::load_model_config(model);
+  auto cache = std::make_shared<jetforge::cache::KernelCache>(path);
+  if (!cache->recovery_note().empty()) std::cerr << "warning: " << cache->recovery_note() << "\n";
+  if (compile_only) {
+    if (arch.empty()) throw UsageError("tune --compile-only needs --arch ARCH");
+    const auto start = std::chrono::steady_clock::now();
+    int failed = 0;
+    for (const auto& [spec, error] : jetforge::tuner::compile_candidates(config, arch, *cache, options.jobs))
+      if (!error.empty()) ++failed, std::cerr << "failed: " << spec << ": " << error << "\n";
+    std::cout << config.name << ": candidates for " << arch << " compiled into " << cache->path().string() << " in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s, " << failed << " failed\n";
+    return failed == 0 ? 0 : 1;
+  }
+  std::string why;
+  if (!jetforge::driver_available(&why) || jetforge::Device::count() == 0)
+    throw std::runtime_error("tuning times kernels on the GPU it tunes for, and there is none here (" + (why.empty() ? std::string("no CUDA device") : why) +
+                             "); `jetforge tune --compile-only --arch ARCH` prepares the cache without one");
+  jetforge::Context ctx(0, cache);
+  options.progress = [](const std::string& line) { std::cout << "  " << line << "\n" << std::flush; };
+  const auto start = std::chrono::steady_clock::now();
+  const auto results = jetforge::tuner::tune_gemms(ctx, config, options);
+  std::cout << "\n" << config.name << " on " << ctx.device().info().name << ": tuned in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s\n";
+  for (const auto& r : results) {
+    int ok = 0;
+    for (const auto& c : r.candidates) ok += c.verdict == "ok";
+    std::cout << "  " << r.shape.name << " " << r.shape.m << "x" << r.shape.n << "x" << r.shape.k << ": "
+              << (r.winner >= 0 ? r.candidates[size_t(r.winner)].spec + " " + std::to_string(r.candidates[size_t(r.winner)].time_us) + " us" : "no winner")
+              << " (" << ok << "/" << r.candidates.size() << " candidates timed)\n";
+    for (const auto& c : r.candidates)
+      if (c.verdict != "ok" && c.verdict != "over budget") std::cout << "    rejected " << c.spec << ": " << c.verdict << "\n";
+  }
   return 0;
 }
 
@@ -381,7 +454,7 @@ int main(int argc, char** argv) {
     std::function<int(const Args&)> run;
   };
   const Verb verbs[] = {
-      {"info", kInfoHelp, cmd_info}, {"specs", kSpecsHelp, cmd_specs}, {"compile", kCompileHelp, cmd_compile}, {"cache", kCacheHelp, cmd_cache}, {"data", kDataHelp, cmd_data}};
+      {"info", kInfoHelp, cmd_info}, {"specs", kSpecsHelp, cmd_specs}, {"compile", kCompileHelp, cmd_compile}, {"cache", kCacheHelp, cmd_cache}, {"data", kDataHelp, cmd_data}, {"tune", kTuneHelp, cmd_tune}};
   if (all.empty() || all[0] == "--help" || all[0] == "-h" || all[0] == "help") {
     std::cout << kMainHelp;
     return all.empty() ? 2 : 0;

@@ -1,0 +1,174 @@
+#include "tuner/tune.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "bench/timing.hpp"
+#include "generator/families.hpp"
+
+namespace jetforge::tuner {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Every spec key a shape's candidates compile to.
+std::string candidate_spec(const GemmShape& s, const GemmKernelChoice& c, const gen::TargetLimits& target) {
+  return gemm_kernel_key(s.out, s.group, s.rounding, c, target);
+}
+
+void fill_random(DeviceBuffer& b, std::uint64_t seed, bool scales) {
+  std::mt19937_64 rng(seed);
+  std::vector<unsigned char> host(b.bytes());
+  if (scales) {
+    std::uniform_real_distribution<float> u(1e-3f, 1e-2f);
+    for (size_t i = 0; i + 3 < host.size(); i += 4) {
+      const float f = u(rng);
+      std::memcpy(&host[i], &f, 4);
+    }
+  } else {
+    for (auto& v : host) v = static_cast<unsigned char>(int(rng() % 255) - 127);
+  }
+  b.upload(host.data(), host.size());
+}
+
+}  // namespace
+
+std::vector<GemmShape> gemm_shapes(const ModelConfig& c) {
+  const std::int64_t T = c.tokens(), d = c.hidden, ff = std::int64_t(c.mlp_ratio) * c.hidden;
+  struct Linear {
+    const char* name;
+    std::int64_t out, in;
+    gen::GemmOut forward_out;
+  };
+  const Linear linears[] = {{"qkv", 3 * d, d, gen::GemmOut::bf16}, {"proj", d, d, gen::GemmOut::i8}, {"fc1", ff, d, gen::GemmOut::i8}, {"fc2", d, ff, gen::GemmOut::i8}};
+  std::vector<GemmShape> out;
+  std::set<std::string> seen;
+  auto add = [&](GemmShape s) {
+    if (seen.insert(s.key()).second) out.push_back(std::move(s));
+  };
+  for (const Linear& l : linears) {
+    const std::string n = l.name;
+    add({n + " forward", l.forward_out, gen::Rounding::nearest, c.k_group, T, l.out, l.in});
+    add({n + " backward data", gen::GemmOut::i8, gen::Rounding::stochastic, c.k_group, T, l.in, l.out});
+    add({n + " backward weight", gen::GemmOut::f32, gen::Rounding::nearest, c.k_group, l.out, l.in, T});
+  }
+  return out;
+}
+
+std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target) {
+  std::vector<GemmKernelChoice> out;
+  for (auto fold : {gen::GemmFold::convert, gen::GemmFold::magic}) {
+    if (gen::GemmSm90Spec::supports(target))
+      for (int bn : {64, 128})
+        for (int stages : {3, 4, 6})
+          for (int cluster : {1, 2}) out.push_back(GemmKernelChoice{false, bn, stages, fold, cluster});
+    out.push_back(GemmKernelChoice{true, 128, 3, fold, 1});
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache,
+                                                                     int jobs) {
+  const auto target = gen::TargetLimits::for_arch(arch);
+  std::set<std::string> keys;
+  for (const auto& s : gemm_shapes(config))
+    for (const auto& c : gemm_search_space(target)) keys.insert(candidate_spec(s, c, target));
+  const std::vector<std::string> list(keys.begin(), keys.end());
+  std::vector<std::pair<std::string, std::string>> results(list.size());
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < list.size();) {
+      results[i].first = list[i];
+      try {
+        compile_or_load(gen::emit_key(list[i], target), arch, &cache);
+      } catch (const std::exception& e) {
+        results[i].second = e.what();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < std::max(1, std::min<int>(jobs, int(list.size()))); ++t) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  return results;
+}
+
+std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, const TuneOptions& o) {
+  if (!ctx.cache()) throw std::invalid_argument("tune_gemms: the context needs a kernel cache to store winners in");
+  const auto start = Clock::now();
+  auto say = [&](const std::string& line) {
+    if (o.progress) o.progress(line);
+  };
+  const auto compiled = compile_candidates(config, ctx.limits().arch, *ctx.cache(), o.jobs);
+  std::map<std::string, std::string> compile_errors;
+  for (const auto& [spec, error] : compiled)
+    if (!error.empty()) compile_errors[spec] = error;
+  say(std::to_string(compiled.size()) + " candidate kernels ready (" + std::to_string(compile_errors.size()) + " failed to compile) after " +
+      std::to_string(std::chrono::duration<double>(Clock::now() - start).count()) + " s");
+
+  Stream stream;
+  DeviceBuffer flush(std::size_t(ctx.device().info().l2_bytes) * 2);
+  const auto space = gemm_search_space(ctx.limits());
+  std::vector<ShapeResult> results;
+  for (const auto& shape : gemm_shapes(config)) {
+    ShapeResult r{shape, {}, -1};
+    BlockTensor a(shape.m, shape.k, 32, shape.group), b(shape.n, shape.k, 32, shape.group);
+    fill_random(a.codes(), 1, false), fill_random(a.scales(), 2, true), fill_random(b.codes(), 3, false), fill_random(b.scales(), 4, true);
+    const bool int8_out = shape.out == gen::GemmOut::i8;
+    BlockTensor c8(shape.m, shape.n);
+    DenseTensor cd(shape.m, shape.n, shape.out == gen::GemmOut::bf16 ? DType::bf16 : DType::f32);
+    auto run = [&](const GemmKernelChoice& choice) {
+      GemmOptions opts{shape.rounding, 1, 0, false, choice, false};
+      if (int8_out) gemm(ctx, a.ref(), b.ref(), c8.ref(), opts, stream.get());
+      else gemm(ctx, a.ref(), b.ref(), cd.ref(), opts, stream.get());
+    };
+    auto output = [&] {
+      stream.synchronize();
+      std::vector<char> bytes(int8_out ? c8.codes().bytes() + c8.scales().bytes() : cd.buffer().bytes());
+      if (int8_out) {
+        c8.codes().download(bytes.data(), c8.codes().bytes());
+        c8.scales().download(bytes.data() + c8.codes().bytes(), c8.scales().bytes());
+      } else {
+        cd.buffer().download(bytes.data(), bytes.size());
+      }
+      return bytes;
+    };
+    run(GemmKernelChoice{});
+    const auto reference = output();
+    for (const auto& choice : space) {
+      Candidate cand{choice, candidate_spec(shape, choice, ctx.limits()), "ok", 0};
+      if (auto e = compile_errors.find(cand.spec); e != compile_errors.end()) {
+        cand.verdict = "compile error: " + e->second.substr(0, 200);
+      } else if (std::chrono::duration<double>(Clock::now() - start).count() > o.budget_s) {
+        cand.verdict = "over budget";
+      } else {
+        (int8_out ? c8.codes() : cd.buffer()).fill_bytes(0xff, stream.get());  // poison
+        run(choice);
+        if (output() != reference) {
+          cand.verdict = "wrong result";
+        } else {
+          cand.time_us = 1e3 * bench::median_ms(stream.get(), [&](int) { run(choice); }, 2, o.reps,
+                                                [&](int) { flush.fill_bytes(0x5a, stream.get()); });
+          if (r.winner < 0 || cand.time_us < r.candidates[size_t(r.winner)].time_us) r.winner = int(r.candidates.size());
+        }
+      }
+      r.candidates.push_back(cand);
+    }
+    if (r.winner >= 0) {
+      const auto& w = r.candidates[size_t(r.winner)];
+      ctx.cache()->store_winner(shape.key(), ctx.gpu_key(), w.spec, w.time_us, int(r.candidates.size()));
+      say(shape.name + " " + std::to_string(shape.m) + "x" + std::to_string(shape.n) + "x" + std::to_string(shape.k) + ": best " + w.spec + " " +
+          std::to_string(w.time_us) + " us; " + std::to_string(std::chrono::duration<double>(Clock::now() - start).count()) + " s elapsed");
+    }
+    results.push_back(std::move(r));
+  }
+  return results;
+}
+
+}  // namespace jetforge::tuner

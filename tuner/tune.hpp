@@ -1,0 +1,60 @@
+// First-run tuning of the per-block GEMMs of a model: for every GEMM shape of a training step, every kernel
+// choice of the search space is compiled (in parallel, into the kernel cache), run on random operands, checked
+// bit for bit against the default kernel (every choice accumulates in the same order, so any difference is a
+// bug), timed (median of `reps` runs, L2 flushed before each), and the fastest is stored as the winner that
+// gemm() then uses for that shape on this GPU.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cache/kernel_cache.hpp"
+#include "runtime/gemm.hpp"
+#include "tuner/model_config.hpp"
+
+namespace jetforge::tuner {
+
+struct GemmShape {
+  std::string name;  // e.g. "fc1 forward"
+  gen::GemmOut out;
+  gen::Rounding rounding;
+  int group;
+  std::int64_t m, n, k;
+  std::string key() const { return gemm_problem_key(out, rounding, group, m, n, k); }
+};
+
+// The distinct GEMM problems of one training step of the model.
+std::vector<GemmShape> gemm_shapes(const ModelConfig& config);
+
+// The search space: Hopper choices (bn, stages, fold, cluster) where the target has the Hopper path, and the
+// portable path with both folds.
+std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target);
+
+struct Candidate {
+  GemmKernelChoice choice;
+  std::string spec;
+  std::string verdict;  // "ok", or why it cannot win: "compile error: ...", "wrong result", "over budget"
+  double time_us = 0;
+};
+
+struct ShapeResult {
+  GemmShape shape;
+  std::vector<Candidate> candidates;
+  int winner = -1;  // index into candidates
+};
+
+struct TuneOptions {
+  double budget_s = 120;  // after this, remaining candidates are skipped (reported "over budget")
+  int jobs = 8;            // compile threads
+  int reps = 20;
+  std::function<void(const std::string&)> progress;  // one line per event
+};
+
+// Compiles every candidate spec for `arch` into the cache (no GPU needed); returns (spec, error or "") per spec.
+std::vector<std::pair<std::string, std::string>> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache,
+                                                                     int jobs);
+
+// Tunes on the context's GPU and stores the winners in the context's cache (which must be set).
+std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, const TuneOptions& options);
+
+}  // namespace jetforge::tuner
