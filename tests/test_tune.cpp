@@ -41,6 +41,24 @@ TEST_SUITE("cache") {
     CHECK_THROWS_AS(choice_from_spec("quantize:in=f32"), gen::SpecError);
   }
 
+  TEST_CASE("tuning spaces from YAML: the shipped file is the default, overrides narrow it, errors name file, line and key") {
+    const auto shipped = tuner::load_gemm_space(std::string(JETFORGE_SOURCE_DIR) + "/configs/tuning.yaml");
+    const auto target = gen::TargetLimits::for_arch("sm_90a");
+    CHECK(tuner::gemm_search_space(target, shipped).size() == tuner::gemm_search_space(target).size());
+    const fs::path p = fs::temp_directory_path() / ("jetforge-space-" + std::to_string(getpid()) + ".yaml");
+    std::ofstream(p) << "gemm:\n  bn: [128]\n  stages: [4]\n  fold: [magic]\n  portable: false\n";
+    const auto narrow = tuner::gemm_search_space(target, tuner::load_gemm_space(p));
+    REQUIRE(narrow.size() == 2);  // cluster 1 and 2
+    CHECK(narrow[0].fold == gen::GemmFold::magic);
+    CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_80"), tuner::load_gemm_space(p)).size() == 1);  // off Hopper: portable
+    std::ofstream(p, std::ios::trunc) << "gemm:\n  bn: [128]\n  tiles: [1]\n";
+    CHECK_THROWS_WITH_AS(tuner::load_gemm_space(p), doctest::Contains(":3: key 'gemm.tiles': unknown key"), tuner::ConfigError);
+    std::ofstream(p, std::ios::trunc) << "gemm:\n  fold: [fast]\n";
+    CHECK_THROWS_WITH_AS(tuner::load_gemm_space(p), doctest::Contains("'fast' is not a fold"), tuner::ConfigError);
+    std::ofstream(p, std::ios::trunc) << "gemm:\n  stages: four\n";
+    CHECK_THROWS_WITH_AS(tuner::load_gemm_space(p), doctest::Contains("key 'gemm.stages': expected a non-empty list"), tuner::ConfigError);
+  }
+
   TEST_CASE("every candidate compiles offline into the cache; tune without a GPU says what to do") {
     const fs::path db = fs::temp_directory_path() / ("jetforge-tune-" + std::to_string(getpid()) + ".db");
     fs::remove(db);

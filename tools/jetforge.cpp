@@ -299,15 +299,16 @@ int cmd_data(const Args& args) {
   return 0;
 }
 
-constexpr const char* kTuneHelp = R"(usage: jetforge tune --model FILE [--budget-s N] [--reps N] [--jobs N] [--cache FILE]
-       jetforge tune --model FILE --compile-only --arch ARCH [--jobs N] [--cache FILE]
+constexpr const char* kTuneHelp = R"(usage: jetforge tune --model FILE [--space FILE] [--budget-s N] [--reps N] [--jobs N] [--cache FILE]
+       jetforge tune --model FILE --compile-only --arch ARCH [--space FILE] [--jobs N] [--cache FILE]
 
 For every GEMM shape of a training step of the model (configs/*.yaml), compiles every kernel choice of the
 search space into the kernel cache (on --jobs threads), runs each on random operands, rejects any whose output
 differs bit for bit from the default kernel's, times the rest (median of --reps runs, default 20, L2 flushed
 before each) and stores the fastest as this GPU's winner: gemm() uses it from then on. Candidates not timed
 within --budget-s seconds (default 120, compilation included) are skipped. --compile-only needs no GPU: it
-fills the cache with every candidate for ARCH, so that tuning on the GPU compiles nothing.
+fills the cache with every candidate for ARCH, so that tuning on the GPU compiles nothing. --space FILE narrows
+or widens the search (format: configs/tuning.yaml).
 )";
 
 int cmd_tune(const Args& all) {
@@ -324,6 +325,7 @@ int cmd_tune(const Args& all) {
     else if (args[i] == "--reps") options.reps = std::max(3, std::atoi(flag_value(args, i).c_str()));
     else if (args[i] == "--jobs") options.jobs = std::max(1, std::atoi(flag_value(args, i).c_str()));
     else if (args[i] == "--compile-only") compile_only = true;
+    else if (args[i] == "--space") options.space = jetforge::tuner::load_gemm_space(flag_value(args, i));
     else throw UsageError("unknown argument to tune: " + args[i]);
   }
   if (model.empty()) throw UsageError("tune needs --model FILE");
@@ -334,7 +336,7 @@ int cmd_tune(const Args& all) {
     if (arch.empty()) throw UsageError("tune --compile-only needs --arch ARCH");
     const auto start = std::chrono::steady_clock::now();
     int failed = 0;
-    for (const auto& [spec, error] : jetforge::tuner::compile_candidates(config, arch, *cache, options.jobs))
+    for (const auto& [spec, error] : jetforge::tuner::compile_candidates(config, arch, *cache, options.jobs, options.space))
       if (!error.empty()) ++failed, std::cerr << "failed: " << spec << ": " << error << "\n";
     std::cout << config.name << ": candidates for " << arch << " compiled into " << cache->path().string() << " in "
               << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s, " << failed << " failed\n";

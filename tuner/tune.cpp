@@ -9,6 +9,8 @@
 #include <set>
 #include <thread>
 
+#include <yaml-cpp/yaml.h>
+
 #include "bench/timing.hpp"
 #include "generator/families.hpp"
 
@@ -62,24 +64,70 @@ std::vector<GemmShape> gemm_shapes(const ModelConfig& c) {
   return out;
 }
 
-std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target) {
+std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target, const GemmSpace& space) {
   std::vector<GemmKernelChoice> out;
-  for (auto fold : {gen::GemmFold::convert, gen::GemmFold::magic}) {
-    if (gen::GemmSm90Spec::supports(target))
-      for (int bn : {64, 128})
-        for (int stages : {3, 4, 6})
-          for (int cluster : {1, 2}) out.push_back(GemmKernelChoice{false, bn, stages, fold, cluster});
-    out.push_back(GemmKernelChoice{true, 128, 3, fold, 1});
+  const bool hopper = gen::GemmSm90Spec::supports(target);
+  for (auto fold : space.fold) {
+    if (hopper)
+      for (int bn : space.bn)
+        for (int stages : space.stages)
+          for (int cluster : space.cluster) out.push_back(GemmKernelChoice{false, bn, stages, fold, cluster});
+    if (space.portable || !hopper) out.push_back(GemmKernelChoice{true, 128, 3, fold, 1});
   }
   return out;
 }
 
+GemmSpace load_gemm_space(const std::filesystem::path& file) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file.string());
+  } catch (const YAML::BadFile&) {
+    throw ConfigError(file.string() + ": cannot read the tuning space (no such file, or not readable)");
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(file.string() + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+  }
+  GemmSpace space;
+  const YAML::Node gemm = root["gemm"];
+  if (!gemm) return space;
+  auto fail = [&](const YAML::Node& n, const std::string& key, const std::string& what) {
+    throw ConfigError(file.string() + ":" + std::to_string(n.Mark().line + 1) + ": key 'gemm." + key + "': " + what);
+  };
+  for (const auto& kv : gemm) {
+    const std::string key = kv.first.as<std::string>();
+    const YAML::Node& v = kv.second;
+    try {
+      if (key == "portable") {
+        space.portable = v.as<bool>();
+        continue;
+      }
+      if (!v.IsSequence() || v.size() == 0) fail(v, key, "expected a non-empty list of values");
+      if (key == "bn") space.bn = v.as<std::vector<int>>();
+      else if (key == "stages") space.stages = v.as<std::vector<int>>();
+      else if (key == "cluster") space.cluster = v.as<std::vector<int>>();
+      else if (key == "fold") {
+        space.fold.clear();
+        for (const auto& f : v) {
+          const auto name = f.as<std::string>();
+          if (name == "convert") space.fold.push_back(gen::GemmFold::convert);
+          else if (name == "magic") space.fold.push_back(gen::GemmFold::magic);
+          else fail(f, key, "'" + name + "' is not a fold (convert, magic)");
+        }
+      } else {
+        fail(kv.first, key, "unknown key (known: bn, stages, cluster, fold, portable)");
+      }
+    } catch (const YAML::BadConversion&) {
+      fail(v, key, "values of the wrong type");
+    }
+  }
+  return space;
+}
+
 std::vector<std::pair<std::string, std::string>> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache,
-                                                                     int jobs) {
+                                                                     int jobs, const GemmSpace& space) {
   const auto target = gen::TargetLimits::for_arch(arch);
   std::set<std::string> keys;
   for (const auto& s : gemm_shapes(config))
-    for (const auto& c : gemm_search_space(target)) keys.insert(candidate_spec(s, c, target));
+    for (const auto& c : gemm_search_space(target, space)) keys.insert(candidate_spec(s, c, target));
   const std::vector<std::string> list(keys.begin(), keys.end());
   std::vector<std::pair<std::string, std::string>> results(list.size());
   std::atomic<size_t> next{0};
@@ -105,7 +153,7 @@ std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, con
   auto say = [&](const std::string& line) {
     if (o.progress) o.progress(line);
   };
-  const auto compiled = compile_candidates(config, ctx.limits().arch, *ctx.cache(), o.jobs);
+  const auto compiled = compile_candidates(config, ctx.limits().arch, *ctx.cache(), o.jobs, o.space);
   std::map<std::string, std::string> compile_errors;
   for (const auto& [spec, error] : compiled)
     if (!error.empty()) compile_errors[spec] = error;
@@ -114,7 +162,7 @@ std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, con
 
   Stream stream;
   DeviceBuffer flush(std::size_t(ctx.device().info().l2_bytes) * 2);
-  const auto space = gemm_search_space(ctx.limits());
+  const auto space = gemm_search_space(ctx.limits(), o.space);
   std::vector<ShapeResult> results;
   for (const auto& shape : gemm_shapes(config)) {
     ShapeResult r{shape, {}, -1};

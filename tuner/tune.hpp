@@ -4,6 +4,7 @@
 // bug), timed (median of `reps` runs, L2 flushed before each), and the fastest is stored as the winner that
 // gemm() then uses for that shape on this GPU.
 #pragma once
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -26,9 +27,20 @@ struct GemmShape {
 // The distinct GEMM problems of one training step of the model.
 std::vector<GemmShape> gemm_shapes(const ModelConfig& config);
 
-// The search space: Hopper choices (bn, stages, fold, cluster) where the target has the Hopper path, and the
-// portable path with both folds.
-std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target);
+// The values each GEMM kernel-choice dimension takes in the search. Defaults in code; a YAML file can override
+// any of them (configs/tuning.yaml shows the format).
+struct GemmSpace {
+  std::vector<int> bn{64, 128}, stages{3, 4, 6}, cluster{1, 2};
+  std::vector<gen::GemmFold> fold{gen::GemmFold::convert, gen::GemmFold::magic};
+  bool portable = true;  // also try the portable path (always, off Hopper)
+};
+
+// Reads the `gemm:` section of a tuning YAML over the defaults; errors name the file, line and key.
+GemmSpace load_gemm_space(const std::filesystem::path& file);
+
+// The choices of a space for a target: the Hopper grid where the target has the Hopper path, and the portable
+// path with each fold.
+std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target, const GemmSpace& space = {});
 
 struct Candidate {
   GemmKernelChoice choice;
@@ -44,6 +56,7 @@ struct ShapeResult {
 };
 
 struct TuneOptions {
+  GemmSpace space;
   double budget_s = 120;  // after this, remaining candidates are skipped (reported "over budget")
   int jobs = 8;            // compile threads
   int reps = 20;
@@ -52,7 +65,7 @@ struct TuneOptions {
 
 // Compiles every candidate spec for `arch` into the cache (no GPU needed); returns (spec, error or "") per spec.
 std::vector<std::pair<std::string, std::string>> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache,
-                                                                     int jobs);
+                                                                     int jobs, const GemmSpace& space = {});
 
 // Tunes on the context's GPU and stores the winners in the context's cache (which must be set).
 std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, const TuneOptions& options);
