@@ -12,6 +12,12 @@ void require(bool ok, std::string_view family, const std::string& what) {
   if (!ok) throw SpecError(std::string(family) + " spec: " + what);
 }
 
+// Threads per CTA: whole warps, within the target's limit.
+void require_threads(std::string_view family, int threads, const TargetLimits& t) {
+  require(threads >= 32 && threads % 32 == 0 && threads <= t.max_threads_per_block, family,
+          "threads=" + std::to_string(threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+}
+
 // Static shared memory of the block-wise kernels: the staged code tile of the transposing ones and three
 // floats per block (maximum, scale, inverse scale).
 }  // namespace
@@ -29,8 +35,7 @@ void validate_block_tile(std::string_view family, int block, const BlockTile& ti
   require(block == 16 || block == 32 || block == 64, family, "block=" + std::to_string(block) + " is not supported (16, 32 or 64)");
   for (int v : {tile.rows, tile.cols})
     require(v == 1 || v == 2 || v == 4 || v == 8, family, "tile_rows/tile_cols=" + std::to_string(v) + " must be 1, 2, 4 or 8 blocks");
-  require(tile.threads >= 32 && tile.threads % 32 == 0 && tile.threads <= t.max_threads_per_block, family,
-          "threads=" + std::to_string(tile.threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+  require_threads(family, tile.threads, t);
   // Each thread owns whole 16-byte chunks in one column of the tile: the threads must cover a row's chunks a
   // whole number of times, and the rows a whole number of row steps.
   const int chunks_per_row = tile.cols * block * elem_bytes / 16;
@@ -155,7 +160,7 @@ std::vector<ElementwiseSpec> ElementwiseSpec::defaults() {
 }
 
 void RowStatsSpec::validate(const TargetLimits& t) const {
-  require(warps >= 1 && warps * 32 <= t.max_threads_per_block, family, "warps=" + std::to_string(warps) + " must be in 1.." + std::to_string(t.max_threads_per_block / 32));
+  require_threads(family, warps * 32, t);
 }
 
 void ResidualSpec::validate(const TargetLimits& t) const {
@@ -177,12 +182,11 @@ std::vector<ResidualSpec> ResidualSpec::defaults() {
 
 void DenseRowStatsSpec::validate(const TargetLimits& t) const {
   require(in == DType::f32 || in == DType::bf16, family, "in must be f32 or bf16");
-  require(warps >= 1 && warps * 32 <= t.max_threads_per_block, family, "warps=" + std::to_string(warps) + " must be in 1.." + std::to_string(t.max_threads_per_block / 32));
+  require_threads(family, warps * 32, t);
 }
 
 void Bf16OpSpec::validate(const TargetLimits& t) const {
-  require(cta_threads >= 32 && cta_threads % 32 == 0 && cta_threads <= t.max_threads_per_block, family,
-          "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+  require_threads(family, cta_threads, t);
 }
 
 std::string Bf16OpSpec::kernel_expr() const {
@@ -198,8 +202,7 @@ std::vector<Bf16OpSpec> Bf16OpSpec::defaults() {
 }
 
 void OptimSpec::validate(const TargetLimits& t) const {
-  require(cta_threads >= 32 && cta_threads % 32 == 0 && cta_threads <= t.max_threads_per_block, family,
-          "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+  require_threads(family, cta_threads, t);
 }
 
 std::string OptimSpec::kernel_expr() const {
@@ -213,8 +216,7 @@ std::string OptimSpec::params_decl() const {
 }
 
 void LayerNormGradSpec::validate(const TargetLimits& t) const {
-  require(cta_threads >= 32 && cta_threads % 32 == 0 && cta_threads <= t.max_threads_per_block, family,
-          "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
+  require_threads(family, cta_threads, t);
 }
 
 std::string LayerNormGradSpec::kernel_expr() const {
