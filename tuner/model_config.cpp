@@ -1,12 +1,12 @@
 #include "tuner/model_config.hpp"
 
-#include <yaml-cpp/yaml.h>
 
 #include <map>
 #include <set>
 
 #include "generator/families.hpp"
 #include "runtime/gemm.hpp"
+#include "tuner/yaml_file.hpp"
 
 namespace jetforge::tuner {
 
@@ -28,15 +28,18 @@ constexpr Field kFields[] = {{"layers", &ModelConfig::layers, true},       {"hid
 
 }  // namespace
 
-ModelConfig load_model_config(const std::filesystem::path& file) {
-  YAML::Node root;
+YAML::Node load_yaml_file(const std::filesystem::path& file, std::string_view what) {
   try {
-    root = YAML::LoadFile(file.string());
+    return YAML::LoadFile(file.string());
   } catch (const YAML::BadFile&) {
-    throw ConfigError(file.string() + ": cannot read the model config (no such file, or not readable)");
+    throw ConfigError(file.string() + ": cannot read the " + std::string(what) + " (no such file, or not readable)");
   } catch (const YAML::ParserException& e) {
     throw ConfigError(file.string() + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
   }
+}
+
+ModelConfig load_model_config(const std::filesystem::path& file) {
+  const YAML::Node root = load_yaml_file(file, "model config");
   if (!root.IsMap()) throw ConfigError(file.string() + ":1: a model config is a mapping of keys (name, layers, hidden, ...) to values");
   ModelConfig c;
   std::set<std::string> known = {"name"};
@@ -75,28 +78,40 @@ ModelConfig load_model_config(const std::filesystem::path& file) {
   return c;
 }
 
+std::vector<LinearLayer> linear_layers(const ModelConfig& c) {
+  const std::int64_t d = c.hidden, ff = std::int64_t(c.mlp_ratio) * c.hidden;
+  return {{"qkv", 3 * d, d, gen::GemmOut::bf16}, {"proj", d, d, gen::GemmOut::i8}, {"fc1", ff, d, gen::GemmOut::i8}, {"fc2", d, ff, gen::GemmOut::i8}};
+}
+
+std::string GemmShape::key() const { return gemm_problem_key(out, rounding, group, m, n, k); }
+
+std::vector<GemmShape> gemm_shapes(const ModelConfig& c) {
+  const std::int64_t T = c.tokens();
+  std::vector<GemmShape> out;
+  std::set<std::string> seen;
+  auto add = [&](GemmShape s) {
+    if (seen.insert(s.key()).second) out.push_back(std::move(s));
+  };
+  for (const auto& l : linear_layers(c)) {
+    add({l.name + " forward", l.forward_out, gen::Rounding::nearest, c.k_group, T, l.out, l.in});
+    add({l.name + " backward data", gen::GemmOut::i8, gen::Rounding::stochastic, c.k_group, T, l.in, l.out});
+    add({l.name + " backward weight", gen::GemmOut::f32, gen::Rounding::nearest, c.k_group, l.out, l.in, T});
+  }
+  return out;
+}
+
 std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::TargetLimits& target) {
   using gen::DType;
   using gen::Rounding;
-  const std::int64_t T = c.tokens(), d = c.hidden, ff = std::int64_t(c.mlp_ratio) * c.hidden;
+  const std::int64_t T = c.tokens(), d = c.hidden;
   std::vector<Problem> out;
   auto add = [&](std::string what, std::string spec) { out.push_back({std::move(what), std::move(spec)}); };
-  auto gemm = [&](const std::string& what, gen::GemmOut o, Rounding r) { add(what, gemm_kernel_key(o, c.k_group, r, GemmKernelChoice{}, target)); };
-  struct Linear {
-    const char* name;
-    std::int64_t out, in;
-    gen::GemmOut forward_out;  // the QKV projection feeds attention in BF16
-  };
-  const Linear linears[] = {{"qkv", 3 * d, d, gen::GemmOut::bf16}, {"proj", d, d, gen::GemmOut::i8}, {"fc1", ff, d, gen::GemmOut::i8}, {"fc2", d, ff, gen::GemmOut::i8}};
-  for (const Linear& l : linears) {
-    const std::string n = l.name;
-    add("weights " + n + " quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::f32, l.out, l.in, 32, Rounding::nearest, true)));
-    add("input " + n + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.in, 32)));
-    add("grad output " + n + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.out, 32)));
-    gemm(n + " forward", l.forward_out, Rounding::nearest);
-    gemm(n + " backward data", gen::GemmOut::i8, Rounding::stochastic);
-    gemm(n + " backward weight", gen::GemmOut::f32, Rounding::nearest);
+  for (const auto& l : linear_layers(c)) {
+    add("weights " + l.name + " quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::f32, l.out, l.in, 32, Rounding::nearest, true)));
+    add("input " + l.name + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.in, 32)));
+    add("grad output " + l.name + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.out, 32)));
   }
+  for (const auto& g : gemm_shapes(c)) add(g.name, gemm_kernel_key(g.out, g.group, g.rounding, GemmKernelChoice{}, target));
   // Attention's BF16 core hands back its output (forward) and the QKV gradient (backward).
   add("attention output quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, d, 32, Rounding::nearest, true)));
   add("qkv gradient quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, 3 * d, 32, Rounding::stochastic, true)));

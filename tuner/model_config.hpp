@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "generator/kernel_source.hpp"
+#include "generator/families.hpp"
 #include "generator/spec.hpp"
 
 namespace jetforge::tuner {
@@ -27,6 +28,27 @@ struct ConfigError : std::runtime_error {
 };
 
 ModelConfig load_model_config(const std::filesystem::path& file);
+
+// The linear layers of one transformer block, Y = X W^T with W of out x in.
+struct LinearLayer {
+  std::string name;  // qkv, proj, fc1, fc2
+  std::int64_t out, in;
+  gen::GemmOut forward_out;  // the QKV projection feeds attention in BF16; the others stay INT8
+};
+std::vector<LinearLayer> linear_layers(const ModelConfig& config);
+
+// One GEMM of a training step: forward, backward data or backward weight of a linear layer.
+struct GemmShape {
+  std::string name;  // e.g. "fc1 forward"
+  gen::GemmOut out;
+  gen::Rounding rounding;
+  int group;
+  std::int64_t m, n, k;
+  std::string key() const;  // the tuning-problem key (gemm_problem_key)
+};
+
+// The distinct GEMM problems of one training step of the model.
+std::vector<GemmShape> gemm_shapes(const ModelConfig& config);
 
 struct Problem {
   std::string what;  // e.g. "fc1 forward", "weights qkv quantize+transpose"

@@ -9,10 +9,9 @@
 #include <set>
 #include <thread>
 
-#include <yaml-cpp/yaml.h>
-
 #include "bench/timing.hpp"
 #include "generator/families.hpp"
+#include "tuner/yaml_file.hpp"
 
 namespace jetforge::tuner {
 
@@ -42,28 +41,6 @@ void fill_random(DeviceBuffer& b, std::uint64_t seed, bool scales) {
 
 }  // namespace
 
-std::vector<GemmShape> gemm_shapes(const ModelConfig& c) {
-  const std::int64_t T = c.tokens(), d = c.hidden, ff = std::int64_t(c.mlp_ratio) * c.hidden;
-  struct Linear {
-    const char* name;
-    std::int64_t out, in;
-    gen::GemmOut forward_out;
-  };
-  const Linear linears[] = {{"qkv", 3 * d, d, gen::GemmOut::bf16}, {"proj", d, d, gen::GemmOut::i8}, {"fc1", ff, d, gen::GemmOut::i8}, {"fc2", d, ff, gen::GemmOut::i8}};
-  std::vector<GemmShape> out;
-  std::set<std::string> seen;
-  auto add = [&](GemmShape s) {
-    if (seen.insert(s.key()).second) out.push_back(std::move(s));
-  };
-  for (const Linear& l : linears) {
-    const std::string n = l.name;
-    add({n + " forward", l.forward_out, gen::Rounding::nearest, c.k_group, T, l.out, l.in});
-    add({n + " backward data", gen::GemmOut::i8, gen::Rounding::stochastic, c.k_group, T, l.in, l.out});
-    add({n + " backward weight", gen::GemmOut::f32, gen::Rounding::nearest, c.k_group, l.out, l.in, T});
-  }
-  return out;
-}
-
 std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target, const GemmSpace& space) {
   std::vector<GemmKernelChoice> out;
   const bool hopper = gen::GemmSm90Spec::supports(target);
@@ -78,14 +55,7 @@ std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target,
 }
 
 GemmSpace load_gemm_space(const std::filesystem::path& file) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file.string());
-  } catch (const YAML::BadFile&) {
-    throw ConfigError(file.string() + ": cannot read the tuning space (no such file, or not readable)");
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(file.string() + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
-  }
+  const YAML::Node root = load_yaml_file(file, "tuning space");
   GemmSpace space;
   const YAML::Node gemm = root["gemm"];
   if (!gemm) return space;

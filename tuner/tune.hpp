@@ -15,18 +15,6 @@
 
 namespace jetforge::tuner {
 
-struct GemmShape {
-  std::string name;  // e.g. "fc1 forward"
-  gen::GemmOut out;
-  gen::Rounding rounding;
-  int group;
-  std::int64_t m, n, k;
-  std::string key() const { return gemm_problem_key(out, rounding, group, m, n, k); }
-};
-
-// The distinct GEMM problems of one training step of the model.
-std::vector<GemmShape> gemm_shapes(const ModelConfig& config);
-
 // The values each GEMM kernel-choice dimension takes in the search. Defaults in code; a YAML file can override
 // any of them (configs/tuning.yaml shows the format).
 struct GemmSpace {
