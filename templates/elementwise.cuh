@@ -122,6 +122,18 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
   store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_seed);
 }
 
+// Chunk `chunk` (16 codes, inside one 32 x 32 block) of row `row` of a BlockTensor with `cols` columns, dequantized.
+__device__ __forceinline__ void load_row_chunk(const i8* codes, const float* scales, i64 row, i64 chunk, i64 cols, float (&x)[16]) {
+  union {
+    uint4 vec;
+    i8 elem[16];
+  } q;
+  q.vec = __ldg(reinterpret_cast<const uint4*>(codes + row * cols + chunk * 16));
+  const float s = __ldg(scales + row / 32 * (cols / 32) + chunk / 2);
+#pragma unroll
+  for (int k = 0; k < 16; ++k) x[k] = code_to_float(q.elem[k]) * s;
+}
+
 // One warp per row: each lane folds its 16-code chunks into a running (count, mean, M2) (Chan et al.), then the
 // lanes combine theirs; no E[x^2] - E[x]^2 cancellation.
 struct Moments {
@@ -139,18 +151,12 @@ __global__ void __launch_bounds__(Warps * 32) row_stats_kernel(const RowStatsPar
   const int lane = int(threadIdx.x) % 32;
   const i64 row = i64(blockIdx.x) * Warps + int(threadIdx.x) / 32;
   if (row >= p.rows) return;
-  const i64 chunks = p.cols / 16, blocks_per_row = p.cols / 32;
   Moments m{0.0f, 0.0f, 0.0f};
-  for (i64 c = lane; c < chunks; c += 32) {
-    union {
-      uint4 vec;
-      i8 elem[16];
-    } q;
-    q.vec = __ldg(reinterpret_cast<const uint4*>(p.codes + row * p.cols + c * 16));
-    const float s = __ldg(p.scales + row / 32 * blocks_per_row + c / 2);
+  for (i64 c = lane; c < p.cols / 16; c += 32) {
     float x[16], sum = 0.0f;
+    load_row_chunk(p.codes, p.scales, row, c, p.cols, x);
 #pragma unroll
-    for (int k = 0; k < 16; ++k) x[k] = code_to_float(q.elem[k]) * s, sum += x[k];
+    for (int k = 0; k < 16; ++k) sum += x[k];
     Moments chunk{16.0f, sum * (1.0f / 16.0f), 0.0f};
 #pragma unroll
     for (int k = 0; k < 16; ++k) chunk.m2 += (x[k] - chunk.mean) * (x[k] - chunk.mean);
@@ -171,23 +177,17 @@ __global__ void __launch_bounds__(Warps * 32) layernorm_grad_rows_kernel(const L
   const int lane = int(threadIdx.x) % 32;
   const i64 row = i64(blockIdx.x) * Warps + int(threadIdx.x) / 32;
   if (row >= p.rows) return;
-  const i64 chunks = p.cols / 16, blocks_per_row = p.cols / 32;
   const float mean = p.mean[row], rstd = p.rstd[row];
   float s1 = 0.0f, s2 = 0.0f;
-  for (i64 c = lane; c < chunks; c += 32) {
-    union {
-      uint4 vec;
-      i8 elem[16];
-    } g, x;
-    g.vec = __ldg(reinterpret_cast<const uint4*>(p.dy_codes + row * p.cols + c * 16));
-    x.vec = __ldg(reinterpret_cast<const uint4*>(p.x_codes + row * p.cols + c * 16));
-    const i64 block = row / 32 * blocks_per_row + c / 2;
-    const float sg = __ldg(p.dy_scales + block), sx = __ldg(p.x_scales + block);
+  for (i64 c = lane; c < p.cols / 16; c += 32) {
+    float g[16], x[16];
+    load_row_chunk(p.dy_codes, p.dy_scales, row, c, p.cols, g);
+    load_row_chunk(p.x_codes, p.x_scales, row, c, p.cols, x);
 #pragma unroll
     for (int k = 0; k < 16; ++k) {
-      const float gg = code_to_float(g.elem[k]) * sg * __ldg(p.gamma + c * 16 + k);
+      const float gg = g[k] * __ldg(p.gamma + c * 16 + k);
       s1 += gg;
-      s2 += gg * (code_to_float(x.elem[k]) * sx - mean) * rstd;
+      s2 += gg * (x[k] - mean) * rstd;
     }
   }
 #pragma unroll
