@@ -17,33 +17,9 @@ using namespace jetforge;
 
 namespace {
 
-void fill_random(DeviceBuffer& b, std::uint64_t seed, int kind) {  // kind 0: bytes as int8 codes, 1: bf16 N(0,1), 2: fp32 scales
-  std::mt19937_64 rng(seed);
-  std::vector<unsigned char> host(b.bytes());
-  if (kind == 0) {
-    for (auto& v : host) v = (unsigned char)(int(rng() % 255) - 127);
-  } else if (kind == 1) {
-    std::normal_distribution<float> normal(0, 1);
-    for (size_t i = 0; i + 1 < host.size(); i += 2) {
-      const float f = normal(rng);
-      std::uint32_t bits;
-      std::memcpy(&bits, &f, 4);
-      host[i] = (unsigned char)(bits >> 16), host[i + 1] = (unsigned char)(bits >> 24);
-    }
-  } else {
-    std::uniform_real_distribution<float> u(1e-3f, 1e-2f);
-    for (size_t i = 0; i + 3 < host.size(); i += 4) {
-      const float f = u(rng);
-      std::memcpy(&host[i], &f, 4);
-    }
-  }
-  b.upload(host.data(), host.size());
-}
-
 BlockTensor random_block_tensor(std::int64_t rows, std::int64_t cols, int group, std::uint64_t seed) {
   BlockTensor t(rows, cols, 32, group);
-  fill_random(t.codes(), seed, 0);
-  fill_random(t.scales(), seed + 1, 2);
+  fill_random(t, seed);
   return t;
 }
 
@@ -73,8 +49,10 @@ int main(int argc, char** argv) {
   for (const Shape s : shapes) {
     const std::int64_t M = s.m, N = s.n, K = s.k;
     // BF16 operands and outputs for cuBLAS.
-    DeviceBuffer xb(M * K * 2), wb(N * K * 2), dyb(M * N * 2), yb(M * N * 2), dxb(M * K * 2), dwf(N * K * 4);
-    fill_random(xb, 1, 1), fill_random(wb, 2, 1), fill_random(dyb, 3, 1);
+    DenseTensor xbt(M, K, DType::bf16), wbt(N, K, DType::bf16), dybt(M, N, DType::bf16);
+    fill_random(xbt, 1), fill_random(wbt, 2), fill_random(dybt, 3);
+    const CUdeviceptr xb = xbt.ref().data, wb = wbt.ref().data, dyb = dybt.ref().data;
+    DeviceBuffer yb(M * N * 2), dxb(M * K * 2), dwf(N * K * 4);
     bench::LtMatmul bf16_fwd(lt, M, N, K, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     bench::LtMatmul bf16_dx(lt, M, K, N, false, false, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     bench::LtMatmul bf16_dw(lt, N, K, M, true, false, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F);
@@ -87,9 +65,9 @@ int main(int argc, char** argv) {
     BlockTensor y(M, N), dy = random_block_tensor(M, N, 32, 18), dx(M, K);
     BlockTensor xt(K, M), dyt(N, M), wq(N, K), wt(K, N);
     DenseTensor w_master(N, K, DType::f32), dw(N, K, DType::f32);
-    fill_random(w_master.buffer(), 20, 2);
+    fill_random(w_master, 20);
 
-    const double t_bf16 = time([&](int) { bf16_fwd.run(xb.get(), wb.get(), yb.get(), &one, &zero, stream.get()); });
+    const double t_bf16 = time([&](int) { bf16_fwd.run(xb, wb, yb.get(), &one, &zero, stream.get()); });
     const double t_i8 = time([&](int) { i8_fwd.run(x32.codes().get(), w32.codes().get(), y.codes().get(), &alpha_i8, &zero, stream.get()); });
     const double t_32 = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), {}, stream.get()); });
     const double t_128 = time([&](int) { gemm(ctx, x128.ref(), w128.ref(), y.ref(), {}, stream.get()); });
@@ -97,9 +75,9 @@ int main(int argc, char** argv) {
     portable.kernel.portable = true;
     const double t_port = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), portable, stream.get()); });
     const double step_bf16 = time([&](int) {
-      bf16_fwd.run(xb.get(), wb.get(), yb.get(), &one, &zero, stream.get());
-      bf16_dx.run(dyb.get(), wb.get(), dxb.get(), &one, &zero, stream.get());
-      bf16_dw.run(dyb.get(), xb.get(), dwf.get(), &one, &zero, stream.get());
+      bf16_fwd.run(xb, wb, yb.get(), &one, &zero, stream.get());
+      bf16_dx.run(dyb, wb, dxb.get(), &one, &zero, stream.get());
+      bf16_dw.run(dyb, xb, dwf.get(), &one, &zero, stream.get());
     });
     const double step_32 = time([&](int i) {
       quantize_transpose(ctx, w_master.ref(), wq.ref(), wt.ref(), {}, stream.get());  // weights: once per step

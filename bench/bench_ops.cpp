@@ -3,7 +3,6 @@
 // the speedup of INT8 over BF16. L2 is flushed before every timed run; times are medians.
 #include <cstdio>
 #include <functional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -13,30 +12,6 @@
 #include "templates/bf16_ops.cuh"
 
 using namespace jetforge;
-
-namespace {
-
-void fill(DeviceBuffer& b, std::uint64_t seed, bool as_bf16) {
-  std::mt19937_64 rng(seed);
-  std::vector<unsigned char> host(b.bytes());
-  std::normal_distribution<float> normal(0, 1);
-  if (as_bf16) {
-    for (size_t i = 0; i + 1 < host.size(); i += 2) {
-      const auto h = float_to_bf16(normal(rng));
-      host[i] = static_cast<unsigned char>(h.bits & 0xff), host[i + 1] = static_cast<unsigned char>(h.bits >> 8);
-    }
-  } else {
-    for (auto& v : host) v = static_cast<unsigned char>(int(rng() % 255) - 127);
-  }
-  b.upload(host.data(), host.size());
-}
-
-void fill_scales(DeviceBuffer& b, float value) {
-  std::vector<float> host(b.bytes() / 4, value);
-  b.upload(host.data(), b.bytes());
-}
-
-}  // namespace
 
 int main() {
   Context ctx(0);
@@ -52,9 +27,10 @@ int main() {
   for (auto [rows, cols] : {std::pair<std::int64_t, std::int64_t>{8192, 768}, {8192, 4096}, {16384, 8192}}) {
     const double n = double(rows) * double(cols), scales = n / 1024 * 4;
     BlockTensor x(rows, cols), dy(rows, cols), y(rows, cols), dx(rows, cols);
-    for (BlockTensor* t : {&x, &dy}) fill(t->codes(), std::uint64_t(rows + cols), false), fill_scales(t->scales(), 0.02f);
-    DeviceBuffer xb(size_t(n) * 2), dyb(size_t(n) * 2), outb(size_t(n) * 2), copy_dst(size_t(n) * 2);
-    fill(xb, 1, true), fill(dyb, 2, true);
+    fill_random(x, std::uint64_t(rows + cols)), fill_random(dy, std::uint64_t(rows + cols + 1));
+    DenseTensor xb(rows, cols, DType::bf16), dyb(rows, cols, DType::bf16);
+    fill_random(xb, 1), fill_random(dyb, 2);
+    DeviceBuffer outb(size_t(n) * 2), copy_dst(size_t(n) * 2);
     DenseTensor stream32(rows, cols, DType::f32);
     std::vector<float> ones(size_t(cols), 1.0f), zeros(size_t(cols), 0.0f);
     DeviceBuffer gamma(size_t(cols) * 4), beta(size_t(cols) * 4), mean(size_t(rows) * 4), rstd(size_t(rows) * 4), dgamma(size_t(cols) * 4),
@@ -62,10 +38,10 @@ int main() {
     gamma.upload(ones.data(), ones.size() * 4), beta.upload(zeros.data(), zeros.size() * 4);
     layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get());  // valid statistics
 
-    auto run_bf16 = [&](gen::Bf16Op op, const DeviceBuffer& a, const DeviceBuffer* b) {
+    auto run_bf16 = [&](gen::Bf16Op op, const DenseTensor& a, const DenseTensor* b) {
       const gen::Bf16OpSpec spec{op, 256};
-      const Bf16OpParams params{reinterpret_cast<const bf16*>(a.get()),
-                                b ? reinterpret_cast<const bf16*>(b->get()) : nullptr,
+      const Bf16OpParams params{reinterpret_cast<const bf16*>(a.ref().data),
+                                b ? reinterpret_cast<const bf16*>(b->ref().data) : nullptr,
                                 reinterpret_cast<bf16*>(outb.get()),
                                 reinterpret_cast<float*>(stream32.buffer().get()),
                                 reinterpret_cast<const float*>(mean.get()),
@@ -78,7 +54,7 @@ int main() {
                                 7};
       ctx.kernel(spec).launch(unsigned((std::int64_t(n) / 8 + 255) / 256), params, stream.get());
     };
-    const double t_copy = time([&](int) { check(driver().cuMemcpyDtoDAsync(copy_dst.get(), xb.get(), size_t(n) * 2, stream.get()), "copy"); });
+    const double t_copy = time([&](int) { check(driver().cuMemcpyDtoDAsync(copy_dst.get(), xb.ref().data, size_t(n) * 2, stream.get()), "copy"); });
     const double copy_gbs = 4 * n / (t_copy * 1e-3) / 1e9;
     struct Row {
       const char* name;

@@ -61,4 +61,9 @@ class BlockTensor {
   BlockTensorRef ref_;
 };
 
+// Fresh random contents for benchmarks and tuning, never all zeros: codes uniform in [-127, 127], scales uniform in
+// [1e-3, 1e-2); dense values N(0, 1) in the tensor's dtype (BF16 rounded to nearest even).
+void fill_random(BlockTensor& t, std::uint64_t seed);
+void fill_random(DenseTensor& t, std::uint64_t seed);
+
 }  // namespace jetforge

@@ -2,10 +2,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <map>
 #include <mutex>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -22,21 +20,6 @@ using Clock = std::chrono::steady_clock;
 // Every spec key a shape's candidates compile to.
 std::string candidate_spec(const GemmShape& s, const GemmKernelChoice& c, const gen::TargetLimits& target) {
   return gemm_kernel_key(s.out, s.group, s.rounding, c, target);
-}
-
-void fill_random(DeviceBuffer& b, std::uint64_t seed, bool scales) {
-  std::mt19937_64 rng(seed);
-  std::vector<unsigned char> host(b.bytes());
-  if (scales) {
-    std::uniform_real_distribution<float> u(1e-3f, 1e-2f);
-    for (size_t i = 0; i + 3 < host.size(); i += 4) {
-      const float f = u(rng);
-      std::memcpy(&host[i], &f, 4);
-    }
-  } else {
-    for (auto& v : host) v = static_cast<unsigned char>(int(rng() % 255) - 127);
-  }
-  b.upload(host.data(), host.size());
 }
 
 }  // namespace
@@ -137,7 +120,7 @@ std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, con
   for (const auto& shape : gemm_shapes(config)) {
     ShapeResult r{shape, {}, -1};
     BlockTensor a(shape.m, shape.k, 32, shape.group), b(shape.n, shape.k, 32, shape.group);
-    fill_random(a.codes(), 1, false), fill_random(a.scales(), 2, true), fill_random(b.codes(), 3, false), fill_random(b.scales(), 4, true);
+    fill_random(a, 1), fill_random(b, 3);
     const bool int8_out = shape.out == gen::GemmOut::i8;
     BlockTensor c8(shape.m, shape.n);
     DenseTensor cd(shape.m, shape.n, shape.out == gen::GemmOut::bf16 ? DType::bf16 : DType::f32);
