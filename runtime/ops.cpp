@@ -108,6 +108,13 @@ void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t,
 
 namespace {
 
+// The operand the elementwise, LayerNorm and residual kernels take: 32 x 32 square blocks, whole blocks.
+void check_block32(const char* op, const BlockTensorRef& t) {
+  require(t.block == 32, std::string(op) + ": only 32 x 32 blocks are supported, got " + std::to_string(t.block));
+  check_block_shape(op, t.rows, t.cols, t.block);
+  check_square(op, t);
+}
+
 void check_same(const char* op, const char* what, const BlockTensorRef& a, const BlockTensorRef& b) {
   require(a.rows == b.rows && a.cols == b.cols, std::string(op) + ": " + what + " is " + shape(b.rows, b.cols) + ", expected " + shape(a.rows, a.cols));
   check_square(op, b);
@@ -121,9 +128,7 @@ struct RowColumnInputs {
 void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::Rounding rounding, const BlockTensorRef& a, const BlockTensorRef* b,
                      const BlockTensorRef& out, float p, std::uint64_t mask_seed, std::uint64_t round_seed, CUstream stream,
                      const RowColumnInputs& rc = {}) {
-  require(a.block == 32, std::string(op) + ": only 32 x 32 blocks are supported, got " + std::to_string(a.block));
-  check_block_shape(op, a.rows, a.cols, a.block);
-  check_square(op, a);
+  check_block32(op, a);
   if (b) check_same(op, "the second input", a, *b);
   check_same(op, "the output", a, out);
   const auto spec = gen::ElementwiseSpec::fit(kind, rounding, a.rows, a.cols);
@@ -179,7 +184,9 @@ void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma,
                        CUdeviceptr rstd, float eps, CUstream stream) {
   require(gamma && beta && mean && rstd, "layernorm_forward: gamma, beta, mean and rstd must all be given");
   require(eps > 0.0f, "layernorm_forward: eps must be positive");
-  check_block_shape("layernorm_forward", x.rows, x.cols, x.block);
+  // Every check before the first launch: the statistics kernel must not run on operands the apply step refuses.
+  check_block32("layernorm_forward", x);
+  check_same("layernorm_forward", "the output", x, y);
   const gen::RowStatsSpec stats_spec{};
   const RowStatsParams stats{reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(mean),
                              reinterpret_cast<float*>(rstd), x.rows, x.cols, eps};
@@ -196,8 +203,9 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
                         const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream) {
   const char* op = "layernorm_backward";
   require(mean && rstd && gamma && dgamma && dbeta && workspace, std::string(op) + ": mean, rstd, gamma, dgamma, dbeta and workspace must all be given");
-  check_block_shape(op, x.rows, x.cols, x.block);
+  check_block32(op, x);  // every check before the first of the four launches
   check_same(op, "dy", x, dy);
+  check_same(op, "dx", x, dx);
   auto* ws = reinterpret_cast<float*>(workspace);
   const LayerNormGradParams params{reinterpret_cast<const i8*>(dy.codes), reinterpret_cast<const float*>(dy.scales),
                                    reinterpret_cast<const i8*>(x.codes),  reinterpret_cast<const float*>(x.scales),
@@ -222,9 +230,7 @@ namespace {
 void run_residual(Context& ctx, const char* op, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, gen::Rounding rounding,
                   std::uint64_t seed, CUstream cu_stream) {
   check_float_dtype(op, stream.dtype);
-  require(x.block == 32, std::string(op) + ": only 32 x 32 blocks are supported, got " + std::to_string(x.block));
-  check_block_shape(op, x.rows, x.cols, x.block);
-  check_square(op, x);
+  check_block32(op, x);
   check_same_shape(op, stream, x);
   check_same(op, "the INT8 copy", x, copy);
   const auto spec = gen::ResidualSpec::fit(stream.dtype, rounding, x.rows, x.cols);
