@@ -1,6 +1,10 @@
 #include "runtime/kernels.hpp"
 
+#include <atomic>
 #include <iostream>
+#include <thread>
+
+#include "generator/families.hpp"
 
 namespace jetforge {
 
@@ -82,6 +86,33 @@ const Kernel& KernelTable::get(const std::string& key, const std::function<gen::
     slot = std::move(loaded);  // only a kernel that compiled and loaded enters the table
   }
   return *slot;
+}
+
+std::vector<CompileOutcome> compile_keys(const std::vector<std::string>& keys, const std::string& arch, cache::KernelCache* cache, int jobs,
+                                         const std::function<void(const CompileOutcome&)>& each) {
+  const auto target = gen::TargetLimits::for_arch(arch);
+  std::vector<CompileOutcome> outcomes(keys.size());
+  std::atomic<size_t> next{0};
+  std::mutex report;
+  auto worker = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < keys.size();) {
+      CompileOutcome& o = outcomes[i];
+      o.key = keys[i];
+      try {
+        compile_or_load(gen::emit_key(keys[i], target), arch, cache, &o.compiled);
+      } catch (const std::exception& e) {
+        o.error = e.what();
+      }
+      if (each) {
+        std::lock_guard lock(report);
+        each(o);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < std::max(1, std::min<int>(jobs, int(keys.size()))); ++t) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  return outcomes;
 }
 
 std::string Context::gpu_key() const {

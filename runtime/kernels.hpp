@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "cache/kernel_cache.hpp"
 #include "generator/kernel_source.hpp"
@@ -69,6 +70,18 @@ class KernelTable {
 // The compiled kernel a cache holds for this source, or a fresh compile that is then stored there: the one path
 // both the runtime and `jetforge cache build` take. `compiled` says which happened.
 CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled = nullptr);
+
+struct CompileOutcome {
+  std::string key;
+  bool compiled = false;  // false: found in the cache (or failed)
+  std::string error;      // empty when the kernel is ready
+};
+
+// Makes every spec key ready for `arch` on `jobs` threads (NVRTC is thread-safe per program): emitted, validated,
+// loaded from the cache or compiled and stored there. `each`, if given, sees every outcome as it completes, one call
+// at a time. No GPU needed.
+std::vector<CompileOutcome> compile_keys(const std::vector<std::string>& keys, const std::string& arch, cache::KernelCache* cache, int jobs,
+                                         const std::function<void(const CompileOutcome&)>& each = nullptr);
 
 // What operators run in: one device, its current context, and the kernels loaded into it. With a kernel cache,
 // kernels compiled before (here or offline with `jetforge cache build`) start without NVRTC.

@@ -66,9 +66,9 @@ TEST_SUITE("cache") {
     cache::KernelCache cache(db);
     const auto results = tuner::compile_candidates(tuner::load_model_config(model), "sm_80", cache, 2);
     CHECK(results.size() == 8);  // sm_80: 2 folds x 4 output kinds (i8 nearest, i8 stochastic, f32, bf16)
-    for (const auto& [spec, error] : results) {
-      CAPTURE(spec);
-      CHECK(error.empty());
+    for (const auto& r : results) {
+      CAPTURE(r.key);
+      CHECK(r.error.empty());
     }
     CHECK(cache.list().size() == 8);
     if (Device::count() == 0) {

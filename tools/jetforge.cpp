@@ -8,9 +8,8 @@
 #include <string>
 #include <vector>
 
-#include <atomic>
 #include <chrono>
-#include <mutex>
+#include <set>
 #include <thread>
 
 #include "cache/kernel_cache.hpp"
@@ -152,36 +151,25 @@ int cache_build(jetforge::cache::KernelCache& cache, Args args) {
   if (model.empty() || archs.empty()) throw UsageError("cache build needs --model FILE and --arch ARCH[,ARCH...]");
   const auto config = jetforge::tuner::load_model_config(model);
   const auto start = std::chrono::steady_clock::now();
-  std::atomic<int> compiled{0}, cached{0};
+  int compiled = 0, cached = 0;  // updated by compile_keys' serialized callback
   std::vector<std::string> failures;
-  std::mutex mutex;
   for (size_t pos = 0; pos <= archs.size();) {
     const size_t comma = archs.find(',', pos);
     const std::string arch = archs.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     pos = comma == std::string::npos ? archs.size() + 1 : comma + 1;
-    const auto kernels = jetforge::tuner::training_step_kernels(config, jetforge::gen::TargetLimits::for_arch(arch));
-    // NVRTC is thread-safe per program: compile on `jobs` threads.
-    std::atomic<size_t> next{0};
-    auto worker = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < kernels.size();) {
-        try {
-          bool was_compiled = false;
-          jetforge::compile_or_load(kernels[i], arch, &cache, &was_compiled);
-          (was_compiled ? compiled : cached).fetch_add(1);
-          std::lock_guard lock(mutex);
-          std::cout << "  " << arch << " " << (was_compiled ? "compiled " : "cached   ") << kernels[i].key << "\n" << std::flush;
-        } catch (const std::exception& e) {
-          std::lock_guard lock(mutex);
-          failures.push_back(arch + " " + kernels[i].key + ": " + e.what());
-        }
+    std::set<std::string> keys;
+    for (const auto& p : jetforge::tuner::training_step_problems(config, jetforge::gen::TargetLimits::for_arch(arch))) keys.insert(p.spec);
+    jetforge::compile_keys(std::vector<std::string>(keys.begin(), keys.end()), arch, &cache, jobs, [&](const jetforge::CompileOutcome& o) {
+      if (!o.error.empty()) {
+        failures.push_back(arch + " " + o.key + ": " + o.error);
+        return;
       }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 0; t < std::min<int>(jobs, int(kernels.size())); ++t) pool.emplace_back(worker);
-    for (auto& t : pool) t.join();
+      ++(o.compiled ? compiled : cached);
+      std::cout << "  " << arch << " " << (o.compiled ? "compiled " : "cached   ") << o.key << "\n" << std::flush;
+    });
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cout << config.name << ": " << compiled.load() << " compiled, " << cached.load() << " already cached, " << failures.size() << " failed, in "
+  std::cout << config.name << ": " << compiled << " compiled, " << cached << " already cached, " << failures.size() << " failed, in "
             << seconds << " s -> " << cache.path().string() << "\n";
   for (const auto& f : failures) std::cerr << "failed: " << f << "\n";
   return failures.empty() ? 0 : 1;
@@ -336,8 +324,8 @@ int cmd_tune(const Args& all) {
     if (arch.empty()) throw UsageError("tune --compile-only needs --arch ARCH");
     const auto start = std::chrono::steady_clock::now();
     int failed = 0;
-    for (const auto& [spec, error] : jetforge::tuner::compile_candidates(config, arch, *cache, options.jobs, options.space))
-      if (!error.empty()) ++failed, std::cerr << "failed: " << spec << ": " << error << "\n";
+    for (const auto& o : jetforge::tuner::compile_candidates(config, arch, *cache, options.jobs, options.space))
+      if (!o.error.empty()) ++failed, std::cerr << "failed: " << o.key << ": " << o.error << "\n";
     std::cout << config.name << ": candidates for " << arch << " compiled into " << cache->path().string() << " in "
               << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s, " << failed << " failed\n";
     return failed == 0 ? 0 : 1;

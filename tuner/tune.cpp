@@ -1,11 +1,8 @@
 #include "tuner/tune.hpp"
 
-#include <atomic>
 #include <chrono>
 #include <map>
-#include <mutex>
 #include <set>
-#include <thread>
 
 #include "bench/timing.hpp"
 #include "generator/families.hpp"
@@ -75,29 +72,13 @@ GemmSpace load_gemm_space(const std::filesystem::path& file) {
   return space;
 }
 
-std::vector<std::pair<std::string, std::string>> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache,
-                                                                     int jobs, const GemmSpace& space) {
+std::vector<CompileOutcome> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache, int jobs,
+                                               const GemmSpace& space) {
   const auto target = gen::TargetLimits::for_arch(arch);
   std::set<std::string> keys;
   for (const auto& s : gemm_shapes(config))
     for (const auto& c : gemm_search_space(target, space)) keys.insert(candidate_spec(s, c, target));
-  const std::vector<std::string> list(keys.begin(), keys.end());
-  std::vector<std::pair<std::string, std::string>> results(list.size());
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < list.size();) {
-      results[i].first = list[i];
-      try {
-        compile_or_load(gen::emit_key(list[i], target), arch, &cache);
-      } catch (const std::exception& e) {
-        results[i].second = e.what();
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, std::min<int>(jobs, int(list.size()))); ++t) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
-  return results;
+  return compile_keys(std::vector<std::string>(keys.begin(), keys.end()), arch, &cache, jobs);
 }
 
 std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, const TuneOptions& o) {
@@ -108,8 +89,8 @@ std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, con
   };
   const auto compiled = compile_candidates(config, ctx.limits().arch, *ctx.cache(), o.jobs, o.space);
   std::map<std::string, std::string> compile_errors;
-  for (const auto& [spec, error] : compiled)
-    if (!error.empty()) compile_errors[spec] = error;
+  for (const auto& c : compiled)
+    if (!c.error.empty()) compile_errors[c.key] = c.error;
   say(std::to_string(compiled.size()) + " candidate kernels ready (" + std::to_string(compile_errors.size()) + " failed to compile) after " +
       std::to_string(std::chrono::duration<double>(Clock::now() - start).count()) + " s");
 

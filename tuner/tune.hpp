@@ -51,9 +51,9 @@ struct TuneOptions {
   std::function<void(const std::string&)> progress;  // one line per event
 };
 
-// Compiles every candidate spec for `arch` into the cache (no GPU needed); returns (spec, error or "") per spec.
-std::vector<std::pair<std::string, std::string>> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache,
-                                                                     int jobs, const GemmSpace& space = {});
+// Compiles every candidate spec for `arch` into the cache (no GPU needed).
+std::vector<CompileOutcome> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache, int jobs,
+                                               const GemmSpace& space = {});
 
 // Tunes on the context's GPU and stores the winners in the context's cache (which must be set).
 std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, const TuneOptions& options);
