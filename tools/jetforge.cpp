@@ -9,7 +9,6 @@
 #include <vector>
 
 #include <chrono>
-#include <set>
 #include <thread>
 
 #include "cache/kernel_cache.hpp"
@@ -157,9 +156,8 @@ int cache_build(jetforge::cache::KernelCache& cache, Args args) {
     const size_t comma = archs.find(',', pos);
     const std::string arch = archs.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     pos = comma == std::string::npos ? archs.size() + 1 : comma + 1;
-    std::set<std::string> keys;
-    for (const auto& p : jetforge::tuner::training_step_problems(config, jetforge::gen::TargetLimits::for_arch(arch))) keys.insert(p.spec);
-    jetforge::compile_keys(std::vector<std::string>(keys.begin(), keys.end()), arch, &cache, jobs, [&](const jetforge::CompileOutcome& o) {
+    const auto keys = jetforge::tuner::training_step_keys(config, jetforge::gen::TargetLimits::for_arch(arch));
+    jetforge::compile_keys(keys, arch, &cache, jobs, [&](const jetforge::CompileOutcome& o) {
       if (!o.error.empty()) {
         failures.push_back(arch + " " + o.key + ": " + o.error);
         return;

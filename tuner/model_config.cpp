@@ -1,7 +1,6 @@
 #include "tuner/model_config.hpp"
 
 
-#include <map>
 #include <set>
 
 #include "generator/families.hpp"
@@ -119,12 +118,15 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
   return out;
 }
 
+std::vector<std::string> training_step_keys(const ModelConfig& c, const gen::TargetLimits& target) {
+  std::set<std::string> keys;
+  for (const auto& p : training_step_problems(c, target)) keys.insert(p.spec);
+  return {keys.begin(), keys.end()};
+}
+
 std::vector<gen::KernelSource> training_step_kernels(const ModelConfig& c, const gen::TargetLimits& target) {
-  std::map<std::string, gen::KernelSource> unique;
-  for (const auto& p : training_step_problems(c, target))
-    if (!unique.count(p.spec)) unique.emplace(p.spec, gen::emit_key(p.spec, target));
   std::vector<gen::KernelSource> out;
-  for (auto& [key, source] : unique) out.push_back(std::move(source));
+  for (const auto& key : training_step_keys(c, target)) out.push_back(gen::emit_key(key, target));
   return out;
 }
 

@@ -58,7 +58,8 @@ struct Problem {
 // Every problem of one training step, with the kernel that serves it on `target`.
 std::vector<Problem> training_step_problems(const ModelConfig& config, const gen::TargetLimits& target);
 
-// The distinct kernels of those problems, emitted.
+// The distinct spec keys of those problems, sorted; and the same kernels emitted.
+std::vector<std::string> training_step_keys(const ModelConfig& config, const gen::TargetLimits& target);
 std::vector<gen::KernelSource> training_step_kernels(const ModelConfig& config, const gen::TargetLimits& target);
 
 }  // namespace jetforge::tuner
