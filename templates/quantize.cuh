@@ -82,15 +82,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
       const float inv = amax.inv_scale[InTile::row(i) / B * TileBC + block_col];
       const u64 first = u64((r0 + InTile::row(i)) * p.cols + c0 + InTile::col());  // element index of the chunk
       typename CodeTile::Chunk q;
-#pragma unroll
-      for (int k = 0; k < InTile::kElemsPerChunk; k += 4) {
-        const u64 h = Round == kRoundStochastic ? hash64(p.seed, (first + k) >> 2) : 0;
-#pragma unroll
-        for (int f = 0; f < 4; ++f) {
-          const float v = to_float(x[i].elem[k + f]);
-          q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(v, inv) : quantize_stochastic(v, inv, sr_noise_field(h, f));
-        }
-      }
+      quantize_run<Round>([&](int k) { return to_float(x[i].elem[k]); }, inv, first, p.seed, q.elem);
       CodeTile::store(q, i, codes, p.cols);
       if constexpr (WithTranspose) staged.put(InTile::row(i), InTile::col(), q.elem);
     }

@@ -90,6 +90,19 @@ template <int NumBlocks, int Threads> struct BlockAmax {
   }
 };
 
+// Codes of E consecutive values of one block (E a multiple of 4) whose first element has index `first`: nearest,
+// or stochastic with the noise sr_noise(seed, index) (one hash per four elements). value(k) gives the k-th FP32 value.
+template <int Round, int E, class Value>
+__device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 first, u64 seed, i8 (&codes)[E]) {
+#pragma unroll
+  for (int k = 0; k < E; k += 4) {
+    const u64 h = Round == kRoundStochastic ? hash64(seed, (first + k) >> 2) : 0;
+#pragma unroll
+    for (int f = 0; f < 4; ++f)
+      codes[k + f] = Round == kRoundNearest ? quantize_nearest(value(k + f), inv) : quantize_stochastic(value(k + f), inv, sr_noise_field(h, f));
+  }
+}
+
 // The end of every block-wise operator: this thread's FP32 results y (its chunks of a TileBR x TileBC-block tile,
 // chunked as Tile) get per-block scales, are rounded (nearest, or stochastically with the noise of their element
 // index), and are stored as codes (chunked alike, one byte per element) plus the tile's block scales.
@@ -117,13 +130,7 @@ __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElem
     const float inv = amax.inv_scale[Tile::row(i) / B * TileBC + block_col];
     const u64 first = u64((r0 + Tile::row(i)) * cols + c0 + Tile::col());  // element index of the chunk
     typename CodeTile::Chunk q;
-#pragma unroll
-    for (int k = 0; k < kE; k += 4) {
-      const u64 h = Round == kRoundStochastic ? hash64(seed, (first + k) >> 2) : 0;
-#pragma unroll
-      for (int f = 0; f < 4; ++f)
-        q.elem[k + f] = Round == kRoundNearest ? quantize_nearest(y[i][k + f], inv) : quantize_stochastic(y[i][k + f], inv, sr_noise_field(h, f));
-    }
+    quantize_run<Round>([&](int k) { return y[i][k]; }, inv, first, seed, q.elem);
     CodeTile::store(q, i, codes + r0 * cols + c0, cols);
   }
   for (int blk = int(threadIdx.x); blk < TileBR * TileBC; blk += Threads)
