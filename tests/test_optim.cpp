@@ -11,15 +11,7 @@
 
 using namespace jetforge;
 
-namespace {
-std::vector<float> random_vector(size_t n, unsigned seed, float sigma) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0, sigma);
-  std::vector<float> v(n);
-  for (auto& e : v) e = normal(rng);
-  return v;
-}
-}  // namespace
+using testing::random_vector;
 
 TEST_SUITE("reference") {
   TEST_CASE("cosine learning rate with linear warm-up") {

@@ -26,15 +26,9 @@ bool within_steps(const ref::HostBlockTensor& q, const std::vector<double>& exac
   return true;
 }
 
-std::vector<float> random_vector(size_t n, std::uint64_t seed) {
-  std::mt19937 rng{static_cast<unsigned>(seed)};
-  std::normal_distribution<float> normal(0, 1);
-  std::vector<float> v(n);
-  for (auto& e : v) e = normal(rng);
-  return v;
-}
-
 }  // namespace
+
+using testing::random_vector;
 
 TEST_SUITE("reference") {
   TEST_CASE("GELU: known values, derivative against finite differences") {

@@ -29,6 +29,15 @@ inline std::vector<float> random_blocks(std::int64_t rows, std::int64_t cols, in
   return x;
 }
 
+// n values drawn from N(0, sigma^2), reproducible from the seed.
+inline std::vector<float> random_vector(size_t n, unsigned seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0, sigma);
+  std::vector<float> v(n);
+  for (auto& e : v) e = normal(rng);
+  return v;
+}
+
 // Output poison: as a code, -128 is outside [-127, 127]; 0xff bytes are NaN as FP32 and BF16.
 constexpr unsigned char kPoisonCode = 0x80;
 constexpr unsigned char kNanBytes = 0xff;
