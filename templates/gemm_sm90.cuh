@@ -1,7 +1,9 @@
 // Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): TMA loads into a Stages-deep ring of 128-byte
 // K slices completing on mbarriers, one producer warp, two consumer warpgroups of 64 rows each issuing
-// m64nBNk32 s8 wgmma into an INT32 scratch accumulator and folding it into FP32 after every K-group. The two
-// consumers drift out of phase, so one folds while the other's wgmma runs. With Cluster = 2, two CTAs on
+// m64nBNk32 s8 wgmma into two alternating INT32 scratch accumulators and folding each into FP32 after its
+// K-group while the next K-group's wgmma runs. The two consumers also drift out of phase, so one folds while the
+// other's wgmma runs. 288 threads (no third warpgroup) leave ptxas 224 registers per thread: FP32 accumulator plus
+// two scratch accumulators fit without spills at BN = 128. With Cluster = 2, two CTAs on
 // neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
 // traffic per output.
 #pragma once
@@ -21,6 +23,10 @@ struct GemmSm90Params {
 
 #if JF_DEVICE_CODE
 namespace jetforge {
+
+// Two consumer warpgroups (warps 0-7) and the producer warp (warp 8), with all the registers one CTA per SM can
+// have (ptxas would otherwise assume 168, the share of 384 threads).
+constexpr int kGemmSm90Threads = 288, kGemmSm90Registers = 65536 / kGemmSm90Threads / 8 * 8;
 
 template <int BN, int Group, int Stages> struct GemmSm90Smem {
   static constexpr int kBM = 128, kBK = 128;  // BK: one 128-byte swizzle row of K per stage
@@ -128,69 +134,67 @@ __device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem
   }
 }
 
-// The consumer warpgroups: wgmma per K-group, fold, epilogue.
+// Consumer warpgroup wg (rows 64 wg .. 64 wg + 63 of the tile): wgmma per K-group, fold, epilogue.
 template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, class Smem>
 __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0) {
   constexpr int kBK = Smem::kBK, kGroups = Smem::kGroups;
   const GemmProblem& p = params.problem;
-  sm90::setmaxnreg_inc<232>();
-  const int cw = wg - 1;  // consumer warpgroup: rows 64 * cw .. 64 * cw + 63 of the tile
   typedef sm90::Wgmma<BN> Mma;
   float acc[Mma::kRegs];
 #pragma unroll
   for (int i = 0; i < Mma::kRegs; ++i) acc[i] = 0.0f;
-  const int a_block = 2 * cw + warp / 2;  // this warp's 32-row block of A within the tile
+  const int a_block = 2 * wg + warp / 2;  // this warp's 32-row block of A within the tile
 
-  // K-groups are numbered across stages: group q lives in stage (q / kGroups) % Stages. Two INT32 scratch
-  // accumulators alternate, so the wgmma of group q + 1 runs while group q is folded.
-  const int groups = k_tiles * kGroups;
-  auto issue = [&](int q, u32 (&part)[Mma::kRegs]) {
-    const int kt = q / kGroups, g = q % kGroups, s = kt % Stages;
-    if (g == 0) sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
-    const u64 desc_a = sm90::smem_desc_k_major_sw128(&smem.a[s][64 * cw * kBK]);
+  // Per stage (128 bytes of K): the stage's kGroups K-groups alternate between two INT32 scratch accumulators, so
+  // the wgmma of group g + 1 runs while group g is folded. Every wgmma is retired before the stage's loop
+  // iteration ends: a wgmma in flight across the loop's back edge makes ptxas copy its accumulators and serialize
+  // every wgmma of the kernel (warning C7514).
+  u32 part[2][Mma::kRegs];
+  auto issue = [&](int s, int g, u32 (&d)[Mma::kRegs]) {
+    const u64 desc_a = sm90::smem_desc_k_major_sw128(&smem.a[s][64 * wg * kBK]);
     const u64 desc_b = sm90::smem_desc_k_major_sw128(smem.b[s]);
     sm90::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < Group / 32; ++kk) {
       const u64 step = u64((g * Group + kk * 32) >> 4);  // bytes along K / 16
-      Mma::mma(part, desc_a + step, desc_b + step, kk);
+      Mma::mma(d, desc_a + step, desc_b + step, kk);
     }
     sm90::wgmma_commit();
   };
-  // Waits for group q's wgmma (leaving the one issued after it in flight), folds it, and frees its stage after the
-  // stage's last group.
-  auto fold = [&](int q, u32 (&part)[Mma::kRegs], bool newer_in_flight) {
-    if (newer_in_flight) sm90::wgmma_wait<1>();
-    else sm90::wgmma_wait<0>();
-    sm90::fence_registers(part);
-    const int kt = q / kGroups, g = q % kGroups, s = kt % Stages;
+  auto fold = [&](int s, int g, const u32 (&d)[Mma::kRegs]) {
     const float sa = smem.a_scales[s][a_block][g];
 #pragma unroll
     for (int nb = 0; nb < BN / 32; ++nb) {
       const float f = sa * smem.b_scales[s][nb][g];
 #pragma unroll
-      for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(gemm::dot_to_float<Fold>(i32(part[i])), f, acc[i]);
+      for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(gemm::dot_to_float<Fold>(i32(d[i])), f, acc[i]);
     }
-    if (g == kGroups - 1 && lane == 0) {  // the stage is free once every CTA reading its multicast data is done
+  };
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int s = kt % Stages;
+    sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
+    issue(s, 0, part[0]);
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      if (g + 1 < kGroups) {
+        issue(s, g + 1, part[(g + 1) % 2]);
+        sm90::wgmma_wait<1>();
+      } else {
+        sm90::wgmma_wait<0>();
+      }
+      fold(s, g, part[g % 2]);
+    }
+    if (lane == 0) {  // the stage is free once every CTA reading its multicast data is done
       if constexpr (Cluster == 1) sm90::mbar_arrive(&smem.empty[s]);
       else
         for (u32 r = 0; r < u32(Cluster); ++r) sm90::mbar_arrive_cluster(&smem.empty[s], r);
     }
-  };
-  u32 part0[Mma::kRegs], part1[Mma::kRegs];
-  issue(0, part0);
-  for (int q = 0; q < groups; q += 2) {
-    if (q + 1 < groups) issue(q + 1, part1);
-    fold(q, part0, q + 1 < groups);
-    if (q + 1 >= groups) break;
-    if (q + 2 < groups) issue(q + 2, part0);
-    fold(q + 1, part1, q + 2 < groups);
   }
-  gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
+  gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, wg, warp, lane, m0, n0);
 }
 
 template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster>
-__global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
+__global__ void __maxnreg__(kGemmSm90Registers) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
   static_assert(Cluster == 1 || Cluster == 2, "clusters of 1 or 2 CTAs along M");
   typedef GemmSm90Smem<BN, Group, Stages> Smem;
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK;
@@ -222,9 +226,8 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   if constexpr (Cluster > 1) sm90::cluster_sync();  // the partner's barriers exist before anything targets them
   else __syncthreads();
 
-  if (wg == 0) {
-    sm90::setmaxnreg_dec<40>();
-    if (warp == 0) produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank);
+  if (wg == 2) {
+    produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank);
   } else {
     consume<BN, Group, Stages, Output, Round, Fold, Cluster>(params, smem, k_tiles, wg, warp, lane, m0, n0);
   }
