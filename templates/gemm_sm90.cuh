@@ -1,11 +1,9 @@
-// Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): TMA loads into a Stages-deep ring of 128-byte
-// K slices completing on mbarriers, one producer warp, two consumer warpgroups of 64 rows each issuing
-// m64nBNk32 s8 wgmma into two alternating INT32 scratch accumulators and folding each into FP32 after its
-// K-group while the next K-group's wgmma runs. The two consumers also drift out of phase, so one folds while the
-// other's wgmma runs. 288 threads (no third warpgroup) leave ptxas 224 registers per thread: FP32 accumulator plus
-// two scratch accumulators fit without spills at BN = 128. With Cluster = 2, two CTAs on
-// neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
-// traffic per output.
+// Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): two warpgroups of 64 rows each. TMA loads fill a
+// Stages-deep ring of 128-byte K slices completing on mbarriers, started by warp 0 a few slices ahead. Each
+// warpgroup issues m64nBNk32 s8 wgmma into two alternating INT32 scratch accumulators and folds each into FP32
+// after its K-group while the next K-group's wgmma runs; the two warpgroups also drift out of phase, so one folds
+// while the other's wgmma runs. With Cluster = 2, two CTAs on neighbouring M tiles share their B tile: each loads
+// half of it and multicasts it to both, a quarter less L2 traffic per output.
 #pragma once
 #include "gemm.cuh"
 #include "jetforge/sm90.cuh"
@@ -24,9 +22,9 @@ struct GemmSm90Params {
 #if JF_DEVICE_CODE
 namespace jetforge {
 
-// Two consumer warpgroups (warps 0-7) and the producer warp (warp 8), with all the registers one CTA per SM can
-// have (ptxas would otherwise assume 168, the share of 384 threads).
-constexpr int kGemmSm90Threads = 288, kGemmSm90Registers = 65536 / kGemmSm90Threads / 8 * 8;
+// Two warpgroups, nothing else: a third warp for the loads would put 3 warps on one SM sub-partition and cap every
+// thread at 168 registers, too few for the FP32 accumulator plus two INT32 scratch accumulators.
+constexpr int kGemmSm90Threads = 256;
 
 template <int BN, int Group, int Stages> struct GemmSm90Smem {
   static constexpr int kBM = 128, kBK = 128;  // BK: one 128-byte swizzle row of K per stage
@@ -99,44 +97,43 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, const float (&acc)[BN /
   }
 }
 
-// The producer warp: per stage, the scales of the K slice staged by its lanes, then one TMA load of A and one of B
-// (with Cluster = 2: this rank's half of B, multicast to both CTAs) completing on the stage's full barrier.
+// Fills the ring slot of K tile kt (called by all lanes of one warp): once the slot's previous tile is released,
+// the lanes copy the K slice's scales with 4-byte cp.async (zero outside the matrix) and lane 0 starts one TMA
+// load of A and one of B (with Cluster = 2: this rank's half of B, multicast to both CTAs). Both complete on the
+// slot's full barrier, so the warp moves on at once.
 template <int BN, int Group, int Stages, int Cluster, class Smem>
-__device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int k_tiles, int lane, i64 m0, i64 n0, u32 rank) {
+__device__ __forceinline__ void load_stage(const GemmSm90Params& params, Smem& smem, int kt, int lane, i64 m0, i64 n0, u32 rank) {
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK, kGroups = Smem::kGroups;
   constexpr int kStageBytes = (kBM + BN) * kBK;
   const GemmProblem& p = params.problem;
   const i64 a_rows = p.m / 32, b_rows = p.n / 32, groups_k = p.k / Group;
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    const int s = kt % Stages;
-    if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], ((kt / Stages) - 1) & 1);
-    // Scales of this K slice: 4 + BN/32 block rows x kGroups groups, staged by the warp's lanes.
-    for (int i = lane; i < (kBM / 32 + BN / 32) * kGroups; i += 32) {
-      const bool is_a = i < (kBM / 32) * kGroups;
-      const int j = is_a ? i : i - (kBM / 32) * kGroups, row = j / kGroups, g = j % kGroups;
-      const i64 grow = (is_a ? m0 : n0) / 32 + row, gk = i64(kt) * kGroups + g;
-      float v = 0.0f;  // outside the matrix: no contribution
-      if (gk < groups_k && grow < (is_a ? a_rows : b_rows)) v = (is_a ? params.a_scales : params.b_scales)[grow * groups_k + gk];
-      (is_a ? smem.a_scales[s][row][g] : smem.b_scales[s][row][g]) = v;
-    }
-    if (lane == 0) {
-      sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);  // A and all of B land here, half of B from the partner
-      sm90::tma_load_2d(smem.a[s], &params.a, kt * kBK, int(m0), &smem.full[s]);
-      if constexpr (Cluster == 1) {
-        sm90::tma_load_2d(smem.b[s], &params.b, kt * kBK, int(n0), &smem.full[s]);
-      } else {
-        constexpr int kHalf = BN / 2;  // rows of B this rank loads for both CTAs (the tensor map's box)
-        sm90::tma_load_2d_multicast(&smem.b[s][rank * kHalf * kBK], &params.b, kt * kBK, int(n0) + int(rank) * kHalf, &smem.full[s], 0x3);
-      }
+  const int s = kt % Stages;
+  if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], ((kt / Stages) - 1) & 1);
+  // Scales of this K slice: 4 + BN/32 block rows x kGroups groups.
+  for (int i = lane; i < (kBM / 32 + BN / 32) * kGroups; i += 32) {
+    const bool is_a = i < (kBM / 32) * kGroups;
+    const int j = is_a ? i : i - (kBM / 32) * kGroups, row = j / kGroups, g = j % kGroups;
+    const i64 grow = (is_a ? m0 : n0) / 32 + row, gk = i64(kt) * kGroups + g;
+    const bool inside = gk < groups_k && grow < (is_a ? a_rows : b_rows);
+    const float* src = (is_a ? params.a_scales : params.b_scales) + (inside ? grow * groups_k + gk : 0);
+    sm90::cp_async_4_or_zero(is_a ? &smem.a_scales[s][row][g] : &smem.b_scales[s][row][g], src, inside);
+  }
+  if (lane == 0) {
+    sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);  // A and all of B land here, half of B from the partner
+    sm90::tma_load_2d(smem.a[s], &params.a, kt * kBK, int(m0), &smem.full[s]);
+    if constexpr (Cluster == 1) {
+      sm90::tma_load_2d(smem.b[s], &params.b, kt * kBK, int(n0), &smem.full[s]);
     } else {
-      sm90::mbar_arrive(&smem.full[s]);
+      constexpr int kHalf = BN / 2;  // rows of B this rank loads for both CTAs (the tensor map's box)
+      sm90::tma_load_2d_multicast(&smem.b[s][rank * kHalf * kBK], &params.b, kt * kBK, int(n0) + int(rank) * kHalf, &smem.full[s], 0x3);
     }
   }
+  sm90::cp_async_arrive(&smem.full[s]);  // once this lane's scale copies have landed
 }
 
 // Consumer warpgroup wg (rows 64 wg .. 64 wg + 63 of the tile): wgmma per K-group, fold, epilogue.
 template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, class Smem>
-__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0) {
+__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0, u32 rank) {
   constexpr int kBK = Smem::kBK, kGroups = Smem::kGroups;
   const GemmProblem& p = params.problem;
   typedef sm90::Wgmma<BN> Mma;
@@ -154,11 +151,10 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
     const u64 desc_a = sm90::smem_desc_k_major_sw128(&smem.a[s][64 * wg * kBK]);
     const u64 desc_b = sm90::smem_desc_k_major_sw128(smem.b[s]);
     sm90::wgmma_fence();
+    const u64 step = u64((g * Group) >> 4);  // bytes along K / 16
+    Mma::template mma<false>(d, desc_a + step, desc_b + step);
 #pragma unroll
-    for (int kk = 0; kk < Group / 32; ++kk) {
-      const u64 step = u64((g * Group + kk * 32) >> 4);  // bytes along K / 16
-      Mma::mma(d, desc_a + step, desc_b + step, kk);
-    }
+    for (int kk = 1; kk < Group / 32; ++kk) Mma::template mma<true>(d, desc_a + step + 2 * kk, desc_b + step + 2 * kk);
     sm90::wgmma_commit();
   };
   auto fold = [&](int s, int g, const u32 (&d)[Mma::kRegs]) {
@@ -170,7 +166,14 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
       for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(gemm::dot_to_float<Fold>(i32(d[i])), f, acc[i]);
     }
   };
+  // Warp 0 keeps kAhead tiles loading ahead of the one consumed. The slot it refills held the tile consumed two
+  // iterations earlier, so it seldom waits for the other warpgroup to release it.
+  constexpr int kAhead = Stages - 2;
+  const bool loader = wg == 0 && warp == 0;
+  if (loader)
+    for (int kt = 0; kt < kAhead && kt < k_tiles; ++kt) load_stage<BN, Group, Stages, Cluster>(params, smem, kt, lane, m0, n0, rank);
   for (int kt = 0; kt < k_tiles; ++kt) {
+    if (loader && kt + kAhead < k_tiles) load_stage<BN, Group, Stages, Cluster>(params, smem, kt + kAhead, lane, m0, n0, rank);
     const int s = kt % Stages;
     sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
     issue(s, 0, part[0]);
@@ -194,7 +197,7 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
 }
 
 template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster>
-__global__ void __maxnreg__(kGemmSm90Registers) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
+__global__ void __launch_bounds__(kGemmSm90Threads, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
   static_assert(Cluster == 1 || Cluster == 2, "clusters of 1 or 2 CTAs along M");
   typedef GemmSm90Smem<BN, Group, Stages> Smem;
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK;
@@ -218,7 +221,7 @@ __global__ void __maxnreg__(kGemmSm90Registers) gemm_sm90_kernel(const __grid_co
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_bytes));
     if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();  // the launch gave less than GemmSm90Spec::smem_bytes() promised
     for (int s = 0; s < Stages; ++s) {
-      sm90::mbar_init(&smem.full[s], 32);  // the producer warp's lanes, after staging the scales
+      sm90::mbar_init(&smem.full[s], 33);  // lane 0 announcing the TMA bytes, and every lane's scale copies
       sm90::mbar_init(&smem.empty[s], 8 * Cluster);  // one arrival per consumer warp of every CTA its loads write to
     }
     sm90::fence_barrier_init();
@@ -226,11 +229,7 @@ __global__ void __maxnreg__(kGemmSm90Registers) gemm_sm90_kernel(const __grid_co
   if constexpr (Cluster > 1) sm90::cluster_sync();  // the partner's barriers exist before anything targets them
   else __syncthreads();
 
-  if (wg == 2) {
-    produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank);
-  } else {
-    consume<BN, Group, Stages, Output, Round, Fold, Cluster>(params, smem, k_tiles, wg, warp, lane, m0, n0);
-  }
+  consume<BN, Group, Stages, Output, Round, Fold, Cluster>(params, smem, k_tiles, wg, warp, lane, m0, n0, rank);
   // No CTA leaves while its partner may still multicast into it or arrive on its barriers.
   if constexpr (Cluster > 1) sm90::cluster_sync();
 }

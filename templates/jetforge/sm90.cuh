@@ -1,5 +1,5 @@
 // Hopper (sm_90a) building blocks: mbarriers, TMA tile loads, wgmma with s8 operands and shared-memory matrix
-// descriptors, register reallocation between warpgroups. Thin wrappers over PTX; nothing here knows about GEMMs.
+// descriptors. Thin wrappers over PTX; nothing here knows about GEMMs.
 #pragma once
 #include "jetforge/common.cuh"
 
@@ -38,6 +38,15 @@ __device__ __forceinline__ void mbar_wait(u64* bar, u32 parity) {
       "@!done bra wait_%=;\n}\n" ::"r"(smem_addr(bar)),
       "r"(parity)
       : "memory");
+}
+
+// 4-byte asynchronous copy global -> shared, or zeros when !valid (the source is then not read).
+__device__ __forceinline__ void cp_async_4_or_zero(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0) : "memory");
+}
+// Arrives on the barrier once every cp.async this thread started before has landed (counts as one of its arrivals).
+__device__ __forceinline__ void cp_async_arrive(u64* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar)) : "memory");
 }
 
 // 2-D TMA load of one box at (x = inner coordinate, y = outer coordinate) into shared memory; completes on bar.
@@ -91,32 +100,44 @@ template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wg
 // Barrier among the `threads` threads that use barrier `id` (1..15; 0 is __syncthreads).
 __device__ __forceinline__ void named_barrier(int id, int threads) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory"); }
 
-// D (64 x N, s32) = A (64 x 32, s8, K-major, smem) * B (N x 32, s8, K-major, smem)^T (+ D when accumulate).
+// D (64 x N, s32) = A (64 x 32, s8, K-major, smem) * B (N x 32, s8, K-major, smem)^T, + D when Accumulate.
 // Each thread of the warpgroup holds N/2 accumulators: d[4j + {0,1,2,3}] = rows (lane/4, +8) x columns
-// 8j + 2(lane%4) + {0,1} of its warp's 16-row slice.
+// 8j + 2(lane%4) + {0,1} of its warp's 16-row slice. Without Accumulate the registers are outputs only, so the
+// compiler may reuse them for other values until the wgmma.
 template <int N> struct Wgmma;
+
+// Accumulator operand lists: "+r" (read and written) or "=r" (written).
+#define JF_WGMMA_R8(c, i) c(d[i]), c(d[i + 1]), c(d[i + 2]), c(d[i + 3]), c(d[i + 4]), c(d[i + 5]), c(d[i + 6]), c(d[i + 7])
+#define JF_WGMMA_R32(c) JF_WGMMA_R8(c, 0), JF_WGMMA_R8(c, 8), JF_WGMMA_R8(c, 16), JF_WGMMA_R8(c, 24)
+#define JF_WGMMA_R64(c) JF_WGMMA_R32(c), JF_WGMMA_R8(c, 32), JF_WGMMA_R8(c, 40), JF_WGMMA_R8(c, 48), JF_WGMMA_R8(c, 56)
+#define JF_WGMMA_M64N64K32 \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
+  "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p;\n}\n"
+#define JF_WGMMA_M64N128K32 \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
+  "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n}\n"
 
 template <> struct Wgmma<64> {
   static constexpr int kRegs = 32;
-  static __device__ void mma(u32 (&d)[32], u64 desc_a, u64 desc_b, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p;\n}\n"
-        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
-        : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+  template <bool Accumulate> static __device__ void mma(u32 (&d)[32], u64 desc_a, u64 desc_b) {
+    if constexpr (Accumulate) asm volatile(JF_WGMMA_M64N64K32 : JF_WGMMA_R32("+r") : "l"(desc_a), "l"(desc_b), "n"(1));
+    else asm volatile(JF_WGMMA_M64N64K32 : JF_WGMMA_R32("=r") : "l"(desc_a), "l"(desc_b), "n"(0));
   }
 };
 
 template <> struct Wgmma<128> {
   static constexpr int kRegs = 64;
-  static __device__ void mma(u32 (&d)[64], u64 desc_a, u64 desc_b, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n}\n"
-        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
-        : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+  template <bool Accumulate> static __device__ void mma(u32 (&d)[64], u64 desc_a, u64 desc_b) {
+    if constexpr (Accumulate) asm volatile(JF_WGMMA_M64N128K32 : JF_WGMMA_R64("+r") : "l"(desc_a), "l"(desc_b), "n"(1));
+    else asm volatile(JF_WGMMA_M64N128K32 : JF_WGMMA_R64("=r") : "l"(desc_a), "l"(desc_b), "n"(0));
   }
 };
+
+#undef JF_WGMMA_R8
+#undef JF_WGMMA_R32
+#undef JF_WGMMA_R64
+#undef JF_WGMMA_M64N64K32
+#undef JF_WGMMA_M64N128K32
 
 }  // namespace jetforge::sm90
 #endif
