@@ -232,7 +232,7 @@ void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(t.arch == "sm_90a", family, "needs sm_90a (wgmma and TMA), not " + t.arch + "; use the portable GEMM path there");
   require(bn == 64 || bn == 128, family, "bn=" + std::to_string(bn) + " is not supported (64 or 128)");
   require(group == 32 || group == 64 || group == 128, family, "group=" + std::to_string(group) + " is not supported (32, 64 or 128)");
-  require(stages >= 3 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 3..8 (loads run stages - 2 slices ahead)");
+  require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
   require(cluster == 1 || cluster == 2, family, "cluster=" + std::to_string(cluster) + " is not supported (1 or 2)");
   require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
   require(smem_bytes() <= t.max_dynamic_smem, family,

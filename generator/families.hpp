@@ -262,7 +262,7 @@ struct GemmSm90Spec {
   static constexpr std::string_view family = "gemm_sm90";
   static constexpr std::string_view template_file = "gemm_sm90.cuh";
   static constexpr std::string_view params_type = "const __grid_constant__ jetforge::GemmSm90Params";
-  static constexpr int kBM = 128, kBK = 128, kThreads = 256;  // two warpgroups of 64 rows
+  static constexpr int kBM = 128, kBK = 128, kThreads = 384;  // two consumer warpgroups of 64 rows + a producer
   int bn = 128;     // tile columns: 64 or 128
   int group = 32;   // K-group: columns of K per scale (32 = the method's square blocks; 64, 128 coarser and faster)
   int stages = 4;   // depth of the TMA ring, 128 bytes of K per stage

@@ -1,9 +1,11 @@
-// Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): two warpgroups of 64 rows each. TMA loads fill a
-// Stages-deep ring of 128-byte K slices completing on mbarriers, started by warp 0 a few slices ahead. Each
-// warpgroup issues m64nBNk32 s8 wgmma into two alternating INT32 scratch accumulators and folds each into FP32
-// after its K-group while the next K-group's wgmma runs; the two warpgroups also drift out of phase, so one folds
-// while the other's wgmma runs. With Cluster = 2, two CTAs on neighbouring M tiles share their B tile: each loads
-// half of it and multicasts it to both, a quarter less L2 traffic per output.
+// Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): TMA loads into a Stages-deep ring of 128-byte
+// K slices completing on mbarriers, one producer warp, two consumer warpgroups of 64 rows each issuing
+// m64nBNk32 s8 wgmma into an INT32 scratch accumulator and folding it into FP32 after every K-group. The two
+// consumers drift out of phase, so one folds while the other's wgmma runs. (A second scratch accumulator, to fold
+// one K-group under the next one's wgmma, needs more than the 168 registers per thread of 384 threads; with 256
+// threads and warp 0 starting the loads it fit, but measured slower: bench/NOTES.md, run 12.) With Cluster = 2, two CTAs on
+// neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
+// traffic per output.
 #pragma once
 #include "gemm.cuh"
 #include "jetforge/sm90.cuh"
@@ -21,10 +23,6 @@ struct GemmSm90Params {
 
 #if JF_DEVICE_CODE
 namespace jetforge {
-
-// Two warpgroups, nothing else: a third warp for the loads would put 3 warps on one SM sub-partition and cap every
-// thread at 168 registers, too few for the FP32 accumulator plus two INT32 scratch accumulators.
-constexpr int kGemmSm90Threads = 256;
 
 template <int BN, int Group, int Stages> struct GemmSm90Smem {
   static constexpr int kBM = 128, kBK = 128;  // BK: one 128-byte swizzle row of K per stage
@@ -97,95 +95,79 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, const float (&acc)[BN /
   }
 }
 
-// Fills the ring slot of K tile kt (called by all lanes of one warp): once the slot's previous tile is released,
-// the lanes copy the K slice's scales with 4-byte cp.async (zero outside the matrix) and lane 0 starts one TMA
-// load of A and one of B (with Cluster = 2: this rank's half of B, multicast to both CTAs). Both complete on the
-// slot's full barrier, so the warp moves on at once.
+// The producer warp: per stage, the scales of the K slice staged by its lanes, then one TMA load of A and one of B
+// (with Cluster = 2: this rank's half of B, multicast to both CTAs) completing on the stage's full barrier.
 template <int BN, int Group, int Stages, int Cluster, class Smem>
-__device__ __forceinline__ void load_stage(const GemmSm90Params& params, Smem& smem, int kt, int lane, i64 m0, i64 n0, u32 rank) {
+__device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int k_tiles, int lane, i64 m0, i64 n0, u32 rank) {
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK, kGroups = Smem::kGroups;
   constexpr int kStageBytes = (kBM + BN) * kBK;
   const GemmProblem& p = params.problem;
   const i64 a_rows = p.m / 32, b_rows = p.n / 32, groups_k = p.k / Group;
-  const int s = kt % Stages;
-  if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], ((kt / Stages) - 1) & 1);
-  // Scales of this K slice: 4 + BN/32 block rows x kGroups groups.
-  for (int i = lane; i < (kBM / 32 + BN / 32) * kGroups; i += 32) {
-    const bool is_a = i < (kBM / 32) * kGroups;
-    const int j = is_a ? i : i - (kBM / 32) * kGroups, row = j / kGroups, g = j % kGroups;
-    const i64 grow = (is_a ? m0 : n0) / 32 + row, gk = i64(kt) * kGroups + g;
-    const bool inside = gk < groups_k && grow < (is_a ? a_rows : b_rows);
-    const float* src = (is_a ? params.a_scales : params.b_scales) + (inside ? grow * groups_k + gk : 0);
-    sm90::cp_async_4_or_zero(is_a ? &smem.a_scales[s][row][g] : &smem.b_scales[s][row][g], src, inside);
-  }
-  if (lane == 0) {
-    sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);  // A and all of B land here, half of B from the partner
-    sm90::tma_load_2d(smem.a[s], &params.a, kt * kBK, int(m0), &smem.full[s]);
-    if constexpr (Cluster == 1) {
-      sm90::tma_load_2d(smem.b[s], &params.b, kt * kBK, int(n0), &smem.full[s]);
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int s = kt % Stages;
+    if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], ((kt / Stages) - 1) & 1);
+    // Scales of this K slice: 4 + BN/32 block rows x kGroups groups, staged by the warp's lanes.
+    for (int i = lane; i < (kBM / 32 + BN / 32) * kGroups; i += 32) {
+      const bool is_a = i < (kBM / 32) * kGroups;
+      const int j = is_a ? i : i - (kBM / 32) * kGroups, row = j / kGroups, g = j % kGroups;
+      const i64 grow = (is_a ? m0 : n0) / 32 + row, gk = i64(kt) * kGroups + g;
+      float v = 0.0f;  // outside the matrix: no contribution
+      if (gk < groups_k && grow < (is_a ? a_rows : b_rows)) v = (is_a ? params.a_scales : params.b_scales)[grow * groups_k + gk];
+      (is_a ? smem.a_scales[s][row][g] : smem.b_scales[s][row][g]) = v;
+    }
+    if (lane == 0) {
+      sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);  // A and all of B land here, half of B from the partner
+      sm90::tma_load_2d(smem.a[s], &params.a, kt * kBK, int(m0), &smem.full[s]);
+      if constexpr (Cluster == 1) {
+        sm90::tma_load_2d(smem.b[s], &params.b, kt * kBK, int(n0), &smem.full[s]);
+      } else {
+        constexpr int kHalf = BN / 2;  // rows of B this rank loads for both CTAs (the tensor map's box)
+        sm90::tma_load_2d_multicast(&smem.b[s][rank * kHalf * kBK], &params.b, kt * kBK, int(n0) + int(rank) * kHalf, &smem.full[s], 0x3);
+      }
     } else {
-      constexpr int kHalf = BN / 2;  // rows of B this rank loads for both CTAs (the tensor map's box)
-      sm90::tma_load_2d_multicast(&smem.b[s][rank * kHalf * kBK], &params.b, kt * kBK, int(n0) + int(rank) * kHalf, &smem.full[s], 0x3);
+      sm90::mbar_arrive(&smem.full[s]);
     }
   }
-  sm90::cp_async_arrive(&smem.full[s]);  // once this lane's scale copies have landed
 }
 
-// Consumer warpgroup wg (rows 64 wg .. 64 wg + 63 of the tile): wgmma per K-group, fold, epilogue.
+// The consumer warpgroups: wgmma per K-group, fold, epilogue.
 template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, class Smem>
-__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0, u32 rank) {
+__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0) {
   constexpr int kBK = Smem::kBK, kGroups = Smem::kGroups;
   const GemmProblem& p = params.problem;
+  sm90::setmaxnreg_inc<232>();
+  const int cw = wg - 1;  // consumer warpgroup: rows 64 * cw .. 64 * cw + 63 of the tile
   typedef sm90::Wgmma<BN> Mma;
   float acc[Mma::kRegs];
 #pragma unroll
   for (int i = 0; i < Mma::kRegs; ++i) acc[i] = 0.0f;
-  const int a_block = 2 * wg + warp / 2;  // this warp's 32-row block of A within the tile
+  const int a_block = 2 * cw + warp / 2;  // this warp's 32-row block of A within the tile
 
-  // Per stage (128 bytes of K): the stage's kGroups K-groups alternate between two INT32 scratch accumulators, so
-  // the wgmma of group g + 1 runs while group g is folded. Every wgmma is retired before the stage's loop
-  // iteration ends: a wgmma in flight across the loop's back edge makes ptxas copy its accumulators and serialize
-  // every wgmma of the kernel (warning C7514).
-  u32 part[2][Mma::kRegs];
-  auto issue = [&](int s, int g, u32 (&d)[Mma::kRegs]) {
-    const u64 desc_a = sm90::smem_desc_k_major_sw128(&smem.a[s][64 * wg * kBK]);
-    const u64 desc_b = sm90::smem_desc_k_major_sw128(smem.b[s]);
-    sm90::wgmma_fence();
-    const u64 step = u64((g * Group) >> 4);  // bytes along K / 16
-    Mma::template mma<false>(d, desc_a + step, desc_b + step);
-#pragma unroll
-    for (int kk = 1; kk < Group / 32; ++kk) Mma::template mma<true>(d, desc_a + step + 2 * kk, desc_b + step + 2 * kk);
-    sm90::wgmma_commit();
-  };
-  auto fold = [&](int s, int g, const u32 (&d)[Mma::kRegs]) {
-    const float sa = smem.a_scales[s][a_block][g];
-#pragma unroll
-    for (int nb = 0; nb < BN / 32; ++nb) {
-      const float f = sa * smem.b_scales[s][nb][g];
-#pragma unroll
-      for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(gemm::dot_to_float<Fold>(i32(d[i])), f, acc[i]);
-    }
-  };
-  // Warp 0 keeps kAhead tiles loading ahead of the one consumed. The slot it refills held the tile consumed two
-  // iterations earlier, so it seldom waits for the other warpgroup to release it.
-  constexpr int kAhead = Stages - 2;
-  const bool loader = wg == 0 && warp == 0;
-  if (loader)
-    for (int kt = 0; kt < kAhead && kt < k_tiles; ++kt) load_stage<BN, Group, Stages, Cluster>(params, smem, kt, lane, m0, n0, rank);
+  // Per K-group: its wgmmas (the first overwrites the INT32 scratch accumulator), wait, fold into FP32. Nothing is
+  // in flight across an iteration: a wgmma in flight over the loop's back edge makes ptxas copy its accumulators
+  // and serialize every wgmma of the kernel (warning C7514). The other warpgroup's wgmma runs during the fold.
+  u32 part[Mma::kRegs];
   for (int kt = 0; kt < k_tiles; ++kt) {
-    if (loader && kt + kAhead < k_tiles) load_stage<BN, Group, Stages, Cluster>(params, smem, kt + kAhead, lane, m0, n0, rank);
     const int s = kt % Stages;
     sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
-    issue(s, 0, part[0]);
+    const u64 desc_a = sm90::smem_desc_k_major_sw128(&smem.a[s][64 * cw * kBK]);
+    const u64 desc_b = sm90::smem_desc_k_major_sw128(smem.b[s]);
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
-      if (g + 1 < kGroups) {
-        issue(s, g + 1, part[(g + 1) % 2]);
-        sm90::wgmma_wait<1>();
-      } else {
-        sm90::wgmma_wait<0>();
+      const u64 step = u64((g * Group) >> 4);  // bytes along K / 16
+      sm90::wgmma_fence();
+      Mma::template mma<false>(part, desc_a + step, desc_b + step);
+#pragma unroll
+      for (int kk = 1; kk < Group / 32; ++kk) Mma::template mma<true>(part, desc_a + step + 2 * kk, desc_b + step + 2 * kk);
+      sm90::wgmma_commit();
+      sm90::wgmma_wait<0>();
+      const float sa = smem.a_scales[s][a_block][g];
+#pragma unroll
+      for (int nb = 0; nb < BN / 32; ++nb) {
+        const float f = sa * smem.b_scales[s][nb][g];
+#pragma unroll
+        for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(gemm::dot_to_float<Fold>(i32(part[i])), f, acc[i]);
       }
-      fold(s, g, part[g % 2]);
     }
     if (lane == 0) {  // the stage is free once every CTA reading its multicast data is done
       if constexpr (Cluster == 1) sm90::mbar_arrive(&smem.empty[s]);
@@ -193,11 +175,11 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
         for (u32 r = 0; r < u32(Cluster); ++r) sm90::mbar_arrive_cluster(&smem.empty[s], r);
     }
   }
-  gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, wg, warp, lane, m0, n0);
+  gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
 }
 
 template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster>
-__global__ void __launch_bounds__(kGemmSm90Threads, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
+__global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
   static_assert(Cluster == 1 || Cluster == 2, "clusters of 1 or 2 CTAs along M");
   typedef GemmSm90Smem<BN, Group, Stages> Smem;
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK;
@@ -221,7 +203,7 @@ __global__ void __launch_bounds__(kGemmSm90Threads, 1) gemm_sm90_kernel(const __
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_bytes));
     if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();  // the launch gave less than GemmSm90Spec::smem_bytes() promised
     for (int s = 0; s < Stages; ++s) {
-      sm90::mbar_init(&smem.full[s], 33);  // lane 0 announcing the TMA bytes, and every lane's scale copies
+      sm90::mbar_init(&smem.full[s], 32);  // the producer warp's lanes, after staging the scales
       sm90::mbar_init(&smem.empty[s], 8 * Cluster);  // one arrival per consumer warp of every CTA its loads write to
     }
     sm90::fence_barrier_init();
@@ -229,7 +211,12 @@ __global__ void __launch_bounds__(kGemmSm90Threads, 1) gemm_sm90_kernel(const __
   if constexpr (Cluster > 1) sm90::cluster_sync();  // the partner's barriers exist before anything targets them
   else __syncthreads();
 
-  consume<BN, Group, Stages, Output, Round, Fold, Cluster>(params, smem, k_tiles, wg, warp, lane, m0, n0, rank);
+  if (wg == 0) {
+    sm90::setmaxnreg_dec<40>();
+    if (warp == 0) produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank);
+  } else {
+    consume<BN, Group, Stages, Output, Round, Fold, Cluster>(params, smem, k_tiles, wg, warp, lane, m0, n0);
+  }
   // No CTA leaves while its partner may still multicast into it or arrive on its barriers.
   if constexpr (Cluster > 1) sm90::cluster_sync();
 }

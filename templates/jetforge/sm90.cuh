@@ -1,5 +1,5 @@
 // Hopper (sm_90a) building blocks: mbarriers, TMA tile loads, wgmma with s8 operands and shared-memory matrix
-// descriptors. Thin wrappers over PTX; nothing here knows about GEMMs.
+// descriptors, register reallocation between warpgroups. Thin wrappers over PTX; nothing here knows about GEMMs.
 #pragma once
 #include "jetforge/common.cuh"
 
@@ -38,15 +38,6 @@ __device__ __forceinline__ void mbar_wait(u64* bar, u32 parity) {
       "@!done bra wait_%=;\n}\n" ::"r"(smem_addr(bar)),
       "r"(parity)
       : "memory");
-}
-
-// 4-byte asynchronous copy global -> shared, or zeros when !valid (the source is then not read).
-__device__ __forceinline__ void cp_async_4_or_zero(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0) : "memory");
-}
-// Arrives on the barrier once every cp.async this thread started before has landed (counts as one of its arrivals).
-__device__ __forceinline__ void cp_async_arrive(u64* bar) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar)) : "memory");
 }
 
 // 2-D TMA load of one box at (x = inner coordinate, y = outer coordinate) into shared memory; completes on bar.
@@ -96,6 +87,9 @@ __device__ __forceinline__ u64 smem_desc_k_major_sw128(const void* tile) {
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
+
+template <int Count> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(Count)); }
+template <int Count> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(Count)); }
 
 // Barrier among the `threads` threads that use barrier `id` (1..15; 0 is __syncthreads).
 __device__ __forceinline__ void named_barrier(int id, int threads) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory"); }
