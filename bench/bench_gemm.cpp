@@ -26,100 +26,102 @@ BlockTensor random_block_tensor(std::int64_t rows, std::int64_t cols, int group,
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool sweep = argc > 1 && std::string(argv[1]) == "--sweep";
-  Context ctx(0);
-  const auto& dev = ctx.device().info();
-  std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
-  Stream stream;
-  cublasLtHandle_t lt;
-  bench::check_cublas(cublasLtCreate(&lt), "cublasLtCreate");
-  DeviceBuffer flush(std::size_t(dev.l2_bytes) * 4);
-  auto flush_l2 = [&](int) { flush.fill_bytes(0x5a, stream.get()); };
-  auto time = [&](const std::function<void(int)>& run) { return bench::median_ms(stream.get(), run, 3, 20, flush_l2); };
-
-  struct Shape {
-    std::int64_t m, n, k;
-  };
-  const Shape shapes[] = {{8192, 2304, 768},  {8192, 768, 768},   {8192, 3072, 768},  {8192, 768, 3072}, {8192, 4096, 1024}, {8192, 1024, 4096},
-                          {8192, 8192, 2048}, {8192, 2048, 8192}, {4096, 4096, 4096}, {8192, 8192, 8192}};
-  std::printf("\nforward Y = X W^T (M x N, depth K); times in us; TOP/s = 2MNK/t; ratios are cuBLAS BF16 time / ours\n");
-  std::printf("%-17s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %6s %6s %6s | %9s %9s %6s\n", "M x N x K", "bf16", "i8 lt", "ours32", "ours128",
-              "TF bf16", "TO i8lt", "TO o32", "TO o128", "TO p32", "x32", "x128", "128/lt", "step bf16", "step o32", "xstep");
-  const float one = 1.0f, zero = 0.0f;
-  for (const Shape s : shapes) {
-    const std::int64_t M = s.m, N = s.n, K = s.k;
-    // BF16 operands and outputs for cuBLAS.
-    DenseTensor xbt(M, K, DType::bf16), wbt(N, K, DType::bf16), dybt(M, N, DType::bf16);
-    fill_random(xbt, 1), fill_random(wbt, 2), fill_random(dybt, 3);
-    const CUdeviceptr xb = xbt.ref().data, wb = wbt.ref().data, dyb = dybt.ref().data;
-    DeviceBuffer yb(M * N * 2), dxb(M * K * 2), dwf(N * K * 4);
-    bench::LtMatmul bf16_fwd(lt, M, N, K, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-    bench::LtMatmul bf16_dx(lt, M, K, N, false, false, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-    bench::LtMatmul bf16_dw(lt, N, K, M, true, false, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-    bench::LtMatmul i8_fwd(lt, M, N, K, false, true, CUDA_R_8I, CUDA_R_8I, CUBLAS_COMPUTE_32I, CUDA_R_32F);
-    const float alpha_i8 = 1.0f / 4096;
-
-    // INT8 operands of ours: X, W at K-groups 32 and 128; the backward's dY, transposes and FP32 master weights.
-    BlockTensor x32 = random_block_tensor(M, K, 32, 10), w32 = random_block_tensor(N, K, 32, 12);
-    BlockTensor x128 = random_block_tensor(M, K, 128, 14), w128 = random_block_tensor(N, K, 128, 16);
-    BlockTensor y(M, N), dy = random_block_tensor(M, N, 32, 18), dx(M, K);
-    BlockTensor xt(K, M), dyt(N, M), wq(N, K), wt(K, N);
-    DenseTensor w_master(N, K, DType::f32), dw(N, K, DType::f32);
-    fill_random(w_master, 20);
-
-    const double t_bf16 = time([&](int) { bf16_fwd.run(xb, wb, yb.get(), &one, &zero, stream.get()); });
-    const double t_i8 = time([&](int) { i8_fwd.run(x32.codes().get(), w32.codes().get(), y.codes().get(), &alpha_i8, &zero, stream.get()); });
-    const double t_32 = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), {}, stream.get()); });
-    const double t_128 = time([&](int) { gemm(ctx, x128.ref(), w128.ref(), y.ref(), {}, stream.get()); });
-    GemmOptions portable;
-    portable.kernel.portable = true;
-    const double t_port = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), portable, stream.get()); });
-    const double step_bf16 = time([&](int) {
-      bf16_fwd.run(xb, wb, yb.get(), &one, &zero, stream.get());
-      bf16_dx.run(dyb, wb, dxb.get(), &one, &zero, stream.get());
-      bf16_dw.run(dyb, xb, dwf.get(), &one, &zero, stream.get());
-    });
-    const double step_32 = time([&](int i) {
-      quantize_transpose(ctx, w_master.ref(), wq.ref(), wt.ref(), {}, stream.get());  // weights: once per step
-      linear_forward(ctx, x32.ref(), wq.ref(), y.ref(), {}, stream.get());
-      transpose(ctx, x32.ref(), xt.ref(), stream.get());  // unfused here: the upstream operator could write X^T itself
-      transpose(ctx, dy.ref(), dyt.ref(), stream.get());
-      linear_backward_data(ctx, dy.ref(), wt.ref(), dx.ref(), std::uint64_t(i), stream.get());
-      linear_backward_weight(ctx, dyt.ref(), xt.ref(), dw.ref(), false, stream.get());
-    });
-    const double ops = 2.0 * double(M) * double(N) * double(K);
-    auto tops = [&](double ms) { return ops / (ms * 1e-3) / 1e12; };
-    char name[32];
-    std::snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)M, (long long)N, (long long)K);
-    std::printf("%-17s %8.1f %8.1f %8.1f %8.1f | %7.0f %7.0f %7.0f %7.0f %7.0f | %6.2f %6.2f %6.2f | %9.1f %9.1f %6.2f\n", name, t_bf16 * 1e3,
-                t_i8 * 1e3, t_32 * 1e3, t_128 * 1e3, tops(t_bf16), tops(t_i8), tops(t_32), tops(t_128), tops(t_port), t_bf16 / t_32, t_bf16 / t_128,
-                t_i8 / t_128, step_bf16 * 1e3, step_32 * 1e3, step_bf16 / step_32);
-    std::fflush(stdout);
-  }
-  // Kernel-shape sweep on the largest shape (--sweep): what a tuner would choose among.
-  if (sweep) {
-    const std::int64_t M = 8192, N = 8192, K = 8192;
-    std::printf("\nsweep, %lldx%lldx%lld forward, INT8 out: TOP/s\n%-9s %-8s %-7s %-8s %-8s %8s %8s\n", (long long)M, (long long)N, (long long)K,
-                "path", "bn", "stages", "fold", "cluster", "group32", "group128");
-    BlockTensor x32 = random_block_tensor(M, K, 32, 30), w32 = random_block_tensor(N, K, 32, 31);
-    BlockTensor x128 = random_block_tensor(M, K, 128, 32), w128 = random_block_tensor(N, K, 128, 33), y(M, N);
-    std::vector<GemmKernelChoice> choices;
-    for (auto fold : {gen::GemmFold::convert, gen::GemmFold::magic}) {
-      for (int bn : {64, 128})
-        for (int stages : {3, 4, 6})
-          for (int cluster : {1, 2}) choices.push_back(GemmKernelChoice{false, bn, stages, fold, cluster});
-      choices.push_back(GemmKernelChoice{true, 128, 3, fold, 1});
-    }
-    for (const auto& choice : choices) {
-      GemmOptions o;
-      o.kernel = choice;
-      const double t32 = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), o, stream.get()); });
-      const double t128 = time([&](int) { gemm(ctx, x128.ref(), w128.ref(), y.ref(), o, stream.get()); });
+  return bench::guarded_main("jetforge_bench_gemm", [&] {
+    const bool sweep = argc > 1 && std::string(argv[1]) == "--sweep";
+    Context ctx(0);
+    const auto& dev = ctx.device().info();
+    std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
+    Stream stream;
+    cublasLtHandle_t lt;
+    bench::check_cublas(cublasLtCreate(&lt), "cublasLtCreate");
+    DeviceBuffer flush(std::size_t(dev.l2_bytes) * 4);
+    auto flush_l2 = [&](int) { flush.fill_bytes(0x5a, stream.get()); };
+    auto time = [&](const std::function<void(int)>& run) { return bench::median_ms(stream.get(), run, 3, 20, flush_l2); };
+  
+    struct Shape {
+      std::int64_t m, n, k;
+    };
+    const Shape shapes[] = {{8192, 2304, 768},  {8192, 768, 768},   {8192, 3072, 768},  {8192, 768, 3072}, {8192, 4096, 1024}, {8192, 1024, 4096},
+                            {8192, 8192, 2048}, {8192, 2048, 8192}, {4096, 4096, 4096}, {8192, 8192, 8192}};
+    std::printf("\nforward Y = X W^T (M x N, depth K); times in us; TOP/s = 2MNK/t; ratios are cuBLAS BF16 time / ours\n");
+    std::printf("%-17s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %6s %6s %6s | %9s %9s %6s\n", "M x N x K", "bf16", "i8 lt", "ours32", "ours128",
+                "TF bf16", "TO i8lt", "TO o32", "TO o128", "TO p32", "x32", "x128", "128/lt", "step bf16", "step o32", "xstep");
+    const float one = 1.0f, zero = 0.0f;
+    for (const Shape s : shapes) {
+      const std::int64_t M = s.m, N = s.n, K = s.k;
+      // BF16 operands and outputs for cuBLAS.
+      DenseTensor xbt(M, K, DType::bf16), wbt(N, K, DType::bf16), dybt(M, N, DType::bf16);
+      fill_random(xbt, 1), fill_random(wbt, 2), fill_random(dybt, 3);
+      const CUdeviceptr xb = xbt.ref().data, wb = wbt.ref().data, dyb = dybt.ref().data;
+      DeviceBuffer yb(M * N * 2), dxb(M * K * 2), dwf(N * K * 4);
+      bench::LtMatmul bf16_fwd(lt, M, N, K, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+      bench::LtMatmul bf16_dx(lt, M, K, N, false, false, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+      bench::LtMatmul bf16_dw(lt, N, K, M, true, false, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+      bench::LtMatmul i8_fwd(lt, M, N, K, false, true, CUDA_R_8I, CUDA_R_8I, CUBLAS_COMPUTE_32I, CUDA_R_32F);
+      const float alpha_i8 = 1.0f / 4096;
+  
+      // INT8 operands of ours: X, W at K-groups 32 and 128; the backward's dY, transposes and FP32 master weights.
+      BlockTensor x32 = random_block_tensor(M, K, 32, 10), w32 = random_block_tensor(N, K, 32, 12);
+      BlockTensor x128 = random_block_tensor(M, K, 128, 14), w128 = random_block_tensor(N, K, 128, 16);
+      BlockTensor y(M, N), dy = random_block_tensor(M, N, 32, 18), dx(M, K);
+      BlockTensor xt(K, M), dyt(N, M), wq(N, K), wt(K, N);
+      DenseTensor w_master(N, K, DType::f32), dw(N, K, DType::f32);
+      fill_random(w_master, 20);
+  
+      const double t_bf16 = time([&](int) { bf16_fwd.run(xb, wb, yb.get(), &one, &zero, stream.get()); });
+      const double t_i8 = time([&](int) { i8_fwd.run(x32.codes().get(), w32.codes().get(), y.codes().get(), &alpha_i8, &zero, stream.get()); });
+      const double t_32 = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), {}, stream.get()); });
+      const double t_128 = time([&](int) { gemm(ctx, x128.ref(), w128.ref(), y.ref(), {}, stream.get()); });
+      GemmOptions portable;
+      portable.kernel.portable = true;
+      const double t_port = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), portable, stream.get()); });
+      const double step_bf16 = time([&](int) {
+        bf16_fwd.run(xb, wb, yb.get(), &one, &zero, stream.get());
+        bf16_dx.run(dyb, wb, dxb.get(), &one, &zero, stream.get());
+        bf16_dw.run(dyb, xb, dwf.get(), &one, &zero, stream.get());
+      });
+      const double step_32 = time([&](int i) {
+        quantize_transpose(ctx, w_master.ref(), wq.ref(), wt.ref(), {}, stream.get());  // weights: once per step
+        linear_forward(ctx, x32.ref(), wq.ref(), y.ref(), {}, stream.get());
+        transpose(ctx, x32.ref(), xt.ref(), stream.get());  // unfused here: the upstream operator could write X^T itself
+        transpose(ctx, dy.ref(), dyt.ref(), stream.get());
+        linear_backward_data(ctx, dy.ref(), wt.ref(), dx.ref(), std::uint64_t(i), stream.get());
+        linear_backward_weight(ctx, dyt.ref(), xt.ref(), dw.ref(), false, stream.get());
+      });
       const double ops = 2.0 * double(M) * double(N) * double(K);
-      std::printf("%-9s %-8d %-7d %-8s %-8d %8.0f %8.0f\n", choice.portable ? "portable" : "hopper", choice.bn, choice.stages,
-                  std::string(gen::enum_name(choice.fold)).c_str(), choice.cluster, ops / (t32 * 1e-3) / 1e12, ops / (t128 * 1e-3) / 1e12);
+      auto tops = [&](double ms) { return ops / (ms * 1e-3) / 1e12; };
+      char name[32];
+      std::snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)M, (long long)N, (long long)K);
+      std::printf("%-17s %8.1f %8.1f %8.1f %8.1f | %7.0f %7.0f %7.0f %7.0f %7.0f | %6.2f %6.2f %6.2f | %9.1f %9.1f %6.2f\n", name, t_bf16 * 1e3,
+                  t_i8 * 1e3, t_32 * 1e3, t_128 * 1e3, tops(t_bf16), tops(t_i8), tops(t_32), tops(t_128), tops(t_port), t_bf16 / t_32, t_bf16 / t_128,
+                  t_i8 / t_128, step_bf16 * 1e3, step_32 * 1e3, step_bf16 / step_32);
+      std::fflush(stdout);
     }
-  }
-  cublasLtDestroy(lt);
-  return 0;
+    // Kernel-shape sweep on the largest shape (--sweep): what a tuner would choose among.
+    if (sweep) {
+      const std::int64_t M = 8192, N = 8192, K = 8192;
+      std::printf("\nsweep, %lldx%lldx%lld forward, INT8 out: TOP/s\n%-9s %-8s %-7s %-8s %-8s %8s %8s\n", (long long)M, (long long)N, (long long)K,
+                  "path", "bn", "stages", "fold", "cluster", "group32", "group128");
+      BlockTensor x32 = random_block_tensor(M, K, 32, 30), w32 = random_block_tensor(N, K, 32, 31);
+      BlockTensor x128 = random_block_tensor(M, K, 128, 32), w128 = random_block_tensor(N, K, 128, 33), y(M, N);
+      std::vector<GemmKernelChoice> choices;
+      for (auto fold : {gen::GemmFold::convert, gen::GemmFold::magic}) {
+        for (int bn : {64, 128})
+          for (int stages : {3, 4, 6})
+            for (int cluster : {1, 2}) choices.push_back(GemmKernelChoice{false, bn, stages, fold, cluster});
+        choices.push_back(GemmKernelChoice{true, 128, 3, fold, 1});
+      }
+      for (const auto& choice : choices) {
+        GemmOptions o;
+        o.kernel = choice;
+        const double t32 = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), o, stream.get()); });
+        const double t128 = time([&](int) { gemm(ctx, x128.ref(), w128.ref(), y.ref(), o, stream.get()); });
+        const double ops = 2.0 * double(M) * double(N) * double(K);
+        std::printf("%-9s %-8d %-7d %-8s %-8d %8.0f %8.0f\n", choice.portable ? "portable" : "hopper", choice.bn, choice.stages,
+                    std::string(gen::enum_name(choice.fold)).c_str(), choice.cluster, ops / (t32 * 1e-3) / 1e12, ops / (t128 * 1e-3) / 1e12);
+      }
+    }
+    cublasLtDestroy(lt);
+    return 0;
+  });
 }

@@ -14,89 +14,91 @@
 using namespace jetforge;
 
 int main() {
-  Context ctx(0);
-  const auto& dev = ctx.device().info();
-  std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
-  Stream stream;
-  DeviceBuffer flush(std::size_t(dev.l2_bytes) * 4);
-  auto time = [&](const std::function<void(int)>& run) {
-    return bench::median_ms(stream.get(), run, 3, 30, [&](int) { flush.fill_bytes(0x5a, stream.get()); });
-  };
-  std::printf("\n%-22s %-11s %9s %8s %7s | %9s %8s %7s | %8s\n", "operator", "shape", "INT8 us", "GB/s", "vs copy", "BF16 us", "GB/s", "vs copy",
-              "speedup");
-  for (auto [rows, cols] : {std::pair<std::int64_t, std::int64_t>{8192, 768}, {8192, 4096}, {16384, 8192}}) {
-    const double n = double(rows) * double(cols), scales = n / 1024 * 4;
-    BlockTensor x(rows, cols), dy(rows, cols), y(rows, cols), dx(rows, cols);
-    fill_random(x, std::uint64_t(rows + cols)), fill_random(dy, std::uint64_t(rows + cols + 1));
-    DenseTensor xb(rows, cols, DType::bf16), dyb(rows, cols, DType::bf16);
-    fill_random(xb, 1), fill_random(dyb, 2);
-    DeviceBuffer outb(size_t(n) * 2), copy_dst(size_t(n) * 2);
-    DenseTensor stream32(rows, cols, DType::f32);
-    std::vector<float> ones(size_t(cols), 1.0f), zeros(size_t(cols), 0.0f);
-    DeviceBuffer gamma(size_t(cols) * 4), beta(size_t(cols) * 4), mean(size_t(rows) * 4), rstd(size_t(rows) * 4), dgamma(size_t(cols) * 4),
-        dbeta(size_t(cols) * 4), workspace(layernorm_backward_workspace_bytes(rows, cols));
-    gamma.upload(ones.data(), ones.size() * 4), beta.upload(zeros.data(), zeros.size() * 4);
-    layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get());  // valid statistics
-
-    auto run_bf16 = [&](gen::Bf16Op op, const DenseTensor& a, const DenseTensor* b) {
-      const gen::Bf16OpSpec spec{op, 256};
-      const Bf16OpParams params{reinterpret_cast<const bf16*>(a.ref().data),
-                                b ? reinterpret_cast<const bf16*>(b->ref().data) : nullptr,
-                                reinterpret_cast<bf16*>(outb.get()),
-                                reinterpret_cast<float*>(stream32.buffer().get()),
-                                reinterpret_cast<const float*>(mean.get()),
-                                reinterpret_cast<const float*>(rstd.get()),
-                                reinterpret_cast<const float*>(gamma.get()),
-                                reinterpret_cast<const float*>(beta.get()),
-                                rows,
-                                cols,
-                                0.1f,
-                                7};
-      ctx.kernel(spec).launch(unsigned((std::int64_t(n) / 8 + 255) / 256), params, stream.get());
+  return bench::guarded_main("jetforge_bench_ops", [] {
+    Context ctx(0);
+    const auto& dev = ctx.device().info();
+    std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
+    Stream stream;
+    DeviceBuffer flush(std::size_t(dev.l2_bytes) * 4);
+    auto time = [&](const std::function<void(int)>& run) {
+      return bench::median_ms(stream.get(), run, 3, 30, [&](int) { flush.fill_bytes(0x5a, stream.get()); });
     };
-    const double t_copy = time([&](int) { check(driver().cuMemcpyDtoDAsync(copy_dst.get(), xb.ref().data, size_t(n) * 2, stream.get()), "copy"); });
-    const double copy_gbs = 4 * n / (t_copy * 1e-3) / 1e9;
-    struct Row {
-      const char* name;
-      double int8_bytes, bf16_bytes;  // minimal traffic
-      std::function<void(int)> int8, bf16_run;
-    };
-    const Row rows_[] = {
-        {"gelu forward", 2 * n + 2 * scales, 4 * n, [&](int) { gelu_forward(ctx, x.ref(), y.ref(), GeluForm::tanh, stream.get()); },
-         [&](int) { run_bf16(gen::Bf16Op::gelu, xb, nullptr); }},
-        {"gelu backward", 3 * n + 3 * scales, 6 * n, [&](int i) { gelu_backward(ctx, dy.ref(), x.ref(), dx.ref(), GeluForm::tanh, std::uint64_t(i), stream.get()); },
-         [&](int) { run_bf16(gen::Bf16Op::gelu_grad, dyb, &xb); }},
-        {"dropout forward", 2 * n + 2 * scales, 4 * n, [&](int) { dropout_forward(ctx, x.ref(), y.ref(), 0.1f, 7, stream.get()); },
-         [&](int) { run_bf16(gen::Bf16Op::dropout, xb, nullptr); }},
-        {"dropout backward", 2 * n + 2 * scales, 4 * n, [&](int i) { dropout_backward(ctx, dy.ref(), dx.ref(), 0.1f, 7, std::uint64_t(i), stream.get()); },
-         [&](int) { run_bf16(gen::Bf16Op::dropout, dyb, nullptr); }},
-        {"layernorm forward", 2 * n + 2 * scales, 4 * n,
-         [&](int) { layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get()); },
-         [&](int) { run_bf16(gen::Bf16Op::layernorm_apply, xb, nullptr); }},  // BF16: the apply pass only (statistics not counted)
-        {"layernorm backward", 3 * n + 3 * scales, 0,
-         [&](int i) {
-           layernorm_backward(ctx, dy.ref(), x.ref(), mean.get(), rstd.get(), gamma.get(), dx.ref(), dgamma.get(), dbeta.get(), std::uint64_t(i),
-                              workspace.get(), stream.get());
-         },
-         nullptr},
-        {"residual add (fp32)", 10 * n + 2 * scales, 12 * n,
-         [&](int) { residual_add(ctx, stream32.ref(), x.ref(), y.ref(), 0, 0, 1e-5f, stream.get()); },
-         [&](int) { run_bf16(gen::Bf16Op::residual, xb, nullptr); }},
-    };
-    const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
-    std::printf("%-22s %-11s %9.1f %8.0f %6.0f%%\n", "copy (bf16 size)", shape.c_str(), t_copy * 1e3, copy_gbs, 100.0);
-    for (const Row& r : rows_) {
-      const double t8 = time(r.int8), gbs8 = r.int8_bytes / (t8 * 1e-3) / 1e9;
-      if (!r.bf16_run) {
-        std::printf("%-22s %-11s %9.1f %8.0f %6.0f%% | %9s %8s %7s | %8s\n", r.name, shape.c_str(), t8 * 1e3, gbs8, 100 * gbs8 / copy_gbs, "-", "-", "-",
-                    "-");
-        continue;
+    std::printf("\n%-22s %-11s %9s %8s %7s | %9s %8s %7s | %8s\n", "operator", "shape", "INT8 us", "GB/s", "vs copy", "BF16 us", "GB/s", "vs copy",
+                "speedup");
+    for (auto [rows, cols] : {std::pair<std::int64_t, std::int64_t>{8192, 768}, {8192, 4096}, {16384, 8192}}) {
+      const double n = double(rows) * double(cols), scales = n / 1024 * 4;
+      BlockTensor x(rows, cols), dy(rows, cols), y(rows, cols), dx(rows, cols);
+      fill_random(x, std::uint64_t(rows + cols)), fill_random(dy, std::uint64_t(rows + cols + 1));
+      DenseTensor xb(rows, cols, DType::bf16), dyb(rows, cols, DType::bf16);
+      fill_random(xb, 1), fill_random(dyb, 2);
+      DeviceBuffer outb(size_t(n) * 2), copy_dst(size_t(n) * 2);
+      DenseTensor stream32(rows, cols, DType::f32);
+      std::vector<float> ones(size_t(cols), 1.0f), zeros(size_t(cols), 0.0f);
+      DeviceBuffer gamma(size_t(cols) * 4), beta(size_t(cols) * 4), mean(size_t(rows) * 4), rstd(size_t(rows) * 4), dgamma(size_t(cols) * 4),
+          dbeta(size_t(cols) * 4), workspace(layernorm_backward_workspace_bytes(rows, cols));
+      gamma.upload(ones.data(), ones.size() * 4), beta.upload(zeros.data(), zeros.size() * 4);
+      layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get());  // valid statistics
+  
+      auto run_bf16 = [&](gen::Bf16Op op, const DenseTensor& a, const DenseTensor* b) {
+        const gen::Bf16OpSpec spec{op, 256};
+        const Bf16OpParams params{reinterpret_cast<const bf16*>(a.ref().data),
+                                  b ? reinterpret_cast<const bf16*>(b->ref().data) : nullptr,
+                                  reinterpret_cast<bf16*>(outb.get()),
+                                  reinterpret_cast<float*>(stream32.buffer().get()),
+                                  reinterpret_cast<const float*>(mean.get()),
+                                  reinterpret_cast<const float*>(rstd.get()),
+                                  reinterpret_cast<const float*>(gamma.get()),
+                                  reinterpret_cast<const float*>(beta.get()),
+                                  rows,
+                                  cols,
+                                  0.1f,
+                                  7};
+        ctx.kernel(spec).launch(unsigned((std::int64_t(n) / 8 + 255) / 256), params, stream.get());
+      };
+      const double t_copy = time([&](int) { check(driver().cuMemcpyDtoDAsync(copy_dst.get(), xb.ref().data, size_t(n) * 2, stream.get()), "copy"); });
+      const double copy_gbs = 4 * n / (t_copy * 1e-3) / 1e9;
+      struct Row {
+        const char* name;
+        double int8_bytes, bf16_bytes;  // minimal traffic
+        std::function<void(int)> int8, bf16_run;
+      };
+      const Row rows_[] = {
+          {"gelu forward", 2 * n + 2 * scales, 4 * n, [&](int) { gelu_forward(ctx, x.ref(), y.ref(), GeluForm::tanh, stream.get()); },
+           [&](int) { run_bf16(gen::Bf16Op::gelu, xb, nullptr); }},
+          {"gelu backward", 3 * n + 3 * scales, 6 * n, [&](int i) { gelu_backward(ctx, dy.ref(), x.ref(), dx.ref(), GeluForm::tanh, std::uint64_t(i), stream.get()); },
+           [&](int) { run_bf16(gen::Bf16Op::gelu_grad, dyb, &xb); }},
+          {"dropout forward", 2 * n + 2 * scales, 4 * n, [&](int) { dropout_forward(ctx, x.ref(), y.ref(), 0.1f, 7, stream.get()); },
+           [&](int) { run_bf16(gen::Bf16Op::dropout, xb, nullptr); }},
+          {"dropout backward", 2 * n + 2 * scales, 4 * n, [&](int i) { dropout_backward(ctx, dy.ref(), dx.ref(), 0.1f, 7, std::uint64_t(i), stream.get()); },
+           [&](int) { run_bf16(gen::Bf16Op::dropout, dyb, nullptr); }},
+          {"layernorm forward", 2 * n + 2 * scales, 4 * n,
+           [&](int) { layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get()); },
+           [&](int) { run_bf16(gen::Bf16Op::layernorm_apply, xb, nullptr); }},  // BF16: the apply pass only (statistics not counted)
+          {"layernorm backward", 3 * n + 3 * scales, 0,
+           [&](int i) {
+             layernorm_backward(ctx, dy.ref(), x.ref(), mean.get(), rstd.get(), gamma.get(), dx.ref(), dgamma.get(), dbeta.get(), std::uint64_t(i),
+                                workspace.get(), stream.get());
+           },
+           nullptr},
+          {"residual add (fp32)", 10 * n + 2 * scales, 12 * n,
+           [&](int) { residual_add(ctx, stream32.ref(), x.ref(), y.ref(), 0, 0, 1e-5f, stream.get()); },
+           [&](int) { run_bf16(gen::Bf16Op::residual, xb, nullptr); }},
+      };
+      const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+      std::printf("%-22s %-11s %9.1f %8.0f %6.0f%%\n", "copy (bf16 size)", shape.c_str(), t_copy * 1e3, copy_gbs, 100.0);
+      for (const Row& r : rows_) {
+        const double t8 = time(r.int8), gbs8 = r.int8_bytes / (t8 * 1e-3) / 1e9;
+        if (!r.bf16_run) {
+          std::printf("%-22s %-11s %9.1f %8.0f %6.0f%% | %9s %8s %7s | %8s\n", r.name, shape.c_str(), t8 * 1e3, gbs8, 100 * gbs8 / copy_gbs, "-", "-", "-",
+                      "-");
+          continue;
+        }
+        const double t16 = time(r.bf16_run), gbs16 = r.bf16_bytes / (t16 * 1e-3) / 1e9;
+        std::printf("%-22s %-11s %9.1f %8.0f %6.0f%% | %9.1f %8.0f %6.0f%% | %7.2fx\n", r.name, shape.c_str(), t8 * 1e3, gbs8, 100 * gbs8 / copy_gbs,
+                    t16 * 1e3, gbs16, 100 * gbs16 / copy_gbs, t16 / t8);
       }
-      const double t16 = time(r.bf16_run), gbs16 = r.bf16_bytes / (t16 * 1e-3) / 1e9;
-      std::printf("%-22s %-11s %9.1f %8.0f %6.0f%% | %9.1f %8.0f %6.0f%% | %7.2fx\n", r.name, shape.c_str(), t8 * 1e3, gbs8, 100 * gbs8 / copy_gbs,
-                  t16 * 1e3, gbs16, 100 * gbs16 / copy_gbs, t16 / t8);
+      std::fflush(stdout);
     }
-    std::fflush(stdout);
-  }
-  return 0;
+    return 0;
+  });
 }

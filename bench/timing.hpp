@@ -3,6 +3,8 @@
 // outside the timed region (e.g. an L2 flush).
 #pragma once
 #include <algorithm>
+#include <cstdio>
+#include <exception>
 #include <functional>
 #include <vector>
 
@@ -24,6 +26,16 @@ inline double median_ms(CUstream stream, const std::function<void(int)>& run, in
   }
   std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
   return ms[size_t(reps / 2)];
+}
+
+// Runs a benchmark's body; an error (no GPU, no driver, a failed launch) is printed as one line and exit status 1.
+inline int guarded_main(const char* program, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
+  }
 }
 
 }  // namespace jetforge::bench
