@@ -69,7 +69,8 @@ __device__ __forceinline__ float fast_tanh(float x) {
   return y;
 }
 
-template <int Op> __device__ __forceinline__ float elementwise_apply(float a, float b, i64 row, i64 col, u64 index, const ElementwiseParams& p) {
+// draw: the element's uniform random number in [0, 1), dropout only.
+template <int Op> __device__ __forceinline__ float elementwise_apply(float a, float b, i64 row, i64 col, float draw, const ElementwiseParams& p) {
   constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
   if constexpr (Op == kGeluTanh) {
     return 0.5f * a * (1.0f + fast_tanh(kSqrt2OverPi * (a + kCubic * a * a * a)));
@@ -81,7 +82,7 @@ template <int Op> __device__ __forceinline__ float elementwise_apply(float a, fl
   } else if constexpr (Op == kGeluErfGrad) {
     return a * (0.5f * (1.0f + erff(b * kRsqrt2)) + b * kRsqrt2Pi * __expf(-0.5f * b * b));
   } else if constexpr (Op == kDropout) {
-    return dropout_keep(p.mask_seed, index, p.p) ? a / (1.0f - p.p) : 0.0f;
+    return draw >= p.p ? a / (1.0f - p.p) : 0.0f;  // draw = sr_noise(mask_seed, index): dropout_keep
   } else if constexpr (Op == kLayerNormApply) {
     return (a - __ldg(p.row_mean + row)) * __ldg(p.row_rstd + row) * __ldg(p.gamma + col) + __ldg(p.beta + col);
   } else {  // kLayerNormGrad: a = dy, b = x
@@ -113,11 +114,15 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
   for (int i = 0; i < kN; ++i) {
     const i64 block = (r0 + Tile::row(i)) / B * blocks_per_row + (c0 + Tile::col()) / B;
     const float sa = __ldg(p.a_scales + block), sb = kTwoInputs ? __ldg(p.b_scales + block) : 0.0f;
-    const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());
+    const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());  // a multiple of 16
+    u64 mask_hash[kE / 4] = {};  // dropout: one hash per 4 elements, as dropout_keep draws them
+    if constexpr (Op == kDropout)
+#pragma unroll
+      for (int j = 0; j < kE / 4; ++j) mask_hash[j] = hash64(p.mask_seed, first / 4 + j);
 #pragma unroll
     for (int k = 0; k < kE; ++k)
       y[i][k] = elementwise_apply<Op>(code_to_float(a[i].elem[k]) * sa, kTwoInputs ? code_to_float(b[i].elem[k]) * sb : 0.0f, r0 + Tile::row(i),
-                                      c0 + Tile::col() + k, first + k, p);
+                                      c0 + Tile::col() + k, Op == kDropout ? sr_noise_field(mask_hash[k / 4], k % 4) : 0.0f, p);
   }
   store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_seed);
 }
