@@ -89,10 +89,14 @@ std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, con
   };
   const auto compiled = compile_candidates(config, ctx.limits().arch, *ctx.cache(), o.jobs, o.space);
   std::map<std::string, std::string> compile_errors;
-  for (const auto& c : compiled)
+  int compiled_now = 0;
+  for (const auto& c : compiled) {
     if (!c.error.empty()) compile_errors[c.key] = c.error;
-  say(std::to_string(compiled.size()) + " candidate kernels ready (" + std::to_string(compile_errors.size()) + " failed to compile) after " +
-      std::to_string(std::chrono::duration<double>(Clock::now() - start).count()) + " s");
+    else compiled_now += c.compiled;
+  }
+  say(std::to_string(compiled.size()) + " candidate kernels ready (" + std::to_string(compiled_now) + " compiled now, " +
+      std::to_string(int(compiled.size()) - compiled_now - int(compile_errors.size())) + " from the cache, " + std::to_string(compile_errors.size()) +
+      " failed to compile) after " + std::to_string(std::chrono::duration<double>(Clock::now() - start).count()) + " s");
 
   Stream stream;
   DeviceBuffer flush(std::size_t(ctx.device().info().l2_bytes) * 2);
