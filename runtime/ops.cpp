@@ -45,6 +45,18 @@ unsigned tile_grid(const gen::BlockTile& tile, const BlockTensorRef& q) {
   return unsigned(q.scale_rows() / tile.rows * (q.scale_cols() / tile.cols));
 }
 
+// The persistent kernels (pipelined_tiles) launch as many CTAs as fit on the GPU at once, never more than there
+// are tiles: a CTA that waits for a free SM would run its whole share of tiles after the others. What fits is
+// bounded by threads, registers (allocated per warp in units of 256) and shared memory (ring, static, and the
+// 1 KiB the hardware reserves per CTA, out of 228 KiB per SM).
+unsigned persistent_grid(Context& ctx, const Kernel& kernel, long ring_bytes, const BlockTensorRef& q, const gen::BlockTile& tile) {
+  const long warps = kernel.threads() / 32, warp_registers = (kernel.registers() * 32 + 255) / 256 * 256;
+  const long by_threads = 2048 / kernel.threads(), by_registers = 65536 / (warps * warp_registers);
+  const long by_smem = 228L * 1024 / (ring_bytes + kernel.static_smem() + 1024);
+  const long per_sm = std::max(1L, std::min({by_threads, by_registers, by_smem}));
+  return std::min(tile_grid(tile, q), unsigned(ctx.device().info().sm_count * per_sm));
+}
+
 void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, const BlockTensorRef* out_t, const QuantizeOptions& o,
                   CUstream stream) {
   const char* op = out_t ? "quantize_transpose" : "quantize";
@@ -66,12 +78,8 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
                               out.rows,
                               out.cols,
                               o.seed};
-  // Persistent grid: as many CTAs as fit on the GPU at once, by shared memory (the input ring, the static tiles and
-  // the 1 KiB the hardware reserves per CTA, out of 228 KiB per SM) and by threads.
-  const long smem_per_cta = spec.smem_bytes() + gen::block_tile_static_smem(spec.block, spec.tile, out_t != nullptr) + 1024;
-  const long per_sm = std::max(1L, std::min(228L * 1024 / smem_per_cta, 2048L / spec.tile.threads));
-  const unsigned resident = unsigned(ctx.device().info().sm_count * per_sm);
-  ctx.kernel(spec).launch(std::min(tile_grid(spec.tile, out), resident), params, stream, unsigned(spec.smem_bytes()));
+  const Kernel& kernel = ctx.kernel(spec);
+  kernel.launch(persistent_grid(ctx, kernel, spec.smem_bytes(), out, spec.tile), params, stream, unsigned(spec.smem_bytes()));
 }
 
 }  // namespace
@@ -149,7 +157,8 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
                                  reinterpret_cast<const float*>(rc.beta),
                                  reinterpret_cast<const float*>(rc.row_c1),
                                  reinterpret_cast<const float*>(rc.row_c2)};
-  ctx.kernel(spec).launch(tile_grid(spec.tile, a), params, stream);
+  const Kernel& kernel = ctx.kernel(spec);
+  kernel.launch(persistent_grid(ctx, kernel, spec.smem_bytes(), a, spec.tile), params, stream, unsigned(spec.smem_bytes()));
 }
 
 void check_dropout_p(const char* op, float p) {

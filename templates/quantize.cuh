@@ -23,8 +23,8 @@ struct QuantizeParams {
 
 namespace jetforge {
 
-// Tiles of TileBR x TileBC blocks in row-major order, handed to a persistent grid (CTA c takes tiles c,
-// c + gridDim, ...). Shapes must be multiples of the tile (the operator picks a tile that divides them).
+// Tiles of TileBR x TileBC blocks in row-major order, streamed through a persistent grid (pipelined_tiles).
+// Shapes must be multiples of the tile (the operator picks a tile that divides them).
 template <class In, int B, int TileBR, int TileBC, int Round, bool WithTranspose, int Threads, int Stages>
 __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize_kernel(const QuantizeParams p) {
   constexpr int kRows = TileBR * B, kCols = TileBC * B;
@@ -39,26 +39,13 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
   const In* x_base = static_cast<const In*>(p.x);
   auto origin = [&](i64 tile) { return (tile / tiles_per_row * kRows) * p.cols + tile % tiles_per_row * kCols; };
 
-  // Persistent CTAs with a ring of Stages tiles in (dynamic) shared memory, filled by cp.async Stages - 1 tiles
-  // ahead: the loads in flight hold no registers, so they stay in flight through reductions and barriers.
   extern __shared__ __align__(128) u8 ring_bytes[];
   In* ring = reinterpret_cast<In*>(ring_bytes);
   constexpr int kTileElems = kRows * kCols;
-  for (int s = 0; s < Stages - 1; ++s) {
-    const i64 t = i64(blockIdx.x) + i64(s) * gridDim.x;
-    if (t < tiles) InTile::load_async(ring + s * kTileElems, x_base + origin(t), p.cols);
-    cp_async_commit();  // possibly empty: keeps one group per tile for the wait count
-  }
-  int it = 0;
-  for (i64 tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++it) {
-    {
-      const i64 t = tile + i64(Stages - 1) * gridDim.x;
-      if (t < tiles) InTile::load_async(ring + (it + Stages - 1) % Stages * kTileElems, x_base + origin(t), p.cols);
-      cp_async_commit();
-    }
-    cp_async_wait<Stages - 1>();
+  auto load = [&](i64 tile, int slot) { InTile::load_async(ring + slot * kTileElems, x_base + origin(tile), p.cols); };
+  pipelined_tiles<Stages>(tiles, load, [&](i64 tile, int slot) {
     typename InTile::Chunk x[InTile::kChunksPerThread];
-    InTile::read_stage(x, ring + it % Stages * kTileElems);
+    InTile::read_stage(x, ring + slot * kTileElems);
     const i64 tile_r = tile / tiles_per_row, tile_c = tile % tiles_per_row;
     const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
     __syncthreads();  // the previous tile's readers of amax and staged are done
@@ -98,7 +85,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
       __syncthreads();
       store_transposed<kRows, kCols, Threads>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
     }
-  }
+  });
 }
 
 }  // namespace jetforge

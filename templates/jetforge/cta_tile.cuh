@@ -65,6 +65,27 @@ template <class T, int Rows, int Cols, int Threads, int ChunkBytes = 16> struct 
   }
 };
 
+// The tile loop of the persistent streaming kernels: CTA c takes tiles c, c + gridDim, ... and keeps a ring of
+// Stages slots in shared memory filled by cp.async Stages - 1 tiles ahead, so the loads in flight hold no
+// registers and stay in flight through the body's reductions and barriers. load(tile, slot) starts the copies
+// of this thread's chunks; body(tile, slot) runs once they have landed. A thread reads back only the chunks it
+// copied itself, so refilling a slot needs no barrier.
+template <int Stages, class Load, class Body> __device__ void pipelined_tiles(i64 tiles, const Load& load, const Body& body) {
+  for (int s = 0; s < Stages - 1; ++s) {
+    const i64 t = i64(blockIdx.x) + i64(s) * gridDim.x;
+    if (t < tiles) load(t, s);
+    cp_async_commit();  // possibly empty: one group per tile keeps the wait count right
+  }
+  int it = 0;
+  for (i64 tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++it) {
+    const i64 ahead = tile + i64(Stages - 1) * gridDim.x;
+    if (ahead < tiles) load(ahead, (it + Stages - 1) % Stages);
+    cp_async_commit();
+    cp_async_wait<Stages - 1>();
+    body(tile, it % Stages);
+  }
+}
+
 // Per-block absolute maxima of a CTA tile, reduced first across the adjacent lanes that share a block row,
 // then across rows with shared-memory atomics (non-negative floats order like their bit patterns).
 template <int NumBlocks, int Threads> struct BlockAmax {
@@ -105,7 +126,8 @@ __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 
 
 // The end of every block-wise operator: this thread's FP32 results y (its chunks of a TileBR x TileBC-block tile,
 // chunked as Tile) get per-block scales, are rounded (nearest, or stochastically with the noise of their element
-// index), and are stored as codes (chunked alike, one byte per element) plus the tile's block scales.
+// index), and are stored as codes (chunked alike, one byte per element) plus the tile's block scales. Its barriers
+// keep amax consistent when a persistent CTA calls it once per tile.
 template <class Tile, int B, int TileBR, int TileBC, int Threads, int Round>
 __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElemsPerChunk], BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
                                   float* scales, i64 cols, i64 tile_r, i64 tile_c, u64 seed) {
