@@ -140,32 +140,13 @@ std::string TransposeSpec::kernel_expr() const { return "jetforge::transpose_ker
 
 std::vector<TransposeSpec> TransposeSpec::defaults() { return {fit(128, 128, 32)}; }
 
-void ElementwiseSpec::validate(const TargetLimits& t) const {
-  validate_block_tile(family, 32, tile, 1, false, t);
-  require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
-  const long total = smem_bytes() + block_tile_static_smem(32, tile, false);
-  require(total <= t.max_dynamic_smem, family,
-          "a ring of " + std::to_string(stages) + " slots needs " + std::to_string(total) + " bytes of shared memory in all, " + t.arch + " allows " +
-              std::to_string(t.max_dynamic_smem) + " (use fewer stages or a smaller tile)");
-}
-
-int ElementwiseSpec::inputs() const {
-  return op == Elementwise::gelu_tanh_grad || op == Elementwise::gelu_erf_grad || op == Elementwise::layernorm_grad ? 2 : 1;
-}
-
-int ElementwiseSpec::smem_bytes() const { return stages * inputs() * tile.rows * tile.cols * 32 * 32; }
-
-ElementwiseSpec ElementwiseSpec::fit(Elementwise op, Rounding round, std::int64_t rows, std::int64_t cols) {
-  ElementwiseSpec spec{op, round, BlockTile::fit(rows, cols, 32, 1, 2), 2};
-  spec.stages = std::clamp(96 * 1024 / (spec.smem_bytes() / 2), 2, 4);
-  return spec;
-}
+void ElementwiseSpec::validate(const TargetLimits& t) const { validate_block_tile(family, 32, tile, 1, false, t); }
 
 std::string ElementwiseSpec::kernel_expr() const {
   static constexpr const char* ops[] = {"jetforge::kGeluTanh", "jetforge::kGeluErf",        "jetforge::kGeluTanhGrad",   "jetforge::kGeluErfGrad",
                                         "jetforge::kDropout",  "jetforge::kLayerNormApply", "jetforge::kLayerNormGrad"};
   return "jetforge::elementwise_kernel<" + std::string(ops[int(op)]) + ", " + round_expr(round) + ", " + std::to_string(tile.rows) + ", " +
-         std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ", " + std::to_string(stages) + ">";
+         std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
 }
 
 std::vector<ElementwiseSpec> ElementwiseSpec::defaults() {

@@ -111,20 +111,17 @@ struct ElementwiseSpec {
   Elementwise op = Elementwise::gelu_tanh;
   Rounding round = Rounding::nearest;  // stochastic for gradients
   BlockTile tile;
-  int stages = 3;  // ring slots of the persistent kernel, each holding the tile of every input
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("op", s.op), f("round", s.round);
     BlockTile::fields(s.tile, f);
-    f("stages", s.stages);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return tile.threads; }
-  int inputs() const;      // INT8 tensors read: 2 for the backward operators, else 1
-  int smem_bytes() const;  // the dynamic shared memory of the ring
-  // The largest tile that divides the matrix (2 chunks per thread) and a ring of about 96 KiB (2 to 4 slots).
-  static ElementwiseSpec fit(Elementwise op, Rounding round, std::int64_t rows, std::int64_t cols);
+  static ElementwiseSpec fit(Elementwise op, Rounding round, std::int64_t rows, std::int64_t cols) {
+    return ElementwiseSpec{op, round, BlockTile::fit(rows, cols, 32, 1, 2)};
+  }
   static std::vector<ElementwiseSpec> defaults();
 };
 

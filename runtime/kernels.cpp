@@ -8,15 +8,6 @@
 
 namespace jetforge {
 
-Kernel::Kernel(const CompiledKernel& compiled) : threads_(compiled.threads), key_(compiled.key) {
-  check(driver().cuModuleLoadData(&module_, compiled.cubin.data()), ("cuModuleLoadData for " + compiled.key).c_str());
-  check(driver().cuModuleGetFunction(&function_, module_, compiled.lowered_name.c_str()), "cuModuleGetFunction");
-}
-
-Kernel::~Kernel() {
-  if (module_) driver().cuModuleUnload(module_);
-}
-
 namespace {
 int function_attribute(CUfunction f, CUfunction_attribute a) {
   int v = 0;
@@ -25,30 +16,47 @@ int function_attribute(CUfunction f, CUfunction_attribute a) {
 }
 }  // namespace
 
-int Kernel::registers() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_NUM_REGS); }
-int Kernel::static_smem() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES); }
-int Kernel::local_bytes() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES); }
+Kernel::Kernel(const CompiledKernel& compiled) : threads_(compiled.threads), key_(compiled.key) {
+  check(driver().cuModuleLoadData(&module_, compiled.cubin.data()), ("cuModuleLoadData for " + compiled.key).c_str());
+  check(driver().cuModuleGetFunction(&function_, module_, compiled.lowered_name.c_str()), "cuModuleGetFunction");
+  registers_ = function_attribute(function_, CU_FUNC_ATTRIBUTE_NUM_REGS);
+  static_smem_ = function_attribute(function_, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES);
+  local_bytes_ = function_attribute(function_, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES);
+}
+
+Kernel::~Kernel() {
+  if (module_) driver().cuModuleUnload(module_);
+}
 
 void Kernel::launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem, unsigned cluster) const {
   if (grid == 0) return;  // an empty problem launches nothing
-  if (dynamic_smem > 48 * 1024)
-    check(driver().cuFuncSetAttribute(function_, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, int(dynamic_smem)), "cuFuncSetAttribute");
-  if (cluster <= 1) {
-    check(driver().cuLaunchKernel(function_, grid, 1, 1, unsigned(threads_), 1, 1, dynamic_smem, stream, args, nullptr),
-          ("cuLaunchKernel for " + key_).c_str());
-    return;
+  // Per launch only what differs from the last one: the opt-in above 48 KiB is set once per size, and messages
+  // are built only on failure (this is the hot path of every operator call).
+  if (dynamic_smem > dynamic_smem_opt_in_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(opt_in_mutex_);  // raises only: concurrent launches never lower it under each other
+    if (dynamic_smem > dynamic_smem_opt_in_.load(std::memory_order_relaxed)) {
+      check(driver().cuFuncSetAttribute(function_, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, int(dynamic_smem)), "cuFuncSetAttribute");
+      dynamic_smem_opt_in_.store(dynamic_smem, std::memory_order_release);
+    }
   }
-  CUlaunchAttribute attribute{};
-  attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-  attribute.value.clusterDim.x = cluster, attribute.value.clusterDim.y = 1, attribute.value.clusterDim.z = 1;
-  CUlaunchConfig config{};
-  config.gridDimX = grid, config.gridDimY = 1, config.gridDimZ = 1;
-  config.blockDimX = unsigned(threads_), config.blockDimY = 1, config.blockDimZ = 1;
-  config.sharedMemBytes = dynamic_smem;
-  config.hStream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
-  check(driver().cuLaunchKernelEx(&config, function_, args, nullptr), ("cuLaunchKernelEx (cluster of " + std::to_string(cluster) + ") for " + key_).c_str());
+  CUresult r;
+  if (cluster <= 1) {
+    r = driver().cuLaunchKernel(function_, grid, 1, 1, unsigned(threads_), 1, 1, dynamic_smem, stream, args, nullptr);
+  } else {
+    CUlaunchAttribute attribute{};
+    attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attribute.value.clusterDim.x = cluster, attribute.value.clusterDim.y = 1, attribute.value.clusterDim.z = 1;
+    CUlaunchConfig config{};
+    config.gridDimX = grid, config.gridDimY = 1, config.gridDimZ = 1;
+    config.blockDimX = unsigned(threads_), config.blockDimY = 1, config.blockDimZ = 1;
+    config.sharedMemBytes = dynamic_smem;
+    config.hStream = stream;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    r = driver().cuLaunchKernelEx(&config, function_, args, nullptr);
+  }
+  if (r != CUDA_SUCCESS)
+    check(r, (cluster <= 1 ? "cuLaunchKernel for " + key_ : "cuLaunchKernelEx (cluster of " + std::to_string(cluster) + ") for " + key_).c_str());
 }
 
 CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled) {

@@ -1,6 +1,7 @@
 // Loaded kernels and the in-process table that maps a spec key to one. A miss compiles the generated
 // source with NVRTC and loads the cubin into the current context.
 #pragma once
+#include <atomic>
 #include <cuda.h>
 
 #include <functional>
@@ -38,15 +39,18 @@ class Kernel {
     check(driver().cuLaunchKernel(function_, grid_x, grid_y, 1, unsigned(threads_), 1, 1, 0, stream, args, nullptr), "cuLaunchKernel (2-D)");
   }
   int threads() const { return threads_; }
-  int registers() const;
-  int static_smem() const;
-  int local_bytes() const;
+  // ptxas's figures, read once at load time.
+  int registers() const { return registers_; }
+  int static_smem() const { return static_smem_; }
+  int local_bytes() const { return local_bytes_; }
 
  private:
   void launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem, unsigned cluster) const;
   CUmodule module_ = nullptr;
   CUfunction function_ = nullptr;
-  int threads_ = 0;
+  int threads_ = 0, registers_ = 0, static_smem_ = 0, local_bytes_ = 0;
+  mutable std::atomic<unsigned> dynamic_smem_opt_in_{48 * 1024};  // the largest dynamic shared memory enabled so far
+  mutable std::mutex opt_in_mutex_;
   std::string key_;
 };
 

@@ -45,7 +45,7 @@ unsigned tile_grid(const gen::BlockTile& tile, const BlockTensorRef& q) {
   return unsigned(q.scale_rows() / tile.rows * (q.scale_cols() / tile.cols));
 }
 
-// The persistent kernels (pipelined_tiles) launch as many CTAs as fit on the GPU at once, never more than there
+// The persistent kernels (pipelined_tiles: quantize) launch as many CTAs as fit on the GPU at once, never more than there
 // are tiles: a CTA that waits for a free SM would run its whole share of tiles after the others. What fits is
 // bounded by threads, registers (allocated per warp in units of 256) and shared memory (ring, static, and the
 // 1 KiB the hardware reserves per CTA, out of 228 KiB per SM).
@@ -157,8 +157,7 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
                                  reinterpret_cast<const float*>(rc.beta),
                                  reinterpret_cast<const float*>(rc.row_c1),
                                  reinterpret_cast<const float*>(rc.row_c2)};
-  const Kernel& kernel = ctx.kernel(spec);
-  kernel.launch(persistent_grid(ctx, kernel, spec.smem_bytes(), a, spec.tile), params, stream, unsigned(spec.smem_bytes()));
+  ctx.kernel(spec).launch(tile_grid(spec.tile, a), params, stream);
 }
 
 void check_dropout_p(const char* op, float p) {

@@ -91,48 +91,40 @@ template <int Op> __device__ __forceinline__ float elementwise_apply(float a, fl
   }
 }
 
-// Tiles of TileBR x TileBC blocks (B = 32, 16 codes per chunk) streamed through a persistent grid with a ring of
-// Stages slots, each holding the tile of every input (pipelined_tiles).
-template <int Op> constexpr int kElementwiseInputs = Op == kGeluTanhGrad || Op == kGeluErfGrad || Op == kLayerNormGrad ? 2 : 1;
-
-template <int Op, int Round, int TileBR, int TileBC, int Threads, int Stages>
+// One CTA per tile of TileBR x TileBC blocks (B = 32), 16 codes per chunk.
+template <int Op, int Round, int TileBR, int TileBC, int Threads>
 __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementwise_kernel(const ElementwiseParams p) {
-  constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B, kTileBytes = kRows * kCols;
-  constexpr int kInputs = kElementwiseInputs<Op>;
+  constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B;
+  constexpr bool kTwoInputs = Op == kGeluTanhGrad || Op == kGeluErfGrad || Op == kLayerNormGrad;
   typedef CtaTile<i8, kRows, kCols, Threads> Tile;
   constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk;
   __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
-  extern __shared__ __align__(128) u8 ring_bytes[];
-  i8* ring = reinterpret_cast<i8*>(ring_bytes);  // slot s: the tile of input 0, then of input 1
 
-  const i64 tiles_per_row = p.cols / kCols, tiles = p.rows / kRows * tiles_per_row, blocks_per_row = p.cols / B;
-  auto origin = [&](i64 tile) { return (tile / tiles_per_row * kRows) * p.cols + tile % tiles_per_row * kCols; };
-  auto load = [&](i64 tile, int slot) {
-    Tile::load_async(ring + slot * kInputs * kTileBytes, p.a_codes + origin(tile), p.cols);
-    if constexpr (kInputs == 2) Tile::load_async(ring + (slot * kInputs + 1) * kTileBytes, p.b_codes + origin(tile), p.cols);
-  };
-  pipelined_tiles<Stages>(tiles, load, [&](i64 tile, int slot) {
-    typename Tile::Chunk a[kN], b[kN];
-    Tile::read_stage(a, ring + slot * kInputs * kTileBytes);
-    if constexpr (kInputs == 2) Tile::read_stage(b, ring + (slot * kInputs + 1) * kTileBytes);
-    const i64 tile_r = tile / tiles_per_row, tile_c = tile % tiles_per_row, r0 = tile_r * kRows, c0 = tile_c * kCols;
-    float y[kN][kE];
+  const i64 tiles_per_row = p.cols / kCols, blocks_per_row = p.cols / B;
+  const i64 tile_r = blockIdx.x / tiles_per_row, tile_c = blockIdx.x % tiles_per_row;
+  const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
+  const i64 origin = r0 * p.cols + c0;
+
+  typename Tile::Chunk a[kN], b[kN];
+  Tile::load(a, p.a_codes + origin, p.cols);
+  if constexpr (kTwoInputs) Tile::load(b, p.b_codes + origin, p.cols);
+
+  float y[kN][kE];
 #pragma unroll
-    for (int i = 0; i < kN; ++i) {
-      const i64 block = (r0 + Tile::row(i)) / B * blocks_per_row + (c0 + Tile::col()) / B;
-      const float sa = __ldg(p.a_scales + block), sb = kInputs == 2 ? __ldg(p.b_scales + block) : 0.0f;
-      const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());  // a multiple of 16
-      u64 mask_hash[kE / 4] = {};  // dropout: one hash per 4 elements, as dropout_keep draws them
-      if constexpr (Op == kDropout)
+  for (int i = 0; i < kN; ++i) {
+    const i64 block = (r0 + Tile::row(i)) / B * blocks_per_row + (c0 + Tile::col()) / B;
+    const float sa = __ldg(p.a_scales + block), sb = kTwoInputs ? __ldg(p.b_scales + block) : 0.0f;
+    const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());  // a multiple of 16
+    u64 mask_hash[kE / 4] = {};  // dropout: one hash per 4 elements, as dropout_keep draws them
+    if constexpr (Op == kDropout)
 #pragma unroll
-        for (int j = 0; j < kE / 4; ++j) mask_hash[j] = hash64(p.mask_seed, first / 4 + j);
+      for (int j = 0; j < kE / 4; ++j) mask_hash[j] = hash64(p.mask_seed, first / 4 + j);
 #pragma unroll
-      for (int k = 0; k < kE; ++k)
-        y[i][k] = elementwise_apply<Op>(code_to_float(a[i].elem[k]) * sa, kInputs == 2 ? code_to_float(b[i].elem[k]) * sb : 0.0f, r0 + Tile::row(i),
-                                        c0 + Tile::col() + k, Op == kDropout ? sr_noise_field(mask_hash[k / 4], k % 4) : 0.0f, p);
-    }
-    store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_seed);
-  });
+    for (int k = 0; k < kE; ++k)
+      y[i][k] = elementwise_apply<Op>(code_to_float(a[i].elem[k]) * sa, kTwoInputs ? code_to_float(b[i].elem[k]) * sb : 0.0f, r0 + Tile::row(i),
+                                      c0 + Tile::col() + k, Op == kDropout ? sr_noise_field(mask_hash[k / 4], k % 4) : 0.0f, p);
+  }
+  store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_seed);
 }
 
 // Chunk `chunk` (16 codes, inside one 32 x 32 block) of row `row` of a BlockTensor with `cols` columns, dequantized.
