@@ -2,10 +2,11 @@
 
 #include <cstring>
 #include <mutex>
-#include <unordered_map>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "generator/families.hpp"
+#include "runtime/require.hpp"
 #include "templates/gemm_sm80.cuh"
 #include "templates/gemm_sm90.cuh"
 
@@ -13,20 +14,23 @@ namespace jetforge {
 
 namespace {
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument("gemm: " + message);
-}
-
 std::string shape(const BlockTensorRef& t) { return std::to_string(t.rows) + "x" + std::to_string(t.cols); }
 
 void check_operands(const BlockTensorRef& a, const BlockTensorRef& b, std::int64_t c_rows, std::int64_t c_cols) {
-  require(a.block == 32 && b.block == 32, "operands must use 32-row blocks");
-  require(a.cols == b.cols, "A is " + shape(a) + " and B is " + shape(b) + ": both must have the same K (columns)");
-  require(a.group == b.group, "A and B have K-groups " + std::to_string(a.group) + " and " + std::to_string(b.group) + ": they must match");
-  require(a.group == 32 || a.group == 64 || a.group == 128, "K-group " + std::to_string(a.group) + " is not supported (32, 64 or 128)");
-  require(a.cols % a.group == 0, "K=" + std::to_string(a.cols) + " is not a multiple of the K-group " + std::to_string(a.group));
-  require(c_rows == a.rows && c_cols == b.rows, "C must be " + std::to_string(a.rows) + "x" + std::to_string(b.rows) + " (A rows x B rows), got " +
-                                                    std::to_string(c_rows) + "x" + std::to_string(c_cols));
+  require(a.block == 32 && b.block == 32, [&] { return std::string("gemm: operands must use 32-row blocks"); });
+  require(a.cols == b.cols,
+          [&] { return std::string("gemm: A is ") + shape(a) + " and B is " + shape(b) + ": both must have the same K (columns)"; });
+  require(a.group == b.group, [&] {
+    return std::string("gemm: A and B have K-groups ") + std::to_string(a.group) + " and " + std::to_string(b.group) + ": they must match";
+  });
+  require(a.group == 32 || a.group == 64 || a.group == 128,
+          [&] { return std::string("gemm: K-group ") + std::to_string(a.group) + " is not supported (32, 64 or 128)"; });
+  require(a.cols % a.group == 0,
+          [&] { return std::string("gemm: K=") + std::to_string(a.cols) + " is not a multiple of the K-group " + std::to_string(a.group); });
+  require(c_rows == a.rows && c_cols == b.rows, [&] {
+    return std::string("gemm: C must be ") + std::to_string(a.rows) + "x" + std::to_string(b.rows) + " (A rows x B rows), got " +
+           std::to_string(c_rows) + "x" + std::to_string(c_cols);
+  });
 }
 
 // A 2-D TMA map over K-major INT8 codes: boxes of 128 bytes of K by `box_rows` rows, 128-byte swizzle.
@@ -120,17 +124,17 @@ std::string gemm_kernel_key(gen::GemmOut out, int group, gen::Rounding rounding,
 
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const BlockTensorRef& c, const GemmOptions& o, CUstream stream) {
   check_operands(a, b, c.rows, c.cols);
-  require(c.block == 32 && c.group == 32, "INT8 output must use 32x32 blocks");
-  require(o.bias == 0 && !o.accumulate, "bias and accumulate apply to dense (FP32/BF16) output only");
+  require(c.block == 32 && c.group == 32, [&] { return std::string("gemm: INT8 output must use 32x32 blocks"); });
+  require(o.bias == 0 && !o.accumulate, [&] { return std::string("gemm: bias and accumulate apply to dense (FP32/BF16) output only"); });
   const GemmProblem problem{reinterpret_cast<void*>(c.codes), reinterpret_cast<float*>(c.scales), nullptr, a.rows, b.rows, a.cols, o.seed, 0};
   run(ctx, a, b, gen::GemmOut::i8, problem, o, stream);
 }
 
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const DenseRef& c, const GemmOptions& o, CUstream stream) {
   check_operands(a, b, c.rows, c.cols);
-  require(c.dtype == DType::f32 || c.dtype == DType::bf16, "dense output must be f32 or bf16");
-  require(o.rounding == gen::Rounding::nearest, "stochastic rounding applies to INT8 output only");
-  require(!o.accumulate || c.dtype == DType::f32, "accumulate needs FP32 output");
+  require(c.dtype == DType::f32 || c.dtype == DType::bf16, [&] { return std::string("gemm: dense output must be f32 or bf16"); });
+  require(o.rounding == gen::Rounding::nearest, [&] { return std::string("gemm: stochastic rounding applies to INT8 output only"); });
+  require(!o.accumulate || c.dtype == DType::f32, [&] { return std::string("gemm: accumulate needs FP32 output"); });
   const GemmProblem problem{reinterpret_cast<void*>(c.data), nullptr, reinterpret_cast<const float*>(o.bias), a.rows, b.rows, a.cols, 0,
                             o.accumulate ? 1 : 0};
   run(ctx, a, b, c.dtype == DType::f32 ? gen::GemmOut::f32 : gen::GemmOut::bf16, problem, o, stream);

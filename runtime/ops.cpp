@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "generator/families.hpp"
+#include "runtime/require.hpp"
 #include "templates/dequantize.cuh"
 #include "templates/elementwise.cuh"
 #include "templates/quantize.cuh"
@@ -14,30 +15,31 @@ namespace jetforge {
 
 namespace {
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
-}
-
 std::string shape(std::int64_t rows, std::int64_t cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
 
 // The block-wise kernels handle the method's square blocks only.
 void check_square(const char* op, const BlockTensorRef& q) {
-  require(q.group == q.block, std::string(op) + ": BlockTensor has " + std::to_string(q.block) + "x" + std::to_string(q.group) +
-                                  " blocks; this operator supports square blocks only");
+  require(q.group == q.block, [&] {
+    return std::string(op) + ": BlockTensor has " + std::to_string(q.block) + "x" + std::to_string(q.group) +
+           " blocks; this operator supports square blocks only";
+  });
 }
 
 void check_same_shape(const char* op, const DenseRef& x, const BlockTensorRef& q) {
-  require(x.rows == q.rows && x.cols == q.cols, std::string(op) + ": dense tensor is " + shape(x.rows, x.cols) + " but the BlockTensor is " + shape(q.rows, q.cols));
+  require(x.rows == q.rows && x.cols == q.cols,
+          [&] { return std::string(op) + ": dense tensor is " + shape(x.rows, x.cols) + " but the BlockTensor is " + shape(q.rows, q.cols); });
 }
 
 void check_transposed(const char* op, const BlockTensorRef& q, const BlockTensorRef& q_t) {
-  require(q_t.rows == q.cols && q_t.cols == q.rows && q_t.block == q.block && q_t.group == q.group,
-          std::string(op) + ": transposed output must be " + shape(q.cols, q.rows) + " with block " + std::to_string(q.block) + ", got " +
-              shape(q_t.rows, q_t.cols) + " with block " + std::to_string(q_t.block));
+  require(q_t.rows == q.cols && q_t.cols == q.rows && q_t.block == q.block && q_t.group == q.group, [&] {
+    return std::string(op) + ": transposed output must be " + shape(q.cols, q.rows) + " with block " + std::to_string(q.block) + ", got " +
+           shape(q_t.rows, q_t.cols) + " with block " + std::to_string(q_t.block);
+  });
 }
 
 void check_float_dtype(const char* op, DType t) {
-  require(t == DType::f32 || t == DType::bf16, std::string(op) + ": dense tensor must be f32 or bf16, got " + std::string(gen::enum_name(t)));
+  require(t == DType::f32 || t == DType::bf16,
+          [&] { return std::string(op) + ": dense tensor must be f32 or bf16, got " + std::string(gen::enum_name(t)); });
 }
 
 // The block-wise kernels launch one CTA per tile.
@@ -66,10 +68,11 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
   check_same_shape(op, x, out);
   if (out_t) check_transposed(op, out, *out_t);
   const auto spec = o.kernel ? *o.kernel : gen::QuantizeSpec::fit(x.dtype, out.rows, out.cols, out.block, o.rounding, out_t != nullptr);
-  require(spec.in == x.dtype && spec.round == o.rounding && spec.transpose == (out_t != nullptr) && spec.block == out.block,
-          std::string(op) + ": kernel override " + gen::canonical_key(spec) + " does not match the call (dtype, rounding, transposition, block)");
+  require(spec.in == x.dtype && spec.round == o.rounding && spec.transpose == (out_t != nullptr) && spec.block == out.block, [&] {
+    return std::string(op) + ": kernel override " + gen::canonical_key(spec) + " does not match the call (dtype, rounding, transposition, block)";
+  });
   require(out.rows % (spec.tile.rows * spec.block) == 0 && out.cols % (spec.tile.cols * spec.block) == 0,
-          std::string(op) + ": kernel override tile does not divide " + shape(out.rows, out.cols));
+          [&] { return std::string(op) + ": kernel override tile does not divide " + shape(out.rows, out.cols); });
   const QuantizeParams params{reinterpret_cast<const void*>(x.data),
                               reinterpret_cast<i8*>(out.codes),
                               reinterpret_cast<float*>(out.scales),
@@ -118,13 +121,14 @@ namespace {
 
 // The operand the elementwise, LayerNorm and residual kernels take: 32 x 32 square blocks, whole blocks.
 void check_block32(const char* op, const BlockTensorRef& t) {
-  require(t.block == 32, std::string(op) + ": only 32 x 32 blocks are supported, got " + std::to_string(t.block));
+  require(t.block == 32, [&] { return std::string(op) + ": only 32 x 32 blocks are supported, got " + std::to_string(t.block); });
   check_block_shape(op, t.rows, t.cols, t.block);
   check_square(op, t);
 }
 
 void check_same(const char* op, const char* what, const BlockTensorRef& a, const BlockTensorRef& b) {
-  require(a.rows == b.rows && a.cols == b.cols, std::string(op) + ": " + what + " is " + shape(b.rows, b.cols) + ", expected " + shape(a.rows, a.cols));
+  require(a.rows == b.rows && a.cols == b.cols,
+          [&] { return std::string(op) + ": " + what + " is " + shape(b.rows, b.cols) + ", expected " + shape(a.rows, a.cols); });
   check_square(op, b);
 }
 
@@ -161,7 +165,7 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
 }
 
 void check_dropout_p(const char* op, float p) {
-  require(p >= 0.0f && p < 1.0f, std::string(op) + ": p=" + std::to_string(p) + " must be in [0, 1)");
+  require(p >= 0.0f && p < 1.0f, [&] { return std::string(op) + ": p=" + std::to_string(p) + " must be in [0, 1)"; });
 }
 
 }  // namespace
@@ -190,8 +194,8 @@ void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorR
 
 void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
                        CUdeviceptr rstd, float eps, CUstream stream) {
-  require(gamma && beta && mean && rstd, "layernorm_forward: gamma, beta, mean and rstd must all be given");
-  require(eps > 0.0f, "layernorm_forward: eps must be positive");
+  require(gamma && beta && mean && rstd, [&] { return "layernorm_forward: gamma, beta, mean and rstd must all be given"; });
+  require(eps > 0.0f, [&] { return "layernorm_forward: eps must be positive"; });
   // Every check before the first launch: the statistics kernel must not run on operands the apply step refuses.
   check_block32("layernorm_forward", x);
   check_same("layernorm_forward", "the output", x, y);
@@ -210,7 +214,8 @@ std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t c
 void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
                         const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream) {
   const char* op = "layernorm_backward";
-  require(mean && rstd && gamma && dgamma && dbeta && workspace, std::string(op) + ": mean, rstd, gamma, dgamma, dbeta and workspace must all be given");
+  require(mean && rstd && gamma && dgamma && dbeta && workspace,
+          [&] { return std::string(op) + ": mean, rstd, gamma, dgamma, dbeta and workspace must all be given"; });
   check_block32(op, x);  // every check before the first of the four launches
   check_same(op, "dy", x, dy);
   check_same(op, "dx", x, dx);
@@ -252,11 +257,11 @@ void run_residual(Context& ctx, const char* op, const DenseRef& stream, const Bl
 
 void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, CUdeviceptr mean, CUdeviceptr rstd, float eps,
                   CUstream cu_stream) {
-  require((mean == 0) == (rstd == 0), "residual_add: give both mean and rstd, or neither");
+  require((mean == 0) == (rstd == 0), [&] { return "residual_add: give both mean and rstd, or neither"; });
   run_residual(ctx, "residual_add", stream, x, copy, gen::Rounding::nearest, 0, cu_stream);
   if (!mean) return;
-  require(eps > 0.0f, "residual_add: eps must be positive");
-  require(stream.cols % (16 / gen::dtype_size(stream.dtype)) == 0, "residual_add: cols must fill whole 16-byte vectors");
+  require(eps > 0.0f, [&] { return "residual_add: eps must be positive"; });
+  require(stream.cols % (16 / gen::dtype_size(stream.dtype)) == 0, [&] { return "residual_add: cols must fill whole 16-byte vectors"; });
   const gen::DenseRowStatsSpec spec{stream.dtype, 8};
   const DenseRowStatsParams params{reinterpret_cast<const void*>(stream.data), reinterpret_cast<float*>(mean), reinterpret_cast<float*>(rstd), stream.rows,
                                    stream.cols, eps};
