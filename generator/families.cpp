@@ -215,6 +215,41 @@ std::string OptimSpec::params_decl() const {
   return params[int(kernel)];
 }
 
+void AttentionSpec::validate(const TargetLimits& t) const {
+  require(head_dim == 64 || head_dim == 128, family, "head_dim=" + std::to_string(head_dim) + " is not supported (64 or 128)");
+  require(t.sm >= 80, family, "needs sm_80 or newer (mma.sync with BF16), not " + t.arch);
+  require(smem_bytes() <= t.max_dynamic_smem, family,
+          "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem));
+}
+
+int AttentionSpec::smem_bytes() const {
+  // RowTile<D>: 64 rows of D + 8 BF16; ColTile<D>: D rows of 64 + 8 BF16 (templates/attention.cuh).
+  const int row_tile = kBlock * (head_dim + 8) * 2, col_tile = head_dim * (kBlock + 8) * 2;
+  switch (kernel) {
+    case AttentionKernel::forward: return row_tile + col_tile;
+    case AttentionKernel::delta: return 0;
+    case AttentionKernel::backward_kv: return 4 * row_tile + 2 * col_tile + 2 * kBlock * 4;
+    case AttentionKernel::backward_q: return 4 * row_tile + col_tile;
+  }
+  return 0;
+}
+
+std::string AttentionSpec::kernel_expr() const {
+  static constexpr const char* names[] = {"jetforge::attention_forward_kernel", "jetforge::attention_delta_kernel",
+                                          "jetforge::attention_backward_kv_kernel", "jetforge::attention_backward_q_kernel"};
+  const std::string d = std::to_string(head_dim);
+  return std::string(names[int(kernel)]) + "<" + d + (kernel == AttentionKernel::delta ? "" : causal ? ", true" : ", false") + ">";
+}
+
+std::vector<AttentionSpec> AttentionSpec::defaults() {
+  std::vector<AttentionSpec> out;
+  for (int d : {64, 128})
+    for (AttentionKernel k : {AttentionKernel::forward, AttentionKernel::delta, AttentionKernel::backward_kv, AttentionKernel::backward_q})
+      for (bool causal : {true, false})
+        if (k != AttentionKernel::delta || causal) out.push_back({k, d, causal});
+  return out;
+}
+
 void LayerNormGradSpec::validate(const TargetLimits& t) const {
   require_threads(family, cta_threads, t);
 }
@@ -311,6 +346,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),
       family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
+      family_info<AttentionSpec>("BF16 attention core softmax(Q K^T / sqrt(d)) V, causal or not: forward with log-sum-exp, backward (mma.sync)"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<GemmSm80Spec>("per-block INT8 GEMM C = A B^T, portable path (mma.sync, cp.async; sm_80 and newer)"),
   };

@@ -247,6 +247,33 @@ struct OptimSpec {
   static std::vector<OptimSpec> defaults() { return {{OptimKernel::sum_squares, 256}, {OptimKernel::clip_factor, 32}, {OptimKernel::adamw, 256}}; }
 };
 
+// BF16 attention core (templates/attention.cuh): the forward pass, and the backward pass as three kernels (delta =
+// rowsum(dO * O), then dK/dV per key tile and dQ per query tile, each without atomics).
+enum class AttentionKernel { forward, delta, backward_kv, backward_q };
+template <> struct EnumNames<AttentionKernel> {
+  static constexpr std::pair<AttentionKernel, std::string_view> table[] = {{AttentionKernel::forward, "forward"},
+                                                                           {AttentionKernel::delta, "delta"},
+                                                                           {AttentionKernel::backward_kv, "backward_kv"},
+                                                                           {AttentionKernel::backward_q, "backward_q"}};
+};
+
+struct AttentionSpec {
+  static constexpr std::string_view family = "attention";
+  static constexpr std::string_view template_file = "attention.cuh";
+  static constexpr std::string_view params_type = "jetforge::AttentionParams";
+  static constexpr int kThreads = 128, kBlock = 64;  // 4 warps; tiles of 64 queries x 64 keys
+  AttentionKernel kernel = AttentionKernel::forward;
+  int head_dim = 64;  // 64 or 128
+  bool causal = true;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("head_dim", s.head_dim), f("causal", s.causal); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return kThreads; }
+  int smem_bytes() const;  // dynamic shared memory: the kernel's tiles (templates/attention.cuh)
+  static std::vector<AttentionSpec> defaults();
+};
+
 // Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.
 enum class GemmOut { f32, bf16, i8 };
 template <> struct EnumNames<GemmOut> {

@@ -28,8 +28,8 @@ Kernel::~Kernel() {
   if (module_) driver().cuModuleUnload(module_);
 }
 
-void Kernel::launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem, unsigned cluster) const {
-  if (grid == 0) return;  // an empty problem launches nothing
+void Kernel::launch_raw(unsigned grid_x, unsigned grid_y, void** args, CUstream stream, unsigned dynamic_smem, unsigned cluster) const {
+  if (grid_x == 0 || grid_y == 0) return;  // an empty problem launches nothing
   // Per launch only what differs from the last one: the opt-in above 48 KiB is set once per size, and messages
   // are built only on failure (this is the hot path of every operator call).
   if (dynamic_smem > dynamic_smem_opt_in_.load(std::memory_order_acquire)) {
@@ -41,13 +41,13 @@ void Kernel::launch_raw(unsigned grid, void** args, CUstream stream, unsigned dy
   }
   CUresult r;
   if (cluster <= 1) {
-    r = driver().cuLaunchKernel(function_, grid, 1, 1, unsigned(threads_), 1, 1, dynamic_smem, stream, args, nullptr);
+    r = driver().cuLaunchKernel(function_, grid_x, grid_y, 1, unsigned(threads_), 1, 1, dynamic_smem, stream, args, nullptr);
   } else {
     CUlaunchAttribute attribute{};
     attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
     attribute.value.clusterDim.x = cluster, attribute.value.clusterDim.y = 1, attribute.value.clusterDim.z = 1;
     CUlaunchConfig config{};
-    config.gridDimX = grid, config.gridDimY = 1, config.gridDimZ = 1;
+    config.gridDimX = grid_x, config.gridDimY = grid_y, config.gridDimZ = 1;
     config.blockDimX = unsigned(threads_), config.blockDimY = 1, config.blockDimZ = 1;
     config.sharedMemBytes = dynamic_smem;
     config.hStream = stream;

@@ -30,13 +30,12 @@ class Kernel {
   // thread-block cluster (grid must be a multiple of it).
   template <class Params> void launch(unsigned grid, const Params& params, CUstream stream, unsigned dynamic_smem = 0, unsigned cluster = 1) const {
     void* args[] = {const_cast<Params*>(&params)};
-    launch_raw(grid, args, stream, dynamic_smem, cluster);
+    launch_raw(grid, 1, args, stream, dynamic_smem, cluster);
   }
-  // A 2-D grid (grid_x x grid_y CTAs), no dynamic shared memory, no cluster.
-  template <class Params> void launch_2d(unsigned grid_x, unsigned grid_y, const Params& params, CUstream stream) const {
+  // A 2-D grid (grid_x x grid_y CTAs), no cluster.
+  template <class Params> void launch_2d(unsigned grid_x, unsigned grid_y, const Params& params, CUstream stream, unsigned dynamic_smem = 0) const {
     void* args[] = {const_cast<Params*>(&params)};
-    if (grid_x == 0 || grid_y == 0) return;
-    check(driver().cuLaunchKernel(function_, grid_x, grid_y, 1, unsigned(threads_), 1, 1, 0, stream, args, nullptr), "cuLaunchKernel (2-D)");
+    launch_raw(grid_x, grid_y, args, stream, dynamic_smem, 1);
   }
   int threads() const { return threads_; }
   // ptxas's figures, read once at load time.
@@ -45,7 +44,7 @@ class Kernel {
   int local_bytes() const { return local_bytes_; }
 
  private:
-  void launch_raw(unsigned grid, void** args, CUstream stream, unsigned dynamic_smem, unsigned cluster) const;
+  void launch_raw(unsigned grid_x, unsigned grid_y, void** args, CUstream stream, unsigned dynamic_smem, unsigned cluster) const;
   CUmodule module_ = nullptr;
   CUfunction function_ = nullptr;
   int threads_ = 0, registers_ = 0, static_smem_ = 0, local_bytes_ = 0;

@@ -1,0 +1,85 @@
+#include "runtime/attention.hpp"
+
+#include <cmath>
+#include <string>
+
+#include "generator/families.hpp"
+#include "runtime/require.hpp"
+
+namespace jetforge {
+
+AttentionLayout AttentionLayout::separate(int batch, int heads, int tokens, int head_dim) {
+  const AttentionStrides s{i64(heads) * tokens * head_dim, i64(tokens) * head_dim, head_dim};
+  return AttentionLayout{batch, heads, tokens, head_dim, s, s};
+}
+
+AttentionLayout AttentionLayout::packed_qkv(int batch, int heads, int tokens, int head_dim) {
+  const i64 hd = i64(heads) * head_dim;
+  return AttentionLayout{batch, heads, tokens, head_dim, AttentionStrides{i64(tokens) * 3 * hd, head_dim, 3 * hd},
+                         AttentionStrides{i64(tokens) * hd, head_dim, hd}};
+}
+
+namespace {
+
+constexpr int kTile = gen::AttentionSpec::kBlock;
+
+void check_layout(const char* op, const AttentionLayout& l) {
+  require(l.batch > 0 && l.heads > 0, [&] { return std::string(op) + ": batch and heads must be positive"; });
+  require(l.head_dim == 64 || l.head_dim == 128, [&] { return std::string(op) + ": head_dim=" + std::to_string(l.head_dim) + " is not supported (64 or 128)"; });
+  require(l.tokens > 0 && l.tokens % kTile == 0 && l.tokens <= 16384,
+          [&] { return std::string(op) + ": T=" + std::to_string(l.tokens) + " must be a positive multiple of 64, at most 16384"; });
+  for (const AttentionStrides* s : {&l.qkv, &l.o})
+    require(s->token % 8 == 0 && s->head % 8 == 0 && s->batch % 8 == 0,
+            [&] { return std::string(op) + ": strides must be multiples of 8 elements (16-byte rows)"; });
+}
+
+void check_pointers(const char* op, std::initializer_list<CUdeviceptr> ptrs) {
+  for (CUdeviceptr p : ptrs) {
+    require(p != 0, [&] { return std::string(op) + ": a tensor pointer is null"; });
+    require(p % 16 == 0, [&] { return std::string(op) + ": tensor pointers must be 16-byte aligned"; });
+  }
+}
+
+AttentionParams params_of(const AttentionLayout& l) {
+  AttentionParams p{};
+  p.qkv_strides = l.qkv, p.o_strides = l.o;
+  p.heads = l.heads, p.tokens = l.tokens;
+  p.scale = float(1.0 / std::sqrt(double(l.head_dim)));
+  return p;
+}
+
+void launch(Context& ctx, const gen::AttentionSpec& spec, const AttentionLayout& l, const AttentionParams& p, CUstream stream) {
+  const Kernel& kernel = ctx.kernel(spec);
+  if (spec.kernel == gen::AttentionKernel::delta) {
+    kernel.launch(unsigned(i64(l.batch) * l.heads * l.tokens / (spec.kThreads / 32)), p, stream);
+    return;
+  }
+  kernel.launch_2d(unsigned(l.tokens / kTile), unsigned(l.batch * l.heads), p, stream, unsigned(spec.smem_bytes()));
+}
+
+}  // namespace
+
+void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
+                       CUdeviceptr lse, CUstream stream) {
+  check_layout("attention_forward", layout);
+  check_pointers("attention_forward", {q, k, v, o, lse});
+  AttentionParams p = params_of(layout);
+  p.q = reinterpret_cast<const bf16*>(q), p.k = reinterpret_cast<const bf16*>(k), p.v = reinterpret_cast<const bf16*>(v);
+  p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse);
+  launch(ctx, gen::AttentionSpec{gen::AttentionKernel::forward, layout.head_dim, causal}, layout, p, stream);
+}
+
+void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
+                        CUdeviceptr lse, CUdeviceptr d_o, CUdeviceptr delta, CUdeviceptr dq, CUdeviceptr dk, CUdeviceptr dv, CUstream stream) {
+  check_layout("attention_backward", layout);
+  check_pointers("attention_backward", {q, k, v, o, lse, d_o, delta, dq, dk, dv});
+  AttentionParams p = params_of(layout);
+  p.q = reinterpret_cast<const bf16*>(q), p.k = reinterpret_cast<const bf16*>(k), p.v = reinterpret_cast<const bf16*>(v);
+  p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse), p.d_o = reinterpret_cast<const bf16*>(d_o);
+  p.delta = reinterpret_cast<float*>(delta);
+  p.dq = reinterpret_cast<bf16*>(dq), p.dk = reinterpret_cast<bf16*>(dk), p.dv = reinterpret_cast<bf16*>(dv);
+  for (auto kernel : {gen::AttentionKernel::delta, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
+    launch(ctx, gen::AttentionSpec{kernel, layout.head_dim, causal || kernel == gen::AttentionKernel::delta}, layout, p, stream);
+}
+
+}  // namespace jetforge

@@ -1,0 +1,34 @@
+// The BF16 attention core, softmax(Q K^T / sqrt(d)) V per (batch, head), forward and backward (kernels in
+// templates/attention.cuh, CPU reference in runtime/reference_attention.hpp).
+#pragma once
+#include <cuda.h>
+
+#include "runtime/kernels.hpp"
+#include "templates/attention.cuh"
+
+namespace jetforge {
+
+// Where the BF16 tensors live: element (b, h, t, d) of Q, K, V and of their gradients at
+// b * qkv.batch + h * qkv.head + t * qkv.token + d (elements from each tensor's base pointer), of O and dO alike
+// with the o strides.
+struct AttentionLayout {
+  int batch = 0, heads = 0, tokens = 0, head_dim = 0;
+  AttentionStrides qkv{}, o{};
+  // Q, K, V and O each [batch, heads, T, d].
+  static AttentionLayout separate(int batch, int heads, int tokens, int head_dim);
+  // Q, K, V interleaved as a fused QKV projection writes them, [batch, T, 3, heads, d] (so K = Q + heads * d and
+  // V = Q + 2 * heads * d elements), and O as [batch, T, heads, d], the input of the output projection.
+  static AttentionLayout packed_qkv(int batch, int heads, int tokens, int head_dim);
+};
+
+// O (BF16) and lse (FP32, [batch, heads, T]: the log-sum-exp of each row, which the backward pass needs).
+// Requires head_dim 64 or 128, T a multiple of 64 up to 16384, 16-byte aligned rows.
+void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
+                       CUdeviceptr lse, CUstream stream);
+
+// dQ, dK, dV (BF16, the qkv layout) from dO and the forward's O and lse. delta: FP32 scratch of batch * heads * T.
+// Deterministic: no atomics, every gradient element is summed in a fixed order by one thread.
+void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
+                        CUdeviceptr lse, CUdeviceptr d_o, CUdeviceptr delta, CUdeviceptr dq, CUdeviceptr dk, CUdeviceptr dv, CUstream stream);
+
+}  // namespace jetforge

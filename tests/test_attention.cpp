@@ -1,0 +1,192 @@
+// Attention core: the FP64 reference's gradients against finite differences of its forward (CPU), and the GPU
+// kernels against the reference on random BF16 data, both layouts, causal or not (skipped without a GPU).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "runtime/attention.hpp"
+#include "runtime/reference_attention.hpp"
+#include "runtime/tensor.hpp"
+#include "testing.hpp"
+
+using namespace jetforge;
+
+namespace {
+
+// Values drawn from N(0, 1), rounded to BF16 so that the reference sees exactly what the GPU reads.
+std::vector<double> random_bf16_values(std::size_t n, unsigned seed) {
+  std::vector<double> v(n);
+  for (std::size_t i = 0; auto x : testing::random_vector(n, seed)) v[i++] = bf16_to_float(float_to_bf16(x));
+  return v;
+}
+
+double max_abs(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+// max |got - want| / max |want|.
+double relative_max_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double e = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) e = std::max(e, std::fabs(got[i] - want[i]));
+  return e / max_abs(want);
+}
+
+}  // namespace
+
+TEST_SUITE("reference") {
+  TEST_CASE("attention reference: gradients match finite differences of the forward pass, causal or not") {
+    for (const bool causal : {true, false}) {
+      CAPTURE(causal);
+      const ref::AttentionShape s{1, 2, 5, 4, causal};
+      const auto q = random_bf16_values(s.elements(), 1), k = random_bf16_values(s.elements(), 2), v = random_bf16_values(s.elements(), 3);
+      const auto w = random_bf16_values(s.elements(), 4);  // L = sum(O * w), so dO = w
+      auto loss = [&](const std::vector<double>& qq, const std::vector<double>& kk, const std::vector<double>& vv) {
+        const auto o = ref::attention_forward(s, qq, kk, vv).o;
+        double l = 0;
+        for (std::size_t i = 0; i < o.size(); ++i) l += o[i] * w[i];
+        return l;
+      };
+      const auto g = ref::attention_backward(s, q, k, v, w);
+      const double h = 1e-6;
+      for (int which = 0; which < 3; ++which) {
+        const auto& grad = which == 0 ? g.dq : which == 1 ? g.dk : g.dv;
+        double worst = 0;
+        for (std::size_t i = 0; i < s.elements(); ++i) {
+          auto plus = std::vector<std::vector<double>>{q, k, v}, minus = plus;
+          plus[std::size_t(which)][i] += h, minus[std::size_t(which)][i] -= h;
+          const double fd = (loss(plus[0], plus[1], plus[2]) - loss(minus[0], minus[1], minus[2])) / (2 * h);
+          worst = std::max(worst, std::fabs(fd - grad[i]));
+        }
+        CAPTURE(which);
+        CHECK(worst < 1e-7 * std::max(1.0, max_abs(grad)));
+      }
+      // A causal first row sees only its own key: O_0 = V_0.
+      if (causal) {
+        const auto o = ref::attention_forward(s, q, k, v).o;
+        for (int e = 0; e < s.head_dim; ++e) CHECK(o[std::size_t(e)] == doctest::Approx(v[std::size_t(e)]).epsilon(1e-12));
+      }
+    }
+  }
+}
+
+namespace {
+
+// One attention problem on the GPU in a given layout: Q, K, V (and their gradients) placed by the layout's
+// qkv strides, O and dO by its o strides.
+struct DeviceAttention {
+  AttentionLayout layout;
+  bool packed;
+  DeviceBuffer qkv, grads, o, d_o, lse, delta;
+  CUdeviceptr q() const { return qkv.get(); }
+  CUdeviceptr k() const { return qkv.get() + offset(1); }
+  CUdeviceptr v() const { return qkv.get() + offset(2); }
+  CUdeviceptr grad(int which) const { return grads.get() + offset(which); }
+  // Byte offset of tensor `which` (0 Q, 1 K, 2 V) in the shared buffers.
+  std::size_t offset(int which) const {
+    const std::size_t n = std::size_t(layout.batch) * layout.heads * layout.tokens * layout.head_dim;
+    return 2 * std::size_t(which) * (packed ? std::size_t(layout.heads) * layout.head_dim : n);
+  }
+  std::size_t index(const AttentionStrides& s, int bh, int t, int d) const {
+    return std::size_t(bh / layout.heads * s.batch + bh % layout.heads * s.head + i64(t) * s.token + d);
+  }
+  // Canonical [batch, heads, T, d] values <-> the layout's BF16 storage.
+  void put(DeviceBuffer& buf, std::size_t byte_offset, const AttentionStrides& s, const std::vector<double>& x, std::size_t total) {
+    std::vector<bf16> host(total);
+    if (byte_offset) buf.download(host.data(), total * 2);  // keep the other tensors of a shared buffer
+    for_each([&](std::size_t canonical, std::size_t at) { host[at + byte_offset / 2] = float_to_bf16(float(x[canonical])); }, s);
+    buf.upload(host.data(), total * 2);
+  }
+  std::vector<double> get(const DeviceBuffer& buf, std::size_t byte_offset, const AttentionStrides& s, std::size_t total) const {
+    std::vector<bf16> host(total);
+    buf.download(host.data(), total * 2);
+    std::vector<double> x(std::size_t(layout.batch) * layout.heads * layout.tokens * layout.head_dim);
+    for_each([&](std::size_t canonical, std::size_t at) { x[canonical] = bf16_to_float(host[at + byte_offset / 2]); }, s);
+    return x;
+  }
+  template <class F> void for_each(const F& f, const AttentionStrides& s) const {
+    std::size_t canonical = 0;
+    for (int bh = 0; bh < layout.batch * layout.heads; ++bh)
+      for (int t = 0; t < layout.tokens; ++t)
+        for (int d = 0; d < layout.head_dim; ++d) f(canonical++, index(s, bh, t, d));
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("gpu") {
+  TEST_CASE("attention forward and backward match the FP64 reference (both layouts, causal or not, head_dim 64 and 128)") {
+    Context& ctx = testing::gpu();
+    struct Case {
+      int batch, heads, tokens, head_dim;
+    };
+    unsigned seed = 100;
+    for (const Case c : {Case{2, 3, 128, 64}, Case{1, 2, 192, 128}, Case{1, 1, 64, 64}})
+      for (const bool packed : {false, true})
+        for (const bool causal : {true, false}) {
+          CAPTURE(c.batch);
+          CAPTURE(c.heads);
+          CAPTURE(c.tokens);
+          CAPTURE(c.head_dim);
+          CAPTURE(packed);
+          CAPTURE(causal);
+          const ref::AttentionShape s{c.batch, c.heads, c.tokens, c.head_dim, causal};
+          const auto q = random_bf16_values(s.elements(), seed++), k = random_bf16_values(s.elements(), seed++);
+          const auto v = random_bf16_values(s.elements(), seed++), d_o = random_bf16_values(s.elements(), seed++);
+          const auto layout = packed ? AttentionLayout::packed_qkv(c.batch, c.heads, c.tokens, c.head_dim)
+                                     : AttentionLayout::separate(c.batch, c.heads, c.tokens, c.head_dim);
+          const std::size_t n = s.elements(), qkv_total = 3 * n;
+          DeviceAttention a{layout, packed, DeviceBuffer(qkv_total * 2), DeviceBuffer(qkv_total * 2), DeviceBuffer(n * 2), DeviceBuffer(n * 2),
+                            DeviceBuffer(s.rows() * 4), DeviceBuffer(s.rows() * 4)};
+          a.qkv.fill_bytes(0);
+          a.put(a.qkv, a.offset(0), layout.qkv, q, qkv_total);
+          a.put(a.qkv, a.offset(1), layout.qkv, k, qkv_total);
+          a.put(a.qkv, a.offset(2), layout.qkv, v, qkv_total);
+          a.put(a.d_o, 0, layout.o, d_o, n);
+          a.o.fill_bytes(testing::kNanBytes), a.lse.fill_bytes(testing::kNanBytes), a.grads.fill_bytes(testing::kNanBytes);
+
+          attention_forward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), nullptr);
+          const auto want = ref::attention_forward(s, q, k, v);
+          const double o_error = relative_max_error(a.get(a.o, 0, layout.o, n), want.o);
+          std::vector<float> lse(s.rows());
+          a.lse.download(lse.data(), lse.size() * 4);
+          double lse_error = 0;
+          for (std::size_t i = 0; i < lse.size(); ++i) lse_error = std::max(lse_error, std::fabs(lse[i] - want.lse[i]));
+          MESSAGE("forward: O max error " << o_error << " of max |O|, lse max error " << lse_error);
+          CHECK(o_error <= 2e-2);
+          CHECK(lse_error <= 1e-3);
+
+          // The backward pass from the GPU's own O (as training uses it), twice: the bits must repeat.
+          const auto grads = ref::attention_backward(s, q, k, v, d_o);
+          std::vector<std::vector<double>> got[2];
+          for (int run = 0; run < 2; ++run) {
+            a.grads.fill_bytes(testing::kNanBytes);
+            attention_backward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), a.d_o.get(), a.delta.get(), a.grad(0), a.grad(1),
+                               a.grad(2), nullptr);
+            for (int which = 0; which < 3; ++which) got[run].push_back(a.get(a.grads, a.offset(which), layout.qkv, qkv_total));
+          }
+          const std::vector<double>* want_grads[3] = {&grads.dq, &grads.dk, &grads.dv};
+          for (int which = 0; which < 3; ++which) {
+            const double e = relative_max_error(got[0][std::size_t(which)], *want_grads[which]);
+            MESSAGE("backward: d" << "qkv"[which] << " max error " << e << " of its max");
+            CHECK(e <= 5e-2);
+            CHECK(got[0][std::size_t(which)] == got[1][std::size_t(which)]);
+          }
+        }
+  }
+
+  TEST_CASE("attention rejects shapes it cannot run, with messages that say why") {
+    Context& ctx = testing::gpu();
+    DeviceBuffer buf(1 << 20);
+    const CUdeviceptr p = buf.get();
+    CHECK_THROWS_WITH_AS(attention_forward(ctx, AttentionLayout::separate(1, 1, 100, 64), true, p, p, p, p, p, nullptr),
+                         doctest::Contains("T=100 must be a positive multiple of 64"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(attention_forward(ctx, AttentionLayout::separate(1, 1, 64, 96), true, p, p, p, p, p, nullptr),
+                         doctest::Contains("head_dim=96 is not supported"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(attention_forward(ctx, AttentionLayout::separate(1, 1, 64, 64), true, p, p, p + 2, p, p, nullptr),
+                         doctest::Contains("16-byte aligned"), std::invalid_argument);
+  }
+}
