@@ -215,6 +215,16 @@ std::string OptimSpec::params_decl() const {
   return params[int(kernel)];
 }
 
+void CrossEntropySpec::validate(const TargetLimits& t) const {
+  require(in == DType::f32 || in == DType::bf16, family, "in=" + std::string(enum_name(in)) + " is not supported (f32 or bf16)");
+  require(cta_threads % 32 == 0, family, "threads=" + std::to_string(cta_threads) + " must be a multiple of 32");
+  require_threads(family, cta_threads, t);
+}
+
+std::string CrossEntropySpec::kernel_expr() const {
+  return "jetforge::cross_entropy_kernel<" + std::string(device_type_name(in)) + ", " + std::to_string(cta_threads) + ">";
+}
+
 void AttentionSpec::validate(const TargetLimits& t) const {
   require(head_dim == 64 || head_dim == 128, family, "head_dim=" + std::to_string(head_dim) + " is not supported (64 or 128)");
   require(t.sm >= 80, family, "needs sm_80 or newer (mma.sync with BF16), not " + t.arch);
@@ -346,6 +356,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),
       family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
+      family_info<CrossEntropySpec>("fused softmax + cross-entropy over (padded) vocabulary rows: per-row loss, logits overwritten by their gradient"),
       family_info<AttentionSpec>("BF16 attention core softmax(Q K^T / sqrt(d)) V, causal or not: forward with log-sum-exp, backward (mma.sync)"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<GemmSm80Spec>("per-block INT8 GEMM C = A B^T, portable path (mma.sync, cp.async; sm_80 and newer)"),

@@ -247,6 +247,21 @@ struct OptimSpec {
   static std::vector<OptimSpec> defaults() { return {{OptimKernel::sum_squares, 256}, {OptimKernel::clip_factor, 32}, {OptimKernel::adamw, 256}}; }
 };
 
+// Fused softmax + cross-entropy of the LM head, loss and logit gradient in one kernel (templates/cross_entropy.cuh).
+struct CrossEntropySpec {
+  static constexpr std::string_view family = "cross_entropy";
+  static constexpr std::string_view template_file = "cross_entropy.cuh";
+  static constexpr std::string_view params_type = "jetforge::CrossEntropyParams";
+  DType in = DType::bf16;  // the logits (the LM head GEMM writes BF16)
+  int cta_threads = 512;   // one CTA per row
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("in", s.in), f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return cta_threads; }
+  static std::vector<CrossEntropySpec> defaults() { return {{DType::bf16, 512}, {DType::f32, 512}}; }
+};
+
 // BF16 attention core (templates/attention.cuh): the forward pass, and the backward pass as three kernels (delta =
 // rowsum(dO * O), then dK/dV per key tile and dQ per query tile, each without atomics).
 enum class AttentionKernel { forward, delta, backward_kv, backward_q };

@@ -1,5 +1,6 @@
 #include "runtime/reference_ops.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "templates/jetforge/common.cuh"
@@ -133,6 +134,23 @@ HostBlockTensor dropout_forward(const HostBlockTensor& x, double p, std::uint64_
 
 HostBlockTensor dropout_backward(const HostBlockTensor& dy, double p, std::uint64_t seed, std::uint64_t sr_seed) {
   return quantize_exact(dropout_exact(dy, p, seed), dy.rows, dy.cols, gen::Rounding::stochastic, sr_seed);
+}
+
+CrossEntropy cross_entropy(std::span<const float> logits, std::int64_t rows, std::int64_t padded_vocab, std::int64_t vocab, std::span<const int> targets,
+                           double grad_scale) {
+  CrossEntropy out{std::vector<double>(std::size_t(rows), 0.0), std::vector<double>(std::size_t(rows * padded_vocab), 0.0)};
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* x = logits.data() + r * padded_vocab;
+    const int target = targets[std::size_t(r)];
+    if (target < 0) continue;
+    double m = x[0], sum = 0;
+    for (std::int64_t j = 0; j < vocab; ++j) m = std::max(m, double(x[j]));
+    for (std::int64_t j = 0; j < vocab; ++j) sum += std::exp(double(x[j]) - m);
+    out.losses[std::size_t(r)] = m + std::log(sum) - double(x[target]);
+    for (std::int64_t j = 0; j < vocab; ++j)
+      out.grads[std::size_t(r * padded_vocab + j)] = (std::exp(double(x[j]) - m) / sum - (j == target ? 1.0 : 0.0)) * grad_scale;
+  }
+  return out;
 }
 
 }  // namespace jetforge::ref

@@ -52,4 +52,12 @@ HostBlockTensor dropout_backward(const HostBlockTensor& dy, double p, std::uint6
 // Quantizes FP64 results per block (as FP32, the precision kernels compute in).
 HostBlockTensor quantize_exact(std::span<const double> y, std::int64_t rows, std::int64_t cols, gen::Rounding rounding, std::uint64_t seed);
 
+// Softmax cross-entropy of rows x padded_vocab logits over their first `vocab` columns: per-row losses and the
+// gradient of grad_scale * sum(losses) (0 in the padding columns and in rows whose target is negative).
+struct CrossEntropy {
+  std::vector<double> losses, grads;
+};
+CrossEntropy cross_entropy(std::span<const float> logits, std::int64_t rows, std::int64_t padded_vocab, std::int64_t vocab, std::span<const int> targets,
+                           double grad_scale);
+
 }  // namespace jetforge::ref
