@@ -8,6 +8,7 @@
 
 #include "bench/timing.hpp"
 #include "generator/families.hpp"
+#include "runtime/embedding.hpp"
 #include "runtime/loss.hpp"
 #include "runtime/ops.hpp"
 #include "templates/bf16_ops.cuh"
@@ -124,6 +125,22 @@ int main() {
     std::printf("\n%-22s %-11s %9s %8s %7s\n", "operator", "shape", "us", "GB/s", "vs copy");
     std::printf("%-22s %-11s %9.1f %8.0f %6.0f%%\n", "copy (bf16 logits)", "8192x50304", t_copy * 1e3, bytes / (t_copy * 1e-3) / 1e9, 100.0);
     std::printf("%-22s %-11s %9.1f %8.0f %6.0f%%\n", "cross-entropy fwd+bwd", "8192x50304", t_ce * 1e3, bytes / (t_ce * 1e-3) / 1e9, 100 * t_copy / t_ce);
+
+    // Token + position embedding of GPT-2 124M (8 x 1024 tokens, 768 channels, FP32): forward reads a wte and a wpe
+    // row and writes one per token; backward reads d_out once and updates the touched wte rows and every wpe row.
+    const EmbeddingShape es{8, 1024, 768, 50257, 1024};
+    std::vector<int> batch_tokens(static_cast<std::size_t>(es.batch * es.tokens));
+    for (std::size_t i = 0; i < batch_tokens.size(); ++i) batch_tokens[i] = int(i * 7919 % 50257);
+    DenseTensor wte(es.vocab, es.channels, DType::f32), wpe(es.max_positions, es.channels, DType::f32), emb(es.batch * es.tokens, es.channels, DType::f32);
+    fill_random(wte, 11), fill_random(wpe, 12);
+    DeviceBuffer d_tokens(batch_tokens.size() * 4), d_wte(std::size_t(wte.ref().bytes())), d_wpe(std::size_t(wpe.ref().bytes()));
+    d_tokens.upload(batch_tokens.data(), batch_tokens.size() * 4);
+    const DeviceTokenGroups groups(TokenGroups::of(batch_tokens));
+    const double emb_bytes = 3.0 * double(emb.ref().bytes());
+    const double t_fwd = time([&](int) { embedding_forward(ctx, es, d_tokens.get(), wte.ref().data, wpe.ref().data, emb.ref().data, stream.get()); });
+    const double t_bwd = time([&](int) { embedding_backward(ctx, es, groups, emb.ref().data, d_wte.get(), d_wpe.get(), stream.get()); });
+    std::printf("%-22s %-11s %9.1f %8.0f\n", "embedding forward", "8192x768", t_fwd * 1e3, emb_bytes / (t_fwd * 1e-3) / 1e9);
+    std::printf("%-22s %-11s %9.1f %8.0f\n", "embedding backward", "8192x768", t_bwd * 1e3, emb_bytes / (t_bwd * 1e-3) / 1e9);
     return 0;
   });
 }

@@ -215,6 +215,14 @@ std::string OptimSpec::params_decl() const {
   return params[int(kernel)];
 }
 
+void EmbeddingSpec::validate(const TargetLimits& t) const { require_threads(family, cta_threads, t); }
+
+std::string EmbeddingSpec::kernel_expr() const {
+  static constexpr const char* names[] = {"jetforge::embedding_forward_kernel", "jetforge::embedding_backward_tokens_kernel",
+                                          "jetforge::embedding_backward_positions_kernel"};
+  return std::string(names[int(kernel)]) + "<" + std::to_string(cta_threads) + ">";
+}
+
 void CrossEntropySpec::validate(const TargetLimits& t) const {
   require(in == DType::f32 || in == DType::bf16, family, "in=" + std::string(enum_name(in)) + " is not supported (f32 or bf16)");
   require(cta_threads % 32 == 0, family, "threads=" + std::to_string(cta_threads) + " must be a multiple of 32");
@@ -356,6 +364,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),
       family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
+      family_info<EmbeddingSpec>("token + position embedding (FP32), forward and deterministic backward (per distinct token, per position)"),
       family_info<CrossEntropySpec>("fused softmax + cross-entropy over (padded) vocabulary rows: per-row loss, logits overwritten by their gradient"),
       family_info<AttentionSpec>("BF16 attention core softmax(Q K^T / sqrt(d)) V, causal or not: forward with log-sum-exp, backward (mma.sync)"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),

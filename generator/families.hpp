@@ -247,6 +247,29 @@ struct OptimSpec {
   static std::vector<OptimSpec> defaults() { return {{OptimKernel::sum_squares, 256}, {OptimKernel::clip_factor, 32}, {OptimKernel::adamw, 256}}; }
 };
 
+// Token + position embedding, forward and deterministic backward (templates/embedding.cuh).
+enum class EmbeddingKernel { forward, backward_tokens, backward_positions };
+template <> struct EnumNames<EmbeddingKernel> {
+  static constexpr std::pair<EmbeddingKernel, std::string_view> table[] = {
+      {EmbeddingKernel::forward, "forward"}, {EmbeddingKernel::backward_tokens, "backward_tokens"}, {EmbeddingKernel::backward_positions, "backward_positions"}};
+};
+
+struct EmbeddingSpec {
+  static constexpr std::string_view family = "embedding";
+  static constexpr std::string_view template_file = "embedding.cuh";
+  static constexpr std::string_view params_type = "jetforge::EmbeddingParams";
+  EmbeddingKernel kernel = EmbeddingKernel::forward;
+  int cta_threads = 256;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return cta_threads; }
+  static std::vector<EmbeddingSpec> defaults() {
+    return {{EmbeddingKernel::forward, 256}, {EmbeddingKernel::backward_tokens, 256}, {EmbeddingKernel::backward_positions, 256}};
+  }
+};
+
 // Fused softmax + cross-entropy of the LM head, loss and logit gradient in one kernel (templates/cross_entropy.cuh).
 struct CrossEntropySpec {
   static constexpr std::string_view family = "cross_entropy";
