@@ -133,4 +133,20 @@ TokenSplit read_token_file(const std::filesystem::path& file) {
   return split;
 }
 
+Batch next_batch(const std::vector<std::uint16_t>& stream, std::int64_t position, int batch, int tokens) {
+  const std::int64_t n = std::int64_t(stream.size()), window = std::int64_t(batch) * tokens;
+  if (batch <= 0 || tokens <= 0) throw std::invalid_argument("next_batch: batch and tokens must be positive");
+  if (n < window + 1)
+    throw std::invalid_argument("next_batch: the token stream (" + std::to_string(n) + " tokens) is shorter than one batch plus one (" +
+                                std::to_string(window + 1) + ")");
+  Batch b{std::vector<int>(std::size_t(window)), std::vector<int>(std::size_t(window)), 0};
+  position = ((position % n) + n) % n;
+  for (std::int64_t i = 0; i < window; ++i) {
+    b.inputs[std::size_t(i)] = stream[std::size_t((position + i) % n)];
+    b.targets[std::size_t(i)] = stream[std::size_t((position + i + 1) % n)];
+  }
+  b.next_position = (position + window) % n;
+  return b;
+}
+
 }  // namespace jetforge::data

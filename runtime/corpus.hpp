@@ -28,4 +28,13 @@ TokenSplit tokenize_brown(const std::filesystem::path& corpus_dir, const Gpt2Bpe
 void write_token_file(const std::filesystem::path& file, const TokenSplit& split);
 TokenSplit read_token_file(const std::filesystem::path& file);  // throws naming the file and what is wrong
 
+// Consecutive training windows of a token stream, as llm.c's loader takes them: batch `batch` sequences of `tokens`
+// inputs each, the targets the same windows shifted by one token. The stream is read in order from `position`
+// and wraps around at its end, so (stream, position) is the whole state a resumed run needs.
+struct Batch {
+  std::vector<int> inputs, targets;  // batch * tokens each, row-major
+  std::int64_t next_position;       // where the following batch starts
+};
+Batch next_batch(const std::vector<std::uint16_t>& stream, std::int64_t position, int batch, int tokens);
+
 }  // namespace jetforge::data

@@ -95,3 +95,25 @@ TEST_SUITE("data") {
     fs::remove_all(dir);
   }
 }
+
+TEST_SUITE("data") {
+  TEST_CASE("training batches: targets are the inputs shifted by one, consecutive batches continue, the stream wraps") {
+    std::vector<std::uint16_t> stream(100);
+    for (std::size_t i = 0; i < stream.size(); ++i) stream[i] = std::uint16_t(1000 + i);
+    const auto a = next_batch(stream, 0, 2, 8);
+    CHECK(a.inputs.size() == 16);
+    for (std::size_t i = 0; i < 16; ++i) {
+      CHECK(a.inputs[i] == int(1000 + i));
+      CHECK(a.targets[i] == int(1001 + i));
+    }
+    CHECK(a.next_position == 16);
+    const auto b = next_batch(stream, a.next_position, 2, 8);
+    CHECK(b.inputs[0] == 1016);
+    const auto wrap = next_batch(stream, 90, 2, 8);  // tokens 90..99 then 0..5
+    CHECK(wrap.inputs[9] == 1099);
+    CHECK(wrap.inputs[10] == 1000);
+    CHECK(wrap.targets[9] == 1000);
+    CHECK(wrap.next_position == 6);
+    CHECK_THROWS_WITH_AS(next_batch(stream, 0, 8, 16), doctest::Contains("shorter than one batch plus one"), std::invalid_argument);
+  }
+}
