@@ -1,4 +1,5 @@
-// GPT-2's parameter layout against the published parameter counts, and training checkpoints: a bit-identical
+// GPT-2's parameter layout against the published parameter counts, the FP64 reference of a whole training step
+// against finite differences of its loss, and training checkpoints: a bit-identical
 // round trip, and clear errors (never a crash, never a silently wrong load) for damaged or foreign files.
 #include <doctest/doctest.h>
 
@@ -7,6 +8,7 @@
 
 #include "runtime/checkpoint.hpp"
 #include "runtime/gpt2.hpp"
+#include "runtime/reference_gpt2.hpp"
 #include "testing.hpp"
 
 using namespace jetforge;
@@ -66,5 +68,41 @@ TEST_SUITE("reference") {
     CHECK_THROWS_WITH_AS(save_checkpoint(file, c), doctest::Contains("as many values as the parameters"), CheckpointError);
     CHECK(load_checkpoint(file).params == back.params);  // the refused save left the previous checkpoint alone
     std::filesystem::remove_all(dir);
+  }
+}
+
+TEST_SUITE("reference") {
+  TEST_CASE("GPT-2 FP64 reference: the gradient of every parameter tensor matches finite differences of the loss") {
+    const Gpt2Shape s{2, 8, 2, 4, 11, 4};
+    const int batch = 2;
+    const auto layout = gpt2_parameters(s);
+    const auto init = testing::random_vector(std::size_t(layout.floats), 5, 0.3f);
+    std::vector<double> params(init.begin(), init.end());
+    for (const char* gain : {"h0.ln1.weight", "h0.ln2.weight", "h1.ln1.weight", "h1.ln2.weight", "ln_f.weight"})
+      for (std::int64_t i = 0; i < layout.at(gain).size(); ++i) params[std::size_t(layout.at(gain).offset + i)] += 1.0;  // gains near 1
+    std::vector<int> inputs(static_cast<std::size_t>(batch * s.sequence)), targets(inputs.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = int(i * 5 % 11), targets[i] = int((i * 3 + 1) % 11);
+    const auto step = ref::gpt2_step(s, params, inputs, targets, batch);
+    CHECK(std::isfinite(step.loss));
+    CHECK(step.loss == doctest::Approx(ref::gpt2_loss(s, params, inputs, targets, batch)));
+    for (const auto& t : layout.tensors) {
+      CAPTURE(t.name);
+      double worst = 0, largest = 0;
+      const std::int64_t stride = std::max<std::int64_t>(1, t.size() / 7);  // a spread of entries of each tensor
+      for (std::int64_t i = 0; i < t.size(); i += stride) {
+        const std::size_t at = std::size_t(t.offset + i);
+        if (t.name == "wte" && i / t.cols >= s.vocab) continue;  // padding rows: no gradient
+        const double h = 1e-5, x = params[at];
+        params[at] = x + h;
+        const double plus = ref::gpt2_loss(s, params, inputs, targets, batch);
+        params[at] = x - h;
+        const double minus = ref::gpt2_loss(s, params, inputs, targets, batch);
+        params[at] = x;
+        worst = std::max(worst, std::fabs((plus - minus) / (2 * h) - step.grads[at]));
+        largest = std::max(largest, std::fabs(step.grads[at]));
+      }
+      CHECK(worst <= 1e-7 + 1e-6 * largest);
+      CHECK(largest > 0);  // the sampled entries of every tensor do receive gradient
+    }
   }
 }
