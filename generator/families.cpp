@@ -215,6 +215,13 @@ std::string OptimSpec::params_decl() const {
   return params[int(kernel)];
 }
 
+void ColumnSumSpec::validate(const TargetLimits& t) const { require_threads(family, cta_threads, t); }
+
+std::string ColumnSumSpec::kernel_expr() const {
+  return std::string(kernel == ColumnSumKernel::partials ? "jetforge::column_sum_partials_kernel" : "jetforge::column_sum_reduce_kernel") + "<" +
+         std::to_string(cta_threads) + ">";
+}
+
 void EmbeddingSpec::validate(const TargetLimits& t) const { require_threads(family, cta_threads, t); }
 
 std::string EmbeddingSpec::kernel_expr() const {
@@ -364,6 +371,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),
       family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
+      family_info<ColumnSumSpec>("column sums of an INT8 BlockTensor (bias gradients): block-row partials, then their ordered sum"),
       family_info<EmbeddingSpec>("token + position embedding (FP32), forward and deterministic backward (per distinct token, per position)"),
       family_info<CrossEntropySpec>("fused softmax + cross-entropy over (padded) vocabulary rows: per-row loss, logits overwritten by their gradient"),
       family_info<AttentionSpec>("BF16 attention core softmax(Q K^T / sqrt(d)) V, causal or not: forward with log-sum-exp, backward (mma.sync)"),

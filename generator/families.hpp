@@ -247,6 +247,26 @@ struct OptimSpec {
   static std::vector<OptimSpec> defaults() { return {{OptimKernel::sum_squares, 256}, {OptimKernel::clip_factor, 32}, {OptimKernel::adamw, 256}}; }
 };
 
+// Column sums of an INT8 BlockTensor (bias gradients), deterministic (templates/column_sum.cuh).
+enum class ColumnSumKernel { partials, reduce };
+template <> struct EnumNames<ColumnSumKernel> {
+  static constexpr std::pair<ColumnSumKernel, std::string_view> table[] = {{ColumnSumKernel::partials, "partials"}, {ColumnSumKernel::reduce, "reduce"}};
+};
+
+struct ColumnSumSpec {
+  static constexpr std::string_view family = "column_sum";
+  static constexpr std::string_view template_file = "column_sum.cuh";
+  static constexpr std::string_view params_type = "jetforge::ColumnSumParams";
+  ColumnSumKernel kernel = ColumnSumKernel::partials;
+  int cta_threads = 128;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return cta_threads; }
+  static std::vector<ColumnSumSpec> defaults() { return {{ColumnSumKernel::partials, 128}, {ColumnSumKernel::reduce, 256}}; }
+};
+
 // Token + position embedding, forward and deterministic backward (templates/embedding.cuh).
 enum class EmbeddingKernel { forward, backward_tokens, backward_positions };
 template <> struct EnumNames<EmbeddingKernel> {

@@ -5,6 +5,7 @@
 
 #include "generator/families.hpp"
 #include "runtime/require.hpp"
+#include "templates/column_sum.cuh"
 #include "templates/dequantize.cuh"
 #include "templates/elementwise.cuh"
 #include "templates/quantize.cuh"
@@ -271,6 +272,18 @@ void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x,
 void residual_add_backward(Context& ctx, const DenseRef& grad_stream, const BlockTensorRef& dx, const BlockTensorRef& copy, std::uint64_t seed,
                            CUstream cu_stream) {
   run_residual(ctx, "residual_add_backward", grad_stream, dx, copy, gen::Rounding::stochastic, seed, cu_stream);
+}
+
+std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols) { return std::size_t(rows / 32 * cols) * 4; }
+
+void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream) {
+  check_block32("column_sum", x);
+  require(out != 0 && workspace != 0, [] { return "column_sum: out and workspace must be given"; });
+  const ColumnSumParams p{reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(workspace),
+                          reinterpret_cast<float*>(out), x.rows, x.cols, accumulate ? 1 : 0};
+  const gen::ColumnSumSpec partials{gen::ColumnSumKernel::partials, 128}, reduce{gen::ColumnSumKernel::reduce, 256};
+  ctx.kernel(partials).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), p, stream);
+  ctx.kernel(reduce).launch(unsigned((x.cols + 255) / 256), p, stream);
 }
 
 }  // namespace jetforge

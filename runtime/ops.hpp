@@ -67,4 +67,9 @@ std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t c
 void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
                         const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream);
 
+// out (cols FP32) = or += the column sums of x (a linear layer's bias gradient from dY), summed in a fixed order.
+// workspace: column_sum_workspace_bytes(rows, cols) bytes.
+std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols);
+void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream);
+
 }  // namespace jetforge

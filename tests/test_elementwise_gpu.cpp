@@ -216,3 +216,37 @@ TEST_SUITE("gpu") {
                          std::invalid_argument);
   }
 }
+
+TEST_SUITE("gpu") {
+  TEST_CASE("column sums (bias gradients) match the FP64 reference, accumulate, and repeat bit for bit") {
+    Context& ctx = testing::gpu();
+    for (const Shape s : kShapes) {
+      CAPTURE(s.rows);
+      CAPTURE(s.cols);
+      const auto h = random_q(s.rows, s.cols, std::uint64_t(s.rows + 3 * s.cols), -2, 2);
+      BlockTensor x = testing::upload(h);
+      std::vector<double> want(std::size_t(s.cols), 0.0);
+      for (std::int64_t r = 0; r < s.rows; ++r)
+        for (std::int64_t c = 0; c < s.cols; ++c) want[std::size_t(c)] += h.value(r, c);
+      const auto base = testing::random_vector(std::size_t(s.cols), 4);
+      DeviceBuffer out(std::size_t(s.cols) * 4), workspace(column_sum_workspace_bytes(s.rows, s.cols));
+      std::vector<float> got[2];
+      for (int run = 0; run < 2; ++run) {
+        out.upload(base.data(), base.size() * 4);
+        column_sum(ctx, x.ref(), out.get(), /*accumulate=*/true, workspace.get(), nullptr);
+        got[run].resize(base.size());
+        out.download(got[run].data(), got[run].size() * 4);
+      }
+      CHECK(got[0] == got[1]);
+      double scale = 0, worst = 0;
+      for (std::int64_t r = 0; r < s.rows; ++r)
+        for (std::int64_t c = 0; c < s.cols; ++c) scale = std::max(scale, std::fabs(h.value(r, c)));
+      for (std::size_t c = 0; c < want.size(); ++c) worst = std::max(worst, std::fabs(got[0][c] - (want[c] + base[c])));
+      CHECK(worst <= 1e-6 * scale * double(s.rows) + 1e-6);  // FP32 sums of `rows` terms
+      out.fill_bytes(testing::kNanBytes);
+      column_sum(ctx, x.ref(), out.get(), /*accumulate=*/false, workspace.get(), nullptr);
+      out.download(got[1].data(), got[1].size() * 4);
+      for (std::size_t c = 0; c < want.size(); ++c) CHECK(std::fabs(got[1][c] - want[c]) <= 1e-6 * scale * double(s.rows) + 1e-6);
+    }
+  }
+}

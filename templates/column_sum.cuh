@@ -1,0 +1,44 @@
+// Column sums of an INT8 BlockTensor (32 x 32 blocks), e.g. a linear layer's bias gradient sum_rows(dY), in a
+// fixed order so that every run gives the same bits: per-block-row partial sums, then their ordered sum, added
+// to or written over the FP32 output.
+#pragma once
+#include "jetforge/common.cuh"
+
+namespace jetforge {
+
+struct ColumnSumParams {
+  const i8* codes;   // rows x cols
+  const float* scales;
+  float* partials;   // (rows / 32) x cols scratch
+  float* out;        // cols
+  i64 rows, cols;
+  int accumulate;    // out += sums (1) or out = sums (0)
+};
+
+}  // namespace jetforge
+
+#if JF_DEVICE_CODE
+namespace jetforge {
+
+// Grid: (rows / 32, ceil(cols / Threads)); a thread sums its column over one block row.
+template <int Threads>
+__global__ void __launch_bounds__(Threads) column_sum_partials_kernel(const ColumnSumParams p) {
+  const i64 col = i64(blockIdx.y) * Threads + threadIdx.x, block_row = blockIdx.x;
+  if (col >= p.cols) return;
+  float sum = 0.0f;
+  for (int r = 0; r < 32; ++r) sum += code_to_float(p.codes[(block_row * 32 + r) * p.cols + col]);
+  p.partials[block_row * p.cols + col] = sum * __ldg(p.scales + block_row * (p.cols / 32) + col / 32);
+}
+
+// Grid: ceil(cols / Threads); the block rows' partials in order.
+template <int Threads>
+__global__ void __launch_bounds__(Threads) column_sum_reduce_kernel(const ColumnSumParams p) {
+  const i64 col = i64(blockIdx.x) * Threads + threadIdx.x;
+  if (col >= p.cols) return;
+  float sum = 0.0f;
+  for (i64 b = 0; b < p.rows / 32; ++b) sum += p.partials[b * p.cols + col];
+  p.out[col] = p.accumulate ? p.out[col] + sum : sum;
+}
+
+}  // namespace jetforge
+#endif
