@@ -34,6 +34,7 @@ namespace jetforge {
   X(cuMemFree)                       \
   X(cuMemcpyHtoD)                    \
   X(cuMemcpyDtoH)                    \
+  X(cuMemcpyHtoDAsync)               \
   X(cuMemcpyDtoDAsync)               \
   X(cuMemsetD8Async)                 \
   X(cuMemsetD32Async)                \

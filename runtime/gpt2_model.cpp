@@ -1,0 +1,254 @@
+#include "runtime/gpt2_model.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "runtime/attention.hpp"
+#include "runtime/embedding.hpp"
+#include "runtime/gemm.hpp"
+#include "runtime/loss.hpp"
+#include "runtime/ops.hpp"
+#include "runtime/require.hpp"
+
+namespace jetforge {
+
+namespace {
+
+constexpr float kLayerNormEps = 1e-5f;
+
+// Hands out 256-byte aligned pieces of one allocation. A first pass with no memory only measures.
+class Arena {
+ public:
+  explicit Arena(CUdeviceptr base = 0) : base_(base) {}
+  CUdeviceptr take(std::size_t bytes) {
+    const std::size_t at = used_;
+    used_ += (bytes + 255) / 256 * 256;
+    return base_ ? base_ + at : 0;
+  }
+  BlockTensorRef block(std::int64_t rows, std::int64_t cols) {
+    BlockTensorRef t;
+    t.rows = rows, t.cols = cols, t.block = 32, t.group = 32;
+    t.codes = take(std::size_t(t.code_bytes())), t.scales = take(std::size_t(t.scale_bytes()));
+    return t;
+  }
+  DenseRef dense(std::int64_t rows, std::int64_t cols, DType dtype) {
+    DenseRef d{0, rows, cols, dtype};
+    d.data = take(std::size_t(d.bytes()));
+    return d;
+  }
+  std::size_t used() const { return used_; }
+
+ private:
+  CUdeviceptr base_;
+  std::size_t used_ = 0;
+};
+
+// The same memory seen as another shape of no more elements (scratch reused across layers).
+BlockTensorRef reshaped(const BlockTensorRef& t, std::int64_t rows, std::int64_t cols) {
+  BlockTensorRef r = t;
+  r.rows = rows, r.cols = cols;
+  return r;
+}
+
+struct QuantizedWeight {
+  BlockTensorRef q, q_t;  // W (out x in) and W^T, nearest rounding of the FP32 master
+};
+
+}  // namespace
+
+struct Gpt2Int8::Buffers {
+  DeviceBuffer memory;
+  std::size_t bytes = 0;
+  struct Layer {
+    BlockTensorRef x_in, h1, h1_t, o_q, o_q_t, x_mid, h2, h2_t, f, g, g_t;
+    CUdeviceptr mean1 = 0, rstd1 = 0, mean2 = 0, rstd2 = 0, lse = 0;
+    DenseRef qkv, o;  // BF16: the attention's input (packed QKV) and output
+    QuantizedWeight qkv_w, proj_w, fc_w, fc_proj_w;
+  };
+  std::vector<Layer> layers;
+  BlockTensorRef x_final, xf, xf_t, branch, dl, dl_t, dcopy, dx, dh, d_wide, d_wide2, d_t, do_q, dqkv_q;
+  QuantizedWeight wte;
+  DenseRef stream, grad_stream, dense, dense_wide, logits, d_o, d_qkv;
+  CUdeviceptr mean_f = 0, rstd_f = 0, losses = 0, targets = 0, tokens = 0, delta = 0, column_ws = 0, layernorm_ws = 0;
+
+  // Every piece, in order; run once to measure and once on the allocation.
+  void lay_out(Arena& a, const Gpt2Shape& s, int batch) {
+    const std::int64_t n = std::int64_t(batch) * s.sequence, c = s.hidden, f = std::int64_t(s.mlp_ratio) * c, v = s.padded_vocab();
+    const std::int64_t wide = std::max(f, 3 * c);
+    layers.assign(std::size_t(s.layers), Layer{});
+    auto weight = [&](std::int64_t out, std::int64_t in) { return QuantizedWeight{a.block(out, in), a.block(in, out)}; };
+    for (auto& l : layers) {
+      l.x_in = a.block(n, c), l.h1 = a.block(n, c), l.h1_t = a.block(c, n);
+      l.mean1 = a.take(std::size_t(n) * 4), l.rstd1 = a.take(std::size_t(n) * 4);
+      l.qkv = a.dense(n, 3 * c, DType::bf16), l.o = a.dense(n, c, DType::bf16), l.lse = a.take(std::size_t(n * s.heads) * 4);
+      l.o_q = a.block(n, c), l.o_q_t = a.block(c, n), l.x_mid = a.block(n, c);
+      l.h2 = a.block(n, c), l.h2_t = a.block(c, n), l.mean2 = a.take(std::size_t(n) * 4), l.rstd2 = a.take(std::size_t(n) * 4);
+      l.f = a.block(n, f), l.g = a.block(n, f), l.g_t = a.block(f, n);
+      l.qkv_w = weight(3 * c, c), l.proj_w = weight(c, c), l.fc_w = weight(f, c), l.fc_proj_w = weight(c, f);
+    }
+    x_final = a.block(n, c), xf = a.block(n, c), xf_t = a.block(c, n);
+    mean_f = a.take(std::size_t(n) * 4), rstd_f = a.take(std::size_t(n) * 4);
+    wte = weight(v, c);
+    stream = a.dense(n, c, DType::f32), grad_stream = a.dense(n, c, DType::f32);
+    dense = a.dense(n, c, DType::bf16), dense_wide = a.dense(n, f, DType::bf16);
+    logits = a.dense(n, v, DType::bf16), dl = a.block(n, v), dl_t = a.block(v, n);
+    losses = a.take(std::size_t(n) * 4), targets = a.take(std::size_t(n) * 4), tokens = a.take(std::size_t(n) * 4);
+    branch = a.block(n, c), dcopy = a.block(n, c), dx = a.block(n, c), dh = a.block(n, c), do_q = a.block(n, c);
+    d_wide = a.block(n, wide), d_wide2 = a.block(n, wide), d_t = a.block(wide, n), dqkv_q = a.block(n, 3 * c);
+    d_o = a.dense(n, c, DType::bf16), d_qkv = a.dense(n, 3 * c, DType::bf16);
+    delta = a.take(std::size_t(n * s.heads) * 4);
+    column_ws = a.take(column_sum_workspace_bytes(n, std::max(wide, c)));
+    layernorm_ws = a.take(layernorm_backward_workspace_bytes(n, c));
+  }
+};
+
+Gpt2Int8::Gpt2Int8(Context& ctx, const Gpt2Shape& shape, int batch)
+    : ctx_(ctx), shape_(shape), batch_(batch), layout_(gpt2_parameters(shape)), b_(std::make_unique<Buffers>()) {
+  const int head_dim = shape.heads > 0 ? shape.hidden / shape.heads : 0;
+  require(head_dim == 64 || head_dim == 128, [&] { return "Gpt2Int8: hidden / heads = " + std::to_string(head_dim) + " must be 64 or 128"; });
+  require(shape.sequence % 64 == 0, [&] { return "Gpt2Int8: sequence=" + std::to_string(shape.sequence) + " must be a multiple of 64"; });
+  require(batch > 0 && shape.hidden % 32 == 0, [&] { return "Gpt2Int8: batch must be positive and hidden a multiple of 32"; });
+  Arena measure;
+  b_->lay_out(measure, shape, batch);
+  b_->bytes = measure.used();
+  b_->memory = DeviceBuffer(b_->bytes);
+  Arena real(b_->memory.get());
+  b_->lay_out(real, shape, batch);
+}
+
+Gpt2Int8::~Gpt2Int8() = default;
+
+std::size_t Gpt2Int8::arena_bytes() const { return b_->bytes; }
+
+double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed,
+                      CUstream s) {
+  const Gpt2Shape& sh = shape_;
+  const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden, f = std::int64_t(sh.mlp_ratio) * c, v = sh.padded_vocab();
+  require(inputs.size() == std::size_t(n) && targets.size() == std::size_t(n),
+          [&] { return "Gpt2Int8::step: inputs and targets must hold batch x sequence = " + std::to_string(n) + " tokens"; });
+  Buffers& b = *b_;
+  auto tensor = [&](CUdeviceptr base, const std::string& name) { return base + CUdeviceptr(layout_.at(name).offset) * 4; };
+  auto master = [&](const std::string& name) {
+    const auto& t = layout_.at(name);
+    return DenseRef{tensor(params, name), t.rows, t.cols, DType::f32};
+  };
+  auto grad = [&](const std::string& name) {
+    const auto& t = layout_.at(name);
+    return DenseRef{tensor(grads, name), t.rows, t.cols, DType::f32};
+  };
+  std::uint64_t draws = 0;
+  auto next_seed = [&] { return seed * 0x9E3779B97F4A7C15ull + ++draws; };  // a distinct rounding stream per operator
+  const QuantizeOptions nearest{};
+  auto stochastic = [&] { return QuantizeOptions{gen::Rounding::stochastic, next_seed(), std::nullopt}; };
+  auto gemm_bias = [&](CUdeviceptr bias) {
+    GemmOptions o;
+    o.bias = bias;
+    return o;
+  };
+  const AttentionLayout attention = AttentionLayout::packed_qkv(batch_, sh.heads, sh.sequence, sh.hidden / sh.heads);
+  const CUdeviceptr k_offset = CUdeviceptr(c) * 2, v_offset = 2 * k_offset;  // bytes from Q within a packed QKV row
+  const EmbeddingShape es{batch_, sh.sequence, c, v, sh.sequence};
+
+  // Weights: quantized once per step, with their transposes for the backward data GEMMs.
+  quantize_transpose(ctx_, master("wte"), b.wte.q, b.wte.q_t, nearest, s);
+  for (int l = 0; l < sh.layers; ++l) {
+    const std::string h = "h" + std::to_string(l) + ".";
+    auto& L = b.layers[std::size_t(l)];
+    quantize_transpose(ctx_, master(h + "attn.qkv.weight"), L.qkv_w.q, L.qkv_w.q_t, nearest, s);
+    quantize_transpose(ctx_, master(h + "attn.proj.weight"), L.proj_w.q, L.proj_w.q_t, nearest, s);
+    quantize_transpose(ctx_, master(h + "fc.weight"), L.fc_w.q, L.fc_w.q_t, nearest, s);
+    quantize_transpose(ctx_, master(h + "fc_proj.weight"), L.fc_proj_w.q, L.fc_proj_w.q_t, nearest, s);
+  }
+
+  // Forward.
+  check(driver().cuMemcpyHtoDAsync(b.tokens, inputs.data(), inputs.size() * 4, s), "cuMemcpyHtoDAsync (tokens)");
+  check(driver().cuMemcpyHtoDAsync(b.targets, targets.data(), targets.size() * 4, s), "cuMemcpyHtoDAsync (targets)");
+  embedding_forward(ctx_, es, b.tokens, tensor(params, "wte"), tensor(params, "wpe"), b.stream.data, s);
+  quantize(ctx_, b.stream, b.layers[0].x_in, nearest, s);
+  for (int l = 0; l < sh.layers; ++l) {
+    const std::string h = "h" + std::to_string(l) + ".";
+    auto& L = b.layers[std::size_t(l)];
+    const BlockTensorRef& next = l + 1 < sh.layers ? b.layers[std::size_t(l) + 1].x_in : b.x_final;
+    layernorm_forward(ctx_, L.x_in, tensor(params, h + "ln1.weight"), tensor(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, kLayerNormEps, s);
+    transpose(ctx_, L.h1, L.h1_t, s);
+    gemm(ctx_, L.h1, L.qkv_w.q, L.qkv, gemm_bias(tensor(params, h + "attn.qkv.bias")), s);
+    attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
+    quantize_transpose(ctx_, L.o, L.o_q, L.o_q_t, nearest, s);
+    gemm(ctx_, L.o_q, L.proj_w.q, b.dense, gemm_bias(tensor(params, h + "attn.proj.bias")), s);
+    quantize(ctx_, b.dense, b.branch, nearest, s);
+    residual_add(ctx_, b.stream, b.branch, L.x_mid, 0, 0, kLayerNormEps, s);
+    layernorm_forward(ctx_, L.x_mid, tensor(params, h + "ln2.weight"), tensor(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, kLayerNormEps, s);
+    transpose(ctx_, L.h2, L.h2_t, s);
+    gemm(ctx_, L.h2, L.fc_w.q, b.dense_wide, gemm_bias(tensor(params, h + "fc.bias")), s);
+    quantize(ctx_, b.dense_wide, L.f, nearest, s);
+    gelu_forward(ctx_, L.f, L.g, GeluForm::tanh, s);
+    transpose(ctx_, L.g, L.g_t, s);
+    gemm(ctx_, L.g, L.fc_proj_w.q, b.dense, gemm_bias(tensor(params, h + "fc_proj.bias")), s);
+    quantize(ctx_, b.dense, b.branch, nearest, s);
+    residual_add(ctx_, b.stream, b.branch, next, 0, 0, kLayerNormEps, s);
+  }
+  layernorm_forward(ctx_, b.x_final, tensor(params, "ln_f.weight"), tensor(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, kLayerNormEps, s);
+  gemm(ctx_, b.xf, b.wte.q, b.logits, GemmOptions{}, s);
+  cross_entropy(ctx_, b.logits, sh.vocab, b.targets, b.losses, 1.0f / float(n), s);  // logits now hold their gradient
+
+  if (grads) {
+    // LM head and final LayerNorm.
+    transpose(ctx_, b.xf, b.xf_t, s);
+    quantize_transpose(ctx_, b.logits, b.dl, b.dl_t, stochastic(), s);
+    linear_backward_weight(ctx_, b.dl_t, b.xf_t, grad("wte"), false, s);  // the embedding's share is added below
+    linear_backward_data(ctx_, b.dl, b.wte.q_t, b.dh, next_seed(), s);
+    layernorm_backward(ctx_, b.dh, b.x_final, b.mean_f, b.rstd_f, tensor(params, "ln_f.weight"), b.dx, tensor(grads, "ln_f.weight"),
+                       tensor(grads, "ln_f.bias"), next_seed(), b.layernorm_ws, s);
+    check(driver().cuMemsetD8Async(b.grad_stream.data, 0, std::size_t(b.grad_stream.bytes()), s), "cuMemsetD8Async (gradient stream)");
+    residual_add_backward(ctx_, b.grad_stream, b.dx, b.dcopy, next_seed(), s);
+
+    for (int l = sh.layers - 1; l >= 0; --l) {
+      const std::string h = "h" + std::to_string(l) + ".";
+      auto& L = b.layers[std::size_t(l)];
+      const BlockTensorRef dg = reshaped(b.d_wide, n, f), df = reshaped(b.d_wide2, n, f);
+      // MLP: dcopy is the gradient of the fc_proj output (and of the skip path, already in the stream).
+      column_sum(ctx_, b.dcopy, tensor(grads, h + "fc_proj.bias"), false, b.column_ws, s);
+      transpose(ctx_, b.dcopy, reshaped(b.d_t, c, n), s);
+      linear_backward_weight(ctx_, reshaped(b.d_t, c, n), L.g_t, grad(h + "fc_proj.weight"), false, s);
+      linear_backward_data(ctx_, b.dcopy, L.fc_proj_w.q_t, dg, next_seed(), s);
+      gelu_backward(ctx_, dg, L.f, df, GeluForm::tanh, next_seed(), s);
+      column_sum(ctx_, df, tensor(grads, h + "fc.bias"), false, b.column_ws, s);
+      transpose(ctx_, df, reshaped(b.d_t, f, n), s);
+      linear_backward_weight(ctx_, reshaped(b.d_t, f, n), L.h2_t, grad(h + "fc.weight"), false, s);
+      linear_backward_data(ctx_, df, L.fc_w.q_t, b.dh, next_seed(), s);
+      layernorm_backward(ctx_, b.dh, L.x_mid, L.mean2, L.rstd2, tensor(params, h + "ln2.weight"), b.dx, tensor(grads, h + "ln2.weight"),
+                         tensor(grads, h + "ln2.bias"), next_seed(), b.layernorm_ws, s);
+      residual_add_backward(ctx_, b.grad_stream, b.dx, b.dcopy, next_seed(), s);
+      // Attention: dcopy is now the gradient of the proj output.
+      column_sum(ctx_, b.dcopy, tensor(grads, h + "attn.proj.bias"), false, b.column_ws, s);
+      transpose(ctx_, b.dcopy, reshaped(b.d_t, c, n), s);
+      linear_backward_weight(ctx_, reshaped(b.d_t, c, n), L.o_q_t, grad(h + "attn.proj.weight"), false, s);
+      linear_backward_data(ctx_, b.dcopy, L.proj_w.q_t, b.do_q, next_seed(), s);
+      dequantize(ctx_, b.do_q, b.d_o, s);
+      attention_backward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, b.d_o.data, b.delta,
+                         b.d_qkv.data, b.d_qkv.data + k_offset, b.d_qkv.data + v_offset, s);
+      quantize_transpose(ctx_, b.d_qkv, b.dqkv_q, reshaped(b.d_t, 3 * c, n), stochastic(), s);
+      column_sum(ctx_, b.dqkv_q, tensor(grads, h + "attn.qkv.bias"), false, b.column_ws, s);
+      linear_backward_weight(ctx_, reshaped(b.d_t, 3 * c, n), L.h1_t, grad(h + "attn.qkv.weight"), false, s);
+      linear_backward_data(ctx_, b.dqkv_q, L.qkv_w.q_t, b.dh, next_seed(), s);
+      layernorm_backward(ctx_, b.dh, L.x_in, L.mean1, L.rstd1, tensor(params, h + "ln1.weight"), b.dx, tensor(grads, h + "ln1.weight"),
+                         tensor(grads, h + "ln1.bias"), next_seed(), b.layernorm_ws, s);
+      residual_add_backward(ctx_, b.grad_stream, b.dx, b.dcopy, next_seed(), s);
+    }
+    // Embedding: the stream's gradient into wte (after the LM head's share) and wpe.
+    const auto& wpe = layout_.at("wpe");
+    check(driver().cuMemsetD8Async(tensor(grads, "wpe"), 0, std::size_t(wpe.size()) * 4, s), "cuMemsetD8Async (wpe gradient)");
+    const DeviceTokenGroups groups(TokenGroups::of(inputs));
+    embedding_backward(ctx_, es, groups, b.grad_stream.data, tensor(grads, "wte"), tensor(grads, "wpe"), s);
+  }
+
+  std::vector<float> losses(static_cast<std::size_t>(n));
+  check(driver().cuStreamSynchronize(s), "cuStreamSynchronize");
+  check(driver().cuMemcpyDtoH(losses.data(), b.losses, losses.size() * 4), "cuMemcpyDtoH (losses)");
+  double sum = 0;
+  for (float x : losses) sum += x;
+  return sum / double(n);
+}
+
+}  // namespace jetforge
