@@ -1,10 +1,11 @@
 #include "runtime/checkpoint.hpp"
 
-#include <array>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
+
+#include "runtime/crc32.hpp"
 
 namespace jetforge {
 
@@ -13,21 +14,6 @@ namespace {
 // File: magic (8 bytes, the last one the format version), header length (u32), header ("key=value" lines),
 // params, m, v (FP32, little-endian), CRC-32 (u32) of everything before it.
 constexpr char kMagic[8] = {'J', 'F', 'C', 'K', 'P', 'T', '\0', '\1'};
-
-std::uint32_t crc32(const std::string& bytes) {
-  static const auto table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char b : bytes) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 template <class T> void put(std::string& out, T value) { out.append(reinterpret_cast<const char*>(&value), sizeof value); }
 
