@@ -34,7 +34,7 @@ TEST_SUITE("cli") {
   }
 
   TEST_CASE("every verb has --help, and unknown verbs and options are usage errors") {
-    for (const char* verb : {"info", "specs", "compile"}) {
+    for (const char* verb : {"info", "specs", "compile", "cache", "data", "tune", "train"}) {
       const auto r = run(std::string(verb) + " --help");
       CHECK(r.status == 0);
       CHECK(r.out.find(std::string("usage: jetforge ") + verb) != std::string::npos);
@@ -44,6 +44,21 @@ TEST_SUITE("cli") {
     const auto r = run("compile quantize --arch sm_90a --frob");
     CHECK(r.status == 2);
     CHECK(r.out.find("unknown option --frob") != std::string::npos);
+  }
+
+  TEST_CASE("train explains what is missing or wrong before it needs a GPU") {
+    auto r = run("train --data x.tok");
+    CHECK(r.status == 2);
+    CHECK(r.out.find("train needs --model FILE and --data FILE") != std::string::npos);
+    r = run("train --model configs/gpt2-124m.yaml --data x.tok --steps ten");
+    CHECK(r.status == 2);
+    CHECK(r.out.find("--steps needs a number, got 'ten'") != std::string::npos);
+    r = run("train --model configs/gpt2-124m.yaml --data x.tok --precision fp8");
+    CHECK(r.status == 2);
+    CHECK(r.out.find("only int8 is available") != std::string::npos);
+    r = run("train --model " JETFORGE_SOURCE_DIR "/configs/gpt2-124m.yaml --data /nonexistent/brown.tok");
+    CHECK(r.status == 1);
+    CHECK(r.out.find("cannot read token file /nonexistent/brown.tok") != std::string::npos);
   }
 
   TEST_CASE("specs lists canonical keys") {

@@ -1,4 +1,4 @@
-// jetforge: the command line. Verbs: info, specs, compile (tune, cache and bench grow here).
+// jetforge: the command line. Verbs: info, specs, compile, cache, data, tune, train (tools/train.cpp).
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -19,14 +19,12 @@
 #include "runtime/nvrtc.hpp"
 #include "tuner/model_config.hpp"
 #include "tuner/tune.hpp"
+#include "tools/cli.hpp"
 
 namespace {
 
-using Args = std::vector<std::string>;
+using namespace jetforge::cli;
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 constexpr const char* kMainHelp = R"(jetforge: INT8 transformer training kernels (per-block 32x32 quantization), generated and JIT-compiled.
 
@@ -41,6 +39,8 @@ verbs:
                                the SQLite kernel cache (jetforge cache --help)
   data prepare --corpus DIR --vocab DIR --out FILE
                                tokenize the Brown corpus with the GPT-2 BPE (tools/prepare_data.sh)
+  train --model FILE --data FILE
+                               train GPT-2 with the INT8 data flow (not yet run on a GPU: bench/NOTES.md)
 
 The kernel cache is $JETFORGE_CACHE, else $XDG_CACHE_HOME/jetforge/kernels.db, else
 ~/.cache/jetforge/kernels.db; --cache FILE on info and cache verbs overrides both.
@@ -86,29 +86,10 @@ for ARCH (sm_80, sm_86, sm_89, sm_90, sm_90a) and compiles it with NVRTC. No GPU
 Without -o or --source it compiles and reports the cubin's size, lowered name and compile time.
 )";
 
-// Reads the value after the flag at args[i] (advancing i), or throws a usage error naming the flag.
-const std::string& flag_value(const Args& args, size_t& i) {
-  if (i + 1 >= args.size()) throw UsageError(args[i] + " needs a value");
-  return args[++i];
-}
-
 bool wants_help(const Args& args) {
   for (const auto& a : args)
     if (a == "--help" || a == "-h") return true;
   return false;
-}
-
-// Removes "--cache FILE" from args; returns FILE or the default path.
-std::filesystem::path take_cache_option(Args& args) {
-  std::filesystem::path path = jetforge::cache::KernelCache::default_path();
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] != "--cache") continue;
-    size_t at = i;
-    path = flag_value(args, at);
-    args.erase(args.begin() + long(i), args.begin() + long(i) + 2);
-    break;
-  }
-  return path;
 }
 
 std::string json_string(const std::string& s) {
@@ -442,7 +423,7 @@ int main(int argc, char** argv) {
     std::function<int(const Args&)> run;
   };
   const Verb verbs[] = {
-      {"info", kInfoHelp, cmd_info}, {"specs", kSpecsHelp, cmd_specs}, {"compile", kCompileHelp, cmd_compile}, {"cache", kCacheHelp, cmd_cache}, {"data", kDataHelp, cmd_data}, {"tune", kTuneHelp, cmd_tune}};
+      {"info", kInfoHelp, cmd_info}, {"specs", kSpecsHelp, cmd_specs}, {"compile", kCompileHelp, cmd_compile}, {"cache", kCacheHelp, cmd_cache}, {"data", kDataHelp, cmd_data}, {"tune", kTuneHelp, cmd_tune}, {"train", kTrainHelp, cmd_train}};
   if (all.empty() || all[0] == "--help" || all[0] == "-h" || all[0] == "help") {
     std::cout << kMainHelp;
     return all.empty() ? 2 : 0;
