@@ -147,6 +147,7 @@ int cmd_train(const Args& all) {
   const std::size_t bytes = std::size_t(layout.floats) * 4;
   DeviceBuffer params(bytes), grads(bytes), m(bytes), v(bytes), workspace(clip_workspace_bytes(std::vector<GradientBuffer>{{0, layout.floats}})),
       norm(4), factor(4);
+  grads.fill_bytes(0);  // the alignment gaps between tensors are never written and enter the global norm
   Checkpoint state{config.name, 0, seed, 0, {}, {}, {}};
   if (!resume.empty()) {
     state = load_checkpoint(resume);
