@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "bench/cublas.hpp"
 #include "bench/timing.hpp"
+#include "runtime/cublaslt.hpp"
 #include "runtime/gemm.hpp"
 #include "runtime/ops.hpp"
 
@@ -32,8 +32,6 @@ int main(int argc, char** argv) {
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
     Stream stream;
-    cublasLtHandle_t lt;
-    bench::check_cublas(cublasLtCreate(&lt), "cublasLtCreate");
     DeviceBuffer flush(std::size_t(dev.l2_bytes) * 4);
     auto flush_l2 = [&](int) { flush.fill_bytes(0x5a, stream.get()); };
     auto time = [&](const std::function<void(int)>& run) { return bench::median_ms(stream.get(), run, 3, 20, flush_l2); };
@@ -54,10 +52,10 @@ int main(int argc, char** argv) {
       fill_random(xbt, 1), fill_random(wbt, 2), fill_random(dybt, 3);
       const CUdeviceptr xb = xbt.ref().data, wb = wbt.ref().data, dyb = dybt.ref().data;
       DeviceBuffer yb(M * N * 2), dxb(M * K * 2), dwf(N * K * 4);
-      bench::LtMatmul bf16_fwd(lt, M, N, K, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-      bench::LtMatmul bf16_dx(lt, M, K, N, false, false, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-      bench::LtMatmul bf16_dw(lt, N, K, M, true, false, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-      bench::LtMatmul i8_fwd(lt, M, N, K, false, true, CUDA_R_8I, CUDA_R_8I, CUBLAS_COMPUTE_32I, CUDA_R_32F);
+      LtMatmul bf16_fwd(M, N, K, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+      LtMatmul bf16_dx(M, K, N, false, false, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+      LtMatmul bf16_dw(N, K, M, true, false, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+      LtMatmul i8_fwd(M, N, K, false, true, CUDA_R_8I, CUDA_R_8I, CUBLAS_COMPUTE_32I, CUDA_R_32F);
       const float alpha_i8 = 1.0f / 4096;
   
       // INT8 operands of ours: X, W at K-groups 32 and 128; the backward's dY, transposes and FP32 master weights.
@@ -121,7 +119,6 @@ int main(int argc, char** argv) {
                     std::string(gen::enum_name(choice.fold)).c_str(), choice.cluster, ops / (t32 * 1e-3) / 1e12, ops / (t128 * 1e-3) / 1e12);
       }
     }
-    cublasLtDestroy(lt);
     return 0;
   });
 }
