@@ -125,8 +125,9 @@ std::string gemm_kernel_key(gen::GemmOut out, int group, gen::Rounding rounding,
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const BlockTensorRef& c, const GemmOptions& o, CUstream stream) {
   check_operands(a, b, c.rows, c.cols);
   require(c.block == 32 && c.group == 32, [&] { return std::string("gemm: INT8 output must use 32x32 blocks"); });
-  require(o.bias == 0 && !o.accumulate, [&] { return std::string("gemm: bias and accumulate apply to dense (FP32/BF16) output only"); });
-  const GemmProblem problem{reinterpret_cast<void*>(c.codes), reinterpret_cast<float*>(c.scales), nullptr, a.rows, b.rows, a.cols, o.seed, 0};
+  require(!o.accumulate, [&] { return std::string("gemm: accumulate applies to FP32 output only"); });
+  const GemmProblem problem{reinterpret_cast<void*>(c.codes), reinterpret_cast<float*>(c.scales), reinterpret_cast<const float*>(o.bias), a.rows, b.rows,
+                            a.cols, o.seed, 0};
   run(ctx, a, b, gen::GemmOut::i8, problem, o, stream);
 }
 

@@ -22,7 +22,7 @@ struct GemmKernelChoice {
 struct GemmOptions {
   gen::Rounding rounding = gen::Rounding::nearest;  // INT8 output: nearest (forward) or stochastic (gradients)
   std::uint64_t seed = 0;                           // stochastic rounding
-  CUdeviceptr bias = 0;                             // dense output: N FP32 values added to every row, or 0
+  CUdeviceptr bias = 0;                             // N FP32 values added to every row (INT8 output: before quantizing), or 0
   bool accumulate = false;                          // FP32 output: C += A B^T
   GemmKernelChoice kernel;
   bool use_tuned = true;  // take the kernel choice `jetforge tune` found for this problem, if the cache has one

@@ -69,7 +69,7 @@ struct Gpt2Int8::Buffers {
   std::vector<Layer> layers;
   BlockTensorRef x_final, xf, xf_t, branch, dl, dl_t, dcopy, dx, dh, d_wide, d_wide2, d_t, do_q, dqkv_q;
   QuantizedWeight wte;
-  DenseRef stream, grad_stream, dense, dense_wide, logits, d_o, d_qkv;
+  DenseRef stream, grad_stream, logits, d_o, d_qkv;
   CUdeviceptr mean_f = 0, rstd_f = 0, losses = 0, targets = 0, tokens = 0, delta = 0, column_ws = 0, layernorm_ws = 0;
 
   // Every piece, in order; run once to measure and once on the allocation.
@@ -91,7 +91,6 @@ struct Gpt2Int8::Buffers {
     mean_f = a.take(std::size_t(n) * 4), rstd_f = a.take(std::size_t(n) * 4);
     wte = weight(v, c);
     stream = a.dense(n, c, DType::f32), grad_stream = a.dense(n, c, DType::f32);
-    dense = a.dense(n, c, DType::bf16), dense_wide = a.dense(n, f, DType::bf16);
     logits = a.dense(n, v, DType::bf16), dl = a.block(n, v), dl_t = a.block(v, n);
     losses = a.take(std::size_t(n) * 4), targets = a.take(std::size_t(n) * 4), tokens = a.take(std::size_t(n) * 4);
     branch = a.block(n, c), dcopy = a.block(n, c), dx = a.block(n, c), dh = a.block(n, c), do_q = a.block(n, c);
@@ -175,17 +174,14 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     gemm(ctx_, L.h1, L.qkv_w.q, L.qkv, gemm_bias(tensor(params, h + "attn.qkv.bias")), s);
     attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
     quantize_transpose(ctx_, L.o, L.o_q, L.o_q_t, nearest, s);
-    gemm(ctx_, L.o_q, L.proj_w.q, b.dense, gemm_bias(tensor(params, h + "attn.proj.bias")), s);
-    quantize(ctx_, b.dense, b.branch, nearest, s);
+    gemm(ctx_, L.o_q, L.proj_w.q, b.branch, gemm_bias(tensor(params, h + "attn.proj.bias")), s);
     residual_add(ctx_, b.stream, b.branch, L.x_mid, 0, 0, kLayerNormEps, s);
     layernorm_forward(ctx_, L.x_mid, tensor(params, h + "ln2.weight"), tensor(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, kLayerNormEps, s);
     transpose(ctx_, L.h2, L.h2_t, s);
-    gemm(ctx_, L.h2, L.fc_w.q, b.dense_wide, gemm_bias(tensor(params, h + "fc.bias")), s);
-    quantize(ctx_, b.dense_wide, L.f, nearest, s);
+    gemm(ctx_, L.h2, L.fc_w.q, L.f, gemm_bias(tensor(params, h + "fc.bias")), s);
     gelu_forward(ctx_, L.f, L.g, GeluForm::tanh, s);
     transpose(ctx_, L.g, L.g_t, s);
-    gemm(ctx_, L.g, L.fc_proj_w.q, b.dense, gemm_bias(tensor(params, h + "fc_proj.bias")), s);
-    quantize(ctx_, b.dense, b.branch, nearest, s);
+    gemm(ctx_, L.g, L.fc_proj_w.q, b.branch, gemm_bias(tensor(params, h + "fc_proj.bias")), s);
     residual_add(ctx_, b.stream, b.branch, next, 0, 0, kLayerNormEps, s);
   }
   layernorm_forward(ctx_, b.x_final, tensor(params, "ln_f.weight"), tensor(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, kLayerNormEps, s);

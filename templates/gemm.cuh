@@ -19,7 +19,7 @@ enum GemmFold { kFoldConvert = 0, kFoldMagic = 1 };
 struct GemmProblem {
   void* out;            // M x N row-major: FP32 / BF16 values, or INT8 codes
   float* out_scales;    // INT8 output: (M / 32) x (N / 32) block scales
-  const float* bias;    // optional (FP32/BF16 output): N values added to every row
+  const float* bias;    // optional: N values added to every row (before the block scales, for INT8 output)
   i64 m, n, k;
   u64 seed;             // INT8 output with stochastic rounding
   int accumulate;       // FP32 output: out += A * B^T instead of out = A * B^T
@@ -41,6 +41,14 @@ __device__ __forceinline__ void tile_of_block(int block, int tiles_m, int tiles_
   const int first_m = group * 8, group_rows = min(tiles_m - first_m, 8);
   tile_m = first_m + (block % per_group) % group_rows;
   tile_n = (block % per_group) / group_rows;
+}
+
+// INT8 output: the bias joins an accumulator quad (row, col), (row, col + 1), (row + 8, col), (row + 8, col + 1) before
+// its block's scale is chosen (both code paths hold their accumulators in such quads).
+__device__ __forceinline__ void add_bias_quad(const GemmProblem& p, i64 col, float* quad) {
+  if (!p.bias || col >= p.n) return;
+  const float b0 = p.bias[col], b1 = p.bias[col + 1];
+  quad[0] += b0, quad[1] += b1, quad[2] += b0, quad[3] += b1;
 }
 
 // Dense output of the value pair (row, col), (row, col + 1): bias added, FP32 accumulated if asked, or BF16.

@@ -148,6 +148,11 @@ __global__ void __launch_bounds__(sm80::kThreads) gemm_sm80_kernel(const GemmSm8
   // Epilogue. Fragment (mt, nt, e): row 64 warp_m + 16 mt + lane / 4 + 8 (e / 2), column 32 warp_n + 8 nt + 2 (lane % 4) + e % 2.
   // The warp owns two whole 32 x 32 output blocks: rows 0-31 (m16 tiles 0, 1) and 32-63 (tiles 2, 3) of its slice.
   const i64 row_base = m0 + 64 * warp_m + lane / 4, col_base = n0 + 32 * warp_n + 2 * (lane % 4);
+  if constexpr (Output == kGemmOutI8)
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) gemm::add_bias_quad(p, col_base + 8 * nt, acc[mt][nt]);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     float inv = 0.0f;

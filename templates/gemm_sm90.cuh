@@ -39,7 +39,7 @@ template <int BN, int Group, int Stages> struct GemmSm90Smem {
 // Consumer-side epilogue: acc holds this thread's FP32 results (layout of sm90::Wgmma<BN>); row0 is the first row
 // of the warp's 16-row slice, n0 the tile's first column.
 template <int BN, int Output, int Round, class Smem>
-__device__ void gemm_sm90_epilogue(const GemmProblem& p, const float (&acc)[BN / 2], Smem& smem, int wg, int warp, int lane, i64 m0, i64 n0) {
+__device__ void gemm_sm90_epilogue(const GemmProblem& p, float (&acc)[BN / 2], Smem& smem, int wg, int warp, int lane, i64 m0, i64 n0) {
   const int r_in = lane / 4, c_in = 2 * (lane % 4);
   const i64 row0 = m0 + 64 * wg + 16 * warp + r_in;
   if constexpr (Output != kGemmOutI8) {
@@ -52,6 +52,8 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, const float (&acc)[BN /
         if (row0 + 8 * h < p.m) gemm::store_dense_pair<Output>(p, row0 + 8 * h, col, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
     }
   } else {
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) gemm::add_bias_quad(p, n0 + 8 * j + c_in, &acc[4 * j]);
     // Per 32x32 output block: the warp's 16 x 32 maximum, then the pair of warps sharing the block.
     constexpr int kBlocks = BN / 32;
 #pragma unroll

@@ -114,7 +114,7 @@ TEST_SUITE("gpu") {
       }
   }
 
-  TEST_CASE("gemm INT8 output is within one quantization step of the FP64 reference (both code paths, nearest and stochastic)") {
+  TEST_CASE("gemm INT8 output is within one quantization step of the FP64 reference (both code paths, nearest with a bias, stochastic)") {
     Context& ctx = testing::gpu();
     std::uint64_t seed = 900;
     for (const bool portable : {false, true})
@@ -132,14 +132,19 @@ TEST_SUITE("gpu") {
           path.portable = portable;
           const auto ops = make_operands(p, group, seed += 2);
           BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b), c(p.m, p.n);
+          // The bias joins the values before their block scales: on the nearest-rounding runs, N(0, 10) per column.
+          const bool with_bias = rounding == Rounding::nearest;
+          const auto bias = testing::random_vector(std::size_t(p.n), unsigned(seed), 10.0f);
+          DeviceBuffer bias_d(bias.size() * 4);
+          bias_d.upload(bias.data(), bias.size() * 4);
           testing::poison(c);
-          gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{rounding, seed, 0, false, path}, nullptr);
+          gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{rounding, seed, with_bias ? bias_d.get() : 0, false, path}, nullptr);
           const auto got = testing::download(c);
           const auto elements = checked_elements(p, seed);
           size_t bad = 0;
           double worst = 0;
           for (const auto& [i, j] : elements) {
-            const double r = ref::gemm_element(ops.a, ops.b, i, j), s = got.scale_at(i, j);
+            const double r = ref::gemm_element(ops.a, ops.b, i, j) + (with_bias ? bias[std::size_t(j)] : 0.0), s = got.scale_at(i, j);
             const double steps = std::fabs(got.value(i, j) - r) / s;  // NaN (poison) fails below
             worst = std::max(worst, steps);
             bad += !(steps <= (rounding == Rounding::nearest ? 0.5 + 1e-3 : 1.0 + 1e-3));

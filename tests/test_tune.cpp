@@ -28,7 +28,7 @@ TEST_SUITE("cache") {
   TEST_CASE("tuning problems and search space") {
     const auto config = tuner::load_model_config(std::string(JETFORGE_SOURCE_DIR) + "/configs/gpt2-124m.yaml");
     const auto shapes = tuner::gemm_shapes(config);
-    CHECK(shapes.size() == 12);  // 4 linears x (forward, backward data, backward weight), all distinct for GPT-2
+    CHECK(shapes.size() == 15);  // 5 linears (4 per block, the LM head) x (forward, backward data, backward weight), all distinct
     for (const auto& s : shapes) {
       CAPTURE(s.name);
       CHECK(s.m % 32 == 0);

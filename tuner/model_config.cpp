@@ -79,7 +79,12 @@ ModelConfig load_model_config(const std::filesystem::path& file) {
 
 std::vector<LinearLayer> linear_layers(const ModelConfig& c) {
   const std::int64_t d = c.hidden, ff = std::int64_t(c.mlp_ratio) * c.hidden;
-  return {{"qkv", 3 * d, d, gen::GemmOut::bf16}, {"proj", d, d, gen::GemmOut::i8}, {"fc1", ff, d, gen::GemmOut::i8}, {"fc2", d, ff, gen::GemmOut::i8}};
+  const std::int64_t vocab = (std::int64_t(c.vocab) + 127) / 128 * 128;  // padded as Gpt2Shape::padded_vocab
+  return {{"qkv", 3 * d, d, gen::GemmOut::bf16},
+          {"proj", d, d, gen::GemmOut::i8},
+          {"fc1", ff, d, gen::GemmOut::i8},
+          {"fc2", d, ff, gen::GemmOut::i8},
+          {"lm_head", vocab, d, gen::GemmOut::bf16}};  // the tied embedding; BF16 logits feed the cross-entropy
 }
 
 std::string GemmShape::key() const { return gemm_problem_key(out, rounding, group, m, n, k); }
@@ -115,6 +120,26 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
   add("attention output quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, d, 32, Rounding::nearest, true)));
   add("qkv gradient quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, 3 * d, 32, Rounding::stochastic, true)));
   add("attention gradient dequantize", gen::canonical_key(gen::DequantizeSpec::fit(DType::bf16, T, d, 32)));
+  // The rest of a GPT-2 step as runtime/gpt2_model.cpp runs it: the operators' own fit functions, or the fixed
+  // specs those operators launch (their families' defaults).
+  const std::int64_t ff = std::int64_t(c.mlp_ratio) * d, vocab = linear_layers(c).back().out;
+  add("embedding output quantize", gen::canonical_key(gen::QuantizeSpec::fit(DType::f32, T, d, 32, Rounding::nearest, false)));
+  add("logits gradient quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, vocab, 32, Rounding::stochastic, true)));
+  add("layernorm apply", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::layernorm_apply, Rounding::nearest, T, d)));
+  add("layernorm backward dx", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::layernorm_grad, Rounding::stochastic, T, d)));
+  add("gelu forward", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::gelu_tanh, Rounding::nearest, T, ff)));
+  add("gelu backward", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::gelu_tanh_grad, Rounding::stochastic, T, ff)));
+  add("residual add", gen::canonical_key(gen::ResidualSpec::fit(DType::f32, Rounding::nearest, T, d)));
+  add("residual add backward", gen::canonical_key(gen::ResidualSpec::fit(DType::f32, Rounding::stochastic, T, d)));
+  add("layernorm statistics", gen::canonical_key(gen::RowStatsSpec{}));
+  for (const auto& s : gen::LayerNormGradSpec::defaults()) add("layernorm backward reduction", gen::canonical_key(s));
+  const int head_dim = c.hidden / c.heads;
+  for (auto k : {gen::AttentionKernel::forward, gen::AttentionKernel::delta, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
+    add("attention", gen::canonical_key(gen::AttentionSpec{k, head_dim, true}));
+  add("cross-entropy", gen::canonical_key(gen::CrossEntropySpec{DType::bf16, 512}));
+  for (const auto& s : gen::EmbeddingSpec::defaults()) add("embedding", gen::canonical_key(s));
+  for (const auto& s : gen::ColumnSumSpec::defaults()) add("bias gradient", gen::canonical_key(s));
+  for (const auto& s : gen::OptimSpec::defaults()) add("optimizer", gen::canonical_key(s));
   return out;
 }
 

@@ -29,11 +29,11 @@ struct ConfigError : std::runtime_error {
 
 ModelConfig load_model_config(const std::filesystem::path& file);
 
-// The linear layers of one transformer block, Y = X W^T with W of out x in.
+// The linear layers of a training step, Y = X W^T with W of out x in: the four of every block and the tied LM head.
 struct LinearLayer {
-  std::string name;  // qkv, proj, fc1, fc2
+  std::string name;  // qkv, proj, fc1, fc2, lm_head
   std::int64_t out, in;
-  gen::GemmOut forward_out;  // the QKV projection feeds attention in BF16; the others stay INT8
+  gen::GemmOut forward_out;  // QKV feeds attention and the LM head the cross-entropy in BF16; the others stay INT8
 };
 std::vector<LinearLayer> linear_layers(const ModelConfig& config);
 
