@@ -12,15 +12,14 @@ void require(bool ok, std::string_view family, const std::string& what) {
   if (!ok) throw SpecError(std::string(family) + " spec: " + what);
 }
 
-// Threads per CTA: whole warps, within the target's limit.
+// Static shared memory of the block-wise kernels: the staged code tile of the transposing ones and three
+// floats per block (maximum, scale, inverse scale).
+}  // namespace
+
 void require_threads(std::string_view family, int threads, const TargetLimits& t) {
   require(threads >= 32 && threads % 32 == 0 && threads <= t.max_threads_per_block, family,
           "threads=" + std::to_string(threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
 }
-
-// Static shared memory of the block-wise kernels: the staged code tile of the transposing ones and three
-// floats per block (maximum, scale, inverse scale).
-}  // namespace
 
 long block_tile_static_smem(int block, const BlockTile& tile, bool transposes) {
   const long elems = long(tile.rows) * tile.cols * block * block;
@@ -201,10 +200,6 @@ std::vector<Bf16OpSpec> Bf16OpSpec::defaults() {
   return out;
 }
 
-void OptimSpec::validate(const TargetLimits& t) const {
-  require_threads(family, cta_threads, t);
-}
-
 std::string OptimSpec::kernel_expr() const {
   static constexpr const char* names[] = {"jetforge::sum_squares_kernel", "jetforge::clip_factor_kernel", "jetforge::adamw_kernel"};
   return std::string(names[int(kernel)]) + "<" + std::to_string(cta_threads) + ">";
@@ -215,14 +210,10 @@ std::string OptimSpec::params_decl() const {
   return params[int(kernel)];
 }
 
-void ColumnSumSpec::validate(const TargetLimits& t) const { require_threads(family, cta_threads, t); }
-
 std::string ColumnSumSpec::kernel_expr() const {
   return std::string(kernel == ColumnSumKernel::partials ? "jetforge::column_sum_partials_kernel" : "jetforge::column_sum_reduce_kernel") + "<" +
          std::to_string(cta_threads) + ">";
 }
-
-void EmbeddingSpec::validate(const TargetLimits& t) const { require_threads(family, cta_threads, t); }
 
 std::string EmbeddingSpec::kernel_expr() const {
   static constexpr const char* names[] = {"jetforge::embedding_forward_kernel", "jetforge::embedding_backward_tokens_kernel",
@@ -275,12 +266,8 @@ std::vector<AttentionSpec> AttentionSpec::defaults() {
   return out;
 }
 
-void LayerNormGradSpec::validate(const TargetLimits& t) const {
-  require_threads(family, cta_threads, t);
-}
-
 std::string LayerNormGradSpec::kernel_expr() const {
-  switch (part) {
+  switch (kernel) {
     case LayerNormGradPart::rows: return "jetforge::layernorm_grad_rows_kernel<" + std::to_string(cta_threads / 32) + ">";
     case LayerNormGradPart::columns: return "jetforge::layernorm_grad_columns_kernel<" + std::to_string(cta_threads) + ">";
     case LayerNormGradPart::reduce: return "jetforge::layernorm_grad_reduce_kernel<" + std::to_string(cta_threads) + ">";

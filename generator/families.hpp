@@ -139,6 +139,22 @@ struct RowStatsSpec {
   static std::vector<RowStatsSpec> defaults() { return {RowStatsSpec{}}; }
 };
 
+// Threads per CTA: whole warps, within the target's limit (throws SpecError naming the family).
+void require_threads(std::string_view family, int threads, const TargetLimits& t);
+
+// Families of a few fixed kernels told apart by an enum (key field `kernel`), each launched with `threads` per
+// CTA. Derived names the family and its template and says how each kernel is instantiated (kernel_expr).
+template <class Derived, class Kernel> struct KernelChoiceSpec {
+  Kernel kernel{};
+  int cta_threads = 256;
+
+  constexpr KernelChoiceSpec() = default;
+  constexpr KernelChoiceSpec(Kernel k, int threads) : kernel(k), cta_threads(threads) {}
+  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const { require_threads(Derived::family, cta_threads, target); }
+  int threads() const { return cta_threads; }
+};
+
 // The reductions of the LayerNorm backward: per-row c1/c2 (one warp per row), per-block-row column partials of
 // dgamma/dbeta, and their ordered sum.
 enum class LayerNormGradPart { rows, columns, reduce };
@@ -147,17 +163,12 @@ template <> struct EnumNames<LayerNormGradPart> {
       {LayerNormGradPart::rows, "rows"}, {LayerNormGradPart::columns, "columns"}, {LayerNormGradPart::reduce, "reduce"}};
 };
 
-struct LayerNormGradSpec {
+struct LayerNormGradSpec : KernelChoiceSpec<LayerNormGradSpec, LayerNormGradPart> {
+  using KernelChoiceSpec::KernelChoiceSpec;
   static constexpr std::string_view family = "layernorm_grad";
   static constexpr std::string_view template_file = "elementwise.cuh";
   static constexpr std::string_view params_type = "jetforge::LayerNormGradParams";
-  LayerNormGradPart part = LayerNormGradPart::rows;
-  int cta_threads = 256;  // rows: 32 per row handled at once
-
-  template <class S, class F> static void fields(S& s, F&& f) { f("part", s.part), f("threads", s.cta_threads); }
-  void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
-  int threads() const { return cta_threads; }
   static std::vector<LayerNormGradSpec> defaults() {
     return {{LayerNormGradPart::rows, 256}, {LayerNormGradPart::columns, 128}, {LayerNormGradPart::reduce, 256}};
   }
@@ -233,17 +244,12 @@ template <> struct EnumNames<OptimKernel> {
       {OptimKernel::sum_squares, "sum_squares"}, {OptimKernel::clip_factor, "clip_factor"}, {OptimKernel::adamw, "adamw"}};
 };
 
-struct OptimSpec {
+struct OptimSpec : KernelChoiceSpec<OptimSpec, OptimKernel> {
+  using KernelChoiceSpec::KernelChoiceSpec;
   static constexpr std::string_view family = "optim";
   static constexpr std::string_view template_file = "optim.cuh";
-  OptimKernel kernel = OptimKernel::adamw;
-  int cta_threads = 256;
-
-  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("threads", s.cta_threads); }
-  void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   std::string params_decl() const;  // each kernel has its own parameter struct
-  int threads() const { return cta_threads; }
   static std::vector<OptimSpec> defaults() { return {{OptimKernel::sum_squares, 256}, {OptimKernel::clip_factor, 32}, {OptimKernel::adamw, 256}}; }
 };
 
@@ -253,17 +259,12 @@ template <> struct EnumNames<ColumnSumKernel> {
   static constexpr std::pair<ColumnSumKernel, std::string_view> table[] = {{ColumnSumKernel::partials, "partials"}, {ColumnSumKernel::reduce, "reduce"}};
 };
 
-struct ColumnSumSpec {
+struct ColumnSumSpec : KernelChoiceSpec<ColumnSumSpec, ColumnSumKernel> {
+  using KernelChoiceSpec::KernelChoiceSpec;
   static constexpr std::string_view family = "column_sum";
   static constexpr std::string_view template_file = "column_sum.cuh";
   static constexpr std::string_view params_type = "jetforge::ColumnSumParams";
-  ColumnSumKernel kernel = ColumnSumKernel::partials;
-  int cta_threads = 128;
-
-  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("threads", s.cta_threads); }
-  void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
-  int threads() const { return cta_threads; }
   static std::vector<ColumnSumSpec> defaults() { return {{ColumnSumKernel::partials, 128}, {ColumnSumKernel::reduce, 256}}; }
 };
 
@@ -274,17 +275,12 @@ template <> struct EnumNames<EmbeddingKernel> {
       {EmbeddingKernel::forward, "forward"}, {EmbeddingKernel::backward_tokens, "backward_tokens"}, {EmbeddingKernel::backward_positions, "backward_positions"}};
 };
 
-struct EmbeddingSpec {
+struct EmbeddingSpec : KernelChoiceSpec<EmbeddingSpec, EmbeddingKernel> {
+  using KernelChoiceSpec::KernelChoiceSpec;
   static constexpr std::string_view family = "embedding";
   static constexpr std::string_view template_file = "embedding.cuh";
   static constexpr std::string_view params_type = "jetforge::EmbeddingParams";
-  EmbeddingKernel kernel = EmbeddingKernel::forward;
-  int cta_threads = 256;
-
-  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("threads", s.cta_threads); }
-  void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
-  int threads() const { return cta_threads; }
   static std::vector<EmbeddingSpec> defaults() {
     return {{EmbeddingKernel::forward, 256}, {EmbeddingKernel::backward_tokens, 256}, {EmbeddingKernel::backward_positions, 256}};
   }
