@@ -11,8 +11,8 @@ const ParameterTensor& ParameterLayout::at(const std::string& name) const {
 }
 
 ParameterLayout gpt2_parameters(const Gpt2Shape& s) {
-  if (s.layers <= 0 || s.hidden <= 0 || s.heads <= 0 || s.hidden % s.heads != 0 || s.sequence <= 0 || s.vocab <= 0)
-    throw std::invalid_argument("gpt2_parameters: layers, hidden, heads, sequence and vocab must be positive, hidden a multiple of heads");
+  if (s.layers < 0 || s.hidden <= 0 || s.heads <= 0 || s.hidden % s.heads != 0 || s.sequence <= 0 || s.vocab <= 0)
+    throw std::invalid_argument("gpt2_parameters: hidden, heads, sequence and vocab must be positive, layers not negative, hidden a multiple of heads");
   ParameterLayout l;
   const std::int64_t c = s.hidden, f = std::int64_t(s.mlp_ratio) * s.hidden;
   auto add = [&](std::string name, std::int64_t rows, std::int64_t cols, bool decayed, std::int64_t counted) {

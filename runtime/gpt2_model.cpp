@@ -164,7 +164,7 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   check(driver().cuMemcpyHtoDAsync(b.tokens, inputs.data(), inputs.size() * 4, s), "cuMemcpyHtoDAsync (tokens)");
   check(driver().cuMemcpyHtoDAsync(b.targets, targets.data(), targets.size() * 4, s), "cuMemcpyHtoDAsync (targets)");
   embedding_forward(ctx_, es, b.tokens, tensor(params, "wte"), tensor(params, "wpe"), b.stream.data, s);
-  quantize(ctx_, b.stream, b.layers[0].x_in, nearest, s);
+  quantize(ctx_, b.stream, sh.layers > 0 ? b.layers[0].x_in : b.x_final, nearest, s);  // a 0-layer model: embedding -> head
   for (int l = 0; l < sh.layers; ++l) {
     const std::string h = "h" + std::to_string(l) + ".";
     auto& L = b.layers[std::size_t(l)];

@@ -1,0 +1,59 @@
+// One GPT-2 transformer block, forward + backward, with the INT8 data flow: B = 8 sequences of T = 1024 tokens,
+// d in {768, 1024, 2048, 4096} (64-wide heads), timed as a 1-layer Gpt2Int8 step with a 128-token vocabulary so
+// that the embedding and LM head around the block cost little (their share is printed separately as the 0-layer
+// step). Median of 10 steps; activation memory is the arena of the model. bench/block.py times PyTorch's BF16 block
+// (autocast, torch.compile) on the same shapes for the side-by-side ratio; run both in one device call.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "bench/timing.hpp"
+#include "runtime/gpt2_model.hpp"
+
+using namespace jetforge;
+
+namespace {
+
+double median_step_ms(Context& ctx, const Gpt2Shape& shape, int batch, std::size_t* arena) {
+  Gpt2Int8 model(ctx, shape, batch);
+  *arena = model.arena_bytes();
+  const auto& layout = model.layout();
+  std::vector<float> params(std::size_t(layout.floats));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  for (auto& p : params) p = normal(rng);
+  DeviceBuffer d_params(params.size() * 4), d_grads(params.size() * 4);
+  d_params.upload(params.data(), params.size() * 4);
+  std::vector<int> inputs(static_cast<std::size_t>(batch) * shape.sequence), targets(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = int(i % 97), targets[i] = int((i * 7) % 97);
+  Stream stream;
+  std::vector<double> ms;
+  for (int i = 0; i < 13; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    model.step(d_params.get(), d_grads.get(), inputs, targets, std::uint64_t(i), stream.get());  // ends with a synchronize
+    if (i >= 3) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main() {
+  return bench::guarded_main("jetforge_bench_block", [] {
+    Context ctx(0);
+    const int batch = 8, tokens = 1024;
+    std::printf("%-6s %-6s %-6s | %12s %12s %14s | %12s\n", "batch", "T", "d", "block ms", "1-layer ms", "0-layer ms", "arena MiB");
+    for (int d : {768, 1024, 2048, 4096}) {
+      std::size_t arena0 = 0, arena1 = 0;
+      const double with_block = median_step_ms(ctx, Gpt2Shape{1, d, d / 64, tokens, 128, 4}, batch, &arena1);
+      const double without = median_step_ms(ctx, Gpt2Shape{0, d, d / 64, tokens, 128, 4}, batch, &arena0);
+      std::printf("%-6d %-6d %-6d | %12.2f %12.2f %14.2f | %12.1f\n", batch, tokens, d, with_block - without, with_block, without,
+                  double(arena1 - arena0) / (1 << 20));
+      std::fflush(stdout);
+    }
+    return 0;
+  });
+}
