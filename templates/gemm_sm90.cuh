@@ -97,26 +97,30 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, float (&acc)[BN / 2], S
   }
 }
 
-// The producer warp: per stage, the scales of the K slice staged by its lanes, then one TMA load of A and one of B
-// (with Cluster = 2: this rank's half of B, multicast to both CTAs) completing on the stage's full barrier.
+// The producer warp: per stage, the scales of the K slice staged by its lanes (one each), then one TMA load of A
+// and one of B (with Cluster = 2: this rank's half of B, multicast to both CTAs) completing on the stage's full
+// barrier.
 template <int BN, int Group, int Stages, int Cluster, class Smem>
 __device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int k_tiles, int lane, i64 m0, i64 n0, u32 rank) {
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK, kGroups = Smem::kGroups;
   constexpr int kStageBytes = (kBM + BN) * kBK;
   const GemmProblem& p = params.problem;
-  const i64 a_rows = p.m / 32, b_rows = p.n / 32, groups_k = p.k / Group;
+  const i64 groups_k = p.k / Group;
+  // Scales of a K slice: 4 + BN/32 block rows x kGroups groups, one per lane. What a lane copies is fixed for the
+  // whole loop but for the K slice, so the producer keeps only its source and target within its 40 registers.
+  constexpr int kScales = (kBM / 32 + BN / 32) * kGroups;
+  static_assert(kScales <= 32, "one scale per producer lane");
+  const bool is_a = lane < (kBM / 32) * kGroups;
+  const int j = is_a ? lane : lane - (kBM / 32) * kGroups, row = j / kGroups, g = j % kGroups;
+  const i64 grow = (is_a ? m0 : n0) / 32 + row;
+  const bool copies = lane < kScales && grow < (is_a ? p.m : p.n) / 32;  // rows past the matrix contribute 0
+  const float* src = (is_a ? params.a_scales : params.b_scales) + (copies ? grow * groups_k + g : 0);
+  float* dst = lane < kScales ? (is_a ? &smem.a_scales[0][row][g] : &smem.b_scales[0][row][g]) : nullptr;
+  const int dst_stride = int(is_a ? sizeof(smem.a_scales[0]) : sizeof(smem.b_scales[0])) / 4;  // floats from stage to stage
   for (int kt = 0; kt < k_tiles; ++kt) {
     const int s = kt % Stages;
     if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], ((kt / Stages) - 1) & 1);
-    // Scales of this K slice: 4 + BN/32 block rows x kGroups groups, staged by the warp's lanes.
-    for (int i = lane; i < (kBM / 32 + BN / 32) * kGroups; i += 32) {
-      const bool is_a = i < (kBM / 32) * kGroups;
-      const int j = is_a ? i : i - (kBM / 32) * kGroups, row = j / kGroups, g = j % kGroups;
-      const i64 grow = (is_a ? m0 : n0) / 32 + row, gk = i64(kt) * kGroups + g;
-      float v = 0.0f;  // outside the matrix: no contribution
-      if (gk < groups_k && grow < (is_a ? a_rows : b_rows)) v = (is_a ? params.a_scales : params.b_scales)[grow * groups_k + gk];
-      (is_a ? smem.a_scales[s][row][g] : smem.b_scales[s][row][g]) = v;
-    }
+    if (dst) dst[s * dst_stride] = copies && i64(kt) * kGroups + g < groups_k ? src[i64(kt) * kGroups] : 0.0f;
     if (lane == 0) {
       sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);  // A and all of B land here, half of B from the partner
       sm90::tma_load_2d(smem.a[s], &params.a, kt * kBK, int(m0), &smem.full[s]);
@@ -154,7 +158,9 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
     sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
     const u64 desc_a = sm90::smem_desc_k_major_sw128(&smem.a[s][64 * cw * kBK]);
     const u64 desc_b = sm90::smem_desc_k_major_sw128(smem.b[s]);
-#pragma unroll
+    // Not unrolled: unrolled, the scale loads of every group of the stage are hoisted and the 232-register
+    // consumer spills at G = 32; a loop iteration costs a few instructions next to a ~130-instruction fold.
+#pragma unroll 1
     for (int g = 0; g < kGroups; ++g) {
       const u64 step = u64((g * Group) >> 4);  // bytes along K / 16
       sm90::wgmma_fence();
@@ -214,7 +220,7 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   else __syncthreads();
 
   if (wg == 0) {
-    sm90::setmaxnreg_dec<40>();
+    sm90::setmaxnreg_dec<48>();  // 128 x 48 + 256 x 232 = the 65536 registers of an SM
     if (warp == 0) produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank);
   } else {
     consume<BN, Group, Stages, Output, Round, Fold, Cluster>(params, smem, k_tiles, wg, warp, lane, m0, n0);
