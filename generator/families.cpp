@@ -189,14 +189,14 @@ void Bf16OpSpec::validate(const TargetLimits& t) const {
 }
 
 std::string Bf16OpSpec::kernel_expr() const {
-  static constexpr const char* ops[] = {"jetforge::kBf16Gelu", "jetforge::kBf16GeluGrad", "jetforge::kBf16Dropout", "jetforge::kBf16LayerNormApply",
-                                        "jetforge::kBf16Residual"};
+  static constexpr const char* ops[] = {"jetforge::kBf16Gelu",     "jetforge::kBf16GeluGrad", "jetforge::kBf16Dropout",
+                                        "jetforge::kBf16LayerNormApply", "jetforge::kBf16Residual", "jetforge::kBf16FromF32"};
   return "jetforge::bf16_op_kernel<" + std::string(ops[int(op)]) + ", " + std::to_string(cta_threads) + ">";
 }
 
 std::vector<Bf16OpSpec> Bf16OpSpec::defaults() {
   std::vector<Bf16OpSpec> out;
-  for (auto op : {Bf16Op::gelu, Bf16Op::gelu_grad, Bf16Op::dropout, Bf16Op::layernorm_apply, Bf16Op::residual}) out.push_back({op, 256});
+  for (auto op : {Bf16Op::gelu, Bf16Op::gelu_grad, Bf16Op::dropout, Bf16Op::layernorm_apply, Bf16Op::residual, Bf16Op::from_f32}) out.push_back({op, 256});
   return out;
 }
 
@@ -211,8 +211,12 @@ std::string OptimSpec::params_decl() const {
 }
 
 std::string ColumnSumSpec::kernel_expr() const {
-  return std::string(kernel == ColumnSumKernel::partials ? "jetforge::column_sum_partials_kernel" : "jetforge::column_sum_reduce_kernel") + "<" +
-         std::to_string(cta_threads) + ">";
+  switch (kernel) {
+    case ColumnSumKernel::partials: return "jetforge::column_sum_partials_kernel<jetforge::i8, " + std::to_string(cta_threads) + ">";
+    case ColumnSumKernel::partials_bf16: return "jetforge::column_sum_partials_kernel<jetforge::bf16, " + std::to_string(cta_threads) + ">";
+    case ColumnSumKernel::reduce: return "jetforge::column_sum_reduce_kernel<" + std::to_string(cta_threads) + ">";
+  }
+  return "";
 }
 
 std::string EmbeddingSpec::kernel_expr() const {
@@ -358,6 +362,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),
       family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
+      family_info<Bf16LayerNormGradSpec>("LayerNorm backward on BF16 tensors (BF16 mode): per-row dx, per-32-row dgamma/dbeta partials"),
       family_info<ColumnSumSpec>("column sums of an INT8 BlockTensor (bias gradients): block-row partials, then their ordered sum"),
       family_info<EmbeddingSpec>("token + position embedding (FP32), forward and deterministic backward (per distinct token, per position)"),
       family_info<CrossEntropySpec>("fused softmax + cross-entropy over (padded) vocabulary rows: per-row loss, logits overwritten by their gradient"),

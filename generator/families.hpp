@@ -214,13 +214,14 @@ struct DenseRowStatsSpec {
 };
 
 // BF16 twins of the nonlinear operators, the baselines of bench_ops (templates/bf16_ops.cuh).
-enum class Bf16Op { gelu, gelu_grad, dropout, layernorm_apply, residual };
+enum class Bf16Op { gelu, gelu_grad, dropout, layernorm_apply, residual, from_f32 };
 template <> struct EnumNames<Bf16Op> {
   static constexpr std::pair<Bf16Op, std::string_view> table[] = {{Bf16Op::gelu, "gelu"},
                                                                   {Bf16Op::gelu_grad, "gelu_grad"},
                                                                   {Bf16Op::dropout, "dropout"},
                                                                   {Bf16Op::layernorm_apply, "layernorm_apply"},
-                                                                  {Bf16Op::residual, "residual"}};
+                                                                  {Bf16Op::residual, "residual"},
+                                                                  {Bf16Op::from_f32, "from_f32"}};
 };
 
 struct Bf16OpSpec {
@@ -253,10 +254,30 @@ struct OptimSpec : KernelChoiceSpec<OptimSpec, OptimKernel> {
   static std::vector<OptimSpec> defaults() { return {{OptimKernel::sum_squares, 256}, {OptimKernel::clip_factor, 32}, {OptimKernel::adamw, 256}}; }
 };
 
-// Column sums of an INT8 BlockTensor (bias gradients), deterministic (templates/column_sum.cuh).
-enum class ColumnSumKernel { partials, reduce };
+// LayerNorm backward on BF16 tensors: per-row dx, per-32-row dgamma/dbeta partials (templates/bf16_layernorm.cuh).
+enum class Bf16LayerNormGradKernel { rows, columns };
+template <> struct EnumNames<Bf16LayerNormGradKernel> {
+  static constexpr std::pair<Bf16LayerNormGradKernel, std::string_view> table[] = {{Bf16LayerNormGradKernel::rows, "rows"},
+                                                                                   {Bf16LayerNormGradKernel::columns, "columns"}};
+};
+
+struct Bf16LayerNormGradSpec : KernelChoiceSpec<Bf16LayerNormGradSpec, Bf16LayerNormGradKernel> {
+  using KernelChoiceSpec::KernelChoiceSpec;
+  static constexpr std::string_view family = "bf16_layernorm_grad";
+  static constexpr std::string_view template_file = "bf16_layernorm.cuh";
+  static constexpr std::string_view params_type = "jetforge::Bf16LayerNormGradParams";
+  std::string kernel_expr() const {
+    return kernel == Bf16LayerNormGradKernel::rows ? "jetforge::bf16_layernorm_grad_rows_kernel<" + std::to_string(cta_threads / 32) + ">"
+                                                   : "jetforge::bf16_layernorm_grad_columns_kernel<" + std::to_string(cta_threads) + ">";
+  }
+  static std::vector<Bf16LayerNormGradSpec> defaults() { return {{Bf16LayerNormGradKernel::rows, 256}, {Bf16LayerNormGradKernel::columns, 128}}; }
+};
+
+// Column sums of an INT8 BlockTensor or a BF16 matrix (bias gradients), deterministic (templates/column_sum.cuh).
+enum class ColumnSumKernel { partials, partials_bf16, reduce };
 template <> struct EnumNames<ColumnSumKernel> {
-  static constexpr std::pair<ColumnSumKernel, std::string_view> table[] = {{ColumnSumKernel::partials, "partials"}, {ColumnSumKernel::reduce, "reduce"}};
+  static constexpr std::pair<ColumnSumKernel, std::string_view> table[] = {
+      {ColumnSumKernel::partials, "partials"}, {ColumnSumKernel::partials_bf16, "partials_bf16"}, {ColumnSumKernel::reduce, "reduce"}};
 };
 
 struct ColumnSumSpec : KernelChoiceSpec<ColumnSumSpec, ColumnSumKernel> {
@@ -265,7 +286,9 @@ struct ColumnSumSpec : KernelChoiceSpec<ColumnSumSpec, ColumnSumKernel> {
   static constexpr std::string_view template_file = "column_sum.cuh";
   static constexpr std::string_view params_type = "jetforge::ColumnSumParams";
   std::string kernel_expr() const;
-  static std::vector<ColumnSumSpec> defaults() { return {{ColumnSumKernel::partials, 128}, {ColumnSumKernel::reduce, 256}}; }
+  static std::vector<ColumnSumSpec> defaults() {
+    return {{ColumnSumKernel::partials, 128}, {ColumnSumKernel::partials_bf16, 128}, {ColumnSumKernel::reduce, 256}};
+  }
 };
 
 // Token + position embedding, forward and deterministic backward (templates/embedding.cuh).

@@ -279,7 +279,7 @@ std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols) { r
 void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream) {
   check_block32("column_sum", x);
   require(out != 0 && workspace != 0, [] { return "column_sum: out and workspace must be given"; });
-  const ColumnSumParams p{reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(workspace),
+  const ColumnSumParams p{reinterpret_cast<const void*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(workspace),
                           reinterpret_cast<float*>(out), x.rows, x.cols, accumulate ? 1 : 0};
   const gen::ColumnSumSpec partials{gen::ColumnSumKernel::partials, 128}, reduce{gen::ColumnSumKernel::reduce, 256};
   ctx.kernel(partials).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), p, stream);

@@ -6,13 +6,13 @@
 
 namespace jetforge {
 
-enum Bf16Op { kBf16Gelu = 0, kBf16GeluGrad = 1, kBf16Dropout = 2, kBf16LayerNormApply = 3, kBf16Residual = 4 };
+enum Bf16Op { kBf16Gelu = 0, kBf16GeluGrad = 1, kBf16Dropout = 2, kBf16LayerNormApply = 3, kBf16Residual = 4, kBf16FromF32 = 5 };
 
 struct Bf16OpParams {
   const bf16* a;  // x, dy (GELU backward), or the branch output (residual)
   const bf16* b;  // x (GELU backward)
   bf16* out;      // y, dx, or the BF16 copy of the residual stream
-  float* stream;  // residual: the FP32 stream, updated in place
+  float* stream;  // residual: the FP32 stream, updated in place; from_f32: the FP32 input
   const float* row_mean;
   const float* row_rstd;
   const float* gamma;
@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(Threads) bf16_op_kernel(const Bf16OpParams p) 
     uint4 v;
     bf16 e[8];
   } a, b, out;
-  a.v = __ldg(reinterpret_cast<const uint4*>(p.a + first));
+  if (Op != kBf16FromF32) a.v = __ldg(reinterpret_cast<const uint4*>(p.a + first));
   if (Op == kBf16GeluGrad) b.v = __ldg(reinterpret_cast<const uint4*>(p.b + first));
   constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f;
 #pragma unroll
@@ -59,6 +59,8 @@ __global__ void __launch_bounds__(Threads) bf16_op_kernel(const Bf16OpParams p) 
     } else if constexpr (Op == kBf16LayerNormApply) {
       const i64 row = (first + k) / p.cols, col = (first + k) % p.cols;
       y = (x - __ldg(p.row_mean + row)) * __ldg(p.row_rstd + row) * __ldg(p.gamma + col) + __ldg(p.beta + col);
+    } else if constexpr (Op == kBf16FromF32) {
+      y = p.stream[first + k];
     } else {  // residual: the FP32 stream takes x, the BF16 copy of the sum goes to the next operator
       y = p.stream[first + k] + x;
       p.stream[first + k] = y;

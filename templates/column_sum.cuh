@@ -1,14 +1,14 @@
-// Column sums of an INT8 BlockTensor (32 x 32 blocks), e.g. a linear layer's bias gradient sum_rows(dY), in a
-// fixed order so that every run gives the same bits: per-block-row partial sums, then their ordered sum, added
-// to or written over the FP32 output.
+// Column sums of an INT8 BlockTensor (32 x 32 blocks) or a BF16 matrix, e.g. a linear layer's bias gradient
+// sum_rows(dY), in a fixed order so that every run gives the same bits: per-32-row partial sums, then their ordered
+// sum, added to or written over the FP32 output. The reduce kernel also serves other per-block-row partials.
 #pragma once
 #include "jetforge/common.cuh"
 
 namespace jetforge {
 
 struct ColumnSumParams {
-  const i8* codes;   // rows x cols
-  const float* scales;
+  const void* x;         // rows x cols: INT8 codes, or BF16 values
+  const float* scales;   // INT8: the block scales
   float* partials;   // (rows / 32) x cols scratch
   float* out;        // cols
   i64 rows, cols;
@@ -21,13 +21,19 @@ struct ColumnSumParams {
 namespace jetforge {
 
 // Grid: (rows / 32, ceil(cols / Threads)); a thread sums its column over one block row.
-template <int Threads>
+template <class In, int Threads>
 __global__ void __launch_bounds__(Threads) column_sum_partials_kernel(const ColumnSumParams p) {
   const i64 col = i64(blockIdx.y) * Threads + threadIdx.x, block_row = blockIdx.x;
   if (col >= p.cols) return;
+  const In* x = static_cast<const In*>(p.x);
   float sum = 0.0f;
-  for (int r = 0; r < 32; ++r) sum += code_to_float(p.codes[(block_row * 32 + r) * p.cols + col]);
-  p.partials[block_row * p.cols + col] = sum * __ldg(p.scales + block_row * (p.cols / 32) + col / 32);
+  if constexpr (sizeof(In) == 1) {
+    for (int r = 0; r < 32; ++r) sum += code_to_float(x[(block_row * 32 + r) * p.cols + col]);
+    sum *= __ldg(p.scales + block_row * (p.cols / 32) + col / 32);
+  } else {
+    for (int r = 0; r < 32; ++r) sum += to_float(x[(block_row * 32 + r) * p.cols + col]);
+  }
+  p.partials[block_row * p.cols + col] = sum;
 }
 
 // Grid: ceil(cols / Threads); the block rows' partials in order.
