@@ -56,8 +56,8 @@ void check_cublas(cublasStatus_t s, const char* what) {
 }
 
 LtMatmul::LtMatmul(std::int64_t rows, std::int64_t cols, std::int64_t depth, bool l_transposed, bool r_transposed, cudaDataType_t in, cudaDataType_t out,
-                   cublasComputeType_t compute, cudaDataType_t scale, bool with_bias)
-    : lt_(CublasLt::instance()), workspace_(kWorkspace), with_bias_(with_bias) {
+                   cublasComputeType_t compute, cudaDataType_t scale, bool with_bias, CUdeviceptr workspace)
+    : lt_(CublasLt::instance()), own_workspace_(workspace ? 0 : kWorkspace), workspace_(workspace ? workspace : own_workspace_.get()), with_bias_(with_bias) {
   // Row-major D = L R is column-major D^T = R^T L^T: the library's A is R, its B is L.
   check_cublas(lt_.cublasLtMatmulDescCreate(&desc_, compute, scale), "cublasLtMatmulDescCreate");
   const cublasOperation_t op_a = r_transposed ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = l_transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -66,7 +66,8 @@ LtMatmul::LtMatmul(std::int64_t rows, std::int64_t cols, std::int64_t depth, boo
   if (with_bias) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;  // one value per column of row-major D = per row of D^T
     check_cublas(lt_.cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue), "EPILOGUE");
-    check_cublas(lt_.cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &out, sizeof out), "BIAS_DATA_TYPE");
+    const cudaDataType_t bias_type = CUDA_R_32F;  // the FP32 biases of the master weights, as the INT8 path takes them
+    check_cublas(lt_.cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type), "BIAS_DATA_TYPE");
   }
   // Column-major shapes: R^T is cols x depth (stored depth x cols row-major = cols x depth col-major, or transposed).
   check_cublas(lt_.cublasLtMatrixLayoutCreate(&a_, in, r_transposed ? depth : cols, r_transposed ? cols : depth, r_transposed ? depth : cols), "layout A");
@@ -95,7 +96,7 @@ void LtMatmul::run(CUdeviceptr l, CUdeviceptr r, CUdeviceptr d, const void* alph
     check_cublas(lt_.cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pointer, sizeof pointer), "BIAS_POINTER");
   }
   check_cublas(lt_.cublasLtMatmul(lt_.handle, desc_, alpha, reinterpret_cast<void*>(r), a_, reinterpret_cast<void*>(l), b_, beta, reinterpret_cast<void*>(d), d_,
-                                  reinterpret_cast<void*>(d), d_, &heuristic_.algo, reinterpret_cast<void*>(workspace_.get()), kWorkspace,
+                                  reinterpret_cast<void*>(d), d_, &heuristic_.algo, reinterpret_cast<void*>(workspace_), kWorkspace,
                                   reinterpret_cast<cudaStream_t>(stream)),
                "cublasLtMatmul");
 }

@@ -32,11 +32,13 @@ void check_cublas(cublasStatus_t status, const char* what);
 
 // One prepared matmul: D (rows x cols, row-major) = alpha * sum over depth of L (rows x depth) * R (depth x cols) +
 // beta * D, each operand stored row-major either as written (false) or transposed (true); optionally a bias
-// (cols values of the output type) added to every row. The heuristic's first algorithm, a 64 MiB workspace.
+// (cols FP32 values) added to every row. The heuristic's first algorithm and a 64 MiB workspace: its own, or the
+// caller's `workspace` (kWorkspace bytes) shared by matmuls that run on one stream.
 class LtMatmul {
  public:
+  static constexpr std::size_t kWorkspace = 64 << 20;
   LtMatmul(std::int64_t rows, std::int64_t cols, std::int64_t depth, bool l_transposed, bool r_transposed, cudaDataType_t in, cudaDataType_t out,
-           cublasComputeType_t compute, cudaDataType_t scale, bool with_bias = false);
+           cublasComputeType_t compute, cudaDataType_t scale, bool with_bias = false, CUdeviceptr workspace = 0);
   ~LtMatmul();
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
@@ -44,9 +46,9 @@ class LtMatmul {
   void run(CUdeviceptr l, CUdeviceptr r, CUdeviceptr d, const void* alpha, const void* beta, CUstream stream, CUdeviceptr bias = 0) const;
 
  private:
-  static constexpr std::size_t kWorkspace = 64 << 20;
   const CublasLt& lt_;
-  DeviceBuffer workspace_;
+  DeviceBuffer own_workspace_;
+  CUdeviceptr workspace_;
   cublasLtMatmulDesc_t desc_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, d_ = nullptr;
   cublasLtMatmulHeuristicResult_t heuristic_{};

@@ -18,7 +18,7 @@ TEST_SUITE("gpu") {
       return v;
     };
     const auto x = as_bf16(testing::random_vector(std::size_t(tokens * in), 1)), w = as_bf16(testing::random_vector(std::size_t(out * in), 2));
-    const auto bias = as_bf16(testing::random_vector(std::size_t(out), 3)), dy = as_bf16(testing::random_vector(std::size_t(tokens * out), 4));
+    const auto bias = testing::random_vector(std::size_t(out), 3), dy = as_bf16(testing::random_vector(std::size_t(tokens * out), 4));
     const auto dw0 = testing::random_vector(std::size_t(out * in), 5);
     auto upload_bf16 = [](const std::vector<float>& v) {
       DeviceBuffer b(v.size() * 2);
@@ -27,10 +27,11 @@ TEST_SUITE("gpu") {
       b.upload(h.data(), h.size() * 2);
       return b;
     };
-    DeviceBuffer dx_ = upload_bf16(x), dw_ = upload_bf16(w), dbias = upload_bf16(bias), ddy = upload_bf16(dy), y(std::size_t(tokens * out) * 2),
-                 dw(dw0.size() * 4);
+    DeviceBuffer dx_ = upload_bf16(x), dw_ = upload_bf16(w), ddy = upload_bf16(dy), y(std::size_t(tokens * out) * 2),
+                 dw(dw0.size() * 4), dbias(bias.size() * 4);
     y.fill_bytes(testing::kNanBytes);
     dw.upload(dw0.data(), dw0.size() * 4);
+    dbias.upload(bias.data(), bias.size() * 4);  // FP32, as the master biases
     const float one = 1.0f, zero = 0.0f;
     LtMatmul forward(tokens, out, in, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F, /*with_bias=*/true);
     forward.run(dx_.get(), dw_.get(), y.get(), &one, &zero, nullptr, dbias.get());
