@@ -1,8 +1,8 @@
-// One GPT-2 transformer block, forward + backward, with the INT8 data flow: B = 8 sequences of T = 1024 tokens,
-// d in {768, 1024, 2048, 4096} (64-wide heads), timed as a 1-layer Gpt2Int8 step with a 128-token vocabulary so
-// that the embedding and LM head around the block cost little (their share is printed separately as the 0-layer
-// step). Median of 10 steps; activation memory is the arena of the model. bench/block.py times PyTorch's BF16 block
-// (autocast, torch.compile) on the same shapes for the side-by-side ratio; run both in one device call.
+// One GPT-2 transformer block, forward + backward, INT8 data flow next to our BF16 mode: B = 8 sequences of T = 1024
+// tokens, d in {768, 1024, 2048, 4096} (64-wide heads), timed as the difference of a 1-layer and a 0-layer model step
+// with a 128-token vocabulary (embedding and LM head subtracted). Median of 10 steps; activation memory is the
+// difference of the models' arenas. bench/block.py times PyTorch's BF16 block (autocast, torch.compile) on the same
+// shapes; run both in one device call.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,8 +16,9 @@ using namespace jetforge;
 
 namespace {
 
-double median_step_ms(Context& ctx, const Gpt2Shape& shape, int batch, std::size_t* arena) {
-  Gpt2Int8 model(ctx, shape, batch);
+double median_step_ms(Context& ctx, const Gpt2Shape& shape, int batch, const char* precision, std::size_t* arena) {
+  const auto model_ptr = make_gpt2(ctx, shape, batch, precision);
+  Gpt2Model& model = *model_ptr;
   *arena = model.arena_bytes();
   const auto& layout = model.layout();
   std::vector<float> params(std::size_t(layout.floats));
@@ -45,13 +46,17 @@ int main() {
   return bench::guarded_main("jetforge_bench_block", [] {
     Context ctx(0);
     const int batch = 8, tokens = 1024;
-    std::printf("%-6s %-6s %-6s | %12s %12s %14s | %12s\n", "batch", "T", "d", "block ms", "1-layer ms", "0-layer ms", "arena MiB");
+    std::printf("%-6s %-6s %-6s | %10s %10s %8s | %10s %10s\n", "batch", "T", "d", "INT8 ms", "BF16 ms", "speedup", "INT8 MiB", "BF16 MiB");
     for (int d : {768, 1024, 2048, 4096}) {
-      std::size_t arena0 = 0, arena1 = 0;
-      const double with_block = median_step_ms(ctx, Gpt2Shape{1, d, d / 64, tokens, 128, 4}, batch, &arena1);
-      const double without = median_step_ms(ctx, Gpt2Shape{0, d, d / 64, tokens, 128, 4}, batch, &arena0);
-      std::printf("%-6d %-6d %-6d | %12.2f %12.2f %14.2f | %12.1f\n", batch, tokens, d, with_block - without, with_block, without,
-                  double(arena1 - arena0) / (1 << 20));
+      double ms[2], mib[2];
+      for (int i = 0; i < 2; ++i) {
+        const char* precision = i == 0 ? "int8" : "bf16";
+        std::size_t arena0 = 0, arena1 = 0;
+        const double with_block = median_step_ms(ctx, Gpt2Shape{1, d, d / 64, tokens, 128, 4}, batch, precision, &arena1);
+        const double without = median_step_ms(ctx, Gpt2Shape{0, d, d / 64, tokens, 128, 4}, batch, precision, &arena0);
+        ms[i] = with_block - without, mib[i] = double(arena1 - arena0) / (1 << 20);
+      }
+      std::printf("%-6d %-6d %-6d | %10.2f %10.2f %7.2fx | %10.1f %10.1f\n", batch, tokens, d, ms[0], ms[1], ms[1] / ms[0], mib[0], mib[1]);
       std::fflush(stdout);
     }
     return 0;

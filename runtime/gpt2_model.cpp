@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "runtime/arena.hpp"
 #include "runtime/attention.hpp"
 #include "runtime/embedding.hpp"
 #include "runtime/gemm.hpp"
@@ -16,33 +17,6 @@ namespace jetforge {
 namespace {
 
 constexpr float kLayerNormEps = 1e-5f;
-
-// Hands out 256-byte aligned pieces of one allocation. A first pass with no memory only measures.
-class Arena {
- public:
-  explicit Arena(CUdeviceptr base = 0) : base_(base) {}
-  CUdeviceptr take(std::size_t bytes) {
-    const std::size_t at = used_;
-    used_ += (bytes + 255) / 256 * 256;
-    return base_ ? base_ + at : 0;
-  }
-  BlockTensorRef block(std::int64_t rows, std::int64_t cols) {
-    BlockTensorRef t;
-    t.rows = rows, t.cols = cols, t.block = 32, t.group = 32;
-    t.codes = take(std::size_t(t.code_bytes())), t.scales = take(std::size_t(t.scale_bytes()));
-    return t;
-  }
-  DenseRef dense(std::int64_t rows, std::int64_t cols, DType dtype) {
-    DenseRef d{0, rows, cols, dtype};
-    d.data = take(std::size_t(d.bytes()));
-    return d;
-  }
-  std::size_t used() const { return used_; }
-
- private:
-  CUdeviceptr base_;
-  std::size_t used_ = 0;
-};
 
 // The same memory seen as another shape of no more elements (scratch reused across layers).
 BlockTensorRef reshaped(const BlockTensorRef& t, std::int64_t rows, std::int64_t cols) {
@@ -102,12 +76,15 @@ struct Gpt2Int8::Buffers {
   }
 };
 
-Gpt2Int8::Gpt2Int8(Context& ctx, const Gpt2Shape& shape, int batch)
-    : ctx_(ctx), shape_(shape), batch_(batch), layout_(gpt2_parameters(shape)), b_(std::make_unique<Buffers>()) {
+Gpt2Model::Gpt2Model(const char* name, const Gpt2Shape& shape, int batch) : layout_(gpt2_parameters(shape)) {
   const int head_dim = shape.heads > 0 ? shape.hidden / shape.heads : 0;
-  require(head_dim == 64 || head_dim == 128, [&] { return "Gpt2Int8: hidden / heads = " + std::to_string(head_dim) + " must be 64 or 128"; });
-  require(shape.sequence % 64 == 0, [&] { return "Gpt2Int8: sequence=" + std::to_string(shape.sequence) + " must be a multiple of 64"; });
-  require(batch > 0 && shape.hidden % 32 == 0, [&] { return "Gpt2Int8: batch must be positive and hidden a multiple of 32"; });
+  require(head_dim == 64 || head_dim == 128, [&] { return std::string(name) + ": hidden / heads = " + std::to_string(head_dim) + " must be 64 or 128"; });
+  require(shape.sequence % 64 == 0, [&] { return std::string(name) + ": sequence=" + std::to_string(shape.sequence) + " must be a multiple of 64"; });
+  require(batch > 0 && shape.hidden % 32 == 0, [&] { return std::string(name) + ": batch must be positive and hidden a multiple of 32"; });
+}
+
+Gpt2Int8::Gpt2Int8(Context& ctx, const Gpt2Shape& shape, int batch)
+    : Gpt2Model("Gpt2Int8", shape, batch), ctx_(ctx), shape_(shape), batch_(batch), b_(std::make_unique<Buffers>()) {
   Arena measure;
   b_->lay_out(measure, shape, batch);
   b_->bytes = measure.used();
@@ -245,6 +222,12 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   double sum = 0;
   for (float x : losses) sum += x;
   return sum / double(n);
+}
+
+std::unique_ptr<Gpt2Model> make_gpt2(Context& ctx, const Gpt2Shape& shape, int batch, const std::string& precision) {
+  if (precision == "int8") return std::make_unique<Gpt2Int8>(ctx, shape, batch);
+  if (precision == "bf16") return std::make_unique<Gpt2Bf16>(ctx, shape, batch);
+  throw std::invalid_argument("precision '" + precision + "' is not one of int8, bf16");
 }
 
 }  // namespace jetforge

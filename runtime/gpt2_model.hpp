@@ -1,6 +1,7 @@
-// GPT-2 with the INT8 data flow (DESIGN.md §1): FP32 master weights (gpt2_parameters layout) quantized once per
-// step, per-block INT8 activations between operators, BF16 only around the attention core and the logits, an FP32
-// residual stream. One object per (shape, batch): every activation lives in one device arena sized up front.
+// GPT-2 training steps. Gpt2Int8 is the INT8 data flow (DESIGN.md §1): FP32 master weights (gpt2_parameters
+// layout) quantized once per step, per-block INT8 activations between operators, BF16 only around the attention
+// core and the logits, an FP32 residual stream. Gpt2Bf16 is the same model in BF16. One object per (shape, batch):
+// every activation lives in one device arena sized up front.
 //
 // A step: embedding -> per block [LayerNorm -> QKV (BF16 out) -> attention -> quantize(+transpose) -> proj ->
 // residual add -> LayerNorm -> fc -> GELU -> fc_proj -> residual add] -> LayerNorm -> tied LM head (BF16 logits) ->
@@ -11,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "runtime/gpt2.hpp"
@@ -18,28 +20,63 @@
 
 namespace jetforge {
 
-class Gpt2Int8 {
+// A training step of GPT-2 in one precision; the INT8 data flow and the BF16 mode share the parameter layout, the
+// data, the optimizer and the training loop, and differ only here.
+class Gpt2Model {
  public:
-  // Requires hidden / heads = 64 or 128, sequence a multiple of 64, batch * sequence and hidden multiples of 32.
-  Gpt2Int8(Context& ctx, const Gpt2Shape& shape, int batch);
-  ~Gpt2Int8();
-  Gpt2Int8(const Gpt2Int8&) = delete;
-  Gpt2Int8& operator=(const Gpt2Int8&) = delete;
-
+  virtual ~Gpt2Model() = default;
   const ParameterLayout& layout() const { return layout_; }
-  std::size_t arena_bytes() const;  // activations, quantized weights and scratch, all of it allocated at construction
-
+  virtual std::size_t arena_bytes() const = 0;  // activations, weight copies and scratch, all allocated at construction
   // Mean cross-entropy of the batch (inputs, targets: batch x sequence ids) with the parameters in `params`
   // (device FP32, layout().floats values). With `grads` (same size) the backward pass runs too and overwrites it
-  // with the gradient of the mean loss. `seed` drives the stochastic rounding of the gradients.
-  double step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed, CUstream stream);
+  // with the gradient of the mean loss. `seed` drives the stochastic rounding of the gradients (INT8).
+  virtual double step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed,
+                      CUstream stream) = 0;
+
+ protected:
+  // Checks what both precisions need: hidden / heads = 64 or 128, sequence a multiple of 64, hidden of 32.
+  Gpt2Model(const char* name, const Gpt2Shape& shape, int batch);
+  ParameterLayout layout_;
+};
+
+// "int8" or "bf16"; throws std::invalid_argument naming the precision otherwise.
+std::unique_ptr<Gpt2Model> make_gpt2(Context& ctx, const Gpt2Shape& shape, int batch, const std::string& precision);
+
+class Gpt2Int8 : public Gpt2Model {
+ public:
+  Gpt2Int8(Context& ctx, const Gpt2Shape& shape, int batch);
+  ~Gpt2Int8() override;
+  Gpt2Int8(const Gpt2Int8&) = delete;
+  Gpt2Int8& operator=(const Gpt2Int8&) = delete;
+  std::size_t arena_bytes() const override;
+  double step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed,
+              CUstream stream) override;
 
  private:
   struct Buffers;
   Context& ctx_;
   Gpt2Shape shape_;
   int batch_;
-  ParameterLayout layout_;
+  std::unique_ptr<Buffers> b_;
+};
+
+// The same model with BF16 activations, cuBLASLt BF16 GEMMs (FP32 accumulation) and the BF16 operators of
+// runtime/bf16_ops.hpp: what BF16 training would pay, for the side-by-side comparison.
+class Gpt2Bf16 : public Gpt2Model {
+ public:
+  Gpt2Bf16(Context& ctx, const Gpt2Shape& shape, int batch);
+  ~Gpt2Bf16() override;
+  Gpt2Bf16(const Gpt2Bf16&) = delete;
+  Gpt2Bf16& operator=(const Gpt2Bf16&) = delete;
+  std::size_t arena_bytes() const override;
+  double step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed,
+              CUstream stream) override;
+
+ private:
+  struct Buffers;
+  Context& ctx_;
+  Gpt2Shape shape_;
+  int batch_;
   std::unique_ptr<Buffers> b_;
 };
 

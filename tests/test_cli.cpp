@@ -55,7 +55,7 @@ TEST_SUITE("cli") {
     CHECK(r.out.find("--steps needs a number, got 'ten'") != std::string::npos);
     r = run("train --model configs/gpt2-124m.yaml --data x.tok --precision fp8");
     CHECK(r.status == 2);
-    CHECK(r.out.find("only int8 is available") != std::string::npos);
+    CHECK(r.out.find("--precision fp8: int8 or bf16") != std::string::npos);
     r = run("train --model " JETFORGE_SOURCE_DIR "/configs/gpt2-124m.yaml --data /nonexistent/brown.tok");
     CHECK(r.status == 1);
     CHECK(r.out.find("cannot read token file /nonexistent/brown.tok") != std::string::npos);

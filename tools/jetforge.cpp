@@ -40,7 +40,7 @@ verbs:
   data prepare --corpus DIR --vocab DIR --out FILE
                                tokenize the Brown corpus with the GPT-2 BPE (tools/prepare_data.sh)
   train --model FILE --data FILE
-                               train GPT-2 with the INT8 data flow (not yet run on a GPU: bench/NOTES.md)
+                               train GPT-2, INT8 data flow or BF16 (not yet run on a GPU: bench/NOTES.md)
 
 The kernel cache is $JETFORGE_CACHE, else $XDG_CACHE_HOME/jetforge/kernels.db, else
 ~/.cache/jetforge/kernels.db; --cache FILE on info and cache verbs overrides both.

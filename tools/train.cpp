@@ -1,6 +1,6 @@
-// jetforge train: GPT-2 on a token file with the INT8 data flow (runtime/gpt2_model.hpp), AdamW on FP32 master
-// weights, cosine learning rate with warm-up, global-norm clipping, validation loss, checkpoints that resume bit
-// for bit, and the loss curves as CSV and PNG.
+// jetforge train: GPT-2 on a token file with the INT8 data flow or in BF16 (runtime/gpt2_model.hpp), AdamW on FP32
+// master weights, cosine learning rate with warm-up, global-norm clipping, validation loss, checkpoints that resume
+// bit for bit, and the loss curves of both precisions as one CSV and one PNG.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -25,11 +25,12 @@ namespace jetforge::cli {
 const char* const kTrainHelp = R"(usage: jetforge train --model FILE --data FILE [options] [--cache FILE]
 
 Trains GPT-2 (the shapes of --model, configs/*.yaml) on a token file (jetforge data prepare) with the INT8 data
-flow: FP32 master weights quantized once per step, per-block INT8 activations, BF16 attention core, AdamW.
+flow (FP32 master weights quantized once per step, per-block INT8 activations, BF16 attention core) or, for
+comparison, the same model in BF16 (cuBLASLt GEMMs); AdamW on the FP32 master weights either way.
 Before the first step, if the kernel cache holds no tuning winners for this model on this GPU, it tunes the
 GEMMs (as `jetforge tune`, up to 120 s) unless --no-tune.
 
-  --precision int8     the data flow (int8; the BF16 mode of the same runtime is not built yet)
+  --precision P        int8 (default) or bf16; the loss curves of both go to the same CSV and PNG
   --steps N            optimizer steps to run in all, counting those of a resumed checkpoint (default 100)
   --batch N            sequences per step (default: the config's micro_batch)
   --sequence N         tokens per sequence, a multiple of 64 (default: the config's sequence)
@@ -38,7 +39,7 @@ GEMMs (as `jetforge tune`, up to 120 s) unless --no-tune.
   --val-every N        validation loss every N steps and at the end (default 50)
   --val-batches N      batches of the validation split per evaluation (default 4)
   --checkpoint-every N save a checkpoint every N steps and at the end (default 0: only at the end)
-  --out DIR            where loss.csv, loss.png and checkpoint-int8.bin go (default train-out)
+  --out DIR            where loss.csv, loss.png and checkpoint-PRECISION.bin go (default train-out)
   --resume FILE        continue from a checkpoint (bit-identical to an uninterrupted run)
   --seed N             initialization and stochastic rounding (default 1)
   --no-tune            never tune; use the cache's winners or the default kernels
@@ -62,7 +63,7 @@ std::vector<float> initial_parameters(const ParameterLayout& layout, int layers,
   return p;
 }
 
-double mean_validation_loss(Gpt2Int8& model, const std::vector<std::uint16_t>& stream, CUdeviceptr params, int batch, int sequence, int batches,
+double mean_validation_loss(Gpt2Model& model, const std::vector<std::uint16_t>& stream, CUdeviceptr params, int batch, int sequence, int batches,
                             CUstream s) {
   double sum = 0;
   std::int64_t position = 0;
@@ -115,7 +116,7 @@ int cmd_train(const Args& all) {
     else throw UsageError("unknown argument to train: " + a);
   }
   if (model_file.empty() || data_file.empty()) throw UsageError("train needs --model FILE and --data FILE");
-  if (precision != "int8") throw UsageError("--precision " + precision + ": only int8 is available (the BF16 mode is not built yet)");
+  if (precision != "int8" && precision != "bf16") throw UsageError("--precision " + precision + ": int8 or bf16");
   if (steps <= 0 || warmup < 0 || val_every <= 0 || val_batches <= 0 || checkpoint_every < 0 || lr <= 0)
     throw UsageError("--steps, --val-every, --val-batches and --lr must be positive, --warmup and --checkpoint-every not negative");
 
@@ -142,7 +143,8 @@ int cmd_train(const Args& all) {
   }
 
   Stream stream;
-  Gpt2Int8 model(ctx, shape, config.micro_batch);
+  const auto model_ptr = make_gpt2(ctx, shape, config.micro_batch, precision);
+  Gpt2Model& model = *model_ptr;
   const auto& layout = model.layout();
   const std::size_t bytes = std::size_t(layout.floats) * 4;
   DeviceBuffer params(bytes), grads(bytes), m(bytes), v(bytes), workspace(clip_workspace_bytes(std::vector<GradientBuffer>{{0, layout.floats}})),
@@ -164,10 +166,10 @@ int cmd_train(const Args& all) {
 
   std::filesystem::create_directories(out_dir);
   const auto csv = std::filesystem::path(out_dir) / "loss.csv", png = std::filesystem::path(out_dir) / "loss.png";
-  const auto checkpoint = std::filesystem::path(out_dir) / "checkpoint-int8.bin";
+  const auto checkpoint = std::filesystem::path(out_dir) / ("checkpoint-" + precision + ".bin");
   std::vector<LossCurve> curves = std::filesystem::exists(csv) ? read_loss_csv(csv) : std::vector<LossCurve>{};
-  auto curve = std::find_if(curves.begin(), curves.end(), [](const LossCurve& c) { return c.run == "int8"; });
-  if (curve == curves.end()) curve = curves.insert(curves.end(), LossCurve{"int8", {}, {}});
+  auto curve = std::find_if(curves.begin(), curves.end(), [&](const LossCurve& c) { return c.run == precision; });
+  if (curve == curves.end()) curve = curves.insert(curves.end(), LossCurve{precision, {}, {}});
   std::erase_if(curve->train, [&](const auto& p) { return p.first >= state.step; });  // a resumed run redraws from its step on
   std::erase_if(curve->validation, [&](const auto& p) { return p.first >= state.step; });
   const std::int64_t tokens_per_step = std::int64_t(config.micro_batch) * config.sequence;
