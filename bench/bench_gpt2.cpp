@@ -1,6 +1,6 @@
 // GPT-2 124M training throughput: tokens/s and device memory of a full step (forward, backward, clipping, one AdamW
-// launch over all parameters),
-// INT8 data flow next to our BF16 mode, at batch 8 x 1024 tokens; median of 10 steps after 3 of warm-up.
+// launch over all parameters), INT8 data flow next to our BF16 mode, at batch 8 x 1024 tokens; median of 10 steps
+// after 3 of warm-up.
 // bench/gpt2.py runs PyTorch's BF16 GPT-2 (autocast, torch.compile, fused AdamW) on the same shapes; run both in one
 // device call.
 #include <algorithm>
