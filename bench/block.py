@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch_timing import median_ms
+
 
 class Block(nn.Module):
     def __init__(self, d):
@@ -35,21 +37,13 @@ def main():
                 y = block(x)
             y.float().square().mean().backward()
 
-        for _ in range(3):
-            step()
+        step()  # compile
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        times = []
-        for _ in range(10):
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            stop.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(stop))
+        t = median_ms(step, warmup=2, reps=10)
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-        print(f"{batch:<6} {tokens:<6} {d:<6} | {sorted(times)[len(times) // 2]:12.2f} | {peak:12.1f}")
+        print(f"{batch:<6} {tokens:<6} {d:<6} | {t:12.2f} | {peak:12.1f}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch_timing import median_ms
+
 
 class Block(nn.Module):
     def __init__(self, d, heads):
@@ -53,19 +55,10 @@ def main():
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(3):
-        step()
+    step()  # compile
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(10):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    t = sorted(times)[len(times) // 2]
+    t = median_ms(step, warmup=2, reps=10)
     print(f"pytorch bf16: {batch * tokens} tokens/step, {t:.1f} ms/step, {batch * tokens / t * 1e3:.0f} tokens/s, "
           f"peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 

@@ -4,19 +4,7 @@ FLOP counts, median of 20 CUDA-event-timed runs, for the side-by-side ratio. Run
 import torch
 import torch.nn.functional as F
 
-
-def median_ms(fn, warmup=3, reps=20):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    return sorted(times)[len(times) // 2]
+from torch_timing import median_ms
 
 
 def main():

@@ -68,7 +68,7 @@ struct Gpt2Bf16::Buffers {
 };
 
 Gpt2Bf16::Gpt2Bf16(Context& ctx, const Gpt2Shape& shape, int batch)
-    : Gpt2Model("Gpt2Bf16", shape, batch), ctx_(ctx), shape_(shape), batch_(batch), b_(std::make_unique<Buffers>()) {
+    : Gpt2Model("Gpt2Bf16", ctx, shape, batch), b_(std::make_unique<Buffers>()) {
   Arena measure;
   b_->lay_out(measure, shape, batch);
   b_->bytes = measure.used();
@@ -89,7 +89,7 @@ std::size_t Gpt2Bf16::arena_bytes() const { return b_->bytes; }
 double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t,
                       CUstream s) {
   const Gpt2Shape& sh = shape_;
-  const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden, v = sh.padded_vocab();
+  const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden;
   require(inputs.size() == std::size_t(n) && targets.size() == std::size_t(n),
           [&] { return "Gpt2Bf16::step: inputs and targets must hold batch x sequence = " + std::to_string(n) + " tokens"; });
   Buffers& b = *b_;
@@ -110,7 +110,6 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   };
   const AttentionLayout attention = AttentionLayout::packed_qkv(batch_, sh.heads, sh.sequence, sh.hidden / sh.heads);
   const CUdeviceptr k_offset = CUdeviceptr(c) * 2, v_offset = 2 * k_offset;
-  const EmbeddingShape es{batch_, sh.sequence, c, v, sh.sequence};
 
   // Weights: BF16 copies of the masters, once per step.
   bf16_from_f32(ctx_, master("wte"), b.wte, s);
@@ -122,9 +121,7 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   }
 
   // Forward.
-  check(driver().cuMemcpyHtoDAsync(b.tokens, inputs.data(), inputs.size() * 4, s), "cuMemcpyHtoDAsync (tokens)");
-  check(driver().cuMemcpyHtoDAsync(b.targets, targets.data(), targets.size() * 4, s), "cuMemcpyHtoDAsync (targets)");
-  embedding_forward(ctx_, es, b.tokens, tensor(params, "wte"), tensor(params, "wpe"), b.stream.data, s);
+  embed(params, inputs, targets, b.tokens, b.targets, b.stream.data, s);
   bf16_from_f32(ctx_, b.stream, sh.layers > 0 ? b.layers[0].x_in : b.x_final, s);
   for (int l = 0; l < sh.layers; ++l) {
     const std::string h = "h" + std::to_string(l) + ".";
@@ -170,18 +167,10 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
                               tensor(grads, h + "ln1.bias"), b.layernorm_ws, s);
       bf16_residual_add(ctx_, b.grad_stream, b.dx, b.dcopy, s);
     }
-    const auto& wpe = layout_.at("wpe");
-    check(driver().cuMemsetD8Async(tensor(grads, "wpe"), 0, std::size_t(wpe.size()) * 4, s), "cuMemsetD8Async (wpe gradient)");
-    const DeviceTokenGroups groups(TokenGroups::of(inputs));
-    embedding_backward(ctx_, es, groups, b.grad_stream.data, tensor(grads, "wte"), tensor(grads, "wpe"), s);
+    embed_backward(grads, inputs, b.grad_stream.data, s);
   }
 
-  std::vector<float> losses(static_cast<std::size_t>(n));
-  check(driver().cuStreamSynchronize(s), "cuStreamSynchronize");
-  check(driver().cuMemcpyDtoH(losses.data(), b.losses, losses.size() * 4), "cuMemcpyDtoH (losses)");
-  double sum = 0;
-  for (float x : losses) sum += x;
-  return sum / double(n);
+  return mean_loss(b.losses, s);
 }
 
 }  // namespace jetforge

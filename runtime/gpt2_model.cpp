@@ -76,15 +76,44 @@ struct Gpt2Int8::Buffers {
   }
 };
 
-Gpt2Model::Gpt2Model(const char* name, const Gpt2Shape& shape, int batch) : layout_(gpt2_parameters(shape)) {
+Gpt2Model::Gpt2Model(const char* name, Context& ctx, const Gpt2Shape& shape, int batch)
+    : ctx_(ctx), shape_(shape), batch_(batch), layout_(gpt2_parameters(shape)) {
   const int head_dim = shape.heads > 0 ? shape.hidden / shape.heads : 0;
   require(head_dim == 64 || head_dim == 128, [&] { return std::string(name) + ": hidden / heads = " + std::to_string(head_dim) + " must be 64 or 128"; });
   require(shape.sequence % 64 == 0, [&] { return std::string(name) + ": sequence=" + std::to_string(shape.sequence) + " must be a multiple of 64"; });
   require(batch > 0 && shape.hidden % 32 == 0, [&] { return std::string(name) + ": batch must be positive and hidden a multiple of 32"; });
 }
 
+EmbeddingShape Gpt2Model::embedding_shape() const { return EmbeddingShape{batch_, shape_.sequence, shape_.hidden, shape_.padded_vocab(), shape_.sequence}; }
+
+void Gpt2Model::embed(CUdeviceptr params, const std::vector<int>& inputs, const std::vector<int>& targets, CUdeviceptr tokens, CUdeviceptr targets_dev,
+                      CUdeviceptr stream, CUstream s) {
+  check(driver().cuMemcpyHtoDAsync(tokens, inputs.data(), inputs.size() * 4, s), "cuMemcpyHtoDAsync (tokens)");
+  check(driver().cuMemcpyHtoDAsync(targets_dev, targets.data(), targets.size() * 4, s), "cuMemcpyHtoDAsync (targets)");
+  const auto at = [&](const char* name) { return params + CUdeviceptr(layout_.at(name).offset) * 4; };
+  embedding_forward(ctx_, embedding_shape(), tokens, at("wte"), at("wpe"), stream, s);
+}
+
+void Gpt2Model::embed_backward(CUdeviceptr grads, const std::vector<int>& inputs, CUdeviceptr grad_stream, CUstream s) {
+  const auto& wpe = layout_.at("wpe");
+  const CUdeviceptr d_wte = grads + CUdeviceptr(layout_.at("wte").offset) * 4, d_wpe = grads + CUdeviceptr(wpe.offset) * 4;
+  check(driver().cuMemsetD8Async(d_wpe, 0, std::size_t(wpe.size()) * 4, s), "cuMemsetD8Async (wpe gradient)");
+  const DeviceTokenGroups groups(TokenGroups::of(inputs));
+  embedding_backward(ctx_, embedding_shape(), groups, grad_stream, d_wte, d_wpe, s);
+  check(driver().cuStreamSynchronize(s), "cuStreamSynchronize");  // the token groups are freed on return
+}
+
+double Gpt2Model::mean_loss(CUdeviceptr losses, CUstream s) const {
+  std::vector<float> host(static_cast<std::size_t>(batch_) * std::size_t(shape_.sequence));
+  check(driver().cuStreamSynchronize(s), "cuStreamSynchronize");
+  check(driver().cuMemcpyDtoH(host.data(), losses, host.size() * 4), "cuMemcpyDtoH (losses)");
+  double sum = 0;
+  for (float x : host) sum += x;
+  return sum / double(host.size());
+}
+
 Gpt2Int8::Gpt2Int8(Context& ctx, const Gpt2Shape& shape, int batch)
-    : Gpt2Model("Gpt2Int8", shape, batch), ctx_(ctx), shape_(shape), batch_(batch), b_(std::make_unique<Buffers>()) {
+    : Gpt2Model("Gpt2Int8", ctx, shape, batch), b_(std::make_unique<Buffers>()) {
   Arena measure;
   b_->lay_out(measure, shape, batch);
   b_->bytes = measure.used();
@@ -100,7 +129,7 @@ std::size_t Gpt2Int8::arena_bytes() const { return b_->bytes; }
 double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed,
                       CUstream s) {
   const Gpt2Shape& sh = shape_;
-  const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden, f = std::int64_t(sh.mlp_ratio) * c, v = sh.padded_vocab();
+  const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden, f = std::int64_t(sh.mlp_ratio) * c;
   require(inputs.size() == std::size_t(n) && targets.size() == std::size_t(n),
           [&] { return "Gpt2Int8::step: inputs and targets must hold batch x sequence = " + std::to_string(n) + " tokens"; });
   Buffers& b = *b_;
@@ -124,7 +153,6 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   };
   const AttentionLayout attention = AttentionLayout::packed_qkv(batch_, sh.heads, sh.sequence, sh.hidden / sh.heads);
   const CUdeviceptr k_offset = CUdeviceptr(c) * 2, v_offset = 2 * k_offset;  // bytes from Q within a packed QKV row
-  const EmbeddingShape es{batch_, sh.sequence, c, v, sh.sequence};
 
   // Weights: quantized once per step, with their transposes for the backward data GEMMs.
   quantize_transpose(ctx_, master("wte"), b.wte.q, b.wte.q_t, nearest, s);
@@ -138,9 +166,7 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   }
 
   // Forward.
-  check(driver().cuMemcpyHtoDAsync(b.tokens, inputs.data(), inputs.size() * 4, s), "cuMemcpyHtoDAsync (tokens)");
-  check(driver().cuMemcpyHtoDAsync(b.targets, targets.data(), targets.size() * 4, s), "cuMemcpyHtoDAsync (targets)");
-  embedding_forward(ctx_, es, b.tokens, tensor(params, "wte"), tensor(params, "wpe"), b.stream.data, s);
+  embed(params, inputs, targets, b.tokens, b.targets, b.stream.data, s);
   quantize(ctx_, b.stream, sh.layers > 0 ? b.layers[0].x_in : b.x_final, nearest, s);  // a 0-layer model: embedding -> head
   for (int l = 0; l < sh.layers; ++l) {
     const std::string h = "h" + std::to_string(l) + ".";
@@ -209,19 +235,10 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
                          tensor(grads, h + "ln1.bias"), next_seed(), b.layernorm_ws, s);
       residual_add_backward(ctx_, b.grad_stream, b.dx, b.dcopy, next_seed(), s);
     }
-    // Embedding: the stream's gradient into wte (after the LM head's share) and wpe.
-    const auto& wpe = layout_.at("wpe");
-    check(driver().cuMemsetD8Async(tensor(grads, "wpe"), 0, std::size_t(wpe.size()) * 4, s), "cuMemsetD8Async (wpe gradient)");
-    const DeviceTokenGroups groups(TokenGroups::of(inputs));
-    embedding_backward(ctx_, es, groups, b.grad_stream.data, tensor(grads, "wte"), tensor(grads, "wpe"), s);
+    embed_backward(grads, inputs, b.grad_stream.data, s);
   }
 
-  std::vector<float> losses(static_cast<std::size_t>(n));
-  check(driver().cuStreamSynchronize(s), "cuStreamSynchronize");
-  check(driver().cuMemcpyDtoH(losses.data(), b.losses, losses.size() * 4), "cuMemcpyDtoH (losses)");
-  double sum = 0;
-  for (float x : losses) sum += x;
-  return sum / double(n);
+  return mean_loss(b.losses, s);
 }
 
 std::unique_ptr<Gpt2Model> make_gpt2(Context& ctx, const Gpt2Shape& shape, int batch, const std::string& precision) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/embedding.hpp"
 #include "runtime/gpt2.hpp"
 #include "runtime/kernels.hpp"
 
@@ -25,6 +26,8 @@ namespace jetforge {
 class Gpt2Model {
  public:
   virtual ~Gpt2Model() = default;
+  Gpt2Model(const Gpt2Model&) = delete;
+  Gpt2Model& operator=(const Gpt2Model&) = delete;
   const ParameterLayout& layout() const { return layout_; }
   virtual std::size_t arena_bytes() const = 0;  // activations, weight copies and scratch, all allocated at construction
   // Mean cross-entropy of the batch (inputs, targets: batch x sequence ids) with the parameters in `params`
@@ -35,7 +38,19 @@ class Gpt2Model {
 
  protected:
   // Checks what both precisions need: hidden / heads = 64 or 128, sequence a multiple of 64, hidden of 32.
-  Gpt2Model(const char* name, const Gpt2Shape& shape, int batch);
+  Gpt2Model(const char* name, Context& ctx, const Gpt2Shape& shape, int batch);
+  // The steps both precisions share: the batch's tokens in, the FP32 embedding of them into `stream`...
+  void embed(CUdeviceptr params, const std::vector<int>& inputs, const std::vector<int>& targets, CUdeviceptr tokens, CUdeviceptr targets_dev,
+             CUdeviceptr stream, CUstream s);
+  // ... the gradient stream into wte (added to the LM head's share) and wpe (written) ...
+  void embed_backward(CUdeviceptr grads, const std::vector<int>& inputs, CUdeviceptr grad_stream, CUstream s);
+  // ... and the mean of the per-token losses, once the step is done.
+  double mean_loss(CUdeviceptr losses, CUstream s) const;
+  EmbeddingShape embedding_shape() const;
+
+  Context& ctx_;
+  Gpt2Shape shape_;
+  int batch_;
   ParameterLayout layout_;
 };
 
@@ -46,17 +61,12 @@ class Gpt2Int8 : public Gpt2Model {
  public:
   Gpt2Int8(Context& ctx, const Gpt2Shape& shape, int batch);
   ~Gpt2Int8() override;
-  Gpt2Int8(const Gpt2Int8&) = delete;
-  Gpt2Int8& operator=(const Gpt2Int8&) = delete;
   std::size_t arena_bytes() const override;
   double step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed,
               CUstream stream) override;
 
  private:
   struct Buffers;
-  Context& ctx_;
-  Gpt2Shape shape_;
-  int batch_;
   std::unique_ptr<Buffers> b_;
 };
 
@@ -66,17 +76,12 @@ class Gpt2Bf16 : public Gpt2Model {
  public:
   Gpt2Bf16(Context& ctx, const Gpt2Shape& shape, int batch);
   ~Gpt2Bf16() override;
-  Gpt2Bf16(const Gpt2Bf16&) = delete;
-  Gpt2Bf16& operator=(const Gpt2Bf16&) = delete;
   std::size_t arena_bytes() const override;
   double step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed,
               CUstream stream) override;
 
  private:
   struct Buffers;
-  Context& ctx_;
-  Gpt2Shape shape_;
-  int batch_;
   std::unique_ptr<Buffers> b_;
 };
 
