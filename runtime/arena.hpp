@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "runtime/device.hpp"
 #include "runtime/tensor.hpp"
 
 namespace jetforge {
@@ -35,5 +36,15 @@ class Arena {
   CUdeviceptr base_;
   std::size_t used_ = 0;
 };
+
+// Runs lay_out(arena) once to measure, then on an allocation of exactly that size, which it returns.
+template <class LayOut> DeviceBuffer allocate_arena(const LayOut& lay_out) {
+  Arena measure;
+  lay_out(measure);
+  DeviceBuffer memory(measure.used());
+  Arena real(memory.get());
+  lay_out(real);
+  return memory;
+}
 
 }  // namespace jetforge

@@ -32,7 +32,6 @@ struct Linear {
 
 struct Gpt2Bf16::Buffers {
   DeviceBuffer memory;
-  std::size_t bytes = 0;
   struct Layer {
     DenseRef x_in, h1, qkv, o, x_mid, h2, f, g;  // BF16
     CUdeviceptr mean1 = 0, rstd1 = 0, mean2 = 0, rstd2 = 0, lse = 0;
@@ -69,12 +68,7 @@ struct Gpt2Bf16::Buffers {
 
 Gpt2Bf16::Gpt2Bf16(Context& ctx, const Gpt2Shape& shape, int batch)
     : Gpt2Model("Gpt2Bf16", ctx, shape, batch), b_(std::make_unique<Buffers>()) {
-  Arena measure;
-  b_->lay_out(measure, shape, batch);
-  b_->bytes = measure.used();
-  b_->memory = DeviceBuffer(b_->bytes);
-  Arena real(b_->memory.get());
-  b_->lay_out(real, shape, batch);
+  b_->memory = allocate_arena([&](Arena& a) { b_->lay_out(a, shape, batch); });
   const std::int64_t n = std::int64_t(batch) * shape.sequence, c = shape.hidden, f = std::int64_t(shape.mlp_ratio) * c;
   const CUdeviceptr ws = b_->lt_workspace;
   b_->qkv = std::make_unique<Linear>(n, 3 * c, c, true, ws), b_->proj = std::make_unique<Linear>(n, c, c, true, ws);
@@ -84,7 +78,7 @@ Gpt2Bf16::Gpt2Bf16(Context& ctx, const Gpt2Shape& shape, int batch)
 
 Gpt2Bf16::~Gpt2Bf16() = default;
 
-std::size_t Gpt2Bf16::arena_bytes() const { return b_->bytes; }
+std::size_t Gpt2Bf16::arena_bytes() const { return b_->memory.bytes(); }
 
 double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t,
                       CUstream s) {

@@ -33,7 +33,6 @@ struct QuantizedWeight {
 
 struct Gpt2Int8::Buffers {
   DeviceBuffer memory;
-  std::size_t bytes = 0;
   struct Layer {
     BlockTensorRef x_in, h1, h1_t, o_q, o_q_t, x_mid, h2, h2_t, f, g, g_t;
     CUdeviceptr mean1 = 0, rstd1 = 0, mean2 = 0, rstd2 = 0, lse = 0;
@@ -114,17 +113,12 @@ double Gpt2Model::mean_loss(CUdeviceptr losses, CUstream s) const {
 
 Gpt2Int8::Gpt2Int8(Context& ctx, const Gpt2Shape& shape, int batch)
     : Gpt2Model("Gpt2Int8", ctx, shape, batch), b_(std::make_unique<Buffers>()) {
-  Arena measure;
-  b_->lay_out(measure, shape, batch);
-  b_->bytes = measure.used();
-  b_->memory = DeviceBuffer(b_->bytes);
-  Arena real(b_->memory.get());
-  b_->lay_out(real, shape, batch);
+  b_->memory = allocate_arena([&](Arena& a) { b_->lay_out(a, shape, batch); });
 }
 
 Gpt2Int8::~Gpt2Int8() = default;
 
-std::size_t Gpt2Int8::arena_bytes() const { return b_->bytes; }
+std::size_t Gpt2Int8::arena_bytes() const { return b_->memory.bytes(); }
 
 double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed,
                       CUstream s) {
