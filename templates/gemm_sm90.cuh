@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   else __syncthreads();
 
   if (wg == 0) {
-    sm90::setmaxnreg_dec<48>();  // 128 x 48 + 256 x 232 = the 65536 registers of an SM
+    sm90::setmaxnreg_dec<40>();
     if (warp == 0) produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank);
   } else {
     consume<BN, Group, Stages, Output, Round, Fold, Cluster>(params, smem, k_tiles, wg, warp, lane, m0, n0);
