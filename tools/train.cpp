@@ -170,8 +170,8 @@ int cmd_train(const Args& all) {
   std::vector<LossCurve> curves = std::filesystem::exists(csv) ? read_loss_csv(csv) : std::vector<LossCurve>{};
   auto curve = std::find_if(curves.begin(), curves.end(), [&](const LossCurve& c) { return c.run == precision; });
   if (curve == curves.end()) curve = curves.insert(curves.end(), LossCurve{precision, {}, {}});
-  std::erase_if(curve->train, [&](const auto& p) { return p.first >= state.step; });  // a resumed run redraws from its step on
-  std::erase_if(curve->validation, [&](const auto& p) { return p.first >= state.step; });
+  std::erase_if(curve->train, [&](const auto& p) { return p.first > state.step; });  // a resumed run redraws what follows its step
+  std::erase_if(curve->validation, [&](const auto& p) { return p.first > state.step; });
   const std::int64_t tokens_per_step = std::int64_t(config.micro_batch) * config.sequence;
   std::cout << config.name << ": " << layout.count << " parameters, " << tokens_per_step << " tokens per step, activation arena "
             << model.arena_bytes() / (1 << 20) << " MiB, weights + gradients + AdamW " << 4 * bytes / (1 << 20) << " MiB\n";
