@@ -82,6 +82,12 @@ int main() {
                                 workspace.get(), stream.get());
            },
            nullptr},
+          {"layernorm bwd (fused)", 3 * n + 3 * scales, 0,
+           [&](int i) {
+             layernorm_backward(ctx, dy.ref(), x.ref(), mean.get(), rstd.get(), gamma.get(), dx.ref(), dgamma.get(), dbeta.get(), std::uint64_t(i),
+                                workspace.get(), stream.get(), /*fused=*/true);
+           },
+           nullptr},
           {"residual add (fp32)", 10 * n + 2 * scales, 12 * n,
            [&](int) { residual_add(ctx, stream32.ref(), x.ref(), y.ref(), 0, 0, 1e-5f, stream.get()); },
            [&](int) { run_bf16(gen::Bf16Op::residual, xb, nullptr); }},

@@ -275,8 +275,14 @@ std::string LayerNormGradSpec::kernel_expr() const {
     case LayerNormGradPart::rows: return "jetforge::layernorm_grad_rows_kernel<" + std::to_string(cta_threads / 32) + ">";
     case LayerNormGradPart::columns: return "jetforge::layernorm_grad_columns_kernel<" + std::to_string(cta_threads) + ">";
     case LayerNormGradPart::reduce: return "jetforge::layernorm_grad_reduce_kernel<" + std::to_string(cta_threads) + ">";
+    case LayerNormGradPart::fused: return "jetforge::layernorm_grad_fused_kernel<jetforge::kRoundStochastic>";
   }
   throw SpecError("unknown layernorm_grad part");
+}
+
+void LayerNormGradSpec::validate(const TargetLimits& t) const {
+  KernelChoiceSpec::validate(t);
+  require(kernel != LayerNormGradPart::fused || cta_threads == 256, family, "the fused kernel runs 256 threads, not " + std::to_string(cta_threads));
 }
 
 void GemmSm90Spec::validate(const TargetLimits& t) const {

@@ -156,11 +156,13 @@ template <class Derived, class Kernel> struct KernelChoiceSpec {
 };
 
 // The reductions of the LayerNorm backward: per-row c1/c2 (one warp per row), per-block-row column partials of
-// dgamma/dbeta, and their ordered sum.
-enum class LayerNormGradPart { rows, columns, reduce };
+// dgamma/dbeta, and their ordered sum; or `fused`: c1/c2, partials and the quantized dx in one pass per 32-row strip.
+enum class LayerNormGradPart { rows, columns, reduce, fused };
 template <> struct EnumNames<LayerNormGradPart> {
-  static constexpr std::pair<LayerNormGradPart, std::string_view> table[] = {
-      {LayerNormGradPart::rows, "rows"}, {LayerNormGradPart::columns, "columns"}, {LayerNormGradPart::reduce, "reduce"}};
+  static constexpr std::pair<LayerNormGradPart, std::string_view> table[] = {{LayerNormGradPart::rows, "rows"},
+                                                                             {LayerNormGradPart::columns, "columns"},
+                                                                             {LayerNormGradPart::reduce, "reduce"},
+                                                                             {LayerNormGradPart::fused, "fused"}};
 };
 
 struct LayerNormGradSpec : KernelChoiceSpec<LayerNormGradSpec, LayerNormGradPart> {
@@ -168,9 +170,10 @@ struct LayerNormGradSpec : KernelChoiceSpec<LayerNormGradSpec, LayerNormGradPart
   static constexpr std::string_view family = "layernorm_grad";
   static constexpr std::string_view template_file = "elementwise.cuh";
   static constexpr std::string_view params_type = "jetforge::LayerNormGradParams";
+  void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   static std::vector<LayerNormGradSpec> defaults() {
-    return {{LayerNormGradPart::rows, 256}, {LayerNormGradPart::columns, 128}, {LayerNormGradPart::reduce, 256}};
+    return {{LayerNormGradPart::rows, 256}, {LayerNormGradPart::columns, 128}, {LayerNormGradPart::reduce, 256}, {LayerNormGradPart::fused, 256}};
   }
 };
 

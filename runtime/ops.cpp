@@ -213,24 +213,32 @@ std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t c
 }
 
 void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
-                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream) {
+                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream,
+                        bool fused) {
   const char* op = "layernorm_backward";
   require(mean && rstd && gamma && dgamma && dbeta && workspace,
           [&] { return std::string(op) + ": mean, rstd, gamma, dgamma, dbeta and workspace must all be given"; });
-  check_block32(op, x);  // every check before the first of the four launches
+  check_block32(op, x);  // every check before the first launch
   check_same(op, "dy", x, dy);
   check_same(op, "dx", x, dx);
+  require(!fused || x.cols % 128 == 0, [&] { return std::string(op) + ": the fused kernel needs cols a multiple of 128, got " + std::to_string(x.cols); });
   auto* ws = reinterpret_cast<float*>(workspace);
-  const LayerNormGradParams params{reinterpret_cast<const i8*>(dy.codes), reinterpret_cast<const float*>(dy.scales),
-                                   reinterpret_cast<const i8*>(x.codes),  reinterpret_cast<const float*>(x.scales),
-                                   reinterpret_cast<const float*>(mean),  reinterpret_cast<const float*>(rstd),
-                                   reinterpret_cast<const float*>(gamma), ws,
-                                   ws + x.rows,                           ws + 2 * x.rows,
-                                   ws + 2 * x.rows + x.rows / 32 * x.cols, reinterpret_cast<float*>(dgamma),
-                                   reinterpret_cast<float*>(dbeta),       x.rows,
-                                   x.cols};
+  LayerNormGradParams params{};
+  params.dy_codes = reinterpret_cast<const i8*>(dy.codes), params.dy_scales = reinterpret_cast<const float*>(dy.scales);
+  params.x_codes = reinterpret_cast<const i8*>(x.codes), params.x_scales = reinterpret_cast<const float*>(x.scales);
+  params.mean = reinterpret_cast<const float*>(mean), params.rstd = reinterpret_cast<const float*>(rstd);
+  params.gamma = reinterpret_cast<const float*>(gamma);
+  params.c1 = ws, params.c2 = ws + x.rows, params.dgamma_partial = ws + 2 * x.rows, params.dbeta_partial = ws + 2 * x.rows + x.rows / 32 * x.cols;
+  params.dgamma = reinterpret_cast<float*>(dgamma), params.dbeta = reinterpret_cast<float*>(dbeta);
+  params.rows = x.rows, params.cols = x.cols;
+  params.dx_codes = reinterpret_cast<i8*>(dx.codes), params.dx_scales = reinterpret_cast<float*>(dx.scales), params.seed = seed;
   const gen::LayerNormGradSpec rows{gen::LayerNormGradPart::rows, 256}, columns{gen::LayerNormGradPart::columns, 128},
-      reduce{gen::LayerNormGradPart::reduce, 256};
+      reduce{gen::LayerNormGradPart::reduce, 256}, strips{gen::LayerNormGradPart::fused, 256};
+  if (fused) {
+    ctx.kernel(strips).launch(unsigned(x.rows / 32), params, stream);
+    ctx.kernel(reduce).launch(unsigned((x.cols + 255) / 256), params, stream);
+    return;
+  }
   ctx.kernel(rows).launch(unsigned((x.rows + 7) / 8), params, stream);
   // The columns kernel's grid is 2-D: block rows x column tiles.
   ctx.kernel(columns).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), params, stream);

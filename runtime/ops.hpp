@@ -64,8 +64,10 @@ std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t c
 
 // LayerNorm backward: dx (INT8, stochastic rounding with `seed`) and dgamma, dbeta (FP32, cols values, summed in a
 // fixed order: the same bits on every run) from dy, x and the forward's mean and rstd.
+// fused: one pass per 32-row strip (cols a multiple of 128) instead of four kernels; the same bits either way.
 void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
-                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream);
+                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream,
+                        bool fused = false);
 
 // out (cols FP32) = or += the column sums of x (a linear layer's bias gradient from dY), summed in a fixed order.
 // workspace: column_sum_workspace_bytes(rows, cols) bytes.

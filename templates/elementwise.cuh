@@ -44,6 +44,9 @@ struct LayerNormGradParams {
   float* dgamma;          // cols: the block-row partials summed in order (deterministic)
   float* dbeta;
   i64 rows, cols;
+  i8* dx_codes;  // fused kernel only: dx, stochastic rounding with `seed` (as the elementwise dx kernel rounds)
+  float* dx_scales;
+  u64 seed;
 };
 
 // Per-row mean and 1 / sqrt(variance + eps) of a BlockTensor (32 x 32 blocks): LayerNorm's statistics.
@@ -69,6 +72,14 @@ __device__ __forceinline__ float fast_tanh(float x) {
   return y;
 }
 
+// The LayerNorm backward's arithmetic, rounded step by step (no contraction into FMAs), so that the separate kernels
+// and the fused one give the same bits: dx, and the terms of c2 and dgamma.
+__device__ __forceinline__ float layernorm_xhat_term(float g, float x, float mean, float rstd) { return __fmul_rn(__fmul_rn(g, __fsub_rn(x, mean)), rstd); }
+__device__ __forceinline__ float layernorm_dx(float dy, float x, float mean, float rstd, float gamma, float c1, float c2) {
+  const float xhat = __fmul_rn(__fsub_rn(x, mean), rstd);
+  return __fmul_rn(rstd, __fsub_rn(__fsub_rn(__fmul_rn(dy, gamma), c1), __fmul_rn(xhat, c2)));
+}
+
 // draw: the element's uniform random number in [0, 1), dropout only.
 template <int Op> __device__ __forceinline__ float elementwise_apply(float a, float b, i64 row, i64 col, float draw, const ElementwiseParams& p) {
   constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
@@ -86,8 +97,7 @@ template <int Op> __device__ __forceinline__ float elementwise_apply(float a, fl
   } else if constexpr (Op == kLayerNormApply) {
     return (a - __ldg(p.row_mean + row)) * __ldg(p.row_rstd + row) * __ldg(p.gamma + col) + __ldg(p.beta + col);
   } else {  // kLayerNormGrad: a = dy, b = x
-    const float rstd = __ldg(p.row_rstd + row), xhat = (b - __ldg(p.row_mean + row)) * rstd;
-    return rstd * (a * __ldg(p.gamma + col) - __ldg(p.row_c1 + row) - xhat * __ldg(p.row_c2 + row));
+    return layernorm_dx(a, b, __ldg(p.row_mean + row), __ldg(p.row_rstd + row), __ldg(p.gamma + col), __ldg(p.row_c1 + row), __ldg(p.row_c2 + row));
   }
 }
 
@@ -190,9 +200,9 @@ __global__ void __launch_bounds__(Warps * 32) layernorm_grad_rows_kernel(const L
     load_row_chunk(p.x_codes, p.x_scales, row, c, p.cols, x);
 #pragma unroll
     for (int k = 0; k < 16; ++k) {
-      const float gg = g[k] * __ldg(p.gamma + c * 16 + k);
-      s1 += gg;
-      s2 += gg * (x[k] - mean) * rstd;
+      const float gg = __fmul_rn(g[k], __ldg(p.gamma + c * 16 + k));
+      s1 = __fadd_rn(s1, gg);
+      s2 = __fadd_rn(s2, layernorm_xhat_term(gg, x[k], mean, rstd));
     }
   }
 #pragma unroll
@@ -211,7 +221,7 @@ __global__ void __launch_bounds__(Threads) layernorm_grad_columns_kernel(const L
   for (int r = 0; r < 32; ++r) {
     const i64 row = block_row * 32 + r;
     const float g = code_to_float(p.dy_codes[row * p.cols + col]) * sg;
-    dg += g * (code_to_float(p.x_codes[row * p.cols + col]) * sx - __ldg(p.mean + row)) * __ldg(p.rstd + row);
+    dg = __fadd_rn(dg, layernorm_xhat_term(g, code_to_float(p.x_codes[row * p.cols + col]) * sx, __ldg(p.mean + row), __ldg(p.rstd + row)));
     db += g;
   }
   p.dgamma_partial[block_row * p.cols + col] = dg;
@@ -227,6 +237,66 @@ __global__ void __launch_bounds__(Threads) layernorm_grad_reduce_kernel(const La
   for (i64 b = 0; b < p.rows / 32; ++b) dg += p.dgamma_partial[b * p.cols + col], db += p.dbeta_partial[b * p.cols + col];
   p.dgamma[col] = dg;
   p.dbeta[col] = db;
+}
+
+// The three passes above and the elementwise dx in one kernel per 32-row strip (rows x cols, cols a multiple of
+// 128; 256 threads): c1 and c2 of the strip's rows (one warp per row, summed as layernorm_grad_rows_kernel sums
+// them), then per 32 x 128 tile dx quantized per block and the dgamma/dbeta partials of its columns (summed over the
+// 32 rows in order, as layernorm_grad_columns_kernel does). The second pass reads the strip again, from L2: dy and x
+// leave memory once. Bit-identical to the separate kernels.
+template <int Round>
+__global__ void __launch_bounds__(256) layernorm_grad_fused_kernel(const LayerNormGradParams p) {
+  constexpr int B = 32, kTileCols = 128, kBlocks = kTileCols / B;
+  typedef CtaTile<i8, B, kTileCols, 256> Tile;  // one 16-code chunk per thread
+  __shared__ float row_c1[B], row_c2[B];
+  __shared__ float col_g[B][kTileCols], col_b[B][kTileCols];  // per-row terms of dgamma and dbeta
+  __shared__ BlockAmax<kBlocks, 256> amax;
+  const i64 r0 = i64(blockIdx.x) * B;
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+
+  for (int r = warp; r < B; r += 8) {
+    const i64 row = r0 + r;
+    const float mean = p.mean[row], rstd = p.rstd[row];
+    float s1 = 0.0f, s2 = 0.0f;
+    for (i64 c = lane; c < p.cols / 16; c += 32) {
+      float g[16], x[16];
+      load_row_chunk(p.dy_codes, p.dy_scales, row, c, p.cols, g);
+      load_row_chunk(p.x_codes, p.x_scales, row, c, p.cols, x);
+#pragma unroll
+      for (int k = 0; k < 16; ++k) {
+        const float gg = __fmul_rn(g[k], __ldg(p.gamma + c * 16 + k));
+        s1 = __fadd_rn(s1, gg);
+        s2 = __fadd_rn(s2, layernorm_xhat_term(gg, x[k], mean, rstd));
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s1 += __shfl_xor_sync(0xffffffffu, s1, o), s2 += __shfl_xor_sync(0xffffffffu, s2, o);
+    if (lane == 0) row_c1[r] = s1 / float(p.cols), row_c2[r] = s2 / float(p.cols);
+  }
+  __syncthreads();
+
+  const int r = Tile::row(0), col = Tile::col();  // this thread's chunk: row r of the strip, columns col .. col + 15
+  const i64 row = r0 + r;
+  const float mean = p.mean[row], rstd = p.rstd[row], c1 = row_c1[r], c2 = row_c2[r];
+  for (i64 c0 = 0; c0 < p.cols; c0 += kTileCols) {
+    float g[16], x[16], y[1][16];
+    load_row_chunk(p.dy_codes, p.dy_scales, row, (c0 + col) / 16, p.cols, g);
+    load_row_chunk(p.x_codes, p.x_scales, row, (c0 + col) / 16, p.cols, x);
+#pragma unroll
+    for (int k = 0; k < 16; ++k) {
+      y[0][k] = layernorm_dx(g[k], x[k], mean, rstd, __ldg(p.gamma + c0 + col + k), c1, c2);
+      col_g[r][col + k] = layernorm_xhat_term(g[k], x[k], mean, rstd);
+      col_b[r][col + k] = g[k];
+    }
+    store_requantized<Tile, B, 1, kBlocks, 256, Round>(y, amax, p.dx_codes, p.dx_scales, p.cols, blockIdx.x, c0 / kTileCols, p.seed);  // barriers
+    if (threadIdx.x < kTileCols) {
+      float dg = 0.0f, db = 0.0f;
+      for (int rr = 0; rr < B; ++rr) dg = __fadd_rn(dg, col_g[rr][threadIdx.x]), db += col_b[rr][threadIdx.x];
+      p.dgamma_partial[blockIdx.x * p.cols + c0 + threadIdx.x] = dg;
+      p.dbeta_partial[blockIdx.x * p.cols + c0 + threadIdx.x] = db;
+    }
+    __syncthreads();  // the next tile overwrites col_g, col_b
+  }
 }
 
 }  // namespace jetforge

@@ -117,7 +117,7 @@ TEST_SUITE("gpu") {
     }
   }
 
-  TEST_CASE("LayerNorm backward: dx within one step, dgamma and dbeta match and are deterministic") {
+  TEST_CASE("LayerNorm backward: dx within one step, dgamma and dbeta match and are deterministic; the fused kernel gives the same bits") {
     Context& ctx = testing::gpu();
     for (const Shape s : kShapes) {
       CAPTURE(s.rows);
@@ -158,6 +158,22 @@ TEST_SUITE("gpu") {
         bad += !(std::fabs(dg[0][c] - want.dgamma[c]) <= 1e-4 * scale_g) + !(std::fabs(dbv[c] - want.dbeta[c]) <= 1e-4 * scale_b);
       }
       CHECK(bad == 0);
+
+      // The fused kernel (cols a multiple of 128) gives the same bits: dx codes and scales, dgamma, dbeta.
+      if (s.cols % 128 != 0) continue;
+      const auto separate = testing::download(dx);
+      BlockTensor dx_fused(s.rows, s.cols);
+      testing::poison(dx_fused);
+      dgamma.fill_bytes(testing::kNanBytes), dbeta.fill_bytes(testing::kNanBytes);
+      layernorm_backward(ctx, dyd.ref(), xd.ref(), mean.get(), rstd.get(), gd.get(), dx_fused.ref(), dgamma.get(), dbeta.get(), 11, workspace.get(), nullptr,
+                         /*fused=*/true);
+      const auto fused = testing::download(dx_fused);
+      std::vector<float> dg_fused(gamma.size()), db_fused(gamma.size());
+      dgamma.download(dg_fused.data(), dg_fused.size() * 4), dbeta.download(db_fused.data(), db_fused.size() * 4);
+      CHECK(fused.codes == separate.codes);
+      CHECK(fused.scales == separate.scales);
+      CHECK(dg_fused == dg[0]);
+      CHECK(db_fused == dbv);
     }
   }
 
