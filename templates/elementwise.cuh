@@ -186,12 +186,9 @@ __global__ void __launch_bounds__(Warps * 32) row_stats_kernel(const RowStatsPar
   }
 }
 
-// One warp per row: c1 and c2 of the LayerNorm backward.
-template <int Warps>
-__global__ void __launch_bounds__(Warps * 32) layernorm_grad_rows_kernel(const LayerNormGradParams p) {
-  const int lane = int(threadIdx.x) % 32;
-  const i64 row = i64(blockIdx.x) * Warps + int(threadIdx.x) / 32;
-  if (row >= p.rows) return;
+// c1 and c2 of one LayerNorm-backward row, by the 32 lanes of a warp (each lane's chunks in order, then a fixed
+// shuffle tree); every lane gets the results.
+__device__ __forceinline__ void layernorm_grad_row(const LayerNormGradParams& p, i64 row, int lane, float& c1, float& c2) {
   const float mean = p.mean[row], rstd = p.rstd[row];
   float s1 = 0.0f, s2 = 0.0f;
   for (i64 c = lane; c < p.cols / 16; c += 32) {
@@ -207,7 +204,18 @@ __global__ void __launch_bounds__(Warps * 32) layernorm_grad_rows_kernel(const L
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) s1 += __shfl_xor_sync(0xffffffffu, s1, o), s2 += __shfl_xor_sync(0xffffffffu, s2, o);
-  if (lane == 0) p.c1[row] = s1 / float(p.cols), p.c2[row] = s2 / float(p.cols);
+  c1 = s1 / float(p.cols), c2 = s2 / float(p.cols);
+}
+
+// One warp per row: c1 and c2 of the LayerNorm backward.
+template <int Warps>
+__global__ void __launch_bounds__(Warps * 32) layernorm_grad_rows_kernel(const LayerNormGradParams p) {
+  const int lane = int(threadIdx.x) % 32;
+  const i64 row = i64(blockIdx.x) * Warps + int(threadIdx.x) / 32;
+  if (row >= p.rows) return;
+  float c1, c2;
+  layernorm_grad_row(p, row, lane, c1, c2);
+  if (lane == 0) p.c1[row] = c1, p.c2[row] = c2;
 }
 
 // Column sums over one 32-row block row per CTA, one thread per column: partials of dgamma and dbeta.
@@ -255,23 +263,9 @@ __global__ void __launch_bounds__(256) layernorm_grad_fused_kernel(const LayerNo
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
 
   for (int r = warp; r < B; r += 8) {
-    const i64 row = r0 + r;
-    const float mean = p.mean[row], rstd = p.rstd[row];
-    float s1 = 0.0f, s2 = 0.0f;
-    for (i64 c = lane; c < p.cols / 16; c += 32) {
-      float g[16], x[16];
-      load_row_chunk(p.dy_codes, p.dy_scales, row, c, p.cols, g);
-      load_row_chunk(p.x_codes, p.x_scales, row, c, p.cols, x);
-#pragma unroll
-      for (int k = 0; k < 16; ++k) {
-        const float gg = __fmul_rn(g[k], __ldg(p.gamma + c * 16 + k));
-        s1 = __fadd_rn(s1, gg);
-        s2 = __fadd_rn(s2, layernorm_xhat_term(gg, x[k], mean, rstd));
-      }
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s1 += __shfl_xor_sync(0xffffffffu, s1, o), s2 += __shfl_xor_sync(0xffffffffu, s2, o);
-    if (lane == 0) row_c1[r] = s1 / float(p.cols), row_c2[r] = s2 / float(p.cols);
+    float c1, c2;
+    layernorm_grad_row(p, r0 + r, lane, c1, c2);
+    if (lane == 0) row_c1[r] = c1, row_c2[r] = c2;
   }
   __syncthreads();
 
