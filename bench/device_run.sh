@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Everything the GPU machine has to prove, in one command after the build (see bench/NOTES.md, end):
+#   bench/device_run.sh BUILD_DIR OUT_DIR [--quick]
+# GPU test suite, every benchmark with its PyTorch script, the tune stress test, and two short training runs
+# (int8, bf16) of the small GPT on .data/brown.tok. Full logs go to OUT_DIR; the short tables are printed last.
+# --quick skips the GEMM sweep and trains 30 steps instead of 200.
+set -uo pipefail
+build=$1 out=$2 quick=${3:-}
+mkdir -p "$out"
+steps=200 sweep=--sweep
+[ "$quick" = --quick ] && steps=30 sweep=
+run() {  # name, command...: runs it with its output in OUT_DIR/name.txt, says how it ended
+  local name=$1
+  shift
+  local start=$SECONDS
+  "$@" > "$out/$name.txt" 2>&1
+  echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
+}
+run gpu_tests "$build/tests/jetforge_tests" --test-suite='gpu*'
+run dispatch "$build/bench/jetforge_bench_dispatch"
+run gemm "$build/bench/jetforge_bench_gemm" $sweep
+run quantize "$build/bench/jetforge_bench_quantize"
+run ops "$build/bench/jetforge_bench_ops"
+run attention "$build/bench/jetforge_bench_attention"
+run sdpa python3 bench/sdpa.py
+run block "$build/bench/jetforge_bench_block"
+run block_torch python3 bench/block.py
+run gpt2 "$build/bench/jetforge_bench_gpt2"
+run gpt2_torch python3 bench/gpt2.py
+run tune_stress bash tests/tune_stress.sh "$build"
+for precision in int8 bf16; do
+  run "train_$precision" "$build/jetforge" train --model configs/gpt-6l-384.yaml --data .data/brown.tok --precision "$precision" --steps "$steps" \
+    --val-every 50 --out "$out/train"
+done
+echo
+grep -E "test cases|assertions" "$out/gpu_tests.txt"
+grep -E "ERROR" "$out/gpu_tests.txt" | head -20
+for name in dispatch gemm ops attention sdpa block block_torch gpt2 gpt2_torch tune_stress; do
+  echo "== $name"
+  tail -n 16 "$out/$name.txt"
+done
+for precision in int8 bf16; do
+  echo "== train $precision"
+  grep -E "^step|validation loss" "$out/train_$precision.txt" | tail -n 4
+done
