@@ -274,7 +274,6 @@ std::string LayerNormGradSpec::kernel_expr() const {
   switch (kernel) {
     case LayerNormGradPart::rows: return "jetforge::layernorm_grad_rows_kernel<" + std::to_string(cta_threads / 32) + ">";
     case LayerNormGradPart::columns: return "jetforge::layernorm_grad_columns_kernel<" + std::to_string(cta_threads) + ">";
-    case LayerNormGradPart::reduce: return "jetforge::layernorm_grad_reduce_kernel<" + std::to_string(cta_threads) + ">";
     case LayerNormGradPart::fused: return "jetforge::layernorm_grad_fused_kernel<jetforge::kRoundStochastic>";
   }
   throw SpecError("unknown layernorm_grad part");
@@ -367,7 +366,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<DenseRowStatsSpec>("per-row mean and rstd of a dense FP32/BF16 matrix (the residual stream's LayerNorm statistics)"),
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),
-      family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2, dgamma/dbeta partials and their ordered sum"),
+      family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2 and dgamma/dbeta partials, or all of it with dx (fused)"),
       family_info<Bf16LayerNormGradSpec>("LayerNorm backward on BF16 tensors (BF16 mode): per-row dx, per-32-row dgamma/dbeta partials"),
       family_info<ColumnSumSpec>("column sums of an INT8 BlockTensor (bias gradients): block-row partials, then their ordered sum"),
       family_info<EmbeddingSpec>("token + position embedding (FP32), forward and deterministic backward (per distinct token, per position)"),

@@ -155,14 +155,13 @@ template <class Derived, class Kernel> struct KernelChoiceSpec {
   int threads() const { return cta_threads; }
 };
 
-// The reductions of the LayerNorm backward: per-row c1/c2 (one warp per row), per-block-row column partials of
-// dgamma/dbeta, and their ordered sum; or `fused`: c1/c2, partials and the quantized dx in one pass per 32-row strip.
-enum class LayerNormGradPart { rows, columns, reduce, fused };
+// The reductions of the LayerNorm backward: per-row c1/c2 (one warp per row) and per-block-row column partials of
+// dgamma/dbeta (summed in order by the column_sum family's reduce); or `fused`: c1/c2, partials and the quantized dx
+// in one pass per 32-row strip.
+enum class LayerNormGradPart { rows, columns, fused };
 template <> struct EnumNames<LayerNormGradPart> {
-  static constexpr std::pair<LayerNormGradPart, std::string_view> table[] = {{LayerNormGradPart::rows, "rows"},
-                                                                             {LayerNormGradPart::columns, "columns"},
-                                                                             {LayerNormGradPart::reduce, "reduce"},
-                                                                             {LayerNormGradPart::fused, "fused"}};
+  static constexpr std::pair<LayerNormGradPart, std::string_view> table[] = {
+      {LayerNormGradPart::rows, "rows"}, {LayerNormGradPart::columns, "columns"}, {LayerNormGradPart::fused, "fused"}};
 };
 
 struct LayerNormGradSpec : KernelChoiceSpec<LayerNormGradSpec, LayerNormGradPart> {
@@ -173,7 +172,7 @@ struct LayerNormGradSpec : KernelChoiceSpec<LayerNormGradSpec, LayerNormGradPart
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   static std::vector<LayerNormGradSpec> defaults() {
-    return {{LayerNormGradPart::rows, 256}, {LayerNormGradPart::columns, 128}, {LayerNormGradPart::reduce, 256}, {LayerNormGradPart::fused, 256}};
+    return {{LayerNormGradPart::rows, 256}, {LayerNormGradPart::columns, 128}, {LayerNormGradPart::fused, 256}};
   }
 };
 

@@ -229,22 +229,22 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
   params.mean = reinterpret_cast<const float*>(mean), params.rstd = reinterpret_cast<const float*>(rstd);
   params.gamma = reinterpret_cast<const float*>(gamma);
   params.c1 = ws, params.c2 = ws + x.rows, params.dgamma_partial = ws + 2 * x.rows, params.dbeta_partial = ws + 2 * x.rows + x.rows / 32 * x.cols;
-  params.dgamma = reinterpret_cast<float*>(dgamma), params.dbeta = reinterpret_cast<float*>(dbeta);
   params.rows = x.rows, params.cols = x.cols;
   params.dx_codes = reinterpret_cast<i8*>(dx.codes), params.dx_scales = reinterpret_cast<float*>(dx.scales), params.seed = seed;
   const gen::LayerNormGradSpec rows{gen::LayerNormGradPart::rows, 256}, columns{gen::LayerNormGradPart::columns, 128},
-      reduce{gen::LayerNormGradPart::reduce, 256}, strips{gen::LayerNormGradPart::fused, 256};
+      strips{gen::LayerNormGradPart::fused, 256};
   if (fused) {
     ctx.kernel(strips).launch(unsigned(x.rows / 32), params, stream);
-    ctx.kernel(reduce).launch(unsigned((x.cols + 255) / 256), params, stream);
-    return;
+  } else {
+    ctx.kernel(rows).launch(unsigned((x.rows + 7) / 8), params, stream);
+    // The columns kernel's grid is 2-D: block rows x column tiles.
+    ctx.kernel(columns).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), params, stream);
   }
-  ctx.kernel(rows).launch(unsigned((x.rows + 7) / 8), params, stream);
-  // The columns kernel's grid is 2-D: block rows x column tiles.
-  ctx.kernel(columns).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), params, stream);
-  ctx.kernel(reduce).launch(unsigned((x.cols + 255) / 256), params, stream);
-  run_elementwise(ctx, op, gen::Elementwise::layernorm_grad, gen::Rounding::stochastic, dy, &x, dx, 0.0f, 0, seed, stream,
-                  RowColumnInputs{mean, rstd, gamma, 0, reinterpret_cast<CUdeviceptr>(ws), reinterpret_cast<CUdeviceptr>(ws + x.rows)});
+  sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dgamma_partial), dgamma, x.rows, x.cols, false, stream);
+  sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dbeta_partial), dbeta, x.rows, x.cols, false, stream);
+  if (!fused)
+    run_elementwise(ctx, op, gen::Elementwise::layernorm_grad, gen::Rounding::stochastic, dy, &x, dx, 0.0f, 0, seed, stream,
+                    RowColumnInputs{mean, rstd, gamma, 0, reinterpret_cast<CUdeviceptr>(ws), reinterpret_cast<CUdeviceptr>(ws + x.rows)});
 }
 
 namespace {
@@ -288,10 +288,14 @@ void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool acc
   check_block32("column_sum", x);
   require(out != 0 && workspace != 0, [] { return "column_sum: out and workspace must be given"; });
   const ColumnSumParams p{reinterpret_cast<const void*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(workspace),
-                          reinterpret_cast<float*>(out), x.rows, x.cols, accumulate ? 1 : 0};
-  const gen::ColumnSumSpec partials{gen::ColumnSumKernel::partials, 128}, reduce{gen::ColumnSumKernel::reduce, 256};
-  ctx.kernel(partials).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), p, stream);
-  ctx.kernel(reduce).launch(unsigned((x.cols + 255) / 256), p, stream);
+                          nullptr, x.rows, x.cols, 0};
+  ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::partials, 128}).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), p, stream);
+  sum_block_row_partials(ctx, workspace, out, x.rows, x.cols, accumulate, stream);
+}
+
+void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t rows, std::int64_t cols, bool accumulate, CUstream stream) {
+  const ColumnSumParams p{nullptr, nullptr, reinterpret_cast<float*>(partials), reinterpret_cast<float*>(out), rows, cols, accumulate ? 1 : 0};
+  ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}).launch(unsigned((cols + 255) / 256), p, stream);
 }
 
 }  // namespace jetforge

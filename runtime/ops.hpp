@@ -73,5 +73,8 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
 // workspace: column_sum_workspace_bytes(rows, cols) bytes.
 std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols);
 void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream);
+// out (cols FP32) = or += the sum over the rows / 32 block rows of `partials` ((rows / 32) x cols FP32), in a fixed
+// order: the last step of every deterministic column reduction (bias gradients, LayerNorm's dgamma and dbeta).
+void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t rows, std::int64_t cols, bool accumulate, CUstream stream);
 
 }  // namespace jetforge

@@ -39,10 +39,8 @@ struct LayerNormGradParams {
   const float* gamma;
   float* c1;              // rows
   float* c2;              // rows
-  float* dgamma_partial;  // (rows / 32) x cols
+  float* dgamma_partial;  // (rows / 32) x cols, summed in order by column_sum_reduce_kernel (deterministic)
   float* dbeta_partial;   // (rows / 32) x cols
-  float* dgamma;          // cols: the block-row partials summed in order (deterministic)
-  float* dbeta;
   i64 rows, cols;
   i8* dx_codes;  // fused kernel only: dx, stochastic rounding with `seed` (as the elementwise dx kernel rounds)
   float* dx_scales;
@@ -236,18 +234,7 @@ __global__ void __launch_bounds__(Threads) layernorm_grad_columns_kernel(const L
   p.dbeta_partial[block_row * p.cols + col] = db;
 }
 
-// The partials summed over block rows in a fixed order: the same bits on every run.
-template <int Threads>
-__global__ void __launch_bounds__(Threads) layernorm_grad_reduce_kernel(const LayerNormGradParams p) {
-  const i64 col = i64(blockIdx.x) * Threads + threadIdx.x;
-  if (col >= p.cols) return;
-  float dg = 0.0f, db = 0.0f;
-  for (i64 b = 0; b < p.rows / 32; ++b) dg += p.dgamma_partial[b * p.cols + col], db += p.dbeta_partial[b * p.cols + col];
-  p.dgamma[col] = dg;
-  p.dbeta[col] = db;
-}
-
-// The three passes above and the elementwise dx in one kernel per 32-row strip (rows x cols, cols a multiple of
+// The two passes above and the elementwise dx in one kernel per 32-row strip (rows x cols, cols a multiple of
 // 128; 256 threads): c1 and c2 of the strip's rows (one warp per row, summed as layernorm_grad_rows_kernel sums
 // them), then per 32 x 128 tile dx quantized per block and the dgamma/dbeta partials of its columns (summed over the
 // 32 rows in order, as layernorm_grad_columns_kernel does). The second pass reads the strip again, from L2: dy and x
