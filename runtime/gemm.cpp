@@ -81,7 +81,7 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
   const auto scales = [](const BlockTensorRef& t) { return reinterpret_cast<const float*>(t.scales); };
   GemmKernelChoice choice = o.kernel;
   if (o.use_tuned)
-    if (auto winner = ctx.tuned(gemm_problem_key(out, output_rounding(out, o.rounding), a.group, problem.m, problem.n, problem.k)))
+    if (auto winner = ctx.tuned(gemm_problem_key(out, o.rounding, a.group, problem.m, problem.n, problem.k)))
       choice = parsed_choice(*winner);
   if (uses_sm90(choice, ctx.limits())) {
     const auto spec = sm90_spec(out, a.group, o.rounding, choice);

@@ -21,8 +21,9 @@ Kernel::Kernel(const CompiledKernel& compiled) : threads_(compiled.threads), key
   check(driver().cuModuleGetFunction(&function_, module_, compiled.lowered_name.c_str()), "cuModuleGetFunction");
   registers_ = function_attribute(function_, CU_FUNC_ATTRIBUTE_NUM_REGS);
   static_smem_ = function_attribute(function_, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES);
-  local_bytes_ = function_attribute(function_, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES);
 }
+
+int Kernel::local_bytes() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES); }
 
 Kernel::~Kernel() {
   if (module_) driver().cuModuleUnload(module_);

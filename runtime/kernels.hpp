@@ -38,16 +38,16 @@ class Kernel {
     launch_raw(grid_x, grid_y, args, stream, dynamic_smem, 1);
   }
   int threads() const { return threads_; }
-  // ptxas's figures, read once at load time.
+  // ptxas's figures: the two the launch path needs read once at load time, the rest on request.
   int registers() const { return registers_; }
   int static_smem() const { return static_smem_; }
-  int local_bytes() const { return local_bytes_; }
+  int local_bytes() const;
 
  private:
   void launch_raw(unsigned grid_x, unsigned grid_y, void** args, CUstream stream, unsigned dynamic_smem, unsigned cluster) const;
   CUmodule module_ = nullptr;
   CUfunction function_ = nullptr;
-  int threads_ = 0, registers_ = 0, static_smem_ = 0, local_bytes_ = 0;
+  int threads_ = 0, registers_ = 0, static_smem_ = 0;
   mutable std::atomic<unsigned> dynamic_smem_opt_in_{48 * 1024};  // the largest dynamic shared memory enabled so far
   mutable std::mutex opt_in_mutex_;
   std::string key_;
