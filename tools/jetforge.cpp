@@ -25,7 +25,6 @@ namespace {
 
 using namespace jetforge::cli;
 
-
 constexpr const char* kMainHelp = R"(jetforge: INT8 transformer training kernels (per-block 32x32 quantization), generated and JIT-compiled.
 
 usage: jetforge <verb> [options]    (jetforge <verb> --help for details)

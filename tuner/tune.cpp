@@ -58,9 +58,13 @@ GemmSpace load_gemm_space(const std::filesystem::path& file) {
         space.fold.clear();
         for (const auto& f : v) {
           const auto name = f.as<std::string>();
-          if (name == "convert") space.fold.push_back(gen::GemmFold::convert);
-          else if (name == "magic") space.fold.push_back(gen::GemmFold::magic);
-          else fail(f, key, "'" + name + "' is not a fold (convert, magic)");
+          bool found = false;
+          std::string known;
+          for (const auto& [fold, fold_name] : gen::EnumNames<gen::GemmFold>::table) {
+            if (fold_name == name) space.fold.push_back(fold), found = true;
+            known += (known.empty() ? "" : ", ") + std::string(fold_name);
+          }
+          if (!found) fail(f, key, "'" + name + "' is not a fold (" + known + ")");
         }
       } else {
         fail(kv.first, key, "unknown key (known: bn, stages, cluster, fold, portable)");
