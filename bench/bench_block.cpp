@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <random>
 #include <vector>
 
 #include "bench/timing.hpp"
@@ -21,10 +20,7 @@ double median_step_ms(Context& ctx, const Gpt2Shape& shape, int batch, const cha
   Gpt2Model& model = *model_ptr;
   *arena = model.arena_bytes();
   const auto& layout = model.layout();
-  std::vector<float> params(std::size_t(layout.floats));
-  std::mt19937 rng(1);
-  std::normal_distribution<float> normal(0.0f, 0.02f);
-  for (auto& p : params) p = normal(rng);
+  const auto params = gpt2_initial_parameters(layout, shape.layers, 1);
   DeviceBuffer d_params(params.size() * 4), d_grads(params.size() * 4);
   d_params.upload(params.data(), params.size() * 4);
   std::vector<int> inputs(static_cast<std::size_t>(batch) * shape.sequence), targets(inputs.size());

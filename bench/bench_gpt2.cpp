@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <random>
 #include <vector>
 
 #include "bench/timing.hpp"
@@ -25,10 +24,7 @@ int main() {
       const auto model = make_gpt2(ctx, shape, batch, precision);
       const auto& layout = model->layout();
       const std::size_t bytes = std::size_t(layout.floats) * 4;
-      std::vector<float> init(std::size_t(layout.floats));
-      std::mt19937 rng(1);
-      std::normal_distribution<float> normal(0.0f, 0.02f);
-      for (auto& p : init) p = normal(rng);
+      const auto init = gpt2_initial_parameters(layout, shape.layers, 1);
       DeviceBuffer params(bytes), grads(bytes), m(bytes), v(bytes), norm(4), factor(4);
       params.upload(init.data(), bytes), grads.fill_bytes(0), m.fill_bytes(0), v.fill_bytes(0);
       const GradientBuffer all[] = {{grads.get(), layout.floats}};

@@ -1,5 +1,7 @@
 #include "runtime/gpt2.hpp"
 
+#include <cmath>
+#include <random>
 #include <stdexcept>
 
 namespace jetforge {
@@ -33,6 +35,19 @@ ParameterLayout gpt2_parameters(const Gpt2Shape& s) {
   }
   add("ln_f.weight", 1, c, false, c), add("ln_f.bias", 1, c, false, c);
   return l;
+}
+
+std::vector<float> gpt2_initial_parameters(const ParameterLayout& layout, int layers, std::uint64_t seed) {
+  std::vector<float> p(std::size_t(layout.floats), 0.0f);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const auto& t : layout.tensors) {
+    const bool gain = t.name.find("ln") != std::string::npos && t.name.ends_with(".weight");
+    const bool residual = t.name.ends_with("attn.proj.weight") || t.name.ends_with("fc_proj.weight");
+    const float sigma = residual ? 0.02f / std::sqrt(2.0f * float(std::max(layers, 1))) : 0.02f;
+    for (std::int64_t i = 0; i < t.size(); ++i) p[std::size_t(t.offset + i)] = gain ? 1.0f : t.decayed ? sigma * normal(rng) : 0.0f;
+  }
+  return p;
 }
 
 }  // namespace jetforge

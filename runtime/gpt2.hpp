@@ -10,6 +10,7 @@ namespace jetforge {
 struct Gpt2Shape {
   int layers = 0, hidden = 0, heads = 0, sequence = 0, vocab = 0, mlp_ratio = 4;
   static constexpr int kVocabMultiple = 128;  // the GEMM's largest tile edge
+  static constexpr float kLayerNormEps = 1e-5f;
   std::int64_t padded_vocab() const { return (std::int64_t(vocab) + kVocabMultiple - 1) / kVocabMultiple * kVocabMultiple; }
 };
 
@@ -31,5 +32,9 @@ struct ParameterLayout {
 // wte (padded_vocab x hidden, tied with the LM head), wpe (sequence x hidden), per layer ln1, attention qkv and
 // proj, ln2, fc and fc_proj (weights out x in, as the GEMMs take them), then the final LayerNorm.
 ParameterLayout gpt2_parameters(const Gpt2Shape& s);
+
+// GPT-2's initialization, reproducible from the seed: N(0, 0.02) matrices and embeddings, the residual projections
+// (attn.proj, fc_proj) scaled by 1 / sqrt(2 layers), zero biases, unit LayerNorm gains; alignment gaps 0.
+std::vector<float> gpt2_initial_parameters(const ParameterLayout& layout, int layers, std::uint64_t seed);
 
 }  // namespace jetforge

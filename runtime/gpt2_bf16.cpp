@@ -17,8 +17,6 @@ namespace jetforge {
 
 namespace {
 
-constexpr float kLayerNormEps = 1e-5f;
-
 // The three GEMMs of a linear layer Y = X W^T + b (W: out x in), on n tokens.
 struct Linear {
   std::unique_ptr<LtMatmul> forward, backward_data, backward_weight;
@@ -83,6 +81,7 @@ std::size_t Gpt2Bf16::arena_bytes() const { return b_->memory.bytes(); }
 double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t,
                       CUstream s) {
   const Gpt2Shape& sh = shape_;
+  const float eps = Gpt2Shape::kLayerNormEps;
   const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden;
   require(inputs.size() == std::size_t(n) && targets.size() == std::size_t(n),
           [&] { return "Gpt2Bf16::step: inputs and targets must hold batch x sequence = " + std::to_string(n) + " tokens"; });
@@ -121,18 +120,18 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     const std::string h = "h" + std::to_string(l) + ".";
     auto& L = b.layers[std::size_t(l)];
     const DenseRef& next = l + 1 < sh.layers ? b.layers[std::size_t(l) + 1].x_in : b.x_final;
-    bf16_layernorm_forward(ctx_, L.x_in, tensor(params, h + "ln1.weight"), tensor(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, kLayerNormEps, s);
+    bf16_layernorm_forward(ctx_, L.x_in, tensor(params, h + "ln1.weight"), tensor(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
     forward(*b.qkv, L.h1, L.qkv_w, L.qkv, tensor(params, h + "attn.qkv.bias"));
     attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
     forward(*b.proj, L.o, L.proj_w, b.branch, tensor(params, h + "attn.proj.bias"));
     bf16_residual_add(ctx_, b.stream, b.branch, L.x_mid, s);
-    bf16_layernorm_forward(ctx_, L.x_mid, tensor(params, h + "ln2.weight"), tensor(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, kLayerNormEps, s);
+    bf16_layernorm_forward(ctx_, L.x_mid, tensor(params, h + "ln2.weight"), tensor(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, eps, s);
     forward(*b.fc, L.h2, L.fc_w, L.f, tensor(params, h + "fc.bias"));
     bf16_gelu_forward(ctx_, L.f, L.g, s);
     forward(*b.fc_proj, L.g, L.fc_proj_w, b.branch, tensor(params, h + "fc_proj.bias"));
     bf16_residual_add(ctx_, b.stream, b.branch, next, s);
   }
-  bf16_layernorm_forward(ctx_, b.x_final, tensor(params, "ln_f.weight"), tensor(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, kLayerNormEps, s);
+  bf16_layernorm_forward(ctx_, b.x_final, tensor(params, "ln_f.weight"), tensor(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
   forward(*b.lm_head, b.xf, b.wte, b.logits, 0);
   cross_entropy(ctx_, b.logits, sh.vocab, b.targets, b.losses, 1.0f / float(n), s);  // logits now hold their gradient
 

@@ -16,8 +16,6 @@ namespace jetforge {
 
 namespace {
 
-constexpr float kLayerNormEps = 1e-5f;
-
 // The same memory seen as another shape of no more elements (scratch reused across layers).
 BlockTensorRef reshaped(const BlockTensorRef& t, std::int64_t rows, std::int64_t cols) {
   BlockTensorRef r = t;
@@ -123,6 +121,7 @@ std::size_t Gpt2Int8::arena_bytes() const { return b_->memory.bytes(); }
 double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<int>& inputs, const std::vector<int>& targets, std::uint64_t seed,
                       CUstream s) {
   const Gpt2Shape& sh = shape_;
+  const float eps = Gpt2Shape::kLayerNormEps;
   const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden, f = std::int64_t(sh.mlp_ratio) * c;
   require(inputs.size() == std::size_t(n) && targets.size() == std::size_t(n),
           [&] { return "Gpt2Int8::step: inputs and targets must hold batch x sequence = " + std::to_string(n) + " tokens"; });
@@ -166,22 +165,22 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     const std::string h = "h" + std::to_string(l) + ".";
     auto& L = b.layers[std::size_t(l)];
     const BlockTensorRef& next = l + 1 < sh.layers ? b.layers[std::size_t(l) + 1].x_in : b.x_final;
-    layernorm_forward(ctx_, L.x_in, tensor(params, h + "ln1.weight"), tensor(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, kLayerNormEps, s);
+    layernorm_forward(ctx_, L.x_in, tensor(params, h + "ln1.weight"), tensor(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
     transpose(ctx_, L.h1, L.h1_t, s);
     gemm(ctx_, L.h1, L.qkv_w.q, L.qkv, gemm_bias(tensor(params, h + "attn.qkv.bias")), s);
     attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
     quantize_transpose(ctx_, L.o, L.o_q, L.o_q_t, nearest, s);
     gemm(ctx_, L.o_q, L.proj_w.q, b.branch, gemm_bias(tensor(params, h + "attn.proj.bias")), s);
-    residual_add(ctx_, b.stream, b.branch, L.x_mid, 0, 0, kLayerNormEps, s);
-    layernorm_forward(ctx_, L.x_mid, tensor(params, h + "ln2.weight"), tensor(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, kLayerNormEps, s);
+    residual_add(ctx_, b.stream, b.branch, L.x_mid, 0, 0, eps, s);
+    layernorm_forward(ctx_, L.x_mid, tensor(params, h + "ln2.weight"), tensor(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, eps, s);
     transpose(ctx_, L.h2, L.h2_t, s);
     gemm(ctx_, L.h2, L.fc_w.q, L.f, gemm_bias(tensor(params, h + "fc.bias")), s);
     gelu_forward(ctx_, L.f, L.g, GeluForm::tanh, s);
     transpose(ctx_, L.g, L.g_t, s);
     gemm(ctx_, L.g, L.fc_proj_w.q, b.branch, gemm_bias(tensor(params, h + "fc_proj.bias")), s);
-    residual_add(ctx_, b.stream, b.branch, next, 0, 0, kLayerNormEps, s);
+    residual_add(ctx_, b.stream, b.branch, next, 0, 0, eps, s);
   }
-  layernorm_forward(ctx_, b.x_final, tensor(params, "ln_f.weight"), tensor(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, kLayerNormEps, s);
+  layernorm_forward(ctx_, b.x_final, tensor(params, "ln_f.weight"), tensor(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
   gemm(ctx_, b.xf, b.wte.q, b.logits, GemmOptions{}, s);
   cross_entropy(ctx_, b.logits, sh.vocab, b.targets, b.losses, 1.0f / float(n), s);  // logits now hold their gradient
 

@@ -10,8 +10,6 @@ namespace jetforge::ref {
 
 namespace {
 
-constexpr double kLayerNormEps = 1e-5;
-
 // A row-major rows x cols matrix of FP64 values.
 struct Mat {
   int rows = 0, cols = 0;
@@ -79,7 +77,7 @@ Mat layernorm(const Mat& x, const Params& p, const std::string& name, LayerNormC
     for (int c = 0; c < x.cols; ++c) mean += x.at(r, c);
     mean /= x.cols;
     for (int c = 0; c < x.cols; ++c) var += (x.at(r, c) - mean) * (x.at(r, c) - mean);
-    const double rstd = 1.0 / std::sqrt(var / x.cols + kLayerNormEps);
+    const double rstd = 1.0 / std::sqrt(var / x.cols + double(Gpt2Shape::kLayerNormEps));
     cache.mean[std::size_t(r)] = mean, cache.rstd[std::size_t(r)] = rstd;
     for (int c = 0; c < x.cols; ++c) y.at(r, c) = (x.at(r, c) - mean) * rstd * p.b(name + ".weight", c) + p.b(name + ".bias", c);
   }

@@ -27,14 +27,8 @@ TEST_SUITE("gpu") {
       const auto model_ptr = make_gpt2(ctx, shape, batch, e.precision);
       Gpt2Model& model = *model_ptr;
       const auto& layout = model.layout();
-      // GPT-2's initialization: N(0, 0.02) matrices and embeddings, zero biases, unit LayerNorm gains.
-      std::vector<float> params(std::size_t(layout.floats), 0.0f);
+      const auto params = gpt2_initial_parameters(layout, shape.layers, 1);
       std::mt19937 rng(1);
-      std::normal_distribution<float> normal(0.0f, 0.02f);
-      for (const auto& t : layout.tensors) {
-        const bool gain = t.name.find("ln") != std::string::npos && t.name.find(".weight") != std::string::npos;
-        for (std::int64_t i = 0; i < t.size(); ++i) params[std::size_t(t.offset + i)] = gain ? 1.0f : t.decayed ? normal(rng) : 0.0f;
-      }
       std::vector<int> inputs(static_cast<std::size_t>(batch * shape.sequence)), targets(inputs.size());
       std::uniform_int_distribution<int> token(0, shape.vocab - 1);
       for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = token(rng), targets[i] = token(rng);

@@ -45,12 +45,7 @@ TEST_SUITE("gpu") {
       const auto model = make_gpt2(ctx, shape, batch, precision);
       const auto& layout = model->layout();
       const std::size_t bytes = std::size_t(layout.floats) * 4;
-      std::vector<float> init(std::size_t(layout.floats), 0.0f);
-      std::normal_distribution<float> normal(0.0f, 0.02f);
-      for (const auto& t : layout.tensors) {
-        const bool gain = t.name.find("ln") != std::string::npos && t.name.ends_with(".weight");
-        for (std::int64_t i = 0; i < t.size(); ++i) init[std::size_t(t.offset + i)] = gain ? 1.0f : t.decayed ? normal(rng) : 0.0f;
-      }
+      const auto init = gpt2_initial_parameters(layout, shape.layers, 4);
       DeviceBuffer params(bytes), grads(bytes), m(bytes), v(bytes), norm(4), factor(4);
       params.upload(init.data(), bytes), grads.fill_bytes(0), m.fill_bytes(0), v.fill_bytes(0);
       const GradientBuffer all[] = {{grads.get(), layout.floats}};

@@ -48,21 +48,6 @@ Prints one line per step: step, loss, learning rate, tokens/s, ms/step, device m
 
 namespace {
 
-// GPT-2's initialization: N(0, 0.02) matrices and embeddings, the residual projections scaled by 1 / sqrt(2 L),
-// zero biases, unit LayerNorm gains.
-std::vector<float> initial_parameters(const ParameterLayout& layout, int layers, std::uint64_t seed) {
-  std::vector<float> p(std::size_t(layout.floats), 0.0f);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (const auto& t : layout.tensors) {
-    const bool gain = t.name.find("ln") != std::string::npos && t.name.ends_with(".weight");
-    const bool residual = t.name.ends_with("attn.proj.weight") || t.name.ends_with("fc_proj.weight");
-    const float sigma = residual ? 0.02f / std::sqrt(2.0f * float(layers)) : 0.02f;
-    for (std::int64_t i = 0; i < t.size(); ++i) p[std::size_t(t.offset + i)] = gain ? 1.0f : t.decayed ? sigma * normal(rng) : 0.0f;
-  }
-  return p;
-}
-
 double mean_validation_loss(Gpt2Model& model, const std::vector<std::uint16_t>& stream, CUdeviceptr params, int batch, int sequence, int batches,
                             CUstream s) {
   double sum = 0;
@@ -159,7 +144,7 @@ int cmd_train(const Args& all) {
     seed = state.seed;
     std::cout << "resumed " << resume << " at step " << state.step << "\n";
   } else {
-    state.params = initial_parameters(layout, shape.layers, seed);
+    state.params = gpt2_initial_parameters(layout, shape.layers, seed);
     state.m.assign(state.params.size(), 0.0f), state.v.assign(state.params.size(), 0.0f);
   }
   params.upload(state.params.data(), bytes), m.upload(state.m.data(), bytes), v.upload(state.v.data(), bytes);
