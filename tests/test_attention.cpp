@@ -17,9 +17,8 @@ namespace {
 
 // Values drawn from N(0, 1), rounded to BF16 so that the reference sees exactly what the GPU reads.
 std::vector<double> random_bf16_values(std::size_t n, unsigned seed) {
-  std::vector<double> v(n);
-  for (std::size_t i = 0; auto x : testing::random_vector(n, seed)) v[i++] = bf16_to_float(float_to_bf16(x));
-  return v;
+  const auto v = testing::as_stored(testing::random_vector(n, seed), DType::bf16);
+  return {v.begin(), v.end()};
 }
 
 double max_abs(const std::vector<double>& v) {

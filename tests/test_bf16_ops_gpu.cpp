@@ -14,27 +14,8 @@ using namespace jetforge;
 
 namespace {
 
-std::vector<float> bf16_values(std::size_t n, unsigned seed, float sigma = 1.0f) {
-  auto v = testing::random_vector(n, seed, sigma);
-  for (auto& x : v) x = bf16_to_float(float_to_bf16(x));
-  return v;
-}
-DenseTensor upload_bf16(const std::vector<float>& v, std::int64_t rows, std::int64_t cols) {
-  DenseTensor t(rows, cols, DType::bf16);
-  std::vector<bf16> h(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) h[i] = float_to_bf16(v[i]);
-  t.buffer().upload(h.data(), h.size() * 2);
-  return t;
-}
-std::vector<double> download_bf16(DenseTensor& t) {
-  std::vector<bf16> h(static_cast<std::size_t>(t.ref().rows * t.ref().cols));
-  t.buffer().download(h.data(), h.size() * 2);
-  std::vector<double> v(h.size());
-  for (std::size_t i = 0; i < h.size(); ++i) v[i] = bf16_to_float(h[i]);
-  return v;
-}
 // Every element within half a BF16 ulp of `want` plus `abs` (FP32 arithmetic on the way).
-std::size_t off(const std::vector<double>& got, const std::vector<double>& want, double abs) {
+std::size_t off(const std::vector<float>& got, const std::vector<double>& want, double abs) {
   std::size_t bad = 0;
   for (std::size_t i = 0; i < got.size(); ++i) bad += !(std::fabs(got[i] - want[i]) <= std::fabs(want[i]) / 256 + abs);
   return bad;
@@ -47,9 +28,9 @@ TEST_SUITE("gpu") {
     Context& ctx = testing::gpu();
     const std::int64_t rows = 256, cols = 768;
     const std::size_t n = std::size_t(rows * cols);
-    const auto x = bf16_values(n, 1, 2.0f), dy = bf16_values(n, 2);
+    const auto x = testing::as_stored(testing::random_vector(n, 1, 2.0f), DType::bf16), dy = testing::as_stored(testing::random_vector(n, 2), DType::bf16);
     const auto gamma = testing::random_vector(std::size_t(cols), 3), beta = testing::random_vector(std::size_t(cols), 4);
-    DenseTensor xd = upload_bf16(x, rows, cols), dyd = upload_bf16(dy, rows, cols), y(rows, cols, DType::bf16), dx(rows, cols, DType::bf16);
+    DenseTensor xd = testing::upload_dense(x, rows, cols, DType::bf16), dyd = testing::upload_dense(dy, rows, cols, DType::bf16), y(rows, cols, DType::bf16), dx(rows, cols, DType::bf16);
     DeviceBuffer g(std::size_t(cols) * 4), b(std::size_t(cols) * 4), mean(std::size_t(rows) * 4), rstd(std::size_t(rows) * 4), dgamma(std::size_t(cols) * 4),
         dbeta(std::size_t(cols) * 4), ws(bf16_layernorm_backward_workspace_bytes(rows, cols)), sums(std::size_t(cols) * 4),
         col_ws(column_sum_workspace_bytes(rows, cols));
@@ -79,8 +60,8 @@ TEST_SUITE("gpu") {
         want_dx[i] = rs * (dy[i] * gamma[std::size_t(c)] - c1 - (x[i] - m) * rs * c2);
       }
     }
-    CHECK(off(download_bf16(y), want_y, 1e-4) == 0);
-    CHECK(off(download_bf16(dx), want_dx, 1e-3) == 0);
+    CHECK(off(testing::download_dense(y), want_y, 1e-4) == 0);
+    CHECK(off(testing::download_dense(dx), want_dx, 1e-3) == 0);
     std::vector<float> got_dg(static_cast<std::size_t>(cols)), got_db(static_cast<std::size_t>(cols));
     dgamma.download(got_dg.data(), got_dg.size() * 4), dbeta.download(got_db.data(), got_db.size() * 4);
     std::size_t bad = 0;
@@ -94,24 +75,22 @@ TEST_SUITE("gpu") {
     bf16_gelu_backward(ctx, dyd.ref(), xd.ref(), dx.ref(), nullptr);
     std::vector<double> want_g(n), want_gb(n);
     for (std::size_t i = 0; i < n; ++i) want_g[i] = ref::gelu(x[i], ref::GeluKind::tanh), want_gb[i] = dy[i] * ref::gelu_grad(x[i], ref::GeluKind::tanh);
-    CHECK(off(download_bf16(y), want_g, 1e-3) == 0);  // tanh.approx: ~2^-11 relative
-    CHECK(off(download_bf16(dx), want_gb, 1e-3) == 0);
+    CHECK(off(testing::download_dense(y), want_g, 1e-3) == 0);  // tanh.approx: ~2^-11 relative
+    CHECK(off(testing::download_dense(dx), want_gb, 1e-3) == 0);
 
     // Residual add: the FP32 stream gains x, the copy is its BF16 rounding.
     const auto s0 = testing::random_vector(n, 5);
-    DenseTensor stream(rows, cols, DType::f32);
-    stream.buffer().upload(s0.data(), n * 4);
+    DenseTensor stream = testing::upload_dense(s0, rows, cols, DType::f32);
     bf16_residual_add(ctx, stream.ref(), xd.ref(), y.ref(), nullptr);
-    std::vector<float> s1(n);
-    stream.buffer().download(s1.data(), n * 4);
-    const auto copy = download_bf16(y);
+    const auto s1 = testing::download_dense(stream);
+    const auto copy = testing::download_dense(y);
     bad = 0;
-    for (std::size_t i = 0; i < n; ++i) bad += s1[i] != s0[i] + x[i] || copy[i] != double(bf16_to_float(float_to_bf16(s1[i])));
+    for (std::size_t i = 0; i < n; ++i) bad += s1[i] != s0[i] + x[i] || copy[i] != bf16_to_float(float_to_bf16(s1[i]));
     CHECK(bad == 0);
 
     // FP32 -> BF16, and column sums (bias gradients).
     bf16_from_f32(ctx, stream.ref(), y.ref(), nullptr);
-    CHECK(download_bf16(y) == copy);
+    CHECK(testing::download_dense(y) == copy);
     bf16_column_sum(ctx, dyd.ref(), sums.get(), false, col_ws.get(), nullptr);
     std::vector<float> got_sums(static_cast<std::size_t>(cols));
     sums.download(got_sums.data(), got_sums.size() * 4);

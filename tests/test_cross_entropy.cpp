@@ -7,7 +7,6 @@
 
 #include "runtime/loss.hpp"
 #include "runtime/reference_ops.hpp"
-#include "templates/jetforge/common.cuh"
 #include "testing.hpp"
 
 using namespace jetforge;
@@ -51,17 +50,8 @@ TEST_SUITE("gpu") {
     targets[6] = int(vocab) - 1;  // the last real column
     for (const DType dtype : {DType::bf16, DType::f32}) {
       CAPTURE(gen::enum_name(dtype));
-      auto logits = testing::random_vector(std::size_t(rows * padded), 11, 3.0f);
-      if (dtype == DType::bf16)
-        for (auto& x : logits) x = bf16_to_float(float_to_bf16(x));  // the reference sees what the GPU reads
-      DenseTensor d_logits(rows, padded, dtype);
-      if (dtype == DType::bf16) {
-        std::vector<bf16> h(logits.size());
-        for (std::size_t i = 0; i < h.size(); ++i) h[i] = float_to_bf16(logits[i]);
-        d_logits.buffer().upload(h.data(), h.size() * 2);
-      } else {
-        d_logits.buffer().upload(logits.data(), logits.size() * 4);
-      }
+      const auto logits = testing::as_stored(testing::random_vector(std::size_t(rows * padded), 11, 3.0f), dtype);
+      DenseTensor d_logits = testing::upload_dense(logits, rows, padded, dtype);
       DeviceBuffer d_targets(targets.size() * 4), d_losses(targets.size() * 4);
       d_targets.upload(targets.data(), targets.size() * 4);
       d_losses.fill_bytes(testing::kNanBytes);
@@ -72,16 +62,7 @@ TEST_SUITE("gpu") {
       d_losses.download(losses.data(), losses.size() * 4);
       double worst_loss = 0;
       for (std::size_t r = 0; r < losses.size(); ++r) worst_loss = std::max(worst_loss, std::fabs(losses[r] - want.losses[r]) / std::max(1.0, want.losses[r]));
-      std::vector<double> grads(logits.size());
-      if (dtype == DType::bf16) {
-        std::vector<bf16> h(logits.size());
-        d_logits.buffer().download(h.data(), h.size() * 2);
-        for (std::size_t i = 0; i < h.size(); ++i) grads[i] = bf16_to_float(h[i]);
-      } else {
-        std::vector<float> h(logits.size());
-        d_logits.buffer().download(h.data(), h.size() * 4);
-        for (std::size_t i = 0; i < h.size(); ++i) grads[i] = h[i];
-      }
+      const auto grads = testing::download_dense(d_logits);
       // Gradient: within the output format's rounding (BF16: 2^-8 relative) plus FP32 exp/sum error, relative to
       // the largest gradient of the row (1 / rows at the target).
       const double rel = dtype == DType::bf16 ? 1.0 / 256 : 1e-5, floor = 1e-5 / double(rows);

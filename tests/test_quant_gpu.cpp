@@ -17,16 +17,7 @@ namespace {
 using testing::kNanBytes;
 using testing::poison;
 using testing::download;
-
-DenseTensor upload_dense(const std::vector<float>& x, std::int64_t rows, std::int64_t cols, DType dtype) {
-  DenseTensor t(rows, cols, dtype);
-  if (dtype == DType::f32) t.buffer().upload(x.data(), x.size() * 4);
-  else t.buffer().upload(ref::to_bf16(x).data(), x.size() * 2);
-  return t;
-}
-
-// The values the kernel actually sees: BF16 inputs are rounded before quantization.
-std::vector<float> as_seen(const std::vector<float>& x, DType dtype) { return dtype == DType::f32 ? x : ref::from_bf16(ref::to_bf16(x)); }
+using testing::upload_dense;
 
 size_t count_mismatches(const ref::HostBlockTensor& got, const ref::HostBlockTensor& want) {
   size_t bad = 0;
@@ -56,7 +47,7 @@ TEST_SUITE("gpu") {
           const auto x = testing::random_blocks(s.rows, s.cols, 32, ++seed, -4, 4, /*with_zero_block=*/true);
           const auto input = upload_dense(x, s.rows, s.cols, dtype);
           const QuantizeOptions options{rounding, seed * 7919, {}};
-          const auto want = ref::quantize(as_seen(x, dtype), s.rows, s.cols, 32, rounding, options.seed);
+          const auto want = ref::quantize(testing::as_stored(x, dtype), s.rows, s.cols, 32, rounding, options.seed);
 
           BlockTensor q(s.rows, s.cols), qt(s.cols, s.rows);
           poison(q);

@@ -38,6 +38,31 @@ inline std::vector<float> random_vector(size_t n, unsigned seed, float sigma = 1
   return v;
 }
 
+// The values a kernel reads from `dtype` storage: BF16 is rounded to nearest even, FP32 is unchanged. A CPU
+// reference given these sees exactly what the GPU reads.
+inline std::vector<float> as_stored(const std::vector<float>& x, DType dtype) { return dtype == DType::f32 ? x : ref::from_bf16(ref::to_bf16(x)); }
+
+// A rows x cols tensor of `dtype` holding x (rounded as as_stored rounds).
+inline DenseTensor upload_dense(const std::vector<float>& x, std::int64_t rows, std::int64_t cols, DType dtype) {
+  DenseTensor t(rows, cols, dtype);
+  if (dtype == DType::f32) t.buffer().upload(x.data(), x.size() * 4);
+  else t.buffer().upload(ref::to_bf16(x).data(), x.size() * 2);
+  return t;
+}
+
+// A dense tensor's contents as FP32 (exact for both storage types).
+inline std::vector<float> download_dense(DenseTensor& t) {
+  const auto n = size_t(t.ref().rows * t.ref().cols);
+  if (t.ref().dtype == DType::f32) {
+    std::vector<float> x(n);
+    t.buffer().download(x.data(), n * 4);
+    return x;
+  }
+  std::vector<std::uint16_t> bits(n);
+  t.buffer().download(bits.data(), n * 2);
+  return ref::from_bf16(bits);
+}
+
 // Output poison: as a code, -128 is outside [-127, 127]; 0xff bytes are NaN as FP32 and BF16.
 constexpr unsigned char kPoisonCode = 0x80;
 constexpr unsigned char kNanBytes = 0xff;
