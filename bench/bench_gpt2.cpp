@@ -22,29 +22,23 @@ int main() {
     std::printf("%-10s %-12s | %12s %12s | %12s %12s\n", "precision", "tokens/step", "ms/step", "tokens/s", "arena MiB", "state MiB");
     for (const char* precision : {"int8", "bf16"}) {
       const auto model = make_gpt2(ctx, shape, batch, precision);
-      const auto& layout = model->layout();
-      const std::size_t bytes = std::size_t(layout.floats) * 4;
-      const auto init = gpt2_initial_parameters(layout, shape.layers, 1);
-      DeviceBuffer params(bytes), grads(bytes), m(bytes), v(bytes), norm(4), factor(4);
-      params.upload(init.data(), bytes), grads.fill_bytes(0), m.fill_bytes(0), v.fill_bytes(0);
-      const GradientBuffer all[] = {{grads.get(), layout.floats}};
-      DeviceBuffer workspace(clip_workspace_bytes(all));
+      OptimizerState opt(gpt2_initial_parameters(model->layout(), shape.layers, 1));
       std::vector<int> inputs(static_cast<std::size_t>(batch) * shape.sequence), targets(inputs.size());
       for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = int(i * 7919 % 50257), targets[i] = int((i + 1) * 7919 % 50257);
       Stream stream;
       std::vector<double> ms;
       for (int step = 0; step < 13; ++step) {
         const auto start = std::chrono::steady_clock::now();
-        model->step(params.get(), grads.get(), inputs, targets, std::uint64_t(step), stream.get());
-        clip_gradients(ctx, all, 1.0f, workspace.get(), norm.get(), factor.get(), stream.get());
-        adamw_step(ctx, params.get(), grads.get(), m.get(), v.get(), layout.floats, step + 1, 3e-4f, AdamWConfig{}, factor.get(), stream.get());
+        model->step(opt.params.get(), opt.grads.get(), inputs, targets, std::uint64_t(step), stream.get());
+        opt.clip(ctx, 1.0f, stream.get());
+        opt.adamw_step(ctx, 0, opt.n, step + 1, 3e-4f, AdamWConfig{}, stream.get());
         stream.synchronize();
         if (step >= 3) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
       }
       std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
       const double t = ms[ms.size() / 2], tokens = double(inputs.size());
       std::printf("%-10s %-12.0f | %12.1f %12.0f | %12.1f %12.1f\n", precision, tokens, t, tokens / t * 1e3, double(model->arena_bytes()) / (1 << 20),
-                  4.0 * double(bytes) / (1 << 20));
+                  4.0 * double(opt.params.bytes()) / (1 << 20));
       std::fflush(stdout);
     }
     return 0;

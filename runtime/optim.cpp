@@ -67,6 +67,40 @@ void adamw_step(Context& ctx, CUdeviceptr w, CUdeviceptr g, CUdeviceptr m, CUdev
   ctx.kernel(gen::OptimSpec{gen::OptimKernel::adamw, kThreads}).launch(blocks_for(n, 132 * 8), p, stream);
 }
 
+OptimizerState::OptimizerState(std::span<const float> initial, std::span<const float> m0, std::span<const float> v0)
+    : n(std::int64_t(initial.size())),
+      params(initial.size() * 4),
+      grads(initial.size() * 4),
+      m(initial.size() * 4),
+      v(initial.size() * 4),
+      workspace_(clip_workspace_bytes(std::vector<GradientBuffer>{{0, n}})),
+      norm_(4),
+      factor_(4) {
+  params.upload(initial.data(), initial.size() * 4);
+  grads.fill_bytes(0);
+  for (auto [buffer, values] : {std::pair{&m, m0}, {&v, v0}}) {
+    if (values.empty()) buffer->fill_bytes(0);
+    else if (values.size() == initial.size()) buffer->upload(values.data(), values.size() * 4);
+    else
+      throw std::invalid_argument("OptimizerState: " + std::to_string(values.size()) + " AdamW moments given for " + std::to_string(initial.size()) +
+                                  " parameters");
+  }
+}
+
+void OptimizerState::clip(Context& ctx, float max_norm, CUstream stream) {
+  const GradientBuffer all[] = {{grads.get(), n}};
+  clip_gradients(ctx, all, max_norm, workspace_.get(), norm_.get(), factor_.get(), stream);
+}
+
+void OptimizerState::adamw_step(Context& ctx, std::int64_t first, std::int64_t count, std::int64_t step, float lr, const AdamWConfig& config,
+                                CUstream stream) {
+  if (first < 0 || count < 0 || first + count > n)
+    throw std::out_of_range("OptimizerState::adamw_step: floats [" + std::to_string(first) + ", " + std::to_string(first + count) + ") outside the " +
+                            std::to_string(n) + " parameters");
+  const CUdeviceptr at = CUdeviceptr(first) * 4;
+  jetforge::adamw_step(ctx, params.get() + at, grads.get() + at, m.get() + at, v.get() + at, count, step, lr, config, factor_.get(), stream);
+}
+
 namespace ref {
 
 void adamw_step(std::span<float> w, std::span<const float> g, std::span<float> m, std::span<float> v, std::int64_t step, float lr, const AdamWConfig& c,

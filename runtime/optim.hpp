@@ -36,6 +36,26 @@ void clip_gradients(Context& ctx, std::span<const GradientBuffer> grads, float m
 void adamw_step(Context& ctx, CUdeviceptr w, CUdeviceptr g, CUdeviceptr m, CUdeviceptr v, std::int64_t n, std::int64_t step, float lr,
                 const AdamWConfig& config, CUdeviceptr clip_factor, CUstream stream);
 
+// FP32 master weights, their gradients and AdamW moments on the GPU (n floats each), with the scratch and device
+// scalars of clip_gradients: the whole optimizer state of one training run. Gradients start zeroed (the gaps between
+// a layout's tensors are never written, yet enter the global norm); moments start from the given values (a resumed
+// run) or zero.
+class OptimizerState {
+ public:
+  explicit OptimizerState(std::span<const float> params, std::span<const float> m = {}, std::span<const float> v = {});
+
+  // clip_gradients over all n gradients: the clip factor that adamw_step then applies.
+  void clip(Context& ctx, float max_norm, CUstream stream);
+  // adamw_step on floats [first, first + count), with the factor of the last clip.
+  void adamw_step(Context& ctx, std::int64_t first, std::int64_t count, std::int64_t step, float lr, const AdamWConfig& config, CUstream stream);
+
+  std::int64_t n;
+  DeviceBuffer params, grads, m, v;
+
+ private:
+  DeviceBuffer workspace_, norm_, factor_;
+};
+
 namespace ref {
 void adamw_step(std::span<float> w, std::span<const float> g, std::span<float> m, std::span<float> v, std::int64_t step, float lr, const AdamWConfig& c,
                 float clip_factor);

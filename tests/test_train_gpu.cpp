@@ -43,21 +43,14 @@ TEST_SUITE("gpu") {
     for (const char* precision : {"int8", "bf16"}) {
       CAPTURE(precision);
       const auto model = make_gpt2(ctx, shape, batch, precision);
-      const auto& layout = model->layout();
-      const std::size_t bytes = std::size_t(layout.floats) * 4;
-      const auto init = gpt2_initial_parameters(layout, shape.layers, 4);
-      DeviceBuffer params(bytes), grads(bytes), m(bytes), v(bytes), norm(4), factor(4);
-      params.upload(init.data(), bytes), grads.fill_bytes(0), m.fill_bytes(0), v.fill_bytes(0);
-      const GradientBuffer all[] = {{grads.get(), layout.floats}};
-      DeviceBuffer workspace(clip_workspace_bytes(all));
+      OptimizerState opt(gpt2_initial_parameters(model->layout(), shape.layers, 4));
       Stream stream;
       double first = 0, last = 0;
       for (int step = 1; step <= 40; ++step) {
-        last = model->step(params.get(), grads.get(), inputs, targets, std::uint64_t(step), stream.get());
+        last = model->step(opt.params.get(), opt.grads.get(), inputs, targets, std::uint64_t(step), stream.get());
         if (step == 1) first = last;
-        clip_gradients(ctx, all, 1.0f, workspace.get(), norm.get(), factor.get(), stream.get());
-        adamw_step(ctx, params.get(), grads.get(), m.get(), v.get(), layout.floats, step, 2e-3f, AdamWConfig{0.9f, 0.95f, 1e-8f, 0.0f}, factor.get(),
-                   stream.get());
+        opt.clip(ctx, 1.0f, stream.get());
+        opt.adamw_step(ctx, 0, opt.n, step, 2e-3f, AdamWConfig{0.9f, 0.95f, 1e-8f, 0.0f}, stream.get());
       }
       stream.synchronize();
       MESSAGE(precision << ": loss " << first << " -> " << last);

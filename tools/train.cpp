@@ -132,9 +132,6 @@ int cmd_train(const Args& all) {
   Gpt2Model& model = *model_ptr;
   const auto& layout = model.layout();
   const std::size_t bytes = std::size_t(layout.floats) * 4;
-  DeviceBuffer params(bytes), grads(bytes), m(bytes), v(bytes), workspace(clip_workspace_bytes(std::vector<GradientBuffer>{{0, layout.floats}})),
-      norm(4), factor(4);
-  grads.fill_bytes(0);  // the alignment gaps between tensors are never written and enter the global norm
   Checkpoint state{config.name, 0, seed, 0, {}, {}, {}};
   if (!resume.empty()) {
     state = load_checkpoint(resume);
@@ -147,7 +144,7 @@ int cmd_train(const Args& all) {
     state.params = gpt2_initial_parameters(layout, shape.layers, seed);
     state.m.assign(state.params.size(), 0.0f), state.v.assign(state.params.size(), 0.0f);
   }
-  params.upload(state.params.data(), bytes), m.upload(state.m.data(), bytes), v.upload(state.v.data(), bytes);
+  OptimizerState opt(state.params, state.m, state.v);
 
   std::filesystem::create_directories(out_dir);
   const auto csv = std::filesystem::path(out_dir) / "loss.csv", png = std::filesystem::path(out_dir) / "loss.png";
@@ -162,22 +159,20 @@ int cmd_train(const Args& all) {
             << model.arena_bytes() / (1 << 20) << " MiB, weights + gradients + AdamW " << 4 * bytes / (1 << 20) << " MiB\n";
 
   auto save = [&] {
-    for (auto [buffer, host] : {std::pair{&params, &state.params}, {&m, &state.m}, {&v, &state.v}}) buffer->download(host->data(), bytes);
+    for (auto [buffer, host] : {std::pair{&opt.params, &state.params}, {&opt.m, &state.m}, {&opt.v, &state.v}}) buffer->download(host->data(), bytes);
     save_checkpoint(checkpoint, state);
   };
   const AdamWConfig adamw;
   for (; state.step < steps;) {
     const auto start = std::chrono::steady_clock::now();
     const auto b = data::next_batch(split.train, state.data_position, config.micro_batch, config.sequence);
-    const double loss = model.step(params.get(), grads.get(), b.inputs, b.targets, state.seed ^ (std::uint64_t(state.step) << 20), stream.get());
-    const GradientBuffer all_grads[] = {{grads.get(), layout.floats}};
-    clip_gradients(ctx, all_grads, 1.0f, workspace.get(), norm.get(), factor.get(), stream.get());
+    const double loss = model.step(opt.params.get(), opt.grads.get(), b.inputs, b.targets, state.seed ^ (std::uint64_t(state.step) << 20), stream.get());
+    opt.clip(ctx, 1.0f, stream.get());
     const float rate = float(cosine_lr(state.step, warmup, steps, lr, lr / 10));
     for (const auto& t : layout.tensors) {
       AdamWConfig c = adamw;
       if (!t.decayed) c.weight_decay = 0.0f;
-      const CUdeviceptr at = CUdeviceptr(t.offset) * 4;
-      adamw_step(ctx, params.get() + at, grads.get() + at, m.get() + at, v.get() + at, t.size(), state.step + 1, rate, c, factor.get(), stream.get());
+      opt.adamw_step(ctx, t.offset, t.size(), state.step + 1, rate, c, stream.get());
     }
     stream.synchronize();
     state.data_position = b.next_position;
@@ -188,7 +183,7 @@ int cmd_train(const Args& all) {
               << " tokens/s | " << ms << " ms/step | " << (model.arena_bytes() + 4 * bytes) / (1 << 20) << " MiB\n"
               << std::flush;
     if (state.step % val_every == 0 || state.step == steps) {
-      const double val = mean_validation_loss(model, split.validation, params.get(), config.micro_batch, config.sequence, val_batches, stream.get());
+      const double val = mean_validation_loss(model, split.validation, opt.params.get(), config.micro_batch, config.sequence, val_batches, stream.get());
       curve->validation.emplace_back(state.step, val);
       std::cout << "validation loss " << val << " at step " << state.step << "\n";
       write_loss_csv(csv, curves);
