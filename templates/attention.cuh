@@ -157,7 +157,11 @@ template <int D> __device__ void store_rows(bf16* base, const AttentionStrides& 
   }
 }
 
-__device__ __forceinline__ float quad_max(float x) { return fmaxf(x, fmaxf(__shfl_xor_sync(0xffffffffu, x, 1), __shfl_xor_sync(0xffffffffu, x, 2))); }
+// Butterflies over the four lanes of a quad (xor 1, then xor 2), so every lane ends with all four values reduced.
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
 __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
