@@ -44,7 +44,8 @@ void bf16_from_f32(Context& ctx, const DenseRef& x, const DenseRef& y, CUstream 
   require(x.dtype == DType::f32, [] { return "bf16_from_f32: x must be f32"; });
   check_bf16("bf16_from_f32", y, "y");
   check_same("bf16_from_f32", x, y, "y");
-  check_rows32("bf16_from_f32", x);
+  // Elementwise, 8 per thread: any shape with whole vectors (biases are one row).
+  require(x.rows * x.cols % 8 == 0, [&] { return "bf16_from_f32: " + std::to_string(x.rows) + "x" + std::to_string(x.cols) + " must hold a multiple of 8 elements"; });
   Bf16OpParams p{};
   p.out = out(y), p.stream = reinterpret_cast<float*>(x.data);
   run_op(ctx, gen::Bf16Op::from_f32, x, p, stream);

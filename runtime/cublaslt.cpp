@@ -64,10 +64,10 @@ LtMatmul::LtMatmul(std::int64_t rows, std::int64_t cols, std::int64_t depth, boo
   check_cublas(lt_.cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a), "TRANSA");
   check_cublas(lt_.cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b), "TRANSB");
   if (with_bias) {
-    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;  // one value per column of row-major D = per row of D^T
+    // One value per column of row-major D = per row of D^T. Its elements have D's type: cuBLASLt takes an FP32 bias
+    // with BF16 output only for FP8 kernels (the heuristic answers CUBLAS_STATUS_INVALID_VALUE otherwise).
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     check_cublas(lt_.cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue), "EPILOGUE");
-    const cudaDataType_t bias_type = CUDA_R_32F;  // the FP32 biases of the master weights, as the INT8 path takes them
-    check_cublas(lt_.cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type), "BIAS_DATA_TYPE");
   }
   // Column-major shapes: R^T is cols x depth (stored depth x cols row-major = cols x depth col-major, or transposed).
   check_cublas(lt_.cublasLtMatrixLayoutCreate(&a_, in, r_transposed ? depth : cols, r_transposed ? cols : depth, r_transposed ? depth : cols), "layout A");

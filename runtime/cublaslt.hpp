@@ -32,7 +32,7 @@ void check_cublas(cublasStatus_t status, const char* what);
 
 // One prepared matmul: D (rows x cols, row-major) = alpha * sum over depth of L (rows x depth) * R (depth x cols) +
 // beta * D, each operand stored row-major either as written (false) or transposed (true); optionally a bias
-// (cols FP32 values) added to every row. The heuristic's first algorithm and a 64 MiB workspace: its own, or the
+// (cols values of D's type) added to every row. The heuristic's first algorithm and a 64 MiB workspace: its own, or the
 // caller's `workspace` (kWorkspace bytes) shared by matmuls that run on one stream.
 class LtMatmul {
  public:

@@ -34,6 +34,7 @@ struct Gpt2Bf16::Buffers {
     DenseRef x_in, h1, qkv, o, x_mid, h2, f, g;  // BF16
     CUdeviceptr mean1 = 0, rstd1 = 0, mean2 = 0, rstd2 = 0, lse = 0;
     DenseRef qkv_w, proj_w, fc_w, fc_proj_w;  // BF16 copies of the master weights
+    DenseRef qkv_b, proj_b, fc_b, fc_proj_b;  // and biases (cuBLASLt's bias epilogue takes the output's type)
   };
   std::vector<Layer> layers;
   DenseRef x_final, xf, wte, stream, grad_stream, branch, logits, dcopy, dx, dh, dg, df, d_o, d_qkv;
@@ -50,6 +51,7 @@ struct Gpt2Bf16::Buffers {
       l.mean1 = a.take(std::size_t(n) * 4), l.rstd1 = a.take(std::size_t(n) * 4), l.mean2 = a.take(std::size_t(n) * 4), l.rstd2 = a.take(std::size_t(n) * 4);
       l.lse = a.take(std::size_t(n * s.heads) * 4);
       l.qkv_w = bf16(3 * c, c), l.proj_w = bf16(c, c), l.fc_w = bf16(f, c), l.fc_proj_w = bf16(c, f);
+      l.qkv_b = bf16(1, 3 * c), l.proj_b = bf16(1, c), l.fc_b = bf16(1, f), l.fc_proj_b = bf16(1, c);
     }
     x_final = bf16(n, c), xf = bf16(n, c), wte = bf16(v, c);
     stream = a.dense(n, c, DType::f32), grad_stream = a.dense(n, c, DType::f32);
@@ -92,8 +94,8 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     return DenseRef{tensor(params, name), t.rows, t.cols, DType::f32};
   };
   const float one = 1.0f, zero = 0.0f;
-  auto forward = [&](const Linear& l, const DenseRef& x, const DenseRef& w, const DenseRef& y, CUdeviceptr bias) {
-    l.forward->run(x.data, w.data, y.data, &one, &zero, s, bias);
+  auto forward = [&](const Linear& l, const DenseRef& x, const DenseRef& w, const DenseRef& y, const DenseRef& bias) {
+    l.forward->run(x.data, w.data, y.data, &one, &zero, s, bias.data);
   };
   auto backward = [&](const Linear& l, const DenseRef& dy, const DenseRef& x, const DenseRef& w, const DenseRef& dx, const std::string& weight,
                       const std::string& bias) {
@@ -104,13 +106,15 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   const AttentionLayout attention = AttentionLayout::packed_qkv(batch_, sh.heads, sh.sequence, sh.hidden / sh.heads);
   const CUdeviceptr k_offset = CUdeviceptr(c) * 2, v_offset = 2 * k_offset;
 
-  // Weights: BF16 copies of the masters, once per step.
+  // Weights and biases: BF16 copies of the masters, once per step.
   bf16_from_f32(ctx_, master("wte"), b.wte, s);
   for (int l = 0; l < sh.layers; ++l) {
     const std::string h = "h" + std::to_string(l) + ".";
     auto& L = b.layers[std::size_t(l)];
     bf16_from_f32(ctx_, master(h + "attn.qkv.weight"), L.qkv_w, s), bf16_from_f32(ctx_, master(h + "attn.proj.weight"), L.proj_w, s);
     bf16_from_f32(ctx_, master(h + "fc.weight"), L.fc_w, s), bf16_from_f32(ctx_, master(h + "fc_proj.weight"), L.fc_proj_w, s);
+    bf16_from_f32(ctx_, master(h + "attn.qkv.bias"), L.qkv_b, s), bf16_from_f32(ctx_, master(h + "attn.proj.bias"), L.proj_b, s);
+    bf16_from_f32(ctx_, master(h + "fc.bias"), L.fc_b, s), bf16_from_f32(ctx_, master(h + "fc_proj.bias"), L.fc_proj_b, s);
   }
 
   // Forward.
@@ -121,18 +125,18 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     auto& L = b.layers[std::size_t(l)];
     const DenseRef& next = l + 1 < sh.layers ? b.layers[std::size_t(l) + 1].x_in : b.x_final;
     bf16_layernorm_forward(ctx_, L.x_in, tensor(params, h + "ln1.weight"), tensor(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
-    forward(*b.qkv, L.h1, L.qkv_w, L.qkv, tensor(params, h + "attn.qkv.bias"));
+    forward(*b.qkv, L.h1, L.qkv_w, L.qkv, L.qkv_b);
     attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
-    forward(*b.proj, L.o, L.proj_w, b.branch, tensor(params, h + "attn.proj.bias"));
+    forward(*b.proj, L.o, L.proj_w, b.branch, L.proj_b);
     bf16_residual_add(ctx_, b.stream, b.branch, L.x_mid, s);
     bf16_layernorm_forward(ctx_, L.x_mid, tensor(params, h + "ln2.weight"), tensor(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, eps, s);
-    forward(*b.fc, L.h2, L.fc_w, L.f, tensor(params, h + "fc.bias"));
+    forward(*b.fc, L.h2, L.fc_w, L.f, L.fc_b);
     bf16_gelu_forward(ctx_, L.f, L.g, s);
-    forward(*b.fc_proj, L.g, L.fc_proj_w, b.branch, tensor(params, h + "fc_proj.bias"));
+    forward(*b.fc_proj, L.g, L.fc_proj_w, b.branch, L.fc_proj_b);
     bf16_residual_add(ctx_, b.stream, b.branch, next, s);
   }
   bf16_layernorm_forward(ctx_, b.x_final, tensor(params, "ln_f.weight"), tensor(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
-  forward(*b.lm_head, b.xf, b.wte, b.logits, 0);
+  forward(*b.lm_head, b.xf, b.wte, b.logits, DenseRef{});
   cross_entropy(ctx_, b.logits, sh.vocab, b.targets, b.losses, 1.0f / float(n), s);  // logits now hold their gradient
 
   if (grads) {

@@ -14,16 +14,15 @@ TEST_SUITE("gpu") {
     const std::int64_t tokens = 96, in = 64, out = 160;
     const auto x = testing::as_stored(testing::random_vector(std::size_t(tokens * in), 1), DType::bf16),
                w = testing::as_stored(testing::random_vector(std::size_t(out * in), 2), DType::bf16);
-    const auto bias = testing::random_vector(std::size_t(out), 3), dy = testing::as_stored(testing::random_vector(std::size_t(tokens * out), 4), DType::bf16);
+    const auto bias = testing::as_stored(testing::random_vector(std::size_t(out), 3), DType::bf16), dy = testing::as_stored(testing::random_vector(std::size_t(tokens * out), 4), DType::bf16);
     const auto dw0 = testing::random_vector(std::size_t(out * in), 5);
     DenseTensor xd = testing::upload_dense(x, tokens, in, DType::bf16), wd = testing::upload_dense(w, out, in, DType::bf16),
                 dyd = testing::upload_dense(dy, tokens, out, DType::bf16), dw = testing::upload_dense(dw0, out, in, DType::f32), y(tokens, out, DType::bf16);
-    DeviceBuffer dbias(bias.size() * 4);
+    DenseTensor dbias = testing::upload_dense(bias, 1, out, DType::bf16);  // BF16, D's type
     y.buffer().fill_bytes(testing::kNanBytes);
-    dbias.upload(bias.data(), bias.size() * 4);  // FP32, as the master biases
     const float one = 1.0f, zero = 0.0f;
     LtMatmul forward(tokens, out, in, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F, /*with_bias=*/true);
-    forward.run(xd.ref().data, wd.ref().data, y.ref().data, &one, &zero, nullptr, dbias.get());
+    forward.run(xd.ref().data, wd.ref().data, y.ref().data, &one, &zero, nullptr, dbias.ref().data);
     LtMatmul weight_grad(out, in, tokens, true, false, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     weight_grad.run(dyd.ref().data, xd.ref().data, dw.ref().data, &one, &one, nullptr);  // accumulate onto dw0
 
