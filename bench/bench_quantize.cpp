@@ -61,6 +61,12 @@ int main() {
         if (s.rows % 128 || s.cols % 128) o.kernel.reset();
         return o;
       };
+      auto with_unit = [&](int unit) {  // the default kernel with another transposed-store unit
+        QuantizeOptions o;
+        o.kernel = gen::QuantizeSpec::fit(DType::bf16, s.rows, s.cols, 32, gen::Rounding::nearest, true);
+        o.kernel->transpose_unit = unit;
+        return o;
+      };
       struct Row {
         std::string name;
         double bytes;
@@ -81,6 +87,10 @@ int main() {
            [&](int i) { quantize(ctx, at(i).x_bf16->ref(), at(i).q->ref(), with_kernel({}, false), stream.get()); }},
           {"  quantize+transpose bf16, 2x512thr", 4.0 * n + 2 * scale_bytes,
            [&](int i) { quantize_transpose(ctx, at(i).x_bf16->ref(), at(i).q->ref(), at(i).qt->ref(), with_kernel({}, true), stream.get()); }},
+          {"  quantize+transpose bf16, unit 8", 4.0 * n + 2 * scale_bytes,
+           [&](int i) { quantize_transpose(ctx, at(i).x_bf16->ref(), at(i).q->ref(), at(i).qt->ref(), with_unit(8), stream.get()); }},
+          {"  quantize+transpose bf16, unit 16", 4.0 * n + 2 * scale_bytes,
+           [&](int i) { quantize_transpose(ctx, at(i).x_bf16->ref(), at(i).q->ref(), at(i).qt->ref(), with_unit(16), stream.get()); }},
           {"dequantize -> bf16", 3.0 * n + scale_bytes, [&](int i) { dequantize(ctx, at(i).q->ref(), at(i).y_bf16->ref(), stream.get()); }},
           {"transpose (BlockTensor)", 2.0 * n + 2 * scale_bytes, [&](int i) { transpose(ctx, at(i).q->ref(), at(i).qt->ref(), stream.get()); }},
       };

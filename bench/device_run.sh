@@ -9,11 +9,11 @@ build=$1 out=$2 quick=${3:-}
 mkdir -p "$out"
 steps=200 sweep=--sweep
 [ "$quick" = --quick ] && steps=30 sweep=
-run() {  # name, command...: runs it with its output in OUT_DIR/name.txt, says how it ended
+run() {  # name, command...: runs it with its output in OUT_DIR/name.txt, says how it ended (124: timed out)
   local name=$1
   shift
   local start=$SECONDS
-  "$@" > "$out/$name.txt" 2>&1
+  timeout "${JF_STEP_TIMEOUT_S:-300}" "$@" > "$out/$name.txt" 2>&1
   echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
 }
 run gpu_tests "$build/tests/jetforge_tests" --test-suite='gpu*'

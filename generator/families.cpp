@@ -92,6 +92,8 @@ void QuantizeSpec::validate(const TargetLimits& t) const {
   require(in == DType::f32 || in == DType::bf16, family, "in must be f32 or bf16");
   validate_block_tile(family, block, tile, dtype_size(in), transpose, t);
   require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
+  require((transpose_unit == 4 || transpose_unit == 8 || transpose_unit == 16) && tile.rows * block % transpose_unit == 0, family,
+          "transpose_unit=" + std::to_string(transpose_unit) + " must be 4, 8 or 16 and divide the tile's " + std::to_string(tile.rows * block) + " rows");
   const long total = smem_bytes() + block_tile_static_smem(block, tile, transpose);
   require(total <= t.max_dynamic_smem, family,
           "an input ring of " + std::to_string(stages) + " tiles needs " + std::to_string(total) + " bytes of shared memory in all, " + t.arch +
@@ -102,7 +104,7 @@ int QuantizeSpec::smem_bytes() const { return stages * tile.rows * tile.cols * b
 
 std::string QuantizeSpec::kernel_expr() const {
   return "jetforge::quantize_kernel<" + std::string(device_type_name(in)) + ", " + tile_args(block, tile) + ", " + round_expr(round) + ", " +
-         (transpose ? "true" : "false") + ", " + std::to_string(tile.threads) + ", " + std::to_string(stages) + ">";
+         (transpose ? "true" : "false") + ", " + std::to_string(tile.threads) + ", " + std::to_string(stages) + ", " + std::to_string(transpose_unit) + ">";
 }
 
 QuantizeSpec QuantizeSpec::fit(DType in, std::int64_t rows, std::int64_t cols, int block, Rounding round, bool transpose) {

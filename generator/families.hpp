@@ -36,11 +36,12 @@ struct QuantizeSpec {
   bool transpose = false;
   BlockTile tile;
   int stages = 4;  // tiles in the shared-memory ring the input streams through
+  int transpose_unit = 4;  // transposed codes leave in units of 4, 8 or 16 rows (that many bytes per store)
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("in", s.in), f("block", s.block), f("round", s.round), f("transpose", s.transpose);
     BlockTile::fields(s.tile, f);
-    f("stages", s.stages);
+    f("stages", s.stages), f("transpose_unit", s.transpose_unit);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;

@@ -23,9 +23,10 @@ struct QuantizeParams {
 
 namespace jetforge {
 
-// Tiles of TileBR x TileBC blocks in row-major order, streamed through a persistent grid (pipelined_tiles).
+// Tiles of TileBR x TileBC blocks in row-major order, streamed through a persistent grid (pipelined_tiles). The
+// transposed codes leave in units of TransposeUnitRows rows (store_transposed).
 // Shapes must be multiples of the tile (the operator picks a tile that divides them).
-template <class In, int B, int TileBR, int TileBC, int Round, bool WithTranspose, int Threads, int Stages>
+template <class In, int B, int TileBR, int TileBC, int Round, bool WithTranspose, int Threads, int Stages, int TransposeUnitRows>
 __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize_kernel(const QuantizeParams p) {
   constexpr int kRows = TileBR * B, kCols = TileBC * B;
   typedef CtaTile<In, kRows, kCols, Threads> InTile;
@@ -83,7 +84,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
 
     if constexpr (WithTranspose) {
       __syncthreads();
-      store_transposed<kRows, kCols, Threads>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
+      store_transposed<kRows, kCols, Threads, TransposeUnitRows>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
     }
   });
 }

@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) transpos
 #pragma unroll
   for (int i = 0; i < CodeTile::kChunksPerThread; ++i) staged.put(CodeTile::row(i), CodeTile::col(), q[i].elem);
   __syncthreads();
-  store_transposed<kRows, kCols, Threads>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
+  store_transposed<kRows, kCols, Threads, 4>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
 
   const i64 blocks_per_row = p.cols / B, blocks_per_col = p.rows / B;
   for (int b = int(threadIdx.x); b < TileBR * TileBC; b += Threads) {

@@ -24,7 +24,7 @@ TEST_SUITE("generator") {
     CHECK(a.in == DType::f32);
     CHECK(a.tile.threads == 128);
     CHECK(a.block == 32);
-    CHECK(canonical_key(a) == "quantize:in=f32,block=32,round=nearest,transpose=0,tile_rows=4,tile_cols=4,threads=128,stages=4");
+    CHECK(canonical_key(a) == "quantize:in=f32,block=32,round=nearest,transpose=0,tile_rows=4,tile_cols=4,threads=128,stages=4,transpose_unit=4");
   }
 
   TEST_CASE("malformed keys fail with messages that say what is wrong") {
@@ -58,7 +58,7 @@ TEST_SUITE("generator") {
 
   TEST_CASE("the emitted source includes the template and instantiates the kernel") {
     const auto k = emit(QuantizeSpec{DType::f32, 32, Rounding::stochastic, true, BlockTile{2, 4, 128}, 3});
-    CHECK(k.kernel_expr == "jetforge::quantize_kernel<float, 32, 2, 4, jetforge::kRoundStochastic, true, 128, 3>");
+    CHECK(k.kernel_expr == "jetforge::quantize_kernel<float, 32, 2, 4, jetforge::kRoundStochastic, true, 128, 3, 4>");
     CHECK(k.text.find("#include \"quantize.cuh\"") != std::string::npos);
     CHECK(k.text.find("template __global__ void " + k.kernel_expr + "(jetforge::QuantizeParams);") != std::string::npos);
     CHECK(k.threads == 128);

@@ -189,22 +189,35 @@ __device__ __forceinline__ void transpose4x4(u32 a, u32 b, u32 c, u32 d, u32 (&o
 }
 
 // Writes the Rows x Cols code tile in smem, transposed, to dst (Cols x Rows, leading dimension ld). A unit is a
-// 4-row x 4-column sub-block: 4 word loads, one 4x4 byte transpose, four 4-byte stores to four transposed rows.
-// Neighbouring lanes take neighbouring row groups, so each store instruction writes 128 contiguous bytes of one
-// transposed row, and a 128 x 128 tile keeps 1024 threads busy.
-template <int Rows, int Cols, int Threads>
+// UnitRows-row x 4-column sub-block: UnitRows word loads, UnitRows / 4 byte transposes of 4 x 4, and one
+// UnitRows-byte store into each of four transposed rows. Neighbouring lanes take neighbouring row groups, so a
+// store instruction writes whole 128-byte segments of transposed rows; wider units need fewer store instructions
+// per byte (4: 128 x 128 tiles keep 1024 threads busy; 16: a quarter of them, four times fewer stores).
+template <int Rows, int Cols, int Threads, int UnitRows>
 __device__ void store_transposed(const CodeTileSmem<Rows, Cols>& smem, i8* dst, i64 ld) {
-  constexpr int kGroups = Rows / 4, kUnits = kGroups * (Cols / 4);
+  static_assert(UnitRows == 4 || UnitRows == 8 || UnitRows == 16, "units of 4, 8 or 16 rows");
+  static_assert(Rows % UnitRows == 0, "whole units per tile column");
+  typedef typename VecOfBytes<UnitRows>::type Vec;
+  constexpr int kGroups = Rows / UnitRows, kUnits = kGroups * (Cols / 4);
 #pragma unroll
   for (int i = 0; i < (kUnits + Threads - 1) / Threads; ++i) {
     const int u = i * Threads + int(threadIdx.x);
     if (kUnits % Threads != 0 && u >= kUnits) break;
-    const int r0 = u % kGroups * 4, word = u / kGroups;
-    u32 t[4];
-    transpose4x4(smem.w[smem.index(r0, word)], smem.w[smem.index(r0 + 1, word)], smem.w[smem.index(r0 + 2, word)],
-                 smem.w[smem.index(r0 + 3, word)], t);
+    const int r0 = u % kGroups * UnitRows, word = u / kGroups;
+    union {
+      Vec vec;
+      u32 w[UnitRows / 4];
+    } out[4];
 #pragma unroll
-    for (int m = 0; m < 4; ++m) *reinterpret_cast<u32*>(dst + i64(4 * word + m) * ld + r0) = t[m];
+    for (int q = 0; q < UnitRows / 4; ++q) {
+      const int r = r0 + 4 * q;
+      u32 t[4];
+      transpose4x4(smem.w[smem.index(r, word)], smem.w[smem.index(r + 1, word)], smem.w[smem.index(r + 2, word)], smem.w[smem.index(r + 3, word)], t);
+#pragma unroll
+      for (int m = 0; m < 4; ++m) out[m].w[q] = t[m];
+    }
+#pragma unroll
+    for (int m = 0; m < 4; ++m) *reinterpret_cast<Vec*>(dst + i64(4 * word + m) * ld + r0) = out[m].vec;
   }
 }
 
