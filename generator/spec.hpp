@@ -9,6 +9,7 @@
 //   int threads() const;                                             // threads per CTA
 //   static std::vector<Spec> defaults();                             // what `jetforge specs` lists
 #pragma once
+#include <array>
 #include <charconv>
 #include <cstdint>
 #include <stdexcept>
@@ -100,6 +101,29 @@ template <class Spec> std::string canonical_key(const Spec& spec) {
     sep = ',';
   });
   return key;
+}
+
+// A spec (or an operator's problem) as a few integers: element 0 names the family, the rest are the field values
+// in key order. Per-call lookups (Context::kernel, Context::tuned) hash this instead of building a key string.
+using Signature = std::array<std::int64_t, 16>;
+struct SignatureHash {
+  std::size_t operator()(const Signature& s) const {
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a over the values
+    for (std::int64_t v : s) h = (h ^ std::uint64_t(v)) * 1099511628211ull;
+    return std::size_t(h);
+  }
+};
+inline std::int64_t signature_tag(std::string_view name) { return std::int64_t(std::hash<std::string_view>{}(name)); }
+
+template <class Spec> Signature spec_signature(const Spec& spec) {
+  Signature sig{};
+  sig[0] = signature_tag(Spec::family);
+  std::size_t n = 1;
+  Spec::fields(spec, [&](std::string_view, const auto& value) {
+    if (n == sig.size()) throw std::logic_error(std::string(Spec::family) + ": more spec fields than a Signature holds");
+    sig[n++] = std::int64_t(value);  // ints, bools and enums
+  });
+  return sig;
 }
 
 // Parses "family:field=value,...". Fields may come in any order; missing ones keep their defaults.

@@ -1,9 +1,7 @@
 #include "runtime/gemm.hpp"
 
 #include <cstring>
-#include <mutex>
 #include <stdexcept>
-#include <unordered_map>
 
 #include "generator/families.hpp"
 #include "runtime/require.hpp"
@@ -62,16 +60,6 @@ gen::GemmSm80Spec sm80_spec(gen::GemmOut out, int group, gen::Rounding rounding,
   return gen::GemmSm80Spec{group, 3, out, output_rounding(out, rounding), c.fold};
 }
 
-// choice_from_spec, parsed once per distinct winner: gemm() is on the per-call path.
-GemmKernelChoice parsed_choice(const std::string& spec_key) {
-  static std::mutex mutex;
-  static std::unordered_map<std::string, GemmKernelChoice> parsed;
-  std::lock_guard lock(mutex);
-  auto it = parsed.find(spec_key);
-  if (it == parsed.end()) it = parsed.emplace(spec_key, choice_from_spec(spec_key)).first;
-  return it->second;
-}
-
 void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::GemmOut out, const GemmProblem& problem, const GemmOptions& o,
          CUstream stream) {
   const auto& dev = ctx.device().info();
@@ -80,9 +68,13 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
                              "; the per-block INT8 GEMM needs sm_80 or newer (INT8 mma)");
   const auto scales = [](const BlockTensorRef& t) { return reinterpret_cast<const float*>(t.scales); };
   GemmKernelChoice choice = o.kernel;
-  if (o.use_tuned)
-    if (auto winner = ctx.tuned(gemm_problem_key(out, o.rounding, a.group, problem.m, problem.n, problem.k)))
-      choice = parsed_choice(*winner);
+  if (o.use_tuned) {
+    const gen::Signature signature{gen::signature_tag("gemm"), std::int64_t(out), std::int64_t(output_rounding(out, o.rounding)), a.group, problem.m, problem.n,
+                                   problem.k};
+    if (auto winner = ctx.tuned<GemmKernelChoice>(
+            signature, [&] { return gemm_problem_key(out, o.rounding, a.group, problem.m, problem.n, problem.k); }, choice_from_spec))
+      choice = *winner;
+  }
   if (uses_sm90(choice, ctx.limits())) {
     const auto spec = sm90_spec(out, a.group, o.rounding, choice);
     GemmSm90Params params;

@@ -97,6 +97,17 @@ const Kernel& KernelTable::get(const std::string& key, const std::function<gen::
   return *slot;
 }
 
+const Kernel* KernelTable::find(const gen::Signature& signature) {
+  std::lock_guard lock(mutex_);
+  auto it = by_signature_.find(signature);
+  return it == by_signature_.end() ? nullptr : it->second;
+}
+
+void KernelTable::remember(const gen::Signature& signature, const Kernel& kernel) {
+  std::lock_guard lock(mutex_);
+  by_signature_.emplace(signature, &kernel);
+}
+
 std::vector<CompileOutcome> compile_keys(const std::vector<std::string>& keys, const std::string& arch, cache::KernelCache* cache, int jobs,
                                          const std::function<void(const CompileOutcome&)>& each) {
   const auto target = gen::TargetLimits::for_arch(arch);
@@ -130,8 +141,12 @@ std::string Context::gpu_key() const {
 }
 
 std::optional<std::string> Context::tuned(const std::string& problem) {
-  if (!cache()) return std::nullopt;
   std::lock_guard lock(tuned_mutex_);
+  return tuned_locked(problem);
+}
+
+std::optional<std::string> Context::tuned_locked(const std::string& problem) {
+  if (!cache()) return std::nullopt;
   auto it = tuned_.find(problem);
   if (it != tuned_.end()) return it->second;
   std::optional<std::string> winner;

@@ -1,6 +1,7 @@
 // Loaded kernels and the in-process table that maps a spec key to one. A miss compiles the generated
 // source with NVRTC and loads the cubin into the current context.
 #pragma once
+#include <any>
 #include <atomic>
 #include <cuda.h>
 
@@ -62,12 +63,16 @@ class KernelTable {
   // loaded from the kernel cache if it holds it, else compiled (and stored there). A hit costs one hash-map
   // lookup: no emission, no hashing of template text. Thread-safe.
   const Kernel& get(const std::string& key, const std::function<gen::KernelSource()>& emit);
+  // The same kernel by its spec's signature, once get() has loaded it: a hit builds no key string.
+  const Kernel* find(const gen::Signature& signature);
+  void remember(const gen::Signature& signature, const Kernel& kernel);
 
  private:
   std::string arch_;
   std::shared_ptr<cache::KernelCache> cache_;
   std::mutex mutex_;
   std::unordered_map<std::string, std::unique_ptr<Kernel>> kernels_;
+  std::unordered_map<gen::Signature, const Kernel*, gen::SignatureHash> by_signature_;
 };
 
 // The compiled kernel a cache holds for this source, or a fresh compile that is then stored there: the one path
@@ -97,12 +102,29 @@ class Context {
 
   // The loaded kernel of a spec; a spec used for the first time is validated for this device and built.
   template <class Spec> const Kernel& kernel(const Spec& spec) {
-    return kernels_.get(gen::canonical_key(spec), [&] { return gen::emit_checked(spec, limits_); });
+    const gen::Signature signature = gen::spec_signature(spec);
+    if (const Kernel* hit = kernels_.find(signature)) return *hit;
+    const Kernel& loaded = kernels_.get(gen::canonical_key(spec), [&] { return gen::emit_checked(spec, limits_); });
+    kernels_.remember(signature, loaded);
+    return loaded;
   }
 
-  // The tuned spec key for a problem on this GPU (from the kernel cache's winners), memoized per process so a
-  // call costs a hash-map lookup; empty without a cache or a winner.
+  // The tuned spec key for a problem on this GPU (from the kernel cache's winners), memoized per process;
+  // empty without a cache or a winner.
   std::optional<std::string> tuned(const std::string& problem);
+  // The same on an operator's per-call path: the problem given by its signature, its key made by `key()` and the
+  // winner parsed by `parse(spec_key)` into a T only on the first call for that signature.
+  template <class T, class MakeKey, class Parse> std::optional<T> tuned(const gen::Signature& problem, const MakeKey& key, const Parse& parse) {
+    std::lock_guard lock(tuned_mutex_);
+    auto it = tuned_parsed_.find(problem);
+    if (it == tuned_parsed_.end()) {
+      std::any parsed;
+      if (const auto winner = tuned_locked(key())) parsed = T(parse(*winner));
+      it = tuned_parsed_.emplace(problem, std::move(parsed)).first;
+    }
+    if (!it->second.has_value()) return std::nullopt;
+    return std::any_cast<const T&>(it->second);
+  }
   // "name|SMs|driver": what tuning winners are keyed by.
   std::string gpu_key() const;
   cache::KernelCache* cache() const { return kernels_.cache(); }
@@ -111,8 +133,10 @@ class Context {
   Device device_;
   KernelTable kernels_;
   gen::TargetLimits limits_;
+  std::optional<std::string> tuned_locked(const std::string& problem);
   std::mutex tuned_mutex_;
   std::unordered_map<std::string, std::optional<std::string>> tuned_;
+  std::unordered_map<gen::Signature, std::any, gen::SignatureHash> tuned_parsed_;
 };
 
 }  // namespace jetforge
