@@ -68,7 +68,15 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
   check_square(op, out);
   check_same_shape(op, x, out);
   if (out_t) check_transposed(op, out, *out_t);
-  const auto spec = o.kernel ? *o.kernel : gen::QuantizeSpec::fit(x.dtype, out.rows, out.cols, out.block, o.rounding, out_t != nullptr);
+  const bool transpose = out_t != nullptr;
+  std::optional<gen::QuantizeSpec> tuned;
+  if (!o.kernel && o.use_tuned && out.block == 32) {
+    const gen::Signature signature{gen::signature_tag("quantize"), std::int64_t(x.dtype), std::int64_t(o.rounding), transpose, out.rows, out.cols};
+    tuned = ctx.tuned<gen::QuantizeSpec>(
+        signature, [&] { return quantize_problem_key(x.dtype, o.rounding, transpose, out.rows, out.cols); },
+        [](const std::string& key) { return gen::parse_key<gen::QuantizeSpec>(key); });
+  }
+  const auto spec = o.kernel ? *o.kernel : tuned ? *tuned : gen::QuantizeSpec::fit(x.dtype, out.rows, out.cols, out.block, o.rounding, transpose);
   require(spec.in == x.dtype && spec.round == o.rounding && spec.transpose == (out_t != nullptr) && spec.block == out.block, [&] {
     return std::string(op) + ": kernel override " + gen::canonical_key(spec) + " does not match the call (dtype, rounding, transposition, block)";
   });
@@ -87,6 +95,11 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
 }
 
 }  // namespace
+
+std::string quantize_problem_key(gen::DType in, gen::Rounding rounding, bool transpose, std::int64_t rows, std::int64_t cols) {
+  return std::string(transpose ? "quantize_transpose" : "quantize") + ":in=" + std::string(gen::enum_name(in)) + ",round=" +
+         std::string(gen::enum_name(rounding)) + ",rows=" + std::to_string(rows) + ",cols=" + std::to_string(cols);
+}
 
 void quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, const QuantizeOptions& o, CUstream stream) {
   run_quantize(ctx, x, out, nullptr, o, stream);

@@ -18,7 +18,11 @@ struct QuantizeOptions {
   // Kernel override for tuners and benchmarks: tile, threads and ring depth are taken from it; its dtype,
   // rounding and transposition must match the call.
   std::optional<gen::QuantizeSpec> kernel;
+  bool use_tuned = true;  // without an override: the kernel `jetforge tune` found for this problem, if the cache has one
 };
+
+// The tuning-problem key of a quantize (transpose = false) or quantize_transpose call: what its winner is stored by.
+std::string quantize_problem_key(gen::DType in, gen::Rounding rounding, bool transpose, std::int64_t rows, std::int64_t cols);
 
 // x (FP32/BF16) -> out (INT8 + scales).
 void quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, const QuantizeOptions& options, CUstream stream);

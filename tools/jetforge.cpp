@@ -33,7 +33,7 @@ verbs:
   info                         GPU, driver and NVRTC versions, kernel cache (works without a GPU)
   specs [FAMILY]               the default kernel specs of each family, by canonical key
   compile SPEC --arch ARCH     generate and compile one kernel; write its cubin or print its source
-  tune --model FILE            time every GEMM kernel choice for the model's shapes on this GPU, store winners
+  tune --model FILE            time every GEMM and quantize kernel choice for the model's problems on this GPU, store winners
   cache build|ls|show|winners|export|import|verify|prune
                                the SQLite kernel cache (jetforge cache --help)
   data prepare --corpus DIR --vocab DIR --out FILE
@@ -268,13 +268,14 @@ int cmd_data(const Args& args) {
 constexpr const char* kTuneHelp = R"(usage: jetforge tune --model FILE [--space FILE] [--budget-s N] [--reps N] [--jobs N] [--cache FILE]
        jetforge tune --model FILE --compile-only --arch ARCH [--space FILE] [--jobs N] [--cache FILE]
 
-For every GEMM shape of a training step of the model (configs/*.yaml), compiles every kernel choice of the
-search space into the kernel cache (on --jobs threads), runs each on random operands, rejects any whose output
-differs bit for bit from the default kernel's, times the rest (median of --reps runs, default 20, L2 flushed
-before each) and stores the fastest as this GPU's winner: gemm() uses it from then on. Candidates not timed
-within --budget-s seconds (default 120, compilation included) are skipped. --compile-only needs no GPU: it
-fills the cache with every candidate for ARCH, so that tuning on the GPU compiles nothing. --space FILE narrows
-or widens the search (format: configs/tuning.yaml).
+For every GEMM and every quantize / quantize+transpose problem of a training step of the model (configs/*.yaml),
+compiles every kernel choice of the search space that fits the GPU's limits into the kernel cache (on --jobs
+threads), runs each on random operands, rejects any whose output differs bit for bit from the default kernel's,
+times the rest (median of --reps runs, default 20, L2 flushed before each) and stores the fastest as this GPU's
+winner: gemm(), quantize() and quantize_transpose() use it from then on. Candidates not timed within --budget-s
+seconds (default 120, compilation included) are skipped. --compile-only needs no GPU: it fills the cache with
+every candidate for ARCH, so that tuning on the GPU compiles nothing. --space FILE narrows or widens the search
+(format: configs/tuning.yaml).
 )";
 
 int cmd_tune(const Args& all) {
@@ -291,7 +292,7 @@ int cmd_tune(const Args& all) {
     else if (args[i] == "--reps") options.reps = std::max(3, std::atoi(flag_value(args, i).c_str()));
     else if (args[i] == "--jobs") options.jobs = std::max(1, std::atoi(flag_value(args, i).c_str()));
     else if (args[i] == "--compile-only") compile_only = true;
-    else if (args[i] == "--space") options.space = jetforge::tuner::load_gemm_space(flag_value(args, i));
+    else if (args[i] == "--space") options.space = jetforge::tuner::load_space(flag_value(args, i));
     else throw UsageError("unknown argument to tune: " + args[i]);
   }
   if (model.empty()) throw UsageError("tune needs --model FILE");
@@ -315,13 +316,13 @@ int cmd_tune(const Args& all) {
   jetforge::Context ctx(0, cache);
   options.progress = [](const std::string& line) { std::cout << "  " << line << "\n" << std::flush; };
   const auto start = std::chrono::steady_clock::now();
-  const auto results = jetforge::tuner::tune_gemms(ctx, config, options);
+  const auto results = jetforge::tuner::tune(ctx, config, options);
   std::cout << "\n" << config.name << " on " << ctx.device().info().name << ": tuned in "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s\n";
   for (const auto& r : results) {
     int ok = 0;
     for (const auto& c : r.candidates) ok += c.verdict == "ok";
-    std::cout << "  " << r.shape.name << " " << r.shape.m << "x" << r.shape.n << "x" << r.shape.k << ": "
+    std::cout << "  " << r.problem.family << " " << r.problem.name << ": "
               << (r.winner >= 0 ? r.candidates[size_t(r.winner)].spec + " " + std::to_string(r.candidates[size_t(r.winner)].time_us) + " us" : "no winner")
               << " (" << ok << "/" << r.candidates.size() << " candidates timed)\n";
     for (const auto& c : r.candidates)

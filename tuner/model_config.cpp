@@ -1,10 +1,10 @@
 #include "tuner/model_config.hpp"
 
-
 #include <set>
 
 #include "generator/families.hpp"
 #include "runtime/gemm.hpp"
+#include "runtime/ops.hpp"
 #include "tuner/yaml_file.hpp"
 
 namespace jetforge::tuner {
@@ -104,27 +104,44 @@ std::vector<GemmShape> gemm_shapes(const ModelConfig& c) {
   return out;
 }
 
+std::string QuantizeShape::key() const { return quantize_problem_key(in, rounding, transpose, rows, cols); }
+
+std::vector<QuantizeShape> quantize_shapes(const ModelConfig& c) {
+  using gen::DType;
+  using gen::Rounding;
+  const std::int64_t T = c.tokens(), d = c.hidden;
+  std::vector<QuantizeShape> out;
+  std::set<std::string> seen;
+  auto add = [&](QuantizeShape s) {
+    if (seen.insert(s.key()).second) out.push_back(std::move(s));
+  };
+  for (const auto& l : linear_layers(c)) add({"weights " + l.name, DType::f32, Rounding::nearest, true, l.out, l.in});
+  // Attention's BF16 core hands back its output (forward) and the QKV gradient (backward); the embedding output
+  // enters the first block; the logits' gradient leaves the cross-entropy.
+  add({"attention output", DType::bf16, Rounding::nearest, true, T, d});
+  add({"qkv gradient", DType::bf16, Rounding::stochastic, true, T, 3 * d});
+  add({"embedding output", DType::f32, Rounding::nearest, false, T, d});
+  add({"logits gradient", DType::bf16, Rounding::stochastic, true, T, linear_layers(c).back().out});
+  return out;
+}
+
 std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::TargetLimits& target) {
   using gen::DType;
   using gen::Rounding;
   const std::int64_t T = c.tokens(), d = c.hidden;
   std::vector<Problem> out;
   auto add = [&](std::string what, std::string spec) { out.push_back({std::move(what), std::move(spec)}); };
+  for (const auto& q : quantize_shapes(c))
+    add(q.name + (q.transpose ? " quantize+transpose" : " quantize"), gen::canonical_key(gen::QuantizeSpec::fit(q.in, q.rows, q.cols, 32, q.rounding, q.transpose)));
   for (const auto& l : linear_layers(c)) {
-    add("weights " + l.name + " quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::f32, l.out, l.in, 32, Rounding::nearest, true)));
     add("input " + l.name + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.in, 32)));
     add("grad output " + l.name + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.out, 32)));
   }
   for (const auto& g : gemm_shapes(c)) add(g.name, gemm_kernel_key(g.out, g.group, g.rounding, GemmKernelChoice{}, target));
-  // Attention's BF16 core hands back its output (forward) and the QKV gradient (backward).
-  add("attention output quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, d, 32, Rounding::nearest, true)));
-  add("qkv gradient quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, 3 * d, 32, Rounding::stochastic, true)));
   add("attention gradient dequantize", gen::canonical_key(gen::DequantizeSpec::fit(DType::bf16, T, d, 32)));
   // The rest of a GPT-2 step as runtime/gpt2_model.cpp runs it: the operators' own fit functions, or the fixed
   // specs those operators launch (their families' defaults).
-  const std::int64_t ff = std::int64_t(c.mlp_ratio) * d, vocab = linear_layers(c).back().out;
-  add("embedding output quantize", gen::canonical_key(gen::QuantizeSpec::fit(DType::f32, T, d, 32, Rounding::nearest, false)));
-  add("logits gradient quantize+transpose", gen::canonical_key(gen::QuantizeSpec::fit(DType::bf16, T, vocab, 32, Rounding::stochastic, true)));
+  const std::int64_t ff = std::int64_t(c.mlp_ratio) * d;
   add("layernorm apply", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::layernorm_apply, Rounding::nearest, T, d)));
   add("layernorm backward dx", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::layernorm_grad, Rounding::stochastic, T, d)));
   add("gelu forward", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::gelu_tanh, Rounding::nearest, T, ff)));

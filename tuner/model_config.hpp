@@ -50,6 +50,19 @@ struct GemmShape {
 // The distinct GEMM problems of one training step of the model.
 std::vector<GemmShape> gemm_shapes(const ModelConfig& config);
 
+// One quantize (transpose = false) or quantize_transpose call of a training step.
+struct QuantizeShape {
+  std::string name;  // e.g. "weights qkv"
+  gen::DType in;
+  gen::Rounding rounding;
+  bool transpose;
+  std::int64_t rows, cols;
+  std::string key() const;  // the tuning-problem key (quantize_problem_key)
+};
+
+// The distinct quantize problems of one training step of the model.
+std::vector<QuantizeShape> quantize_shapes(const ModelConfig& config);
+
 struct Problem {
   std::string what;  // e.g. "fc1 forward", "weights qkv quantize+transpose"
   std::string spec;  // canonical key of the kernel that serves it

@@ -1,11 +1,13 @@
-// First-run tuning of the per-block GEMMs of a model: for every GEMM shape of a training step, every kernel
-// choice of the search space is compiled (in parallel, into the kernel cache), run on random operands, checked
-// bit for bit against the default kernel (every choice accumulates in the same order, so any difference is a
-// bug), timed (median of `reps` runs, L2 flushed before each), and the fastest is stored as the winner that
-// gemm() then uses for that shape on this GPU.
+// First-run tuning of the kernels of a model's training step, family by family (the per-block GEMMs and the
+// quantize kernels): for every problem of a step, every candidate kernel of the family's search space is compiled
+// (in parallel, into the kernel cache), run on random operands, checked bit for bit against the family's default
+// kernel (every candidate computes the same values in the same order, so any difference is a bug), timed (median of
+// `reps` runs, L2 flushed before each), and the fastest is stored as the winner the operator then uses for that
+// problem on this GPU.
 #pragma once
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,36 +17,67 @@
 
 namespace jetforge::tuner {
 
-// The values each GEMM kernel-choice dimension takes in the search. Defaults in code; a YAML file can override
-// any of them (configs/tuning.yaml shows the format).
+// The values each kernel-choice dimension of a family takes in the search. Defaults in code; a YAML file can
+// override any of them (configs/tuning.yaml shows the format).
 struct GemmSpace {
   std::vector<int> bn{64, 128}, stages{3, 4, 6}, cluster{1, 2};
   std::vector<gen::GemmFold> fold{gen::GemmFold::convert, gen::GemmFold::magic};
   bool portable = true;  // also try the portable path (always, off Hopper)
 };
+struct QuantizeSpace {
+  std::vector<int> threads{256, 512, 1024}, stages{2, 3, 4}, transpose_unit{4, 8, 16};  // the tile is the operator's fit
+};
+struct TuneSpace {
+  GemmSpace gemm;
+  QuantizeSpace quantize;
+};
 
-// Reads the `gemm:` section of a tuning YAML over the defaults; errors name the file, line and key.
-GemmSpace load_gemm_space(const std::filesystem::path& file);
+// Reads the `gemm:` and `quantize:` sections of a tuning YAML over the defaults; errors name the file, line and key.
+TuneSpace load_space(const std::filesystem::path& file);
 
-// The choices of a space for a target: the Hopper grid where the target has the Hopper path, and the portable
+// The GEMM choices of a space for a target: the Hopper grid where the target has the Hopper path, and the portable
 // path with each fold.
 std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target, const GemmSpace& space = {});
 
+// A problem's operands on the GPU: `runner(spec)` makes a launch of that candidate on them, `output()` the bytes
+// every candidate must reproduce, `poison()` overwrites them first.
+class Trial {
+ public:
+  virtual ~Trial() = default;
+  virtual std::function<void(CUstream)> runner(const std::string& spec) = 0;
+  virtual void poison(CUstream stream) = 0;
+  virtual std::vector<char> output(CUstream stream) = 0;
+};
+
+// One problem of a training step a family can tune: the key its winner is stored by (the operator's problem key),
+// a name for people, the spec keys of its candidates, pruned by the target's static limits (shared memory,
+// threads, divisibility) before anything is compiled -- the first is the operator's default kernel -- and how to
+// set up its operands.
+struct TuneProblem {
+  std::string family;  // "gemm", "quantize"
+  std::string name;    // e.g. "fc1 forward 8192x3072x768"
+  std::string key;
+  std::vector<std::string> candidates;
+  std::function<std::unique_ptr<Trial>(Context&)> prepare;
+};
+
+// Every tunable problem of the model's step on `target`, GEMMs first.
+std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::TargetLimits& target, const TuneSpace& space = {});
+
 struct Candidate {
-  GemmKernelChoice choice;
   std::string spec;
   std::string verdict;  // "ok", or why it cannot win: "compile error: ...", "wrong result", "over budget"
   double time_us = 0;
 };
 
-struct ShapeResult {
-  GemmShape shape;
+struct ProblemResult {
+  TuneProblem problem;
   std::vector<Candidate> candidates;
   int winner = -1;  // index into candidates
 };
 
 struct TuneOptions {
-  GemmSpace space;
+  TuneSpace space;
   double budget_s = 120;  // after this, remaining candidates are skipped (reported "over budget")
   int jobs = 8;            // compile threads
   int reps = 20;
@@ -53,9 +86,9 @@ struct TuneOptions {
 
 // Compiles every candidate spec for `arch` into the cache (no GPU needed).
 std::vector<CompileOutcome> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache, int jobs,
-                                               const GemmSpace& space = {});
+                                               const TuneSpace& space = {});
 
 // Tunes on the context's GPU and stores the winners in the context's cache (which must be set).
-std::vector<ShapeResult> tune_gemms(Context& ctx, const ModelConfig& config, const TuneOptions& options);
+std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const TuneOptions& options);
 
 }  // namespace jetforge::tuner
