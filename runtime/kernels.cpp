@@ -60,7 +60,8 @@ void Kernel::launch_raw(unsigned grid_x, unsigned grid_y, void** args, CUstream 
     check(r, (cluster <= 1 ? "cuLaunchKernel for " + key_ : "cuLaunchKernelEx (cluster of " + std::to_string(cluster) + ") for " + key_).c_str());
 }
 
-CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled) {
+CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled,
+                               OnCacheMiss on_miss) {
   std::string options;
   for (const auto& o : compile_options(arch)) options += (options.empty() ? "" : " ") + o;
   // The cache only saves time: when it cannot be read or written (a lock held too long, a full disk), the kernel
@@ -75,6 +76,10 @@ CompiledKernel compile_or_load(const gen::KernelSource& source, const std::strin
       std::cerr << "jetforge: warning: kernel cache lookup failed, compiling instead: " << e.what() << "\n";
     }
   }
+  if (on_miss == OnCacheMiss::fail)
+    throw std::runtime_error("kernel " + source.key + " for " + arch + " is not in the kernel cache" + (cache ? " " + cache->path().string() : std::string()) +
+                             " and this context does not compile on a miss; fill the cache with `jetforge cache build --model FILE --arch " + arch +
+                             "` (no GPU needed) or `jetforge tune --model FILE`");
   CompiledKernel k = compile(source, arch);
   if (cache) {
     try {
@@ -91,7 +96,7 @@ const Kernel& KernelTable::get(const std::string& key, const std::function<gen::
   std::lock_guard lock(mutex_);
   auto& slot = kernels_[key];
   if (!slot) {
-    std::unique_ptr<Kernel> loaded = std::make_unique<Kernel>(compile_or_load(emit(), arch_, cache_.get()));
+    std::unique_ptr<Kernel> loaded = std::make_unique<Kernel>(compile_or_load(emit(), arch_, cache_.get(), nullptr, on_miss_));
     slot = std::move(loaded);  // only a kernel that compiled and loaded enters the table
   }
   return *slot;

@@ -54,9 +54,16 @@ class Kernel {
   std::string key_;
 };
 
+// What an operator does when its kernel is not in the kernel cache: compile it with NVRTC now (and store it), or
+// fail with a message naming the commands that fill the cache (for nodes that must start warm). Tuning winners
+// missing from the cache fall back to the operator's default kernel either way; `jetforge tune` or a first
+// `jetforge train` fills them.
+enum class OnCacheMiss { compile, fail };
+
 class KernelTable {
  public:
-  KernelTable(const DeviceInfo& device, std::shared_ptr<cache::KernelCache> cache) : arch_(device.arch()), cache_(std::move(cache)) {}
+  KernelTable(const DeviceInfo& device, std::shared_ptr<cache::KernelCache> cache, OnCacheMiss on_miss)
+      : arch_(device.arch()), cache_(std::move(cache)), on_miss_(on_miss) {}
   const std::string& arch() const { return arch_; }
   cache::KernelCache* cache() const { return cache_.get(); }
   // The loaded kernel for a canonical spec key; on the first use of a key, `emit` makes its source, which is
@@ -70,6 +77,7 @@ class KernelTable {
  private:
   std::string arch_;
   std::shared_ptr<cache::KernelCache> cache_;
+  OnCacheMiss on_miss_;
   std::mutex mutex_;
   std::unordered_map<std::string, std::unique_ptr<Kernel>> kernels_;
   std::unordered_map<gen::Signature, const Kernel*, gen::SignatureHash> by_signature_;
@@ -77,7 +85,8 @@ class KernelTable {
 
 // The compiled kernel a cache holds for this source, or a fresh compile that is then stored there: the one path
 // both the runtime and `jetforge cache build` take. `compiled` says which happened.
-CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled = nullptr);
+CompiledKernel compile_or_load(const gen::KernelSource& source, const std::string& arch, cache::KernelCache* cache, bool* compiled = nullptr,
+                               OnCacheMiss on_miss = OnCacheMiss::compile);
 
 struct CompileOutcome {
   std::string key;
@@ -95,8 +104,8 @@ std::vector<CompileOutcome> compile_keys(const std::vector<std::string>& keys, c
 // kernels compiled before (here or offline with `jetforge cache build`) start without NVRTC.
 class Context {
  public:
-  explicit Context(int ordinal = 0, std::shared_ptr<cache::KernelCache> cache = nullptr)
-      : device_(ordinal), kernels_(device_.info(), std::move(cache)), limits_(gen::TargetLimits::for_arch(device_.info().arch())) {}
+  explicit Context(int ordinal = 0, std::shared_ptr<cache::KernelCache> cache = nullptr, OnCacheMiss on_miss = OnCacheMiss::compile)
+      : device_(ordinal), kernels_(device_.info(), std::move(cache), on_miss), limits_(gen::TargetLimits::for_arch(device_.info().arch())) {}
   const Device& device() const { return device_; }
   const gen::TargetLimits& limits() const { return limits_; }
 

@@ -56,6 +56,22 @@ const std::string kModel = std::string(JETFORGE_SOURCE_DIR) + "/configs/gpt2-124
 }  // namespace
 
 TEST_SUITE("cache") {
+  TEST_CASE("a context that must start warm fails on a cache miss, naming the commands that fill the cache") {
+    const auto db = fresh("cold.db");
+    auto cache = std::make_shared<cache::KernelCache>(db);
+    const auto source = gen::emit(gen::QuantizeSpec::fit(gen::DType::bf16, 4096, 4096, 32, gen::Rounding::nearest, false));
+    const auto before = compile_count();
+    const std::string message = "is not in the kernel cache " + db.string() +
+                                " and this context does not compile on a miss; fill the cache with `jetforge cache build --model FILE --arch sm_90a`";
+    CHECK_THROWS_WITH_AS(compile_or_load(source, "sm_90a", cache.get(), nullptr, OnCacheMiss::fail), doctest::Contains(message.c_str()), std::runtime_error);
+    CHECK(compile_count() == before);
+    CHECK(cache->list().empty());
+    compile_or_load(source, "sm_90a", cache.get());  // the default policy compiles and stores it ...
+    bool compiled = true;
+    compile_or_load(source, "sm_90a", cache.get(), &compiled, OnCacheMiss::fail);  // ... after which a warm-only lookup finds it
+    CHECK_FALSE(compiled);
+  }
+
   TEST_CASE("a compiled kernel is stored once and loaded without NVRTC afterwards") {
     const auto db = fresh("warm.db");
     auto cache = std::make_shared<cache::KernelCache>(db);

@@ -43,6 +43,8 @@ GEMM and quantize kernels (as `jetforge tune`, up to 120 s) unless --no-tune.
   --resume FILE        continue from a checkpoint (bit-identical to an uninterrupted run)
   --seed N             initialization and stochastic rounding (default 1)
   --no-tune            never tune; use the cache's winners or the default kernels
+  --cache-only         never compile: fail if a kernel is missing from the cache (nodes given a prebuilt cache;
+                       implies --no-tune)
 Prints one line per step: step, loss, learning rate, tokens/s, ms/step, device memory.
 )";
 
@@ -80,7 +82,7 @@ int cmd_train(const Args& all) {
   int val_batches = 4;
   double lr = 6e-4;
   std::uint64_t seed = 1;
-  bool tune = true;
+  bool tune = true, cache_only = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--model") model_file = flag_value(args, i);
@@ -98,6 +100,7 @@ int cmd_train(const Args& all) {
     else if (a == "--resume") resume = flag_value(args, i);
     else if (a == "--seed") seed = number<std::uint64_t>(args, i);
     else if (a == "--no-tune") tune = false;
+    else if (a == "--cache-only") cache_only = true, tune = false;
     else throw UsageError("unknown argument to train: " + a);
   }
   if (model_file.empty() || data_file.empty()) throw UsageError("train needs --model FILE and --data FILE");
@@ -118,7 +121,7 @@ int cmd_train(const Args& all) {
   if (!driver_available(&why) || Device::count() == 0)
     throw std::runtime_error("training needs a CUDA GPU and there is none here (" + (why.empty() ? std::string("no CUDA device") : why) + ")");
   auto cache = std::make_shared<cache::KernelCache>(cache_path);
-  Context ctx(0, cache);
+  Context ctx(0, cache, cache_only ? OnCacheMiss::fail : OnCacheMiss::compile);
   if (tune && !ctx.tuned(tuner::gemm_shapes(config).front().key())) {
     std::cout << "tuning the GEMM and quantize kernels of " << config.name << " on " << ctx.device().info().name << " (first run; --no-tune skips it)\n";
     tuner::TuneOptions options;
