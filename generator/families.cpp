@@ -21,9 +21,9 @@ void require_threads(std::string_view family, int threads, const TargetLimits& t
           "threads=" + std::to_string(threads) + " must be a multiple of 32 in 32.." + std::to_string(t.max_threads_per_block));
 }
 
-long block_tile_static_smem(int block, const BlockTile& tile, bool transposes) {
+long block_tile_static_smem(int block, const BlockTile& tile, bool transposes, int buffers) {
   const long elems = long(tile.rows) * tile.cols * block * block;
-  return (transposes ? elems : 0) + long(tile.rows) * tile.cols * 12;
+  return buffers * ((transposes ? elems : 0) + long(tile.rows) * tile.cols * 12);
 }
 
 namespace {
@@ -94,7 +94,12 @@ void QuantizeSpec::validate(const TargetLimits& t) const {
   require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
   require((transpose_unit == 4 || transpose_unit == 8 || transpose_unit == 16) && tile.rows * block % transpose_unit == 0, family,
           "transpose_unit=" + std::to_string(transpose_unit) + " must be 4, 8 or 16 and divide the tile's " + std::to_string(tile.rows * block) + " rows");
-  const long total = smem_bytes() + block_tile_static_smem(block, tile, transpose);
+  // The block maxima and the staged transposed codes are double-buffered (templates/quantize.cuh).
+  const long static_smem = block_tile_static_smem(block, tile, transpose, 2);
+  require(static_smem <= t.max_static_smem, family,
+          "needs " + std::to_string(static_smem) + " bytes of static shared memory, " + t.arch + " allows " + std::to_string(t.max_static_smem) +
+              " (use a smaller tile)");
+  const long total = smem_bytes() + static_smem;
   require(total <= t.max_dynamic_smem, family,
           "an input ring of " + std::to_string(stages) + " tiles needs " + std::to_string(total) + " bytes of shared memory in all, " + t.arch +
               " allows " + std::to_string(t.max_dynamic_smem) + " (use fewer stages or a smaller tile)");

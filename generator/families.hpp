@@ -23,7 +23,7 @@ struct BlockTile {
 };
 
 // Static shared memory of a block-wise kernel with this tile (transposing kernels stage a code tile).
-long block_tile_static_smem(int block, const BlockTile& tile, bool transposes);
+long block_tile_static_smem(int block, const BlockTile& tile, bool transposes, int buffers = 1);
 
 // Block-quantize a dense FP32/BF16 matrix; optionally also write the transposed BlockTensor.
 struct QuantizeSpec {

@@ -25,15 +25,20 @@ namespace jetforge {
 
 // Tiles of TileBR x TileBC blocks in row-major order, streamed through a persistent grid (pipelined_tiles). The
 // transposed codes leave in units of TransposeUnitRows rows (store_transposed).
-// Shapes must be multiples of the tile (the operator picks a tile that divides them).
+//
+// The block maxima and the staged transposed codes are double-buffered by tile parity, so a tile needs only the
+// barriers between its own phases (maxima -> scales -> codes [-> transposed store]): the next tile's maxima go to
+// the other buffer, which was cleared while this tile turned its maxima into scales, after the last readers of
+// that buffer (two tiles back) had passed this tile's first barrier. Shapes must be multiples of the tile (the
+// operator picks a tile that divides them).
 template <class In, int B, int TileBR, int TileBC, int Round, bool WithTranspose, int Threads, int Stages, int TransposeUnitRows>
 __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize_kernel(const QuantizeParams p) {
   constexpr int kRows = TileBR * B, kCols = TileBC * B;
   typedef CtaTile<In, kRows, kCols, Threads> InTile;
   typedef CtaTile<i8, kRows, kCols, Threads, InTile::kElemsPerChunk> CodeTile;  // same chunking, 1 byte/element
   constexpr int kLanesPerBlockRow = B / InTile::kElemsPerChunk;
-  __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
-  __shared__ CodeTileSmem<WithTranspose ? kRows : 16, WithTranspose ? kCols : 8> staged;
+  __shared__ BlockAmax<TileBR * TileBC, Threads> amax[2];
+  __shared__ CodeTileSmem<WithTranspose ? kRows : 16, WithTranspose ? kCols : 8> staged[WithTranspose ? 2 : 1];
 
   const i64 tiles_per_row = p.cols / kCols, tiles = p.rows / kRows * tiles_per_row;
   const int block_col = InTile::col() / B;
@@ -44,48 +49,51 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
   In* ring = reinterpret_cast<In*>(ring_bytes);
   constexpr int kTileElems = kRows * kCols;
   auto load = [&](i64 tile, int slot) { InTile::load_async(ring + slot * kTileElems, x_base + origin(tile), p.cols); };
+  amax[0].clear();
+  __syncthreads();
+  int parity = 0;
   pipelined_tiles<Stages>(tiles, load, [&](i64 tile, int slot) {
+    BlockAmax<TileBR * TileBC, Threads>& m = amax[parity];
     typename InTile::Chunk x[InTile::kChunksPerThread];
     InTile::read_stage(x, ring + slot * kTileElems);
     const i64 tile_r = tile / tiles_per_row, tile_c = tile % tiles_per_row;
     const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
-    __syncthreads();  // the previous tile's readers of amax and staged are done
-    amax.clear();
-    __syncthreads();
 #pragma unroll
     for (int i = 0; i < InTile::kChunksPerThread; ++i) {
-      float m = 0.0f;
+      float mx = 0.0f;
 #pragma unroll
-      for (int k = 0; k < InTile::kElemsPerChunk; ++k) m = fmaxf(m, fabsf(to_float(x[i].elem[k])));
-      amax.template add<kLanesPerBlockRow>(InTile::row(i) / B * TileBC + block_col, m);
+      for (int k = 0; k < InTile::kElemsPerChunk; ++k) mx = fmaxf(mx, fabsf(to_float(x[i].elem[k])));
+      m.template add<kLanesPerBlockRow>(InTile::row(i) / B * TileBC + block_col, mx);
     }
     __syncthreads();
-    amax.finish();
+    m.finish();
+    amax[parity ^ 1].clear();  // for the next tile; its last readers (two tiles back) are past the barrier above
     __syncthreads();
 
     // Each chunk is quantized and written at once (and staged for the transpose), so no code array stays live.
     i8* codes = p.codes + r0 * p.cols + c0;
 #pragma unroll
     for (int i = 0; i < InTile::kChunksPerThread; ++i) {
-      const float inv = amax.inv_scale[InTile::row(i) / B * TileBC + block_col];
+      const float inv = m.inv_scale[InTile::row(i) / B * TileBC + block_col];
       const u64 first = u64((r0 + InTile::row(i)) * p.cols + c0 + InTile::col());  // element index of the chunk
       typename CodeTile::Chunk q;
       quantize_run<Round>([&](int k) { return to_float(x[i].elem[k]); }, inv, first, p.seed, q.elem);
       CodeTile::store(q, i, codes, p.cols);
-      if constexpr (WithTranspose) staged.put(InTile::row(i), InTile::col(), q.elem);
+      if constexpr (WithTranspose) staged[parity].put(InTile::row(i), InTile::col(), q.elem);
     }
 
     const i64 blocks_per_row = p.cols / B, blocks_per_col = p.rows / B;
     for (int b = int(threadIdx.x); b < TileBR * TileBC; b += Threads) {
       const i64 br = tile_r * TileBR + b / TileBC, bc = tile_c * TileBC + b % TileBC;
-      p.scales[br * blocks_per_row + bc] = amax.scale[b];
-      if (WithTranspose) p.scales_t[bc * blocks_per_col + br] = amax.scale[b];
+      p.scales[br * blocks_per_row + bc] = m.scale[b];
+      if (WithTranspose) p.scales_t[bc * blocks_per_col + br] = m.scale[b];
     }
 
     if constexpr (WithTranspose) {
       __syncthreads();
-      store_transposed<kRows, kCols, Threads, TransposeUnitRows>(staged, p.codes_t + c0 * p.rows + r0, p.rows);
+      store_transposed<kRows, kCols, Threads, TransposeUnitRows>(staged[parity], p.codes_t + c0 * p.rows + r0, p.rows);
     }
+    parity ^= 1;
   });
 }
 

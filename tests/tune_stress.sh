@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # GPU machine only: four `jetforge tune` processes on one cache database at once, then a tune killed with
-# SIGKILL mid-run. Usage: tests/tune_stress.sh BUILD_DIR [SEED_DB]
+# SIGKILL mid-run. Usage: tests/tune_stress.sh BUILD_DIR [SEED_DB] (model: $JF_STRESS_MODEL, default the small GPT)
 # SEED_DB: a cache with every candidate already compiled (jetforge tune --compile-only), so the runs time kernels
 # at once instead of compiling them. Prints one PASS/FAIL line per check; exits 1 on any failure.
 set -uo pipefail
 build=$1 seed=${2:-}
-jf="$build/jetforge" model=configs/gpt2-124m.yaml work=$(mktemp -d)
+jf="$build/jetforge" model=${JF_STRESS_MODEL:-configs/gpt-6l-384.yaml} work=$(mktemp -d)
 failures=0
 check() { if [ "$2" = 0 ]; then echo "PASS $1"; else echo "FAIL $1"; failures=$((failures + 1)); fi; }
 
@@ -17,7 +17,7 @@ status=0
 for p in "${pids[@]}"; do wait "$p" || status=1; done
 check "four concurrent tunes all exit 0" $status
 problems=$(grep -c "candidates timed" "$work/tune1.log")
-winners=$("$jf" cache winners --cache "$db" | grep -c "gemm_sm")
+winners=$("$jf" cache winners --cache "$db" | grep -cE "gemm_sm|quantize:")
 [ "$winners" -eq "$problems" ]; check "one winner per problem ($winners winners, $problems problems, no duplicate or lost row)" $?
 dups=$("$jf" cache ls --cache "$db" | awk '{print $1, $2}' | sort | uniq -d | wc -l)
 [ "$dups" -eq 0 ]; check "no duplicate cubin rows ($("$jf" cache ls --cache "$db" | wc -l) entries)" $?
