@@ -23,8 +23,9 @@ struct Set {
 
 }  // namespace
 
-int main() {
-  return bench::guarded_main("jetforge_bench_quantize", [] {
+int main(int argc, char** argv) {
+  const bool sweep = argc > 1 && std::string(argv[1]) == "--sweep";  // also every kernel choice at the large shapes
+  return bench::guarded_main("jetforge_bench_quantize", [&] {
     Context ctx(0);
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs, L2 %d MiB\n", dev.name.c_str(), dev.sm_count, dev.l2_bytes >> 20);
@@ -61,12 +62,6 @@ int main() {
         if (s.rows % 128 || s.cols % 128) o.kernel.reset();
         return o;
       };
-      auto with_unit = [&](int unit) {  // the default kernel with another transposed-store unit
-        QuantizeOptions o;
-        o.kernel = gen::QuantizeSpec::fit(DType::bf16, s.rows, s.cols, 32, gen::Rounding::nearest, true);
-        o.kernel->transpose_unit = unit;
-        return o;
-      };
       struct Row {
         std::string name;
         double bytes;
@@ -87,21 +82,39 @@ int main() {
            [&](int i) { quantize(ctx, at(i).x_bf16->ref(), at(i).q->ref(), with_kernel({}, false), stream.get()); }},
           {"  quantize+transpose bf16, 2x512thr", 4.0 * n + 2 * scale_bytes,
            [&](int i) { quantize_transpose(ctx, at(i).x_bf16->ref(), at(i).q->ref(), at(i).qt->ref(), with_kernel({}, true), stream.get()); }},
-          {"  quantize+transpose bf16, unit 8", 4.0 * n + 2 * scale_bytes,
-           [&](int i) { quantize_transpose(ctx, at(i).x_bf16->ref(), at(i).q->ref(), at(i).qt->ref(), with_unit(8), stream.get()); }},
-          {"  quantize+transpose bf16, unit 16", 4.0 * n + 2 * scale_bytes,
-           [&](int i) { quantize_transpose(ctx, at(i).x_bf16->ref(), at(i).q->ref(), at(i).qt->ref(), with_unit(16), stream.get()); }},
           {"dequantize -> bf16", 3.0 * n + scale_bytes, [&](int i) { dequantize(ctx, at(i).q->ref(), at(i).y_bf16->ref(), stream.get()); }},
           {"transpose (BlockTensor)", 2.0 * n + 2 * scale_bytes, [&](int i) { transpose(ctx, at(i).q->ref(), at(i).qt->ref(), stream.get()); }},
       };
       double copy_gbs = 0;
-      for (const auto& r : rows) {
-        const double ms = bench::median_ms(stream.get(), r.run);
-        const double gbs = r.bytes / (ms * 1e-3) / 1e9;
+      const std::string shape = std::to_string(s.rows) + "x" + std::to_string(s.cols);
+      auto report = [&](const std::string& name, double bytes, const std::function<void(int)>& run) {
+        const double ms = bench::median_ms(stream.get(), run);
+        const double gbs = bytes / (ms * 1e-3) / 1e9;
         if (copy_gbs == 0) copy_gbs = gbs;
-        const std::string shape = std::to_string(s.rows) + "x" + std::to_string(s.cols);
-        std::printf("%-34s %-12s %10.1f %10.0f %8.0f%%\n", r.name.c_str(), shape.c_str(), ms * 1e3, gbs, 100 * gbs / copy_gbs);
-      }
+        std::printf("%-34s %-12s %10.1f %10.0f %8.0f%%\n", name.c_str(), shape.c_str(), ms * 1e3, gbs, 100 * gbs / copy_gbs);
+      };
+      for (const auto& r : rows) report(r.name, r.bytes, r.run);
+      if (!sweep || n < 8192LL * 4096) continue;
+      // --sweep: the BF16 nearest kernels over the tuner's quantize space (threads x ring stages x store unit).
+      for (const bool transposed : {false, true})
+        for (int threads : {256, 512, 1024})
+          for (int stages : {2, 3, 4})
+            for (int unit : transposed ? std::vector<int>{4, 8, 16} : std::vector<int>{4}) {
+              QuantizeOptions o;
+              o.kernel = gen::QuantizeSpec::fit(DType::bf16, s.rows, s.cols, 32, gen::Rounding::nearest, transposed);
+              o.kernel->tile.threads = threads, o.kernel->stages = stages, o.kernel->transpose_unit = unit;
+              try {
+                o.kernel->validate(ctx.limits());
+              } catch (const gen::SpecError&) {
+                continue;
+              }
+              const std::string name = std::string(transposed ? "  q+t" : "  q") + " t" + std::to_string(threads) + " s" + std::to_string(stages) +
+                                       (transposed ? " u" + std::to_string(unit) : "");
+              if (transposed)
+                report(name, 4.0 * n + 2 * scale_bytes, [&](int i) { quantize_transpose(ctx, at(i).x_bf16->ref(), at(i).q->ref(), at(i).qt->ref(), o, stream.get()); });
+              else
+                report(name, 3.0 * n + scale_bytes, [&](int i) { quantize(ctx, at(i).x_bf16->ref(), at(i).q->ref(), o, stream.get()); });
+            }
     }
     return 0;
   });

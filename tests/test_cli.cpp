@@ -64,7 +64,7 @@ TEST_SUITE("cli") {
   TEST_CASE("specs lists canonical keys") {
     const auto r = run("specs quantize");
     CHECK(r.status == 0);
-    CHECK(r.out.find("quantize:in=bf16,block=32,round=nearest,transpose=1,tile_rows=4,tile_cols=4,threads=1024,stages=4") != std::string::npos);
+    CHECK(r.out.find("quantize:in=bf16,block=32,round=nearest,transpose=1,tile_rows=4,tile_cols=4,threads=1024,stages=2") != std::string::npos);
     CHECK(run("specs nosuchfamily").status == 2);
   }
 
