@@ -85,22 +85,17 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   const Gpt2Shape& sh = shape_;
   const float eps = Gpt2Shape::kLayerNormEps;
   const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden;
-  require(inputs.size() == std::size_t(n) && targets.size() == std::size_t(n),
-          [&] { return "Gpt2Bf16::step: inputs and targets must hold batch x sequence = " + std::to_string(n) + " tokens"; });
+  check_tokens(inputs, targets);
   Buffers& b = *b_;
-  auto tensor = [&](CUdeviceptr base, const std::string& name) { return base + CUdeviceptr(layout_.at(name).offset) * 4; };
-  auto master = [&](const std::string& name) {
-    const auto& t = layout_.at(name);
-    return DenseRef{tensor(params, name), t.rows, t.cols, DType::f32};
-  };
+  auto master = [&](const std::string& name) { return tensor_ref(params, name); };
   const float one = 1.0f, zero = 0.0f;
   auto forward = [&](const Linear& l, const DenseRef& x, const DenseRef& w, const DenseRef& y, const DenseRef& bias) {
     l.forward->run(x.data, w.data, y.data, &one, &zero, s, bias.data);
   };
   auto backward = [&](const Linear& l, const DenseRef& dy, const DenseRef& x, const DenseRef& w, const DenseRef& dx, const std::string& weight,
                       const std::string& bias) {
-    l.backward_weight->run(dy.data, x.data, tensor(grads, weight), &one, &zero, s);
-    if (!bias.empty()) bf16_column_sum(ctx_, dy, tensor(grads, bias), false, b.column_ws, s);
+    l.backward_weight->run(dy.data, x.data, tensor_at(grads, weight), &one, &zero, s);
+    if (!bias.empty()) bf16_column_sum(ctx_, dy, tensor_at(grads, bias), false, b.column_ws, s);
     l.backward_data->run(dy.data, w.data, dx.data, &one, &zero, s);
   };
   const AttentionLayout attention = AttentionLayout::packed_qkv(batch_, sh.heads, sh.sequence, sh.hidden / sh.heads);
@@ -124,25 +119,25 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     const std::string h = "h" + std::to_string(l) + ".";
     auto& L = b.layers[std::size_t(l)];
     const DenseRef& next = l + 1 < sh.layers ? b.layers[std::size_t(l) + 1].x_in : b.x_final;
-    bf16_layernorm_forward(ctx_, L.x_in, tensor(params, h + "ln1.weight"), tensor(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
+    bf16_layernorm_forward(ctx_, L.x_in, tensor_at(params, h + "ln1.weight"), tensor_at(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
     forward(*b.qkv, L.h1, L.qkv_w, L.qkv, L.qkv_b);
     attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
     forward(*b.proj, L.o, L.proj_w, b.branch, L.proj_b);
     bf16_residual_add(ctx_, b.stream, b.branch, L.x_mid, s);
-    bf16_layernorm_forward(ctx_, L.x_mid, tensor(params, h + "ln2.weight"), tensor(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, eps, s);
+    bf16_layernorm_forward(ctx_, L.x_mid, tensor_at(params, h + "ln2.weight"), tensor_at(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, eps, s);
     forward(*b.fc, L.h2, L.fc_w, L.f, L.fc_b);
     bf16_gelu_forward(ctx_, L.f, L.g, s);
     forward(*b.fc_proj, L.g, L.fc_proj_w, b.branch, L.fc_proj_b);
     bf16_residual_add(ctx_, b.stream, b.branch, next, s);
   }
-  bf16_layernorm_forward(ctx_, b.x_final, tensor(params, "ln_f.weight"), tensor(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
+  bf16_layernorm_forward(ctx_, b.x_final, tensor_at(params, "ln_f.weight"), tensor_at(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
   forward(*b.lm_head, b.xf, b.wte, b.logits, DenseRef{});
   cross_entropy(ctx_, b.logits, sh.vocab, b.targets, b.losses, 1.0f / float(n), s);  // logits now hold their gradient
 
   if (grads) {
     backward(*b.lm_head, b.logits, b.xf, b.wte, b.dh, "wte", "");  // the embedding's share of wte is added below
-    bf16_layernorm_backward(ctx_, b.dh, b.x_final, b.mean_f, b.rstd_f, tensor(params, "ln_f.weight"), b.dx, tensor(grads, "ln_f.weight"),
-                            tensor(grads, "ln_f.bias"), b.layernorm_ws, s);
+    bf16_layernorm_backward(ctx_, b.dh, b.x_final, b.mean_f, b.rstd_f, tensor_at(params, "ln_f.weight"), b.dx, tensor_at(grads, "ln_f.weight"),
+                            tensor_at(grads, "ln_f.bias"), b.layernorm_ws, s);
     check(driver().cuMemsetD8Async(b.grad_stream.data, 0, std::size_t(b.grad_stream.bytes()), s), "cuMemsetD8Async (gradient stream)");
     bf16_residual_add(ctx_, b.grad_stream, b.dx, b.dcopy, s);
     for (int l = sh.layers - 1; l >= 0; --l) {
@@ -152,16 +147,16 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
       backward(*b.fc_proj, b.dcopy, L.g, L.fc_proj_w, b.dg, h + "fc_proj.weight", h + "fc_proj.bias");
       bf16_gelu_backward(ctx_, b.dg, L.f, b.df, s);
       backward(*b.fc, b.df, L.h2, L.fc_w, b.dh, h + "fc.weight", h + "fc.bias");
-      bf16_layernorm_backward(ctx_, b.dh, L.x_mid, L.mean2, L.rstd2, tensor(params, h + "ln2.weight"), b.dx, tensor(grads, h + "ln2.weight"),
-                              tensor(grads, h + "ln2.bias"), b.layernorm_ws, s);
+      bf16_layernorm_backward(ctx_, b.dh, L.x_mid, L.mean2, L.rstd2, tensor_at(params, h + "ln2.weight"), b.dx, tensor_at(grads, h + "ln2.weight"),
+                              tensor_at(grads, h + "ln2.bias"), b.layernorm_ws, s);
       bf16_residual_add(ctx_, b.grad_stream, b.dx, b.dcopy, s);
       // Attention: dcopy is now the gradient of the proj output.
       backward(*b.proj, b.dcopy, L.o, L.proj_w, b.d_o, h + "attn.proj.weight", h + "attn.proj.bias");
       attention_backward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, b.d_o.data, b.delta,
                          b.d_qkv.data, b.d_qkv.data + k_offset, b.d_qkv.data + v_offset, s);
       backward(*b.qkv, b.d_qkv, L.h1, L.qkv_w, b.dh, h + "attn.qkv.weight", h + "attn.qkv.bias");
-      bf16_layernorm_backward(ctx_, b.dh, L.x_in, L.mean1, L.rstd1, tensor(params, h + "ln1.weight"), b.dx, tensor(grads, h + "ln1.weight"),
-                              tensor(grads, h + "ln1.bias"), b.layernorm_ws, s);
+      bf16_layernorm_backward(ctx_, b.dh, L.x_in, L.mean1, L.rstd1, tensor_at(params, h + "ln1.weight"), b.dx, tensor_at(grads, h + "ln1.weight"),
+                              tensor_at(grads, h + "ln1.bias"), b.layernorm_ws, s);
       bf16_residual_add(ctx_, b.grad_stream, b.dx, b.dcopy, s);
     }
     embed_backward(grads, inputs, b.grad_stream.data, s);

@@ -74,11 +74,24 @@ struct Gpt2Int8::Buffers {
 };
 
 Gpt2Model::Gpt2Model(const char* name, Context& ctx, const Gpt2Shape& shape, int batch)
-    : ctx_(ctx), shape_(shape), batch_(batch), layout_(gpt2_parameters(shape)) {
+    : name_(name), ctx_(ctx), shape_(shape), batch_(batch), layout_(gpt2_parameters(shape)) {
   const int head_dim = shape.heads > 0 ? shape.hidden / shape.heads : 0;
   require(head_dim == 64 || head_dim == 128, [&] { return std::string(name) + ": hidden / heads = " + std::to_string(head_dim) + " must be 64 or 128"; });
   require(shape.sequence % 64 == 0, [&] { return std::string(name) + ": sequence=" + std::to_string(shape.sequence) + " must be a multiple of 64"; });
   require(batch > 0 && shape.hidden % 32 == 0, [&] { return std::string(name) + ": batch must be positive and hidden a multiple of 32"; });
+}
+
+void Gpt2Model::check_tokens(const std::vector<int>& inputs, const std::vector<int>& targets) const {
+  const std::size_t n = std::size_t(batch_) * std::size_t(shape_.sequence);
+  require(inputs.size() == n && targets.size() == n,
+          [&] { return std::string(name_) + "::step: inputs and targets must hold batch x sequence = " + std::to_string(n) + " tokens"; });
+}
+
+CUdeviceptr Gpt2Model::tensor_at(CUdeviceptr base, const std::string& name) const { return base + CUdeviceptr(layout_.at(name).offset) * 4; }
+
+DenseRef Gpt2Model::tensor_ref(CUdeviceptr base, const std::string& name) const {
+  const auto& t = layout_.at(name);
+  return DenseRef{tensor_at(base, name), t.rows, t.cols, DType::f32};
 }
 
 EmbeddingShape Gpt2Model::embedding_shape() const { return EmbeddingShape{batch_, shape_.sequence, shape_.hidden, shape_.padded_vocab(), shape_.sequence}; }
@@ -87,13 +100,12 @@ void Gpt2Model::embed(CUdeviceptr params, const std::vector<int>& inputs, const 
                       CUdeviceptr stream, CUstream s) {
   check(driver().cuMemcpyHtoDAsync(tokens, inputs.data(), inputs.size() * 4, s), "cuMemcpyHtoDAsync (tokens)");
   check(driver().cuMemcpyHtoDAsync(targets_dev, targets.data(), targets.size() * 4, s), "cuMemcpyHtoDAsync (targets)");
-  const auto at = [&](const char* name) { return params + CUdeviceptr(layout_.at(name).offset) * 4; };
-  embedding_forward(ctx_, embedding_shape(), tokens, at("wte"), at("wpe"), stream, s);
+  embedding_forward(ctx_, embedding_shape(), tokens, tensor_at(params, "wte"), tensor_at(params, "wpe"), stream, s);
 }
 
 void Gpt2Model::embed_backward(CUdeviceptr grads, const std::vector<int>& inputs, CUdeviceptr grad_stream, CUstream s) {
   const auto& wpe = layout_.at("wpe");
-  const CUdeviceptr d_wte = grads + CUdeviceptr(layout_.at("wte").offset) * 4, d_wpe = grads + CUdeviceptr(wpe.offset) * 4;
+  const CUdeviceptr d_wte = tensor_at(grads, "wte"), d_wpe = tensor_at(grads, "wpe");
   check(driver().cuMemsetD8Async(d_wpe, 0, std::size_t(wpe.size()) * 4, s), "cuMemsetD8Async (wpe gradient)");
   const DeviceTokenGroups groups(TokenGroups::of(inputs));
   embedding_backward(ctx_, embedding_shape(), groups, grad_stream, d_wte, d_wpe, s);
@@ -123,18 +135,10 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   const Gpt2Shape& sh = shape_;
   const float eps = Gpt2Shape::kLayerNormEps;
   const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden, f = std::int64_t(sh.mlp_ratio) * c;
-  require(inputs.size() == std::size_t(n) && targets.size() == std::size_t(n),
-          [&] { return "Gpt2Int8::step: inputs and targets must hold batch x sequence = " + std::to_string(n) + " tokens"; });
+  check_tokens(inputs, targets);
   Buffers& b = *b_;
-  auto tensor = [&](CUdeviceptr base, const std::string& name) { return base + CUdeviceptr(layout_.at(name).offset) * 4; };
-  auto master = [&](const std::string& name) {
-    const auto& t = layout_.at(name);
-    return DenseRef{tensor(params, name), t.rows, t.cols, DType::f32};
-  };
-  auto grad = [&](const std::string& name) {
-    const auto& t = layout_.at(name);
-    return DenseRef{tensor(grads, name), t.rows, t.cols, DType::f32};
-  };
+  auto master = [&](const std::string& name) { return tensor_ref(params, name); };
+  auto grad = [&](const std::string& name) { return tensor_ref(grads, name); };
   std::uint64_t draws = 0;
   auto next_seed = [&] { return seed * 0x9E3779B97F4A7C15ull + ++draws; };  // a distinct rounding stream per operator
   const QuantizeOptions nearest{};
@@ -165,22 +169,22 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     const std::string h = "h" + std::to_string(l) + ".";
     auto& L = b.layers[std::size_t(l)];
     const BlockTensorRef& next = l + 1 < sh.layers ? b.layers[std::size_t(l) + 1].x_in : b.x_final;
-    layernorm_forward(ctx_, L.x_in, tensor(params, h + "ln1.weight"), tensor(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
+    layernorm_forward(ctx_, L.x_in, tensor_at(params, h + "ln1.weight"), tensor_at(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
     transpose(ctx_, L.h1, L.h1_t, s);
-    gemm(ctx_, L.h1, L.qkv_w.q, L.qkv, gemm_bias(tensor(params, h + "attn.qkv.bias")), s);
+    gemm(ctx_, L.h1, L.qkv_w.q, L.qkv, gemm_bias(tensor_at(params, h + "attn.qkv.bias")), s);
     attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
     quantize_transpose(ctx_, L.o, L.o_q, L.o_q_t, nearest, s);
-    gemm(ctx_, L.o_q, L.proj_w.q, b.branch, gemm_bias(tensor(params, h + "attn.proj.bias")), s);
+    gemm(ctx_, L.o_q, L.proj_w.q, b.branch, gemm_bias(tensor_at(params, h + "attn.proj.bias")), s);
     residual_add(ctx_, b.stream, b.branch, L.x_mid, 0, 0, eps, s);
-    layernorm_forward(ctx_, L.x_mid, tensor(params, h + "ln2.weight"), tensor(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, eps, s);
+    layernorm_forward(ctx_, L.x_mid, tensor_at(params, h + "ln2.weight"), tensor_at(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, eps, s);
     transpose(ctx_, L.h2, L.h2_t, s);
-    gemm(ctx_, L.h2, L.fc_w.q, L.f, gemm_bias(tensor(params, h + "fc.bias")), s);
+    gemm(ctx_, L.h2, L.fc_w.q, L.f, gemm_bias(tensor_at(params, h + "fc.bias")), s);
     gelu_forward(ctx_, L.f, L.g, GeluForm::tanh, s);
     transpose(ctx_, L.g, L.g_t, s);
-    gemm(ctx_, L.g, L.fc_proj_w.q, b.branch, gemm_bias(tensor(params, h + "fc_proj.bias")), s);
+    gemm(ctx_, L.g, L.fc_proj_w.q, b.branch, gemm_bias(tensor_at(params, h + "fc_proj.bias")), s);
     residual_add(ctx_, b.stream, b.branch, next, 0, 0, eps, s);
   }
-  layernorm_forward(ctx_, b.x_final, tensor(params, "ln_f.weight"), tensor(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
+  layernorm_forward(ctx_, b.x_final, tensor_at(params, "ln_f.weight"), tensor_at(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
   gemm(ctx_, b.xf, b.wte.q, b.logits, GemmOptions{}, s);
   cross_entropy(ctx_, b.logits, sh.vocab, b.targets, b.losses, 1.0f / float(n), s);  // logits now hold their gradient
 
@@ -190,8 +194,8 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     quantize_transpose(ctx_, b.logits, b.dl, b.dl_t, stochastic(), s);
     linear_backward_weight(ctx_, b.dl_t, b.xf_t, grad("wte"), false, s);  // the embedding's share is added below
     linear_backward_data(ctx_, b.dl, b.wte.q_t, b.dh, next_seed(), s);
-    layernorm_backward(ctx_, b.dh, b.x_final, b.mean_f, b.rstd_f, tensor(params, "ln_f.weight"), b.dx, tensor(grads, "ln_f.weight"),
-                       tensor(grads, "ln_f.bias"), next_seed(), b.layernorm_ws, s);
+    layernorm_backward(ctx_, b.dh, b.x_final, b.mean_f, b.rstd_f, tensor_at(params, "ln_f.weight"), b.dx, tensor_at(grads, "ln_f.weight"),
+                       tensor_at(grads, "ln_f.bias"), next_seed(), b.layernorm_ws, s);
     check(driver().cuMemsetD8Async(b.grad_stream.data, 0, std::size_t(b.grad_stream.bytes()), s), "cuMemsetD8Async (gradient stream)");
     residual_add_backward(ctx_, b.grad_stream, b.dx, b.dcopy, next_seed(), s);
 
@@ -200,20 +204,20 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
       auto& L = b.layers[std::size_t(l)];
       const BlockTensorRef dg = reshaped(b.d_wide, n, f), df = reshaped(b.d_wide2, n, f);
       // MLP: dcopy is the gradient of the fc_proj output (and of the skip path, already in the stream).
-      column_sum(ctx_, b.dcopy, tensor(grads, h + "fc_proj.bias"), false, b.column_ws, s);
+      column_sum(ctx_, b.dcopy, tensor_at(grads, h + "fc_proj.bias"), false, b.column_ws, s);
       transpose(ctx_, b.dcopy, reshaped(b.d_t, c, n), s);
       linear_backward_weight(ctx_, reshaped(b.d_t, c, n), L.g_t, grad(h + "fc_proj.weight"), false, s);
       linear_backward_data(ctx_, b.dcopy, L.fc_proj_w.q_t, dg, next_seed(), s);
       gelu_backward(ctx_, dg, L.f, df, GeluForm::tanh, next_seed(), s);
-      column_sum(ctx_, df, tensor(grads, h + "fc.bias"), false, b.column_ws, s);
+      column_sum(ctx_, df, tensor_at(grads, h + "fc.bias"), false, b.column_ws, s);
       transpose(ctx_, df, reshaped(b.d_t, f, n), s);
       linear_backward_weight(ctx_, reshaped(b.d_t, f, n), L.h2_t, grad(h + "fc.weight"), false, s);
       linear_backward_data(ctx_, df, L.fc_w.q_t, b.dh, next_seed(), s);
-      layernorm_backward(ctx_, b.dh, L.x_mid, L.mean2, L.rstd2, tensor(params, h + "ln2.weight"), b.dx, tensor(grads, h + "ln2.weight"),
-                         tensor(grads, h + "ln2.bias"), next_seed(), b.layernorm_ws, s);
+      layernorm_backward(ctx_, b.dh, L.x_mid, L.mean2, L.rstd2, tensor_at(params, h + "ln2.weight"), b.dx, tensor_at(grads, h + "ln2.weight"),
+                         tensor_at(grads, h + "ln2.bias"), next_seed(), b.layernorm_ws, s);
       residual_add_backward(ctx_, b.grad_stream, b.dx, b.dcopy, next_seed(), s);
       // Attention: dcopy is now the gradient of the proj output.
-      column_sum(ctx_, b.dcopy, tensor(grads, h + "attn.proj.bias"), false, b.column_ws, s);
+      column_sum(ctx_, b.dcopy, tensor_at(grads, h + "attn.proj.bias"), false, b.column_ws, s);
       transpose(ctx_, b.dcopy, reshaped(b.d_t, c, n), s);
       linear_backward_weight(ctx_, reshaped(b.d_t, c, n), L.o_q_t, grad(h + "attn.proj.weight"), false, s);
       linear_backward_data(ctx_, b.dcopy, L.proj_w.q_t, b.do_q, next_seed(), s);
@@ -221,11 +225,11 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
       attention_backward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, b.d_o.data, b.delta,
                          b.d_qkv.data, b.d_qkv.data + k_offset, b.d_qkv.data + v_offset, s);
       quantize_transpose(ctx_, b.d_qkv, b.dqkv_q, reshaped(b.d_t, 3 * c, n), stochastic(), s);
-      column_sum(ctx_, b.dqkv_q, tensor(grads, h + "attn.qkv.bias"), false, b.column_ws, s);
+      column_sum(ctx_, b.dqkv_q, tensor_at(grads, h + "attn.qkv.bias"), false, b.column_ws, s);
       linear_backward_weight(ctx_, reshaped(b.d_t, 3 * c, n), L.h1_t, grad(h + "attn.qkv.weight"), false, s);
       linear_backward_data(ctx_, b.dqkv_q, L.qkv_w.q_t, b.dh, next_seed(), s);
-      layernorm_backward(ctx_, b.dh, L.x_in, L.mean1, L.rstd1, tensor(params, h + "ln1.weight"), b.dx, tensor(grads, h + "ln1.weight"),
-                         tensor(grads, h + "ln1.bias"), next_seed(), b.layernorm_ws, s);
+      layernorm_backward(ctx_, b.dh, L.x_in, L.mean1, L.rstd1, tensor_at(params, h + "ln1.weight"), b.dx, tensor_at(grads, h + "ln1.weight"),
+                         tensor_at(grads, h + "ln1.bias"), next_seed(), b.layernorm_ws, s);
       residual_add_backward(ctx_, b.grad_stream, b.dx, b.dcopy, next_seed(), s);
     }
     embed_backward(grads, inputs, b.grad_stream.data, s);

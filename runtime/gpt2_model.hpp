@@ -18,6 +18,7 @@
 #include "runtime/embedding.hpp"
 #include "runtime/gpt2.hpp"
 #include "runtime/kernels.hpp"
+#include "runtime/tensor.hpp"
 
 namespace jetforge {
 
@@ -47,7 +48,14 @@ class Gpt2Model {
   // ... and the mean of the per-token losses, once the step is done.
   double mean_loss(CUdeviceptr losses, CUstream s) const;
   EmbeddingShape embedding_shape() const;
+  // Throws, naming the model, unless inputs and targets hold batch x sequence tokens.
+  void check_tokens(const std::vector<int>& inputs, const std::vector<int>& targets) const;
+  // A named tensor of the parameter layout inside a buffer of that layout (the parameters or their gradients):
+  // its address, and the tensor as an FP32 matrix.
+  CUdeviceptr tensor_at(CUdeviceptr base, const std::string& name) const;
+  DenseRef tensor_ref(CUdeviceptr base, const std::string& name) const;
 
+  const char* name_;
   Context& ctx_;
   Gpt2Shape shape_;
   int batch_;
