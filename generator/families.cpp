@@ -30,7 +30,9 @@ namespace {
 
 // The block-wise kernels share their shape rules: a CTA owns a tile of whole B x B blocks and every thread
 // owns the same number of 16-byte chunks of each tile it moves (input, output, and the transposed codes).
-void validate_block_tile(std::string_view family, int block, const BlockTile& tile, int elem_bytes, bool transposes, const TargetLimits& t) {
+// `buffers`: copies of the static shared memory the kernel keeps (quantize double-buffers its own).
+void validate_block_tile(std::string_view family, int block, const BlockTile& tile, int elem_bytes, bool transposes, const TargetLimits& t,
+                         int buffers = 1) {
   require(block == 16 || block == 32 || block == 64, family, "block=" + std::to_string(block) + " is not supported (16, 32 or 64)");
   for (int v : {tile.rows, tile.cols})
     require(v == 1 || v == 2 || v == 4 || v == 8, family, "tile_rows/tile_cols=" + std::to_string(v) + " must be 1, 2, 4 or 8 blocks");
@@ -41,7 +43,7 @@ void validate_block_tile(std::string_view family, int block, const BlockTile& ti
   require(tile.threads % chunks_per_row == 0 && tile.rows * block % (tile.threads / chunks_per_row) == 0, family,
           "threads=" + std::to_string(tile.threads) + " does not split a " + std::to_string(tile.rows * block) + "x" +
               std::to_string(tile.cols * block) + " tile of " + std::to_string(elem_bytes) + "-byte elements into whole columns of 16-byte chunks");
-  const long smem = block_tile_static_smem(block, tile, transposes);
+  const long smem = block_tile_static_smem(block, tile, transposes, buffers);
   require(smem <= t.max_static_smem, family,
           "needs " + std::to_string(smem) + " bytes of static shared memory, " + t.arch + " allows " + std::to_string(t.max_static_smem) +
               " (use a smaller tile)");
@@ -90,16 +92,12 @@ BlockTile BlockTile::fit(std::int64_t rows, std::int64_t cols, int block, int el
 
 void QuantizeSpec::validate(const TargetLimits& t) const {
   require(in == DType::f32 || in == DType::bf16, family, "in must be f32 or bf16");
-  validate_block_tile(family, block, tile, dtype_size(in), transpose, t);
+  // The block maxima and the staged transposed codes are double-buffered (templates/quantize.cuh).
+  validate_block_tile(family, block, tile, dtype_size(in), transpose, t, 2);
   require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
   require((transpose_unit == 4 || transpose_unit == 8 || transpose_unit == 16) && tile.rows * block % transpose_unit == 0, family,
           "transpose_unit=" + std::to_string(transpose_unit) + " must be 4, 8 or 16 and divide the tile's " + std::to_string(tile.rows * block) + " rows");
-  // The block maxima and the staged transposed codes are double-buffered (templates/quantize.cuh).
-  const long static_smem = block_tile_static_smem(block, tile, transpose, 2);
-  require(static_smem <= t.max_static_smem, family,
-          "needs " + std::to_string(static_smem) + " bytes of static shared memory, " + t.arch + " allows " + std::to_string(t.max_static_smem) +
-              " (use a smaller tile)");
-  const long total = smem_bytes() + static_smem;
+  const long total = smem_bytes() + block_tile_static_smem(block, tile, transpose, 2);
   require(total <= t.max_dynamic_smem, family,
           "an input ring of " + std::to_string(stages) + " tiles needs " + std::to_string(total) + " bytes of shared memory in all, " + t.arch +
               " allows " + std::to_string(t.max_dynamic_smem) + " (use fewer stages or a smaller tile)");
