@@ -54,15 +54,14 @@ class QuantizeTrial : public Trial {
  public:
   QuantizeTrial(Context& ctx, const QuantizeShape& s)
       : ctx_(ctx), s_(s), x_(s.rows, s.cols, s.in), q_(s.rows, s.cols), qt_(s.transpose ? s.cols : 32, s.transpose ? s.rows : 32) {
-    // N(0, 1) values: a random strip of up to 256 rows, repeated down the matrix (host RNG for the largest problem,
+    // N(0, 1) values: a random strip of up to 256 rows, copied down the matrix (host RNG for the largest problem,
     // the logits' gradient, would take seconds).
-    const std::int64_t strip = std::min<std::int64_t>(s.rows, 256), bytes = s.rows * s.cols * gen::dtype_size(s.in);
-    DenseTensor random(strip, s.cols, s.in);
-    fill_random(random, 5);
-    std::vector<char> host(static_cast<std::size_t>(bytes)), part(random.buffer().bytes());
-    random.buffer().download(part.data(), part.size());
-    for (std::size_t at = 0; at < host.size(); at += part.size()) std::copy_n(part.begin(), std::min(part.size(), host.size() - at), host.begin() + std::ptrdiff_t(at));
-    x_.buffer().upload(host.data(), host.size());
+    DenseTensor strip(std::min<std::int64_t>(s.rows, 256), s.cols, s.in);
+    fill_random(strip, 5);
+    const std::size_t bytes = x_.buffer().bytes(), part = strip.buffer().bytes();
+    for (std::size_t at = 0; at < bytes; at += part)
+      check(driver().cuMemcpyDtoDAsync(x_.buffer().get() + at, strip.buffer().get(), std::min(part, bytes - at), nullptr), "cuMemcpyDtoDAsync (random strip)");
+    check(driver().cuStreamSynchronize(nullptr), "cuStreamSynchronize");
   }
   std::function<void(CUstream)> runner(const std::string& spec) override {
     const QuantizeOptions o{s_.rounding, 7, gen::parse_key<gen::QuantizeSpec>(spec), false};
@@ -192,11 +191,19 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
   return out;
 }
 
+namespace {
+
+std::vector<CompileOutcome> compile_problems(const std::vector<TuneProblem>& problems, const std::string& arch, cache::KernelCache& cache, int jobs) {
+  std::set<std::string> keys;
+  for (const auto& p : problems) keys.insert(p.candidates.begin(), p.candidates.end());
+  return compile_keys(std::vector<std::string>(keys.begin(), keys.end()), arch, &cache, jobs);
+}
+
+}  // namespace
+
 std::vector<CompileOutcome> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache, int jobs,
                                                const TuneSpace& space) {
-  std::set<std::string> keys;
-  for (const auto& p : tune_problems(config, gen::TargetLimits::for_arch(arch), space)) keys.insert(p.candidates.begin(), p.candidates.end());
-  return compile_keys(std::vector<std::string>(keys.begin(), keys.end()), arch, &cache, jobs);
+  return compile_problems(tune_problems(config, gen::TargetLimits::for_arch(arch), space), arch, cache, jobs);
 }
 
 std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const TuneOptions& o) {
@@ -206,7 +213,8 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
   auto say = [&](const std::string& line) {
     if (o.progress) o.progress(line);
   };
-  const auto compiled = compile_candidates(config, ctx.limits().arch, *ctx.cache(), o.jobs, o.space);
+  auto problems = tune_problems(config, ctx.limits(), o.space);
+  const auto compiled = compile_problems(problems, ctx.limits().arch, *ctx.cache(), o.jobs);
   std::map<std::string, std::string> compile_errors;
   int compiled_now = 0;
   for (const auto& c : compiled) {
@@ -220,7 +228,7 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
   Stream stream;
   DeviceBuffer flush(std::size_t(ctx.device().info().l2_bytes) * 2);
   std::vector<ProblemResult> results;
-  for (auto& problem : tune_problems(config, ctx.limits(), o.space)) {
+  for (auto& problem : problems) {
     ProblemResult r{problem, {}, -1};
     const auto trial = problem.prepare(ctx);
     trial->runner(problem.candidates.front())(stream.get());  // the default kernel: what every candidate must reproduce
