@@ -98,25 +98,28 @@ int main(int argc, char** argv) {
     // Kernel-shape sweep on the largest shape (--sweep): what a tuner would choose among.
     if (sweep) {
       const std::int64_t M = 8192, N = 8192, K = 8192;
-      std::printf("\nsweep, %lldx%lldx%lld forward, INT8 out: TOP/s\n%-9s %-8s %-7s %-8s %-8s %8s %8s\n", (long long)M, (long long)N, (long long)K,
-                  "path", "bn", "stages", "fold", "cluster", "group32", "group128");
+      std::printf("\nsweep, %lldx%lldx%lld forward, INT8 out: TOP/s\n%-9s %-8s %-7s %-8s %-8s %-8s %8s %8s\n", (long long)M, (long long)N, (long long)K,
+                  "path", "bn", "stages", "fold", "cluster", "overlap", "group32", "group128");
       BlockTensor x32 = random_block_tensor(M, K, 32, 30), w32 = random_block_tensor(N, K, 32, 31);
       BlockTensor x128 = random_block_tensor(M, K, 128, 32), w128 = random_block_tensor(N, K, 128, 33), y(M, N);
+      // Around the default (bn 128, 4 stages, convert, no cluster, overlap): one dimension changed at a time.
       std::vector<GemmKernelChoice> choices;
-      for (auto fold : {gen::GemmFold::convert, gen::GemmFold::magic}) {
-        for (int bn : {64, 128})
-          for (int stages : {3, 4, 6})
-            for (int cluster : {1, 2}) choices.push_back(GemmKernelChoice{false, bn, stages, fold, cluster});
-        choices.push_back(GemmKernelChoice{true, 128, 3, fold, 1});
+      for (int overlap : {1, 0}) {
+        choices.push_back(GemmKernelChoice{false, 128, 4, gen::GemmFold::convert, 1, overlap});
+        choices.push_back(GemmKernelChoice{false, 128, 4, gen::GemmFold::magic, 1, overlap});
+        choices.push_back(GemmKernelChoice{false, 64, 4, gen::GemmFold::convert, 1, overlap});
+        choices.push_back(GemmKernelChoice{false, 128, 4, gen::GemmFold::convert, 2, overlap});
       }
+      for (int stages : {3, 6}) choices.push_back(GemmKernelChoice{false, 128, stages, gen::GemmFold::convert, 1, 1});
+      choices.push_back(GemmKernelChoice{true, 128, 3, gen::GemmFold::convert, 1, 0});
       for (const auto& choice : choices) {
         GemmOptions o;
         o.kernel = choice;
         const double t32 = time([&](int) { gemm(ctx, x32.ref(), w32.ref(), y.ref(), o, stream.get()); });
         const double t128 = time([&](int) { gemm(ctx, x128.ref(), w128.ref(), y.ref(), o, stream.get()); });
         const double ops = 2.0 * double(M) * double(N) * double(K);
-        std::printf("%-9s %-8d %-7d %-8s %-8d %8.0f %8.0f\n", choice.portable ? "portable" : "hopper", choice.bn, choice.stages,
-                    std::string(gen::enum_name(choice.fold)).c_str(), choice.cluster, ops / (t32 * 1e-3) / 1e12, ops / (t128 * 1e-3) / 1e12);
+        std::printf("%-9s %-8d %-7d %-8s %-8d %-8d %8.0f %8.0f\n", choice.portable ? "portable" : "hopper", choice.bn, choice.stages,
+                    std::string(gen::enum_name(choice.fold)).c_str(), choice.cluster, choice.overlap, ops / (t32 * 1e-3) / 1e12, ops / (t128 * 1e-3) / 1e12);
       }
     }
     return 0;

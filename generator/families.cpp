@@ -293,6 +293,7 @@ void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(group == 32 || group == 64 || group == 128, family, "group=" + std::to_string(group) + " is not supported (32, 64 or 128)");
   require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
   require(cluster == 1 || cluster == 2, family, "cluster=" + std::to_string(cluster) + " is not supported (1 or 2)");
+  require(overlap == 0 || overlap == 1, family, "overlap=" + std::to_string(overlap) + " must be 0 or 1");
   require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem) +
@@ -310,13 +311,15 @@ int GemmSm90Spec::smem_bytes() const {
 
 std::string GemmSm90Spec::kernel_expr() const {
   return "jetforge::gemm_sm90_kernel<" + std::to_string(bn) + ", " + std::to_string(group) + ", " + std::to_string(stages) + ", " +
-         gemm_epilogue_args(out, round, fold) + ", " + std::to_string(cluster) + ">";
+         gemm_epilogue_args(out, round, fold) + ", " + std::to_string(cluster) + ", " + std::to_string(overlap) + ">";
 }
 
 std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {
   std::vector<GemmSm90Spec> out;
   for (int group : {32, 128}) {
     out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::nearest, GemmFold::convert, 1});
+    out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::nearest, GemmFold::convert, 1, 0});
+    out.push_back(GemmSm90Spec{64, group, 4, GemmOut::i8, Rounding::nearest, GemmFold::magic, 1});
     out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::nearest, GemmFold::convert, 2});
     out.push_back(GemmSm90Spec{128, group, 4, GemmOut::i8, Rounding::stochastic, GemmFold::convert, 1});
     out.push_back(GemmSm90Spec{128, group, 4, GemmOut::f32, Rounding::nearest, GemmFold::convert, 1});

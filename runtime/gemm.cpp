@@ -53,7 +53,8 @@ bool uses_sm90(const GemmKernelChoice& choice, const gen::TargetLimits& target) 
 gen::Rounding output_rounding(gen::GemmOut out, gen::Rounding rounding) { return out == gen::GemmOut::i8 ? rounding : gen::Rounding::nearest; }
 
 gen::GemmSm90Spec sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
-  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster};
+  const int overlap = c.overlap >= 0 ? c.overlap : group == 32;
+  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster, overlap};
 }
 
 gen::GemmSm80Spec sm80_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
@@ -104,7 +105,7 @@ std::string gemm_problem_key(gen::GemmOut out, gen::Rounding rounding, int group
 GemmKernelChoice choice_from_spec(const std::string& spec_key) {
   if (spec_key.starts_with("gemm_sm90:")) {
     const auto s = gen::parse_key<gen::GemmSm90Spec>(spec_key);
-    return GemmKernelChoice{false, s.bn, s.stages, s.fold, s.cluster};
+    return GemmKernelChoice{false, s.bn, s.stages, s.fold, s.cluster, s.overlap};
   }
   const auto s = gen::parse_key<gen::GemmSm80Spec>(spec_key);  // throws, naming the family, for anything else
   return GemmKernelChoice{true, 128, s.stages, s.fold, 1};

@@ -17,6 +17,8 @@ struct GemmKernelChoice {
   int stages = 4;         // Hopper path: TMA ring depth (the portable path's ring is 3 deep)
   gen::GemmFold fold = gen::GemmFold::convert;  // INT32 -> FP32 in the per-K-group fold
   int cluster = 1;  // Hopper path: 2 = CTA pairs along M share B through TMA multicast
+  int overlap = -1;  // Hopper path: 1 = fold one column half of a consumer's tile under the other half's wgmma;
+                     // -1 = by K-group (1 at 32, where it is faster, 0 at 64 and 128)
 };
 
 struct GemmOptions {

@@ -1,9 +1,10 @@
 // Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): TMA loads into a Stages-deep ring of 128-byte
 // K slices completing on mbarriers, one producer warp, two consumer warpgroups of 64 rows each issuing
-// m64nBNk32 s8 wgmma into an INT32 scratch accumulator and folding it into FP32 after every K-group. The two
-// consumers drift out of phase, so one folds while the other's wgmma runs. (A second scratch accumulator, to fold
-// one K-group under the next one's wgmma, needs more than the 168 registers per thread of 384 threads; with 256
-// threads and warp 0 starting the loads it fit, but measured slower: bench/NOTES.md, run 12.) With Cluster = 2, two CTAs on
+// s8 wgmma into INT32 scratch accumulators and folding them into FP32 after every K-group. The two consumers drift
+// out of phase, so one folds while the other's wgmma runs; with Overlap, each also splits its columns in two halves
+// and folds one while the other's wgmma runs (same registers as one whole scratch: 168 per thread is the cap of
+// 384 threads). The fold (I2FP + FFMA per element and K-group, at most ~62 elements per clock per SM measured) is
+// the limit at K-group 32: bench/NOTES.md, session 4. With Cluster = 2, two CTAs on
 // neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
 // traffic per output.
 #pragma once
@@ -136,45 +137,79 @@ __device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem
   }
 }
 
-// The consumer warpgroups: wgmma per K-group, fold, epilogue.
-template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, class Smem>
+// Folds a K-group's INT32 dot products `part` (columns 32 * nb0 .. of the tile, as many as part holds) into the FP32
+// accumulators at the same columns: acc += sa * sb * dot, one scale product per 32x32 block.
+template <int Fold, int Regs, int AccRegs, class Smem>
+__device__ __forceinline__ void fold_group(float (&acc)[AccRegs], const u32 (&part)[Regs], int nb0, const Smem& smem, int s, int a_block, int g) {
+  const float sa = smem.a_scales[s][a_block][g];
+#pragma unroll
+  for (int nb = 0; nb < Regs / 16; ++nb) {
+    const float f = sa * smem.b_scales[s][nb0 + nb][g];
+#pragma unroll
+    for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[16 * nb0 + i] = fmaf(gemm::dot_to_float<Fold>(i32(part[i])), f, acc[16 * nb0 + i]);
+  }
+}
+
+// The consumer warpgroups: wgmma per K-group, fold, epilogue. Overlap = 0: per K-group, the wgmmas of all BN columns
+// into one INT32 scratch, wait, fold; the other warpgroup's wgmma runs during the fold. Overlap = 1: the columns in
+// two halves with a scratch each, so that one half's wgmma is in flight while the other half is folded (the same
+// registers: two half scratches instead of one whole).
+template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, class Smem>
 __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0) {
   constexpr int kBK = Smem::kBK, kGroups = Smem::kGroups;
+  constexpr int kHalves = Overlap ? 2 : 1, kPartN = BN / kHalves;
   const GemmProblem& p = params.problem;
   sm90::setmaxnreg_inc<232>();
   const int cw = wg - 1;  // consumer warpgroup: rows 64 * cw .. 64 * cw + 63 of the tile
-  typedef sm90::Wgmma<BN> Mma;
-  float acc[Mma::kRegs];
+  typedef sm90::Wgmma<kPartN> Mma;
+  float acc[BN / 2];
 #pragma unroll
-  for (int i = 0; i < Mma::kRegs; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
   const int a_block = 2 * cw + warp / 2;  // this warp's 32-row block of A within the tile
 
-  // Per K-group: its wgmmas (the first overwrites the INT32 scratch accumulator), wait, fold into FP32. Nothing is
-  // in flight across an iteration: a wgmma in flight over the loop's back edge makes ptxas copy its accumulators
-  // and serialize every wgmma of the kernel (warning C7514). The other warpgroup's wgmma runs during the fold.
-  u32 part[Mma::kRegs];
+  // Nothing is in flight across an iteration of the K loop: a wgmma in flight over the loop's back edge makes ptxas
+  // copy its accumulators and serialize every wgmma of the kernel (warning C7514).
+  u32 part[kHalves][Mma::kRegs];
   for (int kt = 0; kt < k_tiles; ++kt) {
     const int s = kt % Stages;
     sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
-    const u64 desc_a = sm90::smem_desc_k_major_sw128(&smem.a[s][64 * cw * kBK]);
-    const u64 desc_b = sm90::smem_desc_k_major_sw128(smem.b[s]);
-    // Not unrolled: unrolled, the scale loads of every group of the stage are hoisted and the 232-register
-    // consumer spills at G = 32; a loop iteration costs a few instructions next to a ~130-instruction fold.
-#pragma unroll 1
-    for (int g = 0; g < kGroups; ++g) {
-      const u64 step = u64((g * Group) >> 4);  // bytes along K / 16
+    const u32 desc_a = sm90::smem_desc_lo_k_major_sw128(&smem.a[s][64 * cw * kBK]);
+    const u32 desc_b = sm90::smem_desc_lo_k_major_sw128(smem.b[s]);
+    // The wgmmas of K-group g for column half h (the first overwrites the scratch), as one commit group.
+    auto issue = [&](int h, int g) {
+      const u32 step = u32(g * Group) >> 4, b_half = u32(h * kPartN * kBK) >> 4;  // descriptor units: 16 bytes
       sm90::wgmma_fence();
-      Mma::template mma<false>(part, desc_a + step, desc_b + step);
+      Mma::template mma<false>(part[h], desc_a + step, desc_b + b_half + step);
 #pragma unroll
-      for (int kk = 1; kk < Group / 32; ++kk) Mma::template mma<true>(part, desc_a + step + 2 * kk, desc_b + step + 2 * kk);
+      for (int kk = 1; kk < Group / 32; ++kk) Mma::template mma<true>(part[h], desc_a + step + 2 * kk, desc_b + b_half + step + 2 * kk);
       sm90::wgmma_commit();
-      sm90::wgmma_wait<0>();
-      const float sa = smem.a_scales[s][a_block][g];
+    };
+    if constexpr (Overlap) {
+      // Unrolled so that each half's scratch is a fixed set of registers: wait<1> retires the oldest commit group,
+      // the half about to be folded, while the other half's wgmma runs.
+      issue(0, 0);
+      issue(1, 0);
 #pragma unroll
-      for (int nb = 0; nb < BN / 32; ++nb) {
-        const float f = sa * smem.b_scales[s][nb][g];
-#pragma unroll
-        for (int i = 16 * nb; i < 16 * nb + 16; ++i) acc[i] = fmaf(gemm::dot_to_float<Fold>(i32(part[i])), f, acc[i]);
+      for (int g = 0; g < kGroups; ++g) {
+        sm90::wgmma_wait<1>();
+        fold_group<Fold>(acc, part[0], 0, smem, s, a_block, g);
+        if (g + 1 < kGroups) {
+          issue(0, g + 1);
+          sm90::wgmma_wait<1>();
+        } else {
+          sm90::wgmma_wait<0>();
+        }
+        fold_group<Fold>(acc, part[1], kPartN / 32, smem, s, a_block, g);
+        if (g + 1 < kGroups) issue(1, g + 1);
+      }
+    } else {
+      // Not unrolled: unrolled, the scale loads of every group of the stage are hoisted and the consumer spills at
+      // G = 32; a loop iteration costs a few instructions next to a ~130-instruction fold.
+#pragma unroll 1
+      for (int g = 0; g < kGroups; ++g) {
+        issue(0, g);
+        sm90::wgmma_wait<0>();
+        fold_group<Fold>(acc, part[0], 0, smem, s, a_block, g);
       }
     }
     if (lane == 0) {  // the stage is free once every CTA reading its multicast data is done
@@ -186,14 +221,15 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
   gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
 }
 
-template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster>
+template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap>
 __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
   static_assert(Cluster == 1 || Cluster == 2, "clusters of 1 or 2 CTAs along M");
   typedef GemmSm90Smem<BN, Group, Stages> Smem;
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK;
   extern __shared__ u8 smem_raw[];
-  // The 128-byte swizzle wants 1024-byte aligned tiles.
-  Smem& smem = *reinterpret_cast<Smem*>((reinterpret_cast<u64>(smem_raw) + 1023) & ~u64(1023));
+  // The 128-byte swizzle wants 1024-byte aligned tiles. Offsetting the shared array itself (not a round trip
+  // through an integer) keeps the compiler's knowledge that this is shared memory: LDS, not generic loads.
+  Smem& smem = *reinterpret_cast<Smem*>(smem_raw + ((1024u - (sm90::smem_addr(smem_raw) & 1023u)) & 1023u));
   const GemmProblem& p = params.problem;
 
   // A cluster takes Cluster neighbouring M tiles of one N tile; a rank past the last M tile computes a tile of
@@ -223,7 +259,7 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
     sm90::setmaxnreg_dec<40>();
     if (warp == 0) produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank);
   } else {
-    consume<BN, Group, Stages, Output, Round, Fold, Cluster>(params, smem, k_tiles, wg, warp, lane, m0, n0);
+    consume<BN, Group, Stages, Output, Round, Fold, Cluster, Overlap>(params, smem, k_tiles, wg, warp, lane, m0, n0);
   }
   // No CTA leaves while its partner may still multicast into it or arrive on its barriers.
   if constexpr (Cluster > 1) sm90::cluster_sync();

@@ -155,33 +155,53 @@ TEST_SUITE("gpu") {
         }
   }
 
-  TEST_CASE("CTA pairs sharing B through TMA multicast give bit-identical results (INT8 and FP32 out, tails)") {
+  TEST_CASE("Hopper kernel variants give bit-identical results: multicast pairs, folds overlapped or not, bn 64 (INT8 and FP32 out, tails)") {
     Context& ctx = testing::gpu();
+    // Each variant against the default choice: the per-element sequence of folds is the same in all of them.
+    std::vector<std::pair<std::string, GemmKernelChoice>> variants;
+    for (int bn : {128, 64})
+      for (int overlap : {0, 1}) {
+        GemmKernelChoice c;
+        c.bn = bn, c.overlap = overlap;
+        variants.emplace_back("bn=" + std::to_string(bn) + ",overlap=" + std::to_string(overlap), c);
+      }
+    variants.emplace_back("cluster=2", GemmKernelChoice{});
+    variants.back().second.cluster = 2;
     for (const Problem p : {Problem{544, 800, 1024}, Problem{384, 256, 512}, Problem{4096, 4096, 4096}})
       for (int group : {32, 128}) {
         CAPTURE(p.m);
         CAPTURE(group);
         const auto ops = make_operands(p, group, 1500 + std::uint64_t(group));
         BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b);
-        std::vector<float> dense[2];
-        ref::HostBlockTensor codes[2];
-        for (int cluster : {1, 2}) {
+        struct Result {
+          std::vector<float> dense;
+          ref::HostBlockTensor codes;
+        };
+        auto run = [&](const GemmKernelChoice& choice) {
           GemmOptions o;
-          o.kernel.cluster = cluster;
+          o.kernel = choice;
           DenseTensor c(p.m, p.n, DType::f32);
           c.buffer().fill_bytes(testing::kNanBytes);
           gemm(ctx, a.ref(), b.ref(), c.ref(), o, nullptr);
-          dense[cluster - 1].resize(size_t(p.m * p.n));
-          c.buffer().download(dense[cluster - 1].data(), dense[cluster - 1].size() * 4);
+          Result r;
+          r.dense.resize(size_t(p.m * p.n));
+          c.buffer().download(r.dense.data(), r.dense.size() * 4);
           BlockTensor q(p.m, p.n);
           testing::poison(q);
           o.rounding = Rounding::stochastic, o.seed = 3;
           gemm(ctx, a.ref(), b.ref(), q.ref(), o, nullptr);
-          codes[cluster - 1] = testing::download(q);
+          r.codes = testing::download(q);
+          return r;
+        };
+        const Result base = run(GemmKernelChoice{});
+        CHECK(std::isfinite(base.dense[0]));
+        for (const auto& [name, choice] : variants) {
+          CAPTURE(name);
+          const Result r = run(choice);
+          CHECK(std::memcmp(base.dense.data(), r.dense.data(), base.dense.size() * 4) == 0);
+          CHECK(base.codes.codes == r.codes.codes);
+          CHECK(std::memcmp(base.codes.scales.data(), r.codes.scales.data(), base.codes.scales.size() * 4) == 0);
         }
-        CHECK(std::memcmp(dense[0].data(), dense[1].data(), dense[0].size() * 4) == 0);
-        CHECK(codes[0].codes == codes[1].codes);
-        CHECK(std::memcmp(codes[0].scales.data(), codes[1].scales.data(), codes[0].scales.size() * 4) == 0);
       }
   }
 

@@ -36,8 +36,8 @@ TEST_SUITE("cache") {
       CHECK(s.m % 32 == 0);
       CHECK(s.key().starts_with("gemm:out="));
     }
-    CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_90a")).size() == 26);  // 2 folds x (12 Hopper + 1 portable)
-    CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_80")).size() == 2);
+    CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_90a")).size() == 13);  // 2 bn x 3 stages x 2 overlap + portable
+    CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_80")).size() == 1);
     const auto target = gen::TargetLimits::for_arch("sm_90a");
     const auto problems = tuner::tune_problems(config, target);
     const auto quantize = tuner::quantize_shapes(config);
@@ -69,11 +69,14 @@ TEST_SUITE("cache") {
     CHECK(shipped.quantize.stages == tuner::QuantizeSpace{}.stages);
     CHECK(shipped.quantize.transpose_unit == tuner::QuantizeSpace{}.transpose_unit);
     const fs::path p = fs::temp_directory_path() / ("jetforge-space-" + std::to_string(getpid()) + ".yaml");
-    std::ofstream(p) << "gemm:\n  bn: [128]\n  stages: [4]\n  fold: [magic]\n  portable: false\nquantize:\n  threads: [1024]\n  stages: [4]\n";
+    std::ofstream(p) << "gemm:\n  bn: [128]\n  stages: [4]\n  cluster: [1, 2]\n  overlap: [1]\n  fold: [magic]\n  portable: false\nquantize:\n"
+                        "  threads: [1024]\n  stages: [4]\n";
     const auto narrow_space = tuner::load_space(p);
     const auto narrow = tuner::gemm_search_space(target, narrow_space.gemm);
     REQUIRE(narrow.size() == 2);  // cluster 1 and 2
     CHECK(narrow[0].fold == gen::GemmFold::magic);
+    CHECK(narrow[1].cluster == 2);
+    CHECK(narrow[1].overlap == 1);
     CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_80"), narrow_space.gemm).size() == 1);  // off Hopper: portable
     CHECK(narrow_space.quantize.threads == std::vector<int>{1024});
     CHECK(narrow_space.quantize.transpose_unit == tuner::QuantizeSpace{}.transpose_unit);  // not given: the default
@@ -102,7 +105,7 @@ TEST_SUITE("cache") {
     int gemm_keys = 0;
     for (const auto& p : tuner::tune_problems(config, gen::TargetLimits::for_arch("sm_80"), space))
       for (const auto& key : p.candidates) gemm_keys += expected.insert(key).second && p.family == "gemm";
-    CHECK(gemm_keys == 8);  // sm_80: 2 folds x 4 output kinds (i8 nearest, i8 stochastic, f32, bf16)
+    CHECK(gemm_keys == 4);  // sm_80: the portable path x 4 output kinds (i8 nearest, i8 stochastic, f32, bf16)
     const auto results = tuner::compile_candidates(config, "sm_80", cache, 2, space);
     CHECK(results.size() == expected.size());
     for (const auto& r : results) {

@@ -119,7 +119,8 @@ std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target,
     if (hopper)
       for (int bn : space.bn)
         for (int stages : space.stages)
-          for (int cluster : space.cluster) out.push_back(GemmKernelChoice{false, bn, stages, fold, cluster});
+          for (int cluster : space.cluster)
+            for (int overlap : space.overlap) out.push_back(GemmKernelChoice{false, bn, stages, fold, cluster, overlap});
     if (space.portable || !hopper) out.push_back(GemmKernelChoice{true, 128, 3, fold, 1});
   }
   return out;
@@ -152,6 +153,8 @@ TuneSpace load_space(const std::filesystem::path& file) {
           space.gemm.stages = int_list(v, fail);
         } else if (key == "cluster") {
           space.gemm.cluster = int_list(v, fail);
+        } else if (key == "overlap") {
+          space.gemm.overlap = int_list(v, fail);
         } else if (key == "fold") {
           if (!v.IsSequence() || v.size() == 0) fail("expected a non-empty list of values");
           space.gemm.fold.clear();
@@ -166,7 +169,7 @@ TuneSpace load_space(const std::filesystem::path& file) {
             if (!found) fail("'" + name + "' is not a fold (" + known + ")");
           }
         } else {
-          fail("unknown key (known: bn, stages, cluster, fold, portable)");
+          fail("unknown key (known: bn, stages, cluster, overlap, fold, portable)");
         }
       } catch (const YAML::BadConversion&) {
         fail("values of the wrong type");

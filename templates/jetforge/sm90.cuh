@@ -78,11 +78,11 @@ __device__ __forceinline__ void cluster_sync() {
 }
 
 // Shared-memory matrix descriptor of a K-major tile written by TMA with the 128-byte swizzle: rows of 128 bytes,
-// 8-row core groups 1024 bytes apart. Advancing along K within the row is adding bytes / 16 to the address field.
-__device__ __forceinline__ u64 smem_desc_k_major_sw128(const void* tile) {
-  const u64 addr = smem_addr(tile);
-  return ((addr & 0x3FFFFull) >> 4) | (1ull << 16) | (u64(1024 >> 4) << 32) | (1ull << 62);
-}
+// 8-row core groups 1024 bytes apart. Only the low word depends on the tile (its address / 16, plus the leading
+// byte offset 1); the high word (stride 1024 / 16, 128-byte swizzle mode) is the constant below, joined inside the
+// wgmma's asm so that a descriptor costs one register. Advancing along K within the row adds bytes / 16.
+__device__ __forceinline__ u32 smem_desc_lo_k_major_sw128(const void* tile) { return ((smem_addr(tile) & 0x3FFFFu) >> 4) | (1u << 16); }
+constexpr u32 kSmemDescHiKMajorSw128 = (1024u >> 4) | (1u << 30);
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
@@ -103,33 +103,47 @@ template <int N> struct Wgmma;
 // Accumulator operand lists: "+r" (read and written) or "=r" (written).
 #define JF_WGMMA_R8(c, i) c(d[i]), c(d[i + 1]), c(d[i + 2]), c(d[i + 3]), c(d[i + 4]), c(d[i + 5]), c(d[i + 6]), c(d[i + 7])
 #define JF_WGMMA_R32(c) JF_WGMMA_R8(c, 0), JF_WGMMA_R8(c, 8), JF_WGMMA_R8(c, 16), JF_WGMMA_R8(c, 24)
+#define JF_WGMMA_R16(c) JF_WGMMA_R8(c, 0), JF_WGMMA_R8(c, 8)
 #define JF_WGMMA_R64(c) JF_WGMMA_R32(c), JF_WGMMA_R8(c, 32), JF_WGMMA_R8(c, 40), JF_WGMMA_R8(c, 48), JF_WGMMA_R8(c, 56)
+#define JF_WGMMA_M64N32K32 \
+  "{\n.reg .pred p;\n.reg .b64 da, db;\nsetp.ne.b32 p, %18, 0;\nmov.b64 da, {%16, %19};\nmov.b64 db, {%17, %19};\n" \
+  "wgmma.mma_async.sync.aligned.m64n32k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, da, db, p;\n}\n"
 #define JF_WGMMA_M64N64K32 \
-  "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
-  "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p;\n}\n"
+  "{\n.reg .pred p;\n.reg .b64 da, db;\nsetp.ne.b32 p, %34, 0;\nmov.b64 da, {%32, %35};\nmov.b64 db, {%33, %35};\n" \
+  "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, da, db, p;\n}\n"
 #define JF_WGMMA_M64N128K32 \
-  "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
-  "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n}\n"
+  "{\n.reg .pred p;\n.reg .b64 da, db;\nsetp.ne.b32 p, %66, 0;\nmov.b64 da, {%64, %67};\nmov.b64 db, {%65, %67};\n" \
+  "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, da, db, p;\n}\n"
+
+template <> struct Wgmma<32> {
+  static constexpr int kRegs = 16;
+  template <bool Accumulate> static __device__ void mma(u32 (&d)[16], u32 desc_a, u32 desc_b) {
+    if constexpr (Accumulate) asm volatile(JF_WGMMA_M64N32K32 : JF_WGMMA_R16("+r") : "r"(desc_a), "r"(desc_b), "n"(1), "n"(kSmemDescHiKMajorSw128));
+    else asm volatile(JF_WGMMA_M64N32K32 : JF_WGMMA_R16("=r") : "r"(desc_a), "r"(desc_b), "n"(0), "n"(kSmemDescHiKMajorSw128));
+  }
+};
 
 template <> struct Wgmma<64> {
   static constexpr int kRegs = 32;
-  template <bool Accumulate> static __device__ void mma(u32 (&d)[32], u64 desc_a, u64 desc_b) {
-    if constexpr (Accumulate) asm volatile(JF_WGMMA_M64N64K32 : JF_WGMMA_R32("+r") : "l"(desc_a), "l"(desc_b), "n"(1));
-    else asm volatile(JF_WGMMA_M64N64K32 : JF_WGMMA_R32("=r") : "l"(desc_a), "l"(desc_b), "n"(0));
+  template <bool Accumulate> static __device__ void mma(u32 (&d)[32], u32 desc_a, u32 desc_b) {
+    if constexpr (Accumulate) asm volatile(JF_WGMMA_M64N64K32 : JF_WGMMA_R32("+r") : "r"(desc_a), "r"(desc_b), "n"(1), "n"(kSmemDescHiKMajorSw128));
+    else asm volatile(JF_WGMMA_M64N64K32 : JF_WGMMA_R32("=r") : "r"(desc_a), "r"(desc_b), "n"(0), "n"(kSmemDescHiKMajorSw128));
   }
 };
 
 template <> struct Wgmma<128> {
   static constexpr int kRegs = 64;
-  template <bool Accumulate> static __device__ void mma(u32 (&d)[64], u64 desc_a, u64 desc_b) {
-    if constexpr (Accumulate) asm volatile(JF_WGMMA_M64N128K32 : JF_WGMMA_R64("+r") : "l"(desc_a), "l"(desc_b), "n"(1));
-    else asm volatile(JF_WGMMA_M64N128K32 : JF_WGMMA_R64("=r") : "l"(desc_a), "l"(desc_b), "n"(0));
+  template <bool Accumulate> static __device__ void mma(u32 (&d)[64], u32 desc_a, u32 desc_b) {
+    if constexpr (Accumulate) asm volatile(JF_WGMMA_M64N128K32 : JF_WGMMA_R64("+r") : "r"(desc_a), "r"(desc_b), "n"(1), "n"(kSmemDescHiKMajorSw128));
+    else asm volatile(JF_WGMMA_M64N128K32 : JF_WGMMA_R64("=r") : "r"(desc_a), "r"(desc_b), "n"(0), "n"(kSmemDescHiKMajorSw128));
   }
 };
 
 #undef JF_WGMMA_R8
+#undef JF_WGMMA_R16
 #undef JF_WGMMA_R32
 #undef JF_WGMMA_R64
+#undef JF_WGMMA_M64N32K32
 #undef JF_WGMMA_M64N64K32
 #undef JF_WGMMA_M64N128K32
 
