@@ -25,6 +25,33 @@ struct BlockTile {
 // Static shared memory of a block-wise kernel with this tile (transposing kernels stage a code tile).
 long block_tile_static_smem(int block, const BlockTile& tile, bool transposes, int buffers = 1);
 
+// Tuning a block-tile family (dequantize, transpose, elementwise, residual): its problem is the operator's fitted
+// spec without the tile (what the call fixes: op, types, rounding) on a rows x cols matrix, e.g.
+// "elementwise:op=gelu_tanh,round=nearest,rows=8192,cols=3072"; its candidates vary the tile.
+inline bool is_block_tile_field(std::string_view name) { return name == "tile_rows" || name == "tile_cols" || name == "threads"; }
+template <class Spec> std::string block_tile_problem_key(const Spec& spec, std::int64_t rows, std::int64_t cols) {
+  std::string key(Spec::family);
+  char sep = ':';
+  Spec::fields(spec, [&](std::string_view name, const auto& value) {
+    if (is_block_tile_field(name)) return;
+    key += sep;
+    key += std::string(name) + "=" + detail::field_value(value);
+    sep = ',';
+  });
+  return key + sep + "rows=" + std::to_string(rows) + ",cols=" + std::to_string(cols);
+}
+// The same problem as the integers an operator's per-call lookup hashes.
+template <class Spec> Signature block_tile_problem_signature(const Spec& spec, std::int64_t rows, std::int64_t cols) {
+  Signature sig{};
+  sig[0] = ~signature_tag(Spec::family);  // not the spec's own signature
+  std::size_t n = 1;
+  Spec::fields(spec, [&](std::string_view name, const auto& value) {
+    if (!is_block_tile_field(name)) sig[n++] = std::int64_t(value);
+  });
+  sig[n++] = rows, sig[n] = cols;
+  return sig;
+}
+
 // Block-quantize a dense FP32/BF16 matrix; optionally also write the transposed BlockTensor.
 struct QuantizeSpec {
   static constexpr std::string_view family = "quantize";
@@ -274,6 +301,20 @@ struct Bf16LayerNormGradSpec : KernelChoiceSpec<Bf16LayerNormGradSpec, Bf16Layer
                                                    : "jetforge::bf16_layernorm_grad_columns_kernel<" + std::to_string(cta_threads) + ">";
   }
   static std::vector<Bf16LayerNormGradSpec> defaults() { return {{Bf16LayerNormGradKernel::rows, 256}, {Bf16LayerNormGradKernel::columns, 128}}; }
+};
+
+// How many 4-byte words two device buffers differ in (templates/compare.cuh): the tuner's bit-exact check.
+struct CompareSpec {
+  static constexpr std::string_view family = "compare";
+  static constexpr std::string_view template_file = "compare.cuh";
+  static constexpr std::string_view params_type = "jetforge::CompareParams";
+  int cta_threads = 256;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const { require_threads(family, cta_threads, target); }
+  std::string kernel_expr() const { return "jetforge::compare_kernel<" + std::to_string(cta_threads) + ">"; }
+  int threads() const { return cta_threads; }
+  static std::vector<CompareSpec> defaults() { return {CompareSpec{}}; }
 };
 
 // Column sums of an INT8 BlockTensor or a BF16 matrix (bias gradients), deterministic (templates/column_sum.cuh).

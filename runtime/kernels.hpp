@@ -134,6 +134,17 @@ class Context {
     if (!it->second.has_value()) return std::nullopt;
     return std::any_cast<const T&>(it->second);
   }
+  // Makes `spec` this process's choice for a problem, as a stored winner would be: the tuner times its candidates
+  // through the operators themselves this way.
+  template <class T> void pin(const gen::Signature& problem, T spec) {
+    std::lock_guard lock(tuned_mutex_);
+    tuned_parsed_[problem] = std::move(spec);
+  }
+  // Drops a pinned (or memoized) choice: the next call looks in the cache again.
+  void unpin(const gen::Signature& problem) {
+    std::lock_guard lock(tuned_mutex_);
+    tuned_parsed_.erase(problem);
+  }
   // "name|SMs|driver": what tuning winners are keyed by.
   std::string gpu_key() const;
   cache::KernelCache* cache() const { return kernels_.cache(); }

@@ -6,6 +6,7 @@
 #include "generator/families.hpp"
 #include "runtime/require.hpp"
 #include "templates/column_sum.cuh"
+#include "templates/compare.cuh"
 #include "templates/dequantize.cuh"
 #include "templates/elementwise.cuh"
 #include "templates/quantize.cuh"
@@ -110,12 +111,33 @@ void quantize_transpose(Context& ctx, const DenseRef& x, const BlockTensorRef& o
   run_quantize(ctx, x, out, &out_t, o, stream);
 }
 
+namespace {
+
+// The spec a block-tile family's operator launches: the tuning winner for its problem if the cache has one, else
+// its own fit. A winner's tile must divide the matrix (the tuner only offers such tiles).
+template <class Spec> int block_of(const Spec& spec) {
+  if constexpr (requires { spec.block; }) return spec.block;
+  return 32;
+}
+template <class Spec> Spec tuned_or_fit(Context& ctx, const char* op, const Spec& fitted, std::int64_t rows, std::int64_t cols) {
+  const auto tuned = ctx.tuned<Spec>(gen::block_tile_problem_signature(fitted, rows, cols), [&] { return gen::block_tile_problem_key(fitted, rows, cols); },
+                                     [](const std::string& key) { return gen::parse_key<Spec>(key); });
+  if (!tuned) return fitted;
+  require(rows % (tuned->tile.rows * block_of(*tuned)) == 0 && cols % (tuned->tile.cols * block_of(*tuned)) == 0, [&] {
+    return std::string(op) + ": the tuned kernel " + gen::canonical_key(*tuned) + " does not tile " + shape(rows, cols) +
+           "; re-run `jetforge tune` or `jetforge cache prune`";
+  });
+  return *tuned;
+}
+
+}  // namespace
+
 void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstream stream) {
   check_float_dtype("dequantize", y.dtype);
   check_block_shape("dequantize", q.rows, q.cols, q.block);
   check_square("dequantize", q);
   check_same_shape("dequantize", y, q);
-  const auto spec = gen::DequantizeSpec::fit(y.dtype, q.rows, q.cols, q.block);
+  const auto spec = tuned_or_fit(ctx, "dequantize", gen::DequantizeSpec::fit(y.dtype, q.rows, q.cols, q.block), q.rows, q.cols);
   const DequantizeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<void*>(y.data),
                                 q.rows, q.cols};
   ctx.kernel(spec).launch(tile_grid(spec.tile, q), params, stream);
@@ -125,7 +147,7 @@ void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t,
   check_block_shape("transpose", q.rows, q.cols, q.block);
   check_square("transpose", q);
   check_transposed("transpose", q, q_t);
-  const auto spec = gen::TransposeSpec::fit(q.rows, q.cols, q.block);
+  const auto spec = tuned_or_fit(ctx, "transpose", gen::TransposeSpec::fit(q.rows, q.cols, q.block), q.rows, q.cols);
   const TransposeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<i8*>(q_t.codes),
                                reinterpret_cast<float*>(q_t.scales), q.rows, q.cols};
   ctx.kernel(spec).launch(tile_grid(spec.tile, q), params, stream);
@@ -157,7 +179,7 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
   check_block32(op, a);
   if (b) check_same(op, "the second input", a, *b);
   check_same(op, "the output", a, out);
-  const auto spec = gen::ElementwiseSpec::fit(kind, rounding, a.rows, a.cols);
+  const auto spec = tuned_or_fit(ctx, op, gen::ElementwiseSpec::fit(kind, rounding, a.rows, a.cols), a.rows, a.cols);
   const ElementwiseParams params{reinterpret_cast<const i8*>(a.codes),
                                  reinterpret_cast<const float*>(a.scales),
                                  b ? reinterpret_cast<const i8*>(b->codes) : nullptr,
@@ -268,7 +290,7 @@ void run_residual(Context& ctx, const char* op, const DenseRef& stream, const Bl
   check_block32(op, x);
   check_same_shape(op, stream, x);
   check_same(op, "the INT8 copy", x, copy);
-  const auto spec = gen::ResidualSpec::fit(stream.dtype, rounding, x.rows, x.cols);
+  const auto spec = tuned_or_fit(ctx, op, gen::ResidualSpec::fit(stream.dtype, rounding, x.rows, x.cols), x.rows, x.cols);
   const ResidualParams params{reinterpret_cast<void*>(stream.data),   reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales),
                               reinterpret_cast<i8*>(copy.codes),      reinterpret_cast<float*>(copy.scales), x.rows,
                               x.cols,                                 seed};
@@ -309,6 +331,15 @@ void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool acc
 void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t rows, std::int64_t cols, bool accumulate, CUstream stream) {
   const ColumnSumParams p{nullptr, nullptr, reinterpret_cast<float*>(partials), reinterpret_cast<float*>(out), rows, cols, accumulate ? 1 : 0};
   ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}).launch(unsigned((cols + 255) / 256), p, stream);
+}
+
+void count_differences(Context& ctx, CUdeviceptr a, CUdeviceptr b, std::size_t bytes, CUdeviceptr counter, CUstream stream) {
+  require(a % 16 == 0 && b % 16 == 0, [] { return std::string("count_differences: both buffers must be 16-byte aligned"); });
+  if (bytes == 0) return;
+  const gen::CompareSpec spec;
+  const CompareParams p{reinterpret_cast<const u8*>(a), reinterpret_cast<const u8*>(b), bytes, reinterpret_cast<unsigned long long*>(counter)};
+  const std::size_t blocks = (bytes / 16 + std::size_t(spec.cta_threads) - 1) / std::size_t(spec.cta_threads);
+  ctx.kernel(spec).launch(unsigned(std::clamp<std::size_t>(blocks, 1, std::size_t(ctx.device().info().sm_count) * 8)), p, stream);
 }
 
 }  // namespace jetforge

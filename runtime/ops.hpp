@@ -81,4 +81,8 @@ void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool acc
 // order: the last step of every deterministic column reduction (bias gradients, LayerNorm's dgamma and dbeta).
 void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t rows, std::int64_t cols, bool accumulate, CUstream stream);
 
+// *counter (a device u64) += the number of 4-byte words in which the `bytes` at a and b differ (0: identical bits).
+// a and b 16-byte aligned.
+void count_differences(Context& ctx, CUdeviceptr a, CUdeviceptr b, std::size_t bytes, CUdeviceptr counter, CUstream stream);
+
 }  // namespace jetforge

@@ -4,9 +4,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
+#include <cstring>
 #include <fstream>
+#include <random>
 
 #include "generator/families.hpp"
 #include "runtime/ops.hpp"
@@ -42,12 +45,18 @@ TEST_SUITE("cache") {
     const auto problems = tuner::tune_problems(config, target);
     const auto quantize = tuner::quantize_shapes(config);
     CHECK(quantize.size() == 9);  // 5 weights, attention output, QKV gradient, embedding output, logits gradient
-    REQUIRE(problems.size() == shapes.size() + quantize.size());
+    const auto tiles = tuner::tile_op_shapes(config);
+    // Transposes of X and dY for the 768-, 2304-, 3072- and 50304-wide GEMM operands, the attention bridge, LayerNorm
+    // apply and dx, GELU forward and backward, residual add forward and backward.
+    CHECK(tiles.size() == 11);
+    REQUIRE(problems.size() == shapes.size() + quantize.size() + tiles.size());
     for (std::size_t i = 0; i < problems.size(); ++i) {
       const auto& p = problems[i];
       CAPTURE(p.name);
-      CHECK(p.family == (i < shapes.size() ? "gemm" : "quantize"));
-      CHECK(p.key == (i < shapes.size() ? shapes[i].key() : quantize[i - shapes.size()].key()));
+      const std::size_t q = i - shapes.size(), t = q - quantize.size();
+      if (i < shapes.size()) CHECK((p.family == "gemm" && p.key == shapes[i].key()));
+      else if (q < quantize.size()) CHECK((p.family == "quantize" && p.key == quantize[q].key()));
+      else CHECK((p.key == tiles[t].key() && p.key.starts_with(p.family + ":") && p.candidates.front() == tiles[t].spec_key()));
       CHECK(std::set<std::string>(p.candidates.begin(), p.candidates.end()).size() == p.candidates.size());
       if (p.family == "quantize") {
         const auto& q = quantize[i - shapes.size()];
@@ -55,7 +64,21 @@ TEST_SUITE("cache") {
         CHECK(p.candidates.size() >= (q.transpose ? 9u : 3u));
         for (const auto& key : p.candidates) CHECK_NOTHROW(gen::parse_key<gen::QuantizeSpec>(key).validate(target));  // pruned before compiling
       }
+      if (i >= shapes.size() + quantize.size()) {
+        const auto& shape = tiles[i - shapes.size() - quantize.size()];
+        CHECK(p.candidates.size() >= 9u);
+        for (const auto& key : p.candidates) {
+          // Every candidate tiles the matrix and passes its family's static limits.
+          auto field = [&](const std::string& name) { return std::stoi(key.substr(key.find("," + name + "=") + name.size() + 2)); };
+          CHECK(shape.rows % (field("tile_rows") * 32) == 0);
+          CHECK(shape.cols % (field("tile_cols") * 32) == 0);
+          CHECK_NOTHROW(gen::emit_key(key, target));
+        }
+      }
     }
+    CHECK(tiles[0].key() == "transpose:block=32,rows=8192,cols=768");
+    CHECK(std::any_of(tiles.begin(), tiles.end(),
+                      [](const auto& t) { return t.key() == "elementwise:op=gelu_tanh,round=nearest,rows=8192,cols=3072"; }));
     CHECK(choice_from_spec("gemm_sm90:bn=64,group=32,stages=6,out=i8,round=nearest,fold=magic,cluster=2").cluster == 2);
     CHECK(choice_from_spec("gemm_sm80:group=32,stages=3,out=f32,round=nearest,fold=convert").portable);
     CHECK_THROWS_AS(choice_from_spec("quantize:in=f32"), gen::SpecError);
@@ -68,9 +91,12 @@ TEST_SUITE("cache") {
     CHECK(shipped.quantize.threads == tuner::QuantizeSpace{}.threads);
     CHECK(shipped.quantize.stages == tuner::QuantizeSpace{}.stages);
     CHECK(shipped.quantize.transpose_unit == tuner::QuantizeSpace{}.transpose_unit);
+    CHECK(shipped.tile.tile_rows == tuner::TileSpace{}.tile_rows);
+    CHECK(shipped.tile.tile_cols == tuner::TileSpace{}.tile_cols);
+    CHECK(shipped.tile.threads == tuner::TileSpace{}.threads);
     const fs::path p = fs::temp_directory_path() / ("jetforge-space-" + std::to_string(getpid()) + ".yaml");
     std::ofstream(p) << "gemm:\n  bn: [128]\n  stages: [4]\n  cluster: [1, 2]\n  overlap: [1]\n  fold: [magic]\n  portable: false\nquantize:\n"
-                        "  threads: [1024]\n  stages: [4]\n";
+                        "  threads: [1024]\n  stages: [4]\ntile:\n  threads: [256]\n";
     const auto narrow_space = tuner::load_space(p);
     const auto narrow = tuner::gemm_search_space(target, narrow_space.gemm);
     REQUIRE(narrow.size() == 2);  // cluster 1 and 2
@@ -80,12 +106,16 @@ TEST_SUITE("cache") {
     CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_80"), narrow_space.gemm).size() == 1);  // off Hopper: portable
     CHECK(narrow_space.quantize.threads == std::vector<int>{1024});
     CHECK(narrow_space.quantize.transpose_unit == tuner::QuantizeSpace{}.transpose_unit);  // not given: the default
+    CHECK(narrow_space.tile.threads == std::vector<int>{256});
+    CHECK(narrow_space.tile.tile_rows == tuner::TileSpace{}.tile_rows);
     std::ofstream(p, std::ios::trunc) << "gemm:\n  bn: [128]\n  tiles: [1]\n";
     CHECK_THROWS_WITH_AS(tuner::load_space(p), doctest::Contains(":3: key 'gemm.tiles': unknown key"), tuner::ConfigError);
     std::ofstream(p, std::ios::trunc) << "gemm:\n  fold: [fast]\n";
     CHECK_THROWS_WITH_AS(tuner::load_space(p), doctest::Contains("'fast' is not a fold"), tuner::ConfigError);
     std::ofstream(p, std::ios::trunc) << "gemm:\n  stages: four\n";
     CHECK_THROWS_WITH_AS(tuner::load_space(p), doctest::Contains("key 'gemm.stages': expected a non-empty list"), tuner::ConfigError);
+    std::ofstream(p, std::ios::trunc) << "tile:\n  warps: [4]\n";
+    CHECK_THROWS_WITH_AS(tuner::load_space(p), doctest::Contains("key 'tile.warps': unknown key (known: tile_rows, tile_cols, threads)"), tuner::ConfigError);
     std::ofstream(p, std::ios::trunc) << "quantize:\n  unit: [4]\n";
     CHECK_THROWS_WITH_AS(tuner::load_space(p), doctest::Contains("key 'quantize.unit': unknown key"), tuner::ConfigError);
     std::ofstream(p, std::ios::trunc) << "layernorm:\n  threads: [4]\n";
@@ -100,6 +130,7 @@ TEST_SUITE("cache") {
     // A narrow quantize space keeps this test short; the full space's candidates all pass validation (above).
     tuner::TuneSpace space;
     space.quantize = {{1024}, {2, 4}, {4, 16}};
+    space.tile = {{4}, {1, 4}, {256}};
     const auto config = tuner::load_model_config(model);
     std::set<std::string> expected;
     int gemm_keys = 0;
@@ -122,7 +153,36 @@ TEST_SUITE("cache") {
 }
 
 TEST_SUITE("gpu") {
-  TEST_CASE("tuning a small model stores winners that gemm() and quantize() then use") {
+  TEST_CASE("count_differences counts the differing 4-byte words of two buffers (tail bytes one by one) like a CPU memcmp") {
+    Context& ctx = testing::gpu();
+    std::mt19937_64 rng(42);
+    for (const std::size_t bytes : {std::size_t(16), std::size_t(1000003), std::size_t(64) << 20}) {
+      CAPTURE(bytes);
+      std::vector<unsigned char> a(bytes), b;
+      for (auto& x : a) x = static_cast<unsigned char>(rng());
+      b = a;
+      // Flips at the start, the end (inside the tail when bytes is not a multiple of 16) and at random places,
+      // each in a different 4-byte word.
+      std::set<std::size_t> words{0, (bytes - 1) / 4};
+      while (words.size() < 40 && words.size() < bytes / 4) words.insert(rng() % (bytes / 4));
+      for (std::size_t w : words) b[std::min(bytes - 1, w * 4 + rng() % 4)] ^= 0x10;
+      std::size_t expected = 0;  // CPU reference: words (tail: bytes) where memcmp sees a difference
+      const std::size_t vector_bytes = bytes / 16 * 16;
+      for (std::size_t at = 0; at < vector_bytes; at += 4) expected += std::memcmp(&a[at], &b[at], 4) != 0;
+      for (std::size_t at = vector_bytes; at < bytes; ++at) expected += a[at] != b[at];
+      DeviceBuffer da(bytes), db(bytes), counter(8);
+      da.upload(a.data(), bytes), db.upload(b.data(), bytes);
+      counter.fill_bytes(0);  // the caller zeroes the counter; the kernel only adds
+      count_differences(ctx, da.get(), db.get(), bytes, counter.get(), nullptr);
+      count_differences(ctx, da.get(), da.get(), bytes, counter.get(), nullptr);  // identical: adds nothing
+      std::uint64_t got = 0;
+      counter.download(&got, 8);
+      CHECK(expected > 0);
+      CHECK(got == expected);
+    }
+  }
+
+  TEST_CASE("tuning a small model stores winners that gemm(), quantize() and the block-tile operators then use") {
     const fs::path db = fs::temp_directory_path() / ("jetforge-tune-gpu-" + std::to_string(getpid()) + ".db");
     fs::remove(db);
     auto cache = std::make_shared<cache::KernelCache>(db);
@@ -131,7 +191,7 @@ TEST_SUITE("gpu") {
     options.reps = 5;
     const auto config = tuner::load_model_config(small_model());
     const auto results = tuner::tune(ctx, config, options);
-    REQUIRE(results.size() == tuner::gemm_shapes(config).size() + tuner::quantize_shapes(config).size());
+    REQUIRE(results.size() == tuner::gemm_shapes(config).size() + tuner::quantize_shapes(config).size() + tuner::tile_op_shapes(config).size());
     for (const auto& r : results) {
       CAPTURE(r.problem.name);
       REQUIRE(r.winner >= 0);
@@ -148,6 +208,17 @@ TEST_SUITE("gpu") {
     BlockTensor out(q.rows, q.cols), out_t(q.cols, q.rows);
     const auto compiles = compile_count();
     quantize_transpose(fresh, x.ref(), out.ref(), out_t.ref(), {q.rounding, 0, {}}, nullptr);
+    CHECK(compile_count() == compiles);
+    // The same for a block-tile operator (GELU forward), whose winner the tuner timed through the operator itself.
+    const auto tiles = tuner::tile_op_shapes(config);
+    const auto gelu = std::find_if(tiles.begin(), tiles.end(), [](const auto& t) { return t.name == "gelu forward"; });
+    REQUIRE(gelu != tiles.end());
+    const auto winner = std::find_if(results.begin(), results.end(), [&](const auto& r) { return r.problem.key == gelu->key(); });
+    REQUIRE(winner != results.end());
+    CHECK(fresh.tuned(gelu->key()) == std::optional<std::string>(winner->candidates[size_t(winner->winner)].spec));
+    BlockTensor gx(gelu->rows, gelu->cols), gy(gelu->rows, gelu->cols);
+    fill_random(gx, 10);
+    gelu_forward(fresh, gx.ref(), gy.ref(), GeluForm::tanh, nullptr);
     CHECK(compile_count() == compiles);
   }
 }

@@ -17,7 +17,7 @@ status=0
 for p in "${pids[@]}"; do wait "$p" || status=1; done
 check "four concurrent tunes all exit 0" $status
 problems=$(grep -c "candidates timed" "$work/tune1.log")
-winners=$("$jf" cache winners --cache "$db" | grep -cE "gemm_sm|quantize:")
+winners=$("$jf" cache winners --cache "$db" | grep -c " candidates)$")
 [ "$winners" -eq "$problems" ]; check "one winner per problem ($winners winners, $problems problems, no duplicate or lost row)" $?
 dups=$("$jf" cache ls --cache "$db" | awk '{print $1, $2}' | sort | uniq -d | wc -l)
 [ "$dups" -eq 0 ]; check "no duplicate cubin rows ($("$jf" cache ls --cache "$db" | wc -l) entries)" $?

@@ -33,7 +33,7 @@ verbs:
   info                         GPU, driver and NVRTC versions, kernel cache (works without a GPU)
   specs [FAMILY]               the default kernel specs of each family, by canonical key
   compile SPEC --arch ARCH     generate and compile one kernel; write its cubin or print its source
-  tune --model FILE            time every GEMM and quantize kernel choice for the model's problems on this GPU, store winners
+  tune --model FILE            time every kernel choice for the model's tunable problems on this GPU, store winners
   cache build|ls|show|winners|export|import|verify|prune
                                the SQLite kernel cache (jetforge cache --help)
   data prepare --corpus DIR --vocab DIR --out FILE
@@ -265,23 +265,27 @@ int cmd_data(const Args& args) {
   return 0;
 }
 
-constexpr const char* kTuneHelp = R"(usage: jetforge tune --model FILE [--space FILE] [--budget-s N] [--reps N] [--jobs N] [--cache FILE]
+constexpr const char* kTuneHelp = R"(usage: jetforge tune --model FILE [--space FILE] [--budget-s N] [--reps N] [--finalists N] [--report FILE.csv]
+                     [--jobs N] [--cache FILE]
        jetforge tune --model FILE --compile-only --arch ARCH [--space FILE] [--jobs N] [--cache FILE]
 
-For every GEMM and every quantize / quantize+transpose problem of a training step of the model (configs/*.yaml),
-compiles every kernel choice of the search space that fits the GPU's limits into the kernel cache (on --jobs
-threads), runs each on random operands, rejects any whose output differs bit for bit from the default kernel's,
-times the rest (median of --reps runs, default 20, L2 flushed before each) and stores the fastest as this GPU's
-winner: gemm(), quantize() and quantize_transpose() use it from then on. Candidates not timed within --budget-s
-seconds (default 120, compilation included) are skipped. --compile-only needs no GPU: it fills the cache with
-every candidate for ARCH, so that tuning on the GPU compiles nothing. --space FILE narrows or widens the search
-(format: configs/tuning.yaml).
+For every GEMM, quantize / quantize+transpose and block-tile operator (transpose, dequantize, GELU, LayerNorm,
+residual add) problem of a training step of the model (configs/*.yaml), compiles every kernel choice of the search
+space that fits the GPU's limits into the kernel cache (on --jobs threads), runs each on random operands, rejects
+any whose output differs bit for bit from the default kernel's, times the rest (median of --reps runs, default 20,
+L2 flushed before each) and stores the fastest as this GPU's winner: the operators use it from then on.
+--finalists N: budgeted search instead of exhaustive: every candidate timed with 5 runs, then the N fastest with
+--reps. Candidates not timed within --budget-s seconds (default 120, compilation included) are skipped (the
+summary counts them). --report FILE.csv writes every candidate: problem, spec, verdict (ok or why it was
+rejected), microseconds, whether it was timed in full, whether it won. --compile-only needs no GPU: it fills the
+cache with every candidate for ARCH, so that tuning on the GPU compiles nothing. --space FILE narrows or widens
+the search (format: configs/tuning.yaml).
 )";
 
 int cmd_tune(const Args& all) {
   Args args = all;
   const auto path = take_cache_option(args);
-  std::string model, arch;
+  std::string model, arch, report;
   bool compile_only = false;
   jetforge::tuner::TuneOptions options;
   options.jobs = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -290,6 +294,8 @@ int cmd_tune(const Args& all) {
     else if (args[i] == "--arch") arch = flag_value(args, i);
     else if (args[i] == "--budget-s") options.budget_s = std::atof(flag_value(args, i).c_str());
     else if (args[i] == "--reps") options.reps = std::max(3, std::atoi(flag_value(args, i).c_str()));
+    else if (args[i] == "--finalists") options.finalists = std::max(0, std::atoi(flag_value(args, i).c_str()));
+    else if (args[i] == "--report") report = flag_value(args, i);
     else if (args[i] == "--jobs") options.jobs = std::max(1, std::atoi(flag_value(args, i).c_str()));
     else if (args[i] == "--compile-only") compile_only = true;
     else if (args[i] == "--space") options.space = jetforge::tuner::load_space(flag_value(args, i));
@@ -322,11 +328,28 @@ int cmd_tune(const Args& all) {
   for (const auto& r : results) {
     int ok = 0;
     for (const auto& c : r.candidates) ok += c.verdict == "ok";
+    const int finalists = int(std::count_if(r.candidates.begin(), r.candidates.end(), [](const auto& c) { return c.finalist; }));
     std::cout << "  " << r.problem.family << " " << r.problem.name << ": "
               << (r.winner >= 0 ? r.candidates[size_t(r.winner)].spec + " " + std::to_string(r.candidates[size_t(r.winner)].time_us) + " us" : "no winner")
-              << " (" << ok << "/" << r.candidates.size() << " candidates timed)\n";
+              << " (" << ok << "/" << r.candidates.size() << " candidates timed" << (finalists ? ", " + std::to_string(finalists) + " in full" : "")
+              << ")\n";
     for (const auto& c : r.candidates)
       if (c.verdict != "ok" && c.verdict != "over budget") std::cout << "    rejected " << c.spec << ": " << c.verdict << "\n";
+  }
+  if (!report.empty()) {
+    std::ofstream csv(report);
+    auto quoted = [](std::string s) {
+      for (std::size_t at = s.find('"'); at != std::string::npos; at = s.find('"', at + 2)) s.insert(at, 1, '"');
+      return '"' + s + '"';
+    };
+    csv << "problem,spec,verdict,time_us,full_timing,winner\n";
+    for (const auto& r : results)
+      for (std::size_t i = 0; i < r.candidates.size(); ++i) {
+        const auto& c = r.candidates[i];
+        csv << quoted(r.problem.key) << "," << quoted(c.spec) << "," << quoted(c.verdict) << "," << c.time_us << ","
+            << int(c.verdict == "ok" && (options.finalists == 0 || c.finalist)) << "," << int(int(i) == r.winner) << "\n";
+      }
+    if (!csv) throw std::runtime_error("could not write the report " + report);
   }
   return 0;
 }

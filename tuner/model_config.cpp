@@ -125,29 +125,49 @@ std::vector<QuantizeShape> quantize_shapes(const ModelConfig& c) {
   return out;
 }
 
+std::string TileOpShape::key() const {
+  return std::visit([&](const auto& spec) { return gen::block_tile_problem_key(spec, rows, cols); }, fitted);
+}
+std::string TileOpShape::spec_key() const {
+  return std::visit([](const auto& spec) { return gen::canonical_key(spec); }, fitted);
+}
+
+std::vector<TileOpShape> tile_op_shapes(const ModelConfig& c) {
+  using gen::DType;
+  using gen::Elementwise;
+  using gen::Rounding;
+  const std::int64_t T = c.tokens(), d = c.hidden, ff = std::int64_t(c.mlp_ratio) * d;
+  std::vector<TileOpShape> out;
+  std::set<std::string> seen;
+  auto add = [&](std::string name, TileOpShape::Spec spec, std::int64_t rows, std::int64_t cols) {
+    TileOpShape s{std::move(name), std::move(spec), rows, cols};
+    if (seen.insert(s.key()).second) out.push_back(std::move(s));
+  };
+  // The operators as runtime/gpt2_model.cpp runs them, each spec from the operator's own fit.
+  for (const auto& l : linear_layers(c)) {
+    add("input " + l.name + " transpose", gen::TransposeSpec::fit(T, l.in, 32), T, l.in);
+    add("grad output " + l.name + " transpose", gen::TransposeSpec::fit(T, l.out, 32), T, l.out);
+  }
+  add("attention gradient dequantize", gen::DequantizeSpec::fit(DType::bf16, T, d, 32), T, d);
+  add("layernorm apply", gen::ElementwiseSpec::fit(Elementwise::layernorm_apply, Rounding::nearest, T, d), T, d);
+  add("layernorm backward dx", gen::ElementwiseSpec::fit(Elementwise::layernorm_grad, Rounding::stochastic, T, d), T, d);
+  add("gelu forward", gen::ElementwiseSpec::fit(Elementwise::gelu_tanh, Rounding::nearest, T, ff), T, ff);
+  add("gelu backward", gen::ElementwiseSpec::fit(Elementwise::gelu_tanh_grad, Rounding::stochastic, T, ff), T, ff);
+  add("residual add", gen::ResidualSpec::fit(DType::f32, Rounding::nearest, T, d), T, d);
+  add("residual add backward", gen::ResidualSpec::fit(DType::f32, Rounding::stochastic, T, d), T, d);
+  return out;
+}
+
 std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::TargetLimits& target) {
   using gen::DType;
-  using gen::Rounding;
-  const std::int64_t T = c.tokens(), d = c.hidden;
   std::vector<Problem> out;
   auto add = [&](std::string what, std::string spec) { out.push_back({std::move(what), std::move(spec)}); };
   for (const auto& q : quantize_shapes(c))
     add(q.name + (q.transpose ? " quantize+transpose" : " quantize"), gen::canonical_key(gen::QuantizeSpec::fit(q.in, q.rows, q.cols, 32, q.rounding, q.transpose)));
-  for (const auto& l : linear_layers(c)) {
-    add("input " + l.name + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.in, 32)));
-    add("grad output " + l.name + " transpose", gen::canonical_key(gen::TransposeSpec::fit(T, l.out, 32)));
-  }
   for (const auto& g : gemm_shapes(c)) add(g.name, gemm_kernel_key(g.out, g.group, g.rounding, GemmKernelChoice{}, target));
-  add("attention gradient dequantize", gen::canonical_key(gen::DequantizeSpec::fit(DType::bf16, T, d, 32)));
-  // The rest of a GPT-2 step as runtime/gpt2_model.cpp runs it: the operators' own fit functions, or the fixed
-  // specs those operators launch (their families' defaults).
-  const std::int64_t ff = std::int64_t(c.mlp_ratio) * d;
-  add("layernorm apply", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::layernorm_apply, Rounding::nearest, T, d)));
-  add("layernorm backward dx", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::layernorm_grad, Rounding::stochastic, T, d)));
-  add("gelu forward", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::gelu_tanh, Rounding::nearest, T, ff)));
-  add("gelu backward", gen::canonical_key(gen::ElementwiseSpec::fit(gen::Elementwise::gelu_tanh_grad, Rounding::stochastic, T, ff)));
-  add("residual add", gen::canonical_key(gen::ResidualSpec::fit(DType::f32, Rounding::nearest, T, d)));
-  add("residual add backward", gen::canonical_key(gen::ResidualSpec::fit(DType::f32, Rounding::stochastic, T, d)));
+  for (const auto& t : tile_op_shapes(c)) add(t.name, t.spec_key());
+  // The rest of a GPT-2 step as runtime/gpt2_model.cpp runs it: the fixed specs its operators launch (their
+  // families' defaults).
   add("layernorm statistics", gen::canonical_key(gen::RowStatsSpec{}));
   for (const auto& s : gen::LayerNormGradSpec::defaults()) add("layernorm backward reduction", gen::canonical_key(s));
   const int head_dim = c.hidden / c.heads;

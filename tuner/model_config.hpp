@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "generator/kernel_source.hpp"
@@ -62,6 +63,20 @@ struct QuantizeShape {
 
 // The distinct quantize problems of one training step of the model.
 std::vector<QuantizeShape> quantize_shapes(const ModelConfig& config);
+
+// One call of a training step whose kernel comes from a block-tile family: the spec the operator's fit gives for its
+// rows x cols matrix (tuning varies the tile).
+struct TileOpShape {
+  using Spec = std::variant<gen::TransposeSpec, gen::DequantizeSpec, gen::ElementwiseSpec, gen::ResidualSpec>;
+  std::string name;  // e.g. "gelu forward"
+  Spec fitted;
+  std::int64_t rows, cols;
+  std::string key() const;       // the tuning-problem key (gen::block_tile_problem_key)
+  std::string spec_key() const;  // the fitted spec's canonical key
+};
+
+// The distinct block-tile problems of one training step of the model.
+std::vector<TileOpShape> tile_op_shapes(const ModelConfig& config);
 
 struct Problem {
   std::string what;  // e.g. "fc1 forward", "weights qkv quantize+transpose"

@@ -16,17 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<char> download(std::initializer_list<const DeviceBuffer*> buffers, CUstream stream) {
-  check(driver().cuStreamSynchronize(stream), "cuStreamSynchronize");
-  std::vector<char> bytes;
-  for (const DeviceBuffer* b : buffers) {
-    const std::size_t at = bytes.size();
-    bytes.resize(at + b->bytes());
-    b->download(bytes.data() + at, b->bytes());
-  }
-  return bytes;
-}
-
 class GemmTrial : public Trial {
  public:
   GemmTrial(Context& ctx, const GemmShape& s)
@@ -39,8 +28,9 @@ class GemmTrial : public Trial {
     return [this, o](CUstream st) { gemm(ctx_, a_.ref(), b_.ref(), cd_.ref(), o, st); };
   }
   void poison(CUstream stream) override { (s_.out == gen::GemmOut::i8 ? c8_.codes() : cd_.buffer()).fill_bytes(0xff, stream); }
-  std::vector<char> output(CUstream stream) override {
-    return s_.out == gen::GemmOut::i8 ? download({&c8_.codes(), &c8_.scales()}, stream) : download({&cd_.buffer()}, stream);
+  std::vector<const DeviceBuffer*> outputs() override {
+    if (s_.out == gen::GemmOut::i8) return {&c8_.codes(), &c8_.scales()};
+    return {&cd_.buffer()};
   }
 
  private:
@@ -69,8 +59,9 @@ class QuantizeTrial : public Trial {
     return [this, o](CUstream st) { quantize(ctx_, x_.ref(), q_.ref(), o, st); };
   }
   void poison(CUstream stream) override { q_.codes().fill_bytes(0xff, stream), qt_.codes().fill_bytes(0xff, stream); }
-  std::vector<char> output(CUstream stream) override {
-    return s_.transpose ? download({&q_.codes(), &q_.scales(), &qt_.codes(), &qt_.scales()}, stream) : download({&q_.codes(), &q_.scales()}, stream);
+  std::vector<const DeviceBuffer*> outputs() override {
+    if (s_.transpose) return {&q_.codes(), &q_.scales(), &qt_.codes(), &qt_.scales()};
+    return {&q_.codes(), &q_.scales()};
   }
 
  private:
@@ -78,6 +69,124 @@ class QuantizeTrial : public Trial {
   QuantizeShape s_;
   DenseTensor x_;
   BlockTensor q_, qt_;
+};
+
+// A block-tile operator of the step, run through the operator itself with the candidate pinned as its problem's
+// choice (Context::pin), so that what is timed is what training calls.
+class TileOpTrial : public Trial {
+ public:
+  TileOpTrial(Context& ctx, const TileOpShape& s)
+      : ctx_(ctx), s_(s), problem_(std::visit([&](const auto& fitted) { return gen::block_tile_problem_signature(fitted, s.rows, s.cols); }, s.fitted)) {
+    std::visit([&](const auto& spec) { setup(spec); }, s.fitted);
+  }
+  ~TileOpTrial() override { ctx_.unpin(problem_); }  // from now on the operator takes the stored winner
+  std::function<void(CUstream)> runner(const std::string& key) override {
+    return std::visit(
+        [&](const auto& fitted) -> std::function<void(CUstream)> {
+          const auto spec = gen::parse_key<std::decay_t<decltype(fitted)>>(key);
+          return [this, spec](CUstream st) {
+            ctx_.pin(problem_, spec);
+            launch_(st);
+          };
+        },
+        s_.fitted);
+  }
+  void poison(CUstream stream) override {
+    for (DeviceBuffer* b : outputs_) b->fill_bytes(0xff, stream);
+    // The residual stream is read and written: after the fill, it gets its first value back.
+    if (stream_initial_) check(driver().cuMemcpyDtoDAsync(stream_->buffer().get(), stream_initial_->buffer().get(), stream_->buffer().bytes(), stream),
+                               "cuMemcpyDtoDAsync (residual stream)");
+  }
+  std::vector<const DeviceBuffer*> outputs() override { return {outputs_.begin(), outputs_.end()}; }
+
+ private:
+  BlockTensor& block(std::int64_t rows, std::int64_t cols, bool random) {
+    blocks_.push_back(std::make_unique<BlockTensor>(rows, cols));
+    if (random) fill_random(*blocks_.back(), 11 + blocks_.size());
+    return *blocks_.back();
+  }
+  DenseTensor& dense(std::int64_t rows, std::int64_t cols, gen::DType dtype, bool random) {
+    denses_.push_back(std::make_unique<DenseTensor>(rows, cols, dtype));
+    if (random) fill_random(*denses_.back(), 17 + denses_.size());
+    return *denses_.back();
+  }
+  void output_block(BlockTensor& t) { outputs_.push_back(&t.codes()), outputs_.push_back(&t.scales()); }
+
+  void setup(const gen::TransposeSpec&) {
+    BlockTensor &q = block(s_.rows, s_.cols, true), &qt = block(s_.cols, s_.rows, false);
+    output_block(qt);
+    launch_ = [this, &q, &qt](CUstream st) { transpose(ctx_, q.ref(), qt.ref(), st); };
+  }
+  void setup(const gen::DequantizeSpec& spec) {
+    const BlockTensor& q = block(s_.rows, s_.cols, true);
+    DenseTensor& y = dense(s_.rows, s_.cols, spec.out, false);
+    outputs_.push_back(&y.buffer());
+    launch_ = [this, &q, &y](CUstream st) { dequantize(ctx_, q.ref(), y.ref(), st); };
+  }
+  void setup(const gen::ElementwiseSpec& spec) {
+    using gen::Elementwise;
+    const std::int64_t R = s_.rows, C = s_.cols;
+    BlockTensor &x = block(R, C, true), &dy = block(R, C, true), &out = block(R, C, false);
+    output_block(out);
+    const GeluForm form = spec.op == Elementwise::gelu_erf || spec.op == Elementwise::gelu_erf_grad ? GeluForm::erf : GeluForm::tanh;
+    switch (spec.op) {
+      case Elementwise::gelu_tanh:
+      case Elementwise::gelu_erf: launch_ = [this, &x, &out, form](CUstream st) { gelu_forward(ctx_, x.ref(), out.ref(), form, st); }; return;
+      case Elementwise::gelu_tanh_grad:
+      case Elementwise::gelu_erf_grad:
+        launch_ = [this, &x, &dy, &out, form](CUstream st) { gelu_backward(ctx_, dy.ref(), x.ref(), out.ref(), form, 5, st); };
+        return;
+      case Elementwise::dropout:
+        if (spec.round == gen::Rounding::nearest) launch_ = [this, &x, &out](CUstream st) { dropout_forward(ctx_, x.ref(), out.ref(), 0.1f, 3, st); };
+        else launch_ = [this, &dy, &out](CUstream st) { dropout_backward(ctx_, dy.ref(), out.ref(), 0.1f, 3, 5, st); };
+        return;
+      case Elementwise::layernorm_apply:
+      case Elementwise::layernorm_grad: {
+        DenseTensor &gamma = dense(1, C, gen::DType::f32, true), &beta = dense(1, C, gen::DType::f32, true);
+        DenseTensor &mean = dense(1, R, gen::DType::f32, false), &rstd = dense(1, R, gen::DType::f32, false);
+        const CUdeviceptr g = gamma.ref().data, b = beta.ref().data, m = mean.ref().data, r = rstd.ref().data;
+        if (spec.op == Elementwise::layernorm_apply) {
+          launch_ = [this, &x, &out, g, b, m, r](CUstream st) { layernorm_forward(ctx_, x.ref(), g, b, out.ref(), m, r, 1e-5f, st); };
+          return;
+        }
+        layernorm_forward(ctx_, x.ref(), g, b, out.ref(), m, r, 1e-5f, nullptr);  // the statistics the backward reads
+        DenseTensor &dgamma = dense(1, C, gen::DType::f32, false), &dbeta = dense(1, C, gen::DType::f32, false);
+        workspace_ = std::make_unique<DeviceBuffer>(layernorm_backward_workspace_bytes(R, C));
+        const CUdeviceptr dg = dgamma.ref().data, db = dbeta.ref().data, ws = workspace_->get();
+        launch_ = [this, &x, &dy, &out, g, m, r, dg, db, ws](CUstream st) {
+          layernorm_backward(ctx_, dy.ref(), x.ref(), m, r, g, out.ref(), dg, db, 5, ws, st);
+        };
+        return;
+      }
+    }
+  }
+  void setup(const gen::ResidualSpec& spec) {
+    // The stream is updated in place: poison() puts its first value back before every checked run (the first,
+    // reference run starts from it too).
+    stream_ = &dense(s_.rows, s_.cols, spec.stream, true);
+    stream_initial_ = &dense(s_.rows, s_.cols, spec.stream, false);
+    check(driver().cuMemcpyDtoDAsync(stream_initial_->buffer().get(), stream_->buffer().get(), stream_->buffer().bytes(), nullptr),
+          "cuMemcpyDtoDAsync (residual stream)");
+    check(driver().cuStreamSynchronize(nullptr), "cuStreamSynchronize");  // the tuner's stream does not wait for this one
+    const BlockTensor& x = block(s_.rows, s_.cols, true);
+    BlockTensor& copy = block(s_.rows, s_.cols, false);
+    outputs_.push_back(&stream_->buffer());
+    output_block(copy);
+    if (spec.round == gen::Rounding::nearest)
+      launch_ = [this, &x, &copy](CUstream st) { residual_add(ctx_, stream_->ref(), x.ref(), copy.ref(), 0, 0, 1e-5f, st); };
+    else
+      launch_ = [this, &x, &copy](CUstream st) { residual_add_backward(ctx_, stream_->ref(), x.ref(), copy.ref(), 5, st); };
+  }
+
+  Context& ctx_;
+  TileOpShape s_;
+  gen::Signature problem_;
+  std::vector<std::unique_ptr<BlockTensor>> blocks_;
+  std::vector<std::unique_ptr<DenseTensor>> denses_;
+  std::unique_ptr<DeviceBuffer> workspace_;
+  DenseTensor *stream_ = nullptr, *stream_initial_ = nullptr;
+  std::vector<DeviceBuffer*> outputs_;
+  std::function<void(CUstream)> launch_;
 };
 
 // Keys in order, the first kept first, duplicates dropped.
@@ -103,6 +212,28 @@ std::vector<std::string> quantize_candidates(const QuantizeShape& q, const gen::
         add_unique(keys, gen::canonical_key(s));
       }
   return keys;
+}
+
+std::vector<std::string> tile_candidates(const TileOpShape& t, const gen::TargetLimits& target, const TileSpace& space) {
+  return std::visit(
+      [&](const auto& fitted) {
+        std::vector<std::string> keys{gen::canonical_key(fitted)};
+        for (int rows : space.tile_rows)
+          for (int cols : space.tile_cols)
+            for (int threads : space.threads) {
+              auto s = fitted;
+              s.tile = {rows, cols, threads};
+              if (t.rows % (rows * 32) != 0 || t.cols % (cols * 32) != 0) continue;  // the operators take whole tiles
+              try {
+                s.validate(target);
+              } catch (const gen::SpecError&) {
+                continue;
+              }
+              add_unique(keys, gen::canonical_key(s));
+            }
+        return keys;
+      },
+      t.fitted);
 }
 
 std::vector<int> int_list(const YAML::Node& v, const std::function<void(const std::string&)>& fail) {
@@ -131,8 +262,9 @@ TuneSpace load_space(const std::filesystem::path& file) {
   TuneSpace space;
   for (const auto& section : root) {
     const std::string family = section.first.as<std::string>();
-    if (family != "gemm" && family != "quantize")
-      throw ConfigError(file.string() + ":" + std::to_string(section.first.Mark().line + 1) + ": key '" + family + "': unknown family (known: gemm, quantize)");
+    if (family != "gemm" && family != "quantize" && family != "tile")
+      throw ConfigError(file.string() + ":" + std::to_string(section.first.Mark().line + 1) + ": key '" + family +
+                        "': unknown family (known: gemm, quantize, tile)");
     for (const auto& kv : section.second) {
       const std::string key = kv.first.as<std::string>();
       const YAML::Node& v = kv.second;
@@ -145,6 +277,11 @@ TuneSpace load_space(const std::filesystem::path& file) {
           else if (key == "stages") space.quantize.stages = int_list(v, fail);
           else if (key == "transpose_unit") space.quantize.transpose_unit = int_list(v, fail);
           else fail("unknown key (known: threads, stages, transpose_unit)");
+        } else if (family == "tile") {
+          if (key == "tile_rows") space.tile.tile_rows = int_list(v, fail);
+          else if (key == "tile_cols") space.tile.tile_cols = int_list(v, fail);
+          else if (key == "threads") space.tile.threads = int_list(v, fail);
+          else fail("unknown key (known: tile_rows, tile_cols, threads)");
         } else if (key == "portable") {
           space.gemm.portable = v.as<bool>();
         } else if (key == "bn") {
@@ -191,6 +328,10 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
   for (const auto& q : quantize_shapes(config))
     out.push_back({"quantize", q.name + (q.transpose ? " quantize+transpose " : " quantize ") + std::to_string(q.rows) + "x" + std::to_string(q.cols),
                    q.key(), quantize_candidates(q, target, space.quantize), [q](Context& ctx) { return std::make_unique<QuantizeTrial>(ctx, q); }});
+  for (const auto& t : tile_op_shapes(config))
+    out.push_back({std::visit([](const auto& s) { return std::string(std::decay_t<decltype(s)>::family); }, t.fitted),
+                   t.name + " " + std::to_string(t.rows) + "x" + std::to_string(t.cols), t.key(), tile_candidates(t, target, space.tile),
+                   [t](Context& ctx) { return std::make_unique<TileOpTrial>(ctx, t); }});
   return out;
 }
 
@@ -234,8 +375,29 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
   for (auto& problem : problems) {
     ProblemResult r{problem, {}, -1};
     const auto trial = problem.prepare(ctx);
-    trial->runner(problem.candidates.front())(stream.get());  // the default kernel: what every candidate must reproduce
-    const auto reference = trial->output(stream.get());
+    // The default kernel's outputs, kept on the GPU: what every candidate must reproduce bit for bit.
+    trial->runner(problem.candidates.front())(stream.get());
+    const auto outputs = trial->outputs();
+    std::vector<std::size_t> offsets;
+    std::size_t total = 0;
+    for (const DeviceBuffer* b : outputs) offsets.push_back(total), total += (b->bytes() + 255) / 256 * 256;
+    DeviceBuffer reference(total), differences(sizeof(std::uint64_t));
+    for (std::size_t i = 0; i < outputs.size(); ++i)
+      check(driver().cuMemcpyDtoDAsync(reference.get() + offsets[i], outputs[i]->get(), outputs[i]->bytes(), stream.get()), "cuMemcpyDtoDAsync (reference)");
+    auto reproduces_reference = [&] {
+      differences.fill_bytes(0, stream.get());
+      for (std::size_t i = 0; i < outputs.size(); ++i)
+        count_differences(ctx, outputs[i]->get(), reference.get() + offsets[i], outputs[i]->bytes(), differences.get(), stream.get());
+      check(driver().cuStreamSynchronize(stream.get()), "cuStreamSynchronize");
+      std::uint64_t n = 0;
+      differences.download(&n, sizeof n);
+      return n == 0;
+    };
+    auto time_us = [&](const std::string& spec, int reps) {
+      const auto run = trial->runner(spec);
+      return 1e3 * bench::median_ms(stream.get(), [&](int) { run(stream.get()); }, 2, reps, [&](int) { flush.fill_bytes(0x5a, stream.get()); });
+    };
+    const bool budgeted = o.finalists > 0;
     for (const auto& spec : problem.candidates) {
       Candidate cand{spec, "ok", 0};
       if (auto e = compile_errors.find(spec); e != compile_errors.end()) {
@@ -246,15 +408,27 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
         const auto run = trial->runner(spec);
         trial->poison(stream.get());
         run(stream.get());
-        if (trial->output(stream.get()) != reference) {
+        if (!reproduces_reference()) {
           cand.verdict = "wrong result";
         } else {
-          cand.time_us = 1e3 * bench::median_ms(stream.get(), [&](int) { run(stream.get()); }, 2, o.reps,
-                                                [&](int) { flush.fill_bytes(0x5a, stream.get()); });
+          cand.time_us = time_us(spec, budgeted ? o.brief_reps : o.reps);
           if (r.winner < 0 || cand.time_us < r.candidates[size_t(r.winner)].time_us) r.winner = int(r.candidates.size());
         }
       }
       r.candidates.push_back(cand);
+    }
+    if (budgeted && r.winner >= 0) {
+      std::vector<std::size_t> timed;
+      for (std::size_t i = 0; i < r.candidates.size(); ++i)
+        if (r.candidates[i].verdict == "ok") timed.push_back(i);
+      std::sort(timed.begin(), timed.end(), [&](std::size_t a, std::size_t b) { return r.candidates[a].time_us < r.candidates[b].time_us; });
+      timed.resize(std::min(timed.size(), std::size_t(o.finalists)));
+      r.winner = -1;
+      for (const std::size_t i : timed) {
+        auto& c = r.candidates[i];
+        c.time_us = time_us(c.spec, o.reps), c.finalist = true;
+        if (r.winner < 0 || c.time_us < r.candidates[size_t(r.winner)].time_us) r.winner = int(i);
+      }
     }
     if (r.winner >= 0) {
       const auto& w = r.candidates[size_t(r.winner)];

@@ -29,26 +29,33 @@ struct GemmSpace {
 struct QuantizeSpace {
   std::vector<int> threads{256, 512, 1024}, stages{2, 3, 4}, transpose_unit{4, 8, 16};  // the tile is the operator's fit
 };
+// The block-tile families (transpose, dequantize, elementwise, residual): tiles in blocks and threads per CTA; only
+// tiles that divide a problem's matrix and pass the family's static limits become its candidates.
+struct TileSpace {
+  std::vector<int> tile_rows{1, 2, 4}, tile_cols{1, 2, 4}, threads{128, 256, 512};
+};
 struct TuneSpace {
   GemmSpace gemm;
   QuantizeSpace quantize;
+  TileSpace tile;
 };
 
-// Reads the `gemm:` and `quantize:` sections of a tuning YAML over the defaults; errors name the file, line and key.
+// Reads the `gemm:`, `quantize:` and `tile:` sections of a tuning YAML over the defaults; errors name the file, line
+// and key.
 TuneSpace load_space(const std::filesystem::path& file);
 
 // The GEMM choices of a space for a target: the Hopper grid where the target has the Hopper path, and the portable
 // path with each fold.
 std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target, const GemmSpace& space = {});
 
-// A problem's operands on the GPU: `runner(spec)` makes a launch of that candidate on them, `output()` the bytes
-// every candidate must reproduce, `poison()` overwrites them first.
+// A problem's operands on the GPU: `runner(spec)` makes a launch of that candidate on them, `outputs()` are the
+// buffers every candidate must reproduce bit for bit (compared on the GPU), `poison()` overwrites them first.
 class Trial {
  public:
   virtual ~Trial() = default;
   virtual std::function<void(CUstream)> runner(const std::string& spec) = 0;
   virtual void poison(CUstream stream) = 0;
-  virtual std::vector<char> output(CUstream stream) = 0;
+  virtual std::vector<const DeviceBuffer*> outputs() = 0;
 };
 
 // One problem of a training step a family can tune: the key its winner is stored by (the operator's problem key),
@@ -56,7 +63,7 @@ class Trial {
 // threads, divisibility) before anything is compiled -- the first is the operator's default kernel -- and how to
 // set up its operands.
 struct TuneProblem {
-  std::string family;  // "gemm", "quantize"
+  std::string family;  // "gemm", "quantize", or a block-tile family ("transpose", "elementwise", ...)
   std::string name;    // e.g. "fc1 forward 8192x3072x768"
   std::string key;
   std::vector<std::string> candidates;
@@ -69,7 +76,8 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
 struct Candidate {
   std::string spec;
   std::string verdict;  // "ok", or why it cannot win: "compile error: ...", "wrong result", "over budget"
-  double time_us = 0;
+  double time_us = 0;   // median of the full repetitions (budgeted search: of the brief ones unless a finalist)
+  bool finalist = false;  // budgeted search: timed again in full
 };
 
 struct ProblemResult {
@@ -83,6 +91,11 @@ struct TuneOptions {
   double budget_s = 120;  // after this, remaining candidates are skipped (reported "over budget")
   int jobs = 8;            // compile threads
   int reps = 20;
+  // Budgeted search for large spaces: every candidate timed briefly (`brief_reps` runs), then the `finalists`
+  // fastest timed again with `reps` and the winner chosen among them. 0 finalists: exhaustive, every candidate
+  // timed with `reps`.
+  int finalists = 0;
+  int brief_reps = 5;
   std::function<void(const std::string&)> progress;  // one line per event
 };
 
