@@ -27,6 +27,13 @@ run block "$build/bench/jetforge_bench_block"
 run block_torch python3 bench/block.py
 run gpt2 "$build/bench/jetforge_bench_gpt2"
 run gpt2_torch python3 bench/gpt2.py
+# GPT-2 124M tuned from an empty cache (exhaustive), then again with the budgeted search on the same cubins; the
+# comparison checks each budgeted pick against the exhaustive best.
+run tune "$build/jetforge" tune --model configs/gpt2-124m.yaml --cache "$out/tune.db" --report "$out/tune_exhaustive.csv"
+cp "$out/tune.db" "$out/tune_budgeted.db"
+run tune_budgeted "$build/jetforge" tune --model configs/gpt2-124m.yaml --cache "$out/tune_budgeted.db" --finalists 3 --report "$out/tune_budgeted.csv"
+run tune_compare python3 bench/tune_compare.py "$out/tune_exhaustive.csv" "$out/tune_budgeted.csv"
+rm -f "$out"/tune*.db
 run tune_stress bash tests/tune_stress.sh "$build"
 for precision in int8 bf16; do
   run "train_$precision" "$build/jetforge" train --model configs/gpt-6l-384.yaml --data .data/brown.tok --precision "$precision" --steps "$steps" \
@@ -35,7 +42,7 @@ done
 echo
 grep -E "test cases|assertions" "$out/gpu_tests.txt"
 grep -E "ERROR" "$out/gpu_tests.txt" | head -20
-for name in dispatch gemm ops attention sdpa block block_torch gpt2 gpt2_torch tune_stress; do
+for name in dispatch gemm ops attention sdpa block block_torch gpt2 gpt2_torch tune_compare tune_stress; do
   echo "== $name"
   tail -n 16 "$out/$name.txt"
 done

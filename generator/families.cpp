@@ -379,6 +379,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<CrossEntropySpec>("fused softmax + cross-entropy over (padded) vocabulary rows: per-row loss, logits overwritten by their gradient"),
       family_info<AttentionSpec>("BF16 attention core softmax(Q K^T / sqrt(d)) V, causal or not: forward with log-sum-exp, backward (mma.sync)"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
+      family_info<FoldProbeSpec>("instruction-throughput probe of the GEMM fold's conversion and FMA (bench_fold; not an operator)"),
       family_info<CompareSpec>("the number of 4-byte words two device buffers differ in (the tuner's bit-exact check on the GPU)"),
       family_info<GemmSm80Spec>("per-block INT8 GEMM C = A B^T, portable path (mma.sync, cp.async; sm_80 and newer)"),
   };
