@@ -309,20 +309,15 @@ template <> struct EnumNames<FoldProbeMix> {
   static constexpr std::pair<FoldProbeMix, std::string_view> table[] = {
       {FoldProbeMix::convert, "convert"}, {FoldProbeMix::ffma, "ffma"}, {FoldProbeMix::convert_ffma, "convert_ffma"}, {FoldProbeMix::magic_ffma, "magic_ffma"}};
 };
-struct FoldProbeSpec {
+struct FoldProbeSpec : KernelChoiceSpec<FoldProbeSpec, FoldProbeMix> {
+  using KernelChoiceSpec::KernelChoiceSpec;
   static constexpr std::string_view family = "fold_probe";
   static constexpr std::string_view template_file = "fold_probe.cuh";
   static constexpr std::string_view params_type = "jetforge::FoldProbeParams";
-  FoldProbeMix mix = FoldProbeMix::convert_ffma;
-  int cta_threads = 1024;
-
-  template <class S, class F> static void fields(S& s, F&& f) { f("mix", s.mix), f("threads", s.cta_threads); }
-  void validate(const TargetLimits& target) const { require_threads(family, cta_threads, target); }
   std::string kernel_expr() const {
-    return "jetforge::fold_probe_kernel<" + std::to_string(int(mix)) + ", " + std::to_string(cta_threads) + ">";
+    return "jetforge::fold_probe_kernel<" + std::to_string(int(kernel)) + ", " + std::to_string(cta_threads) + ">";
   }
-  int threads() const { return cta_threads; }
-  static std::vector<FoldProbeSpec> defaults() { return {FoldProbeSpec{}}; }
+  static std::vector<FoldProbeSpec> defaults() { return {{FoldProbeMix::convert_ffma, 1024}}; }
 };
 
 // How many 4-byte words two device buffers differ in (templates/compare.cuh): the tuner's bit-exact check.
