@@ -113,12 +113,14 @@ void quantize_transpose(Context& ctx, const DenseRef& x, const BlockTensorRef& o
 
 namespace {
 
-// The spec a block-tile family's operator launches: the tuning winner for its problem if the cache has one, else
-// its own fit. A winner's tile must divide the matrix (the tuner only offers such tiles).
+// A block-tile family's block size: its `block` field, or 32 for the families that only have 32 x 32 blocks.
 template <class Spec> int block_of(const Spec& spec) {
   if constexpr (requires { spec.block; }) return spec.block;
   return 32;
 }
+
+// The spec a block-tile family's operator launches: the tuning winner for its problem if the cache has one, else
+// its own fit. A winner's tile must divide the matrix (the tuner only offers such tiles).
 template <class Spec> Spec tuned_or_fit(Context& ctx, const char* op, const Spec& fitted, std::int64_t rows, std::int64_t cols) {
   const auto tuned = ctx.tuned<Spec>(gen::block_tile_problem_signature(fitted, rows, cols), [&] { return gen::block_tile_problem_key(fitted, rows, cols); },
                                      [](const std::string& key) { return gen::parse_key<Spec>(key); });
