@@ -9,6 +9,7 @@
 #include <set>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <random>
 
 #include "generator/families.hpp"
@@ -145,6 +146,22 @@ TEST_SUITE("cache") {
       CHECK(r.error.empty());
     }
     CHECK(cache.list().size() == expected.size());
+    // `cache build --candidates` over the same space finds every candidate already there (it compiles only the
+    // step's own kernels that are not candidates).
+    const fs::path space_file = fs::temp_directory_path() / ("jetforge-tune-space-" + std::to_string(getpid()) + ".yaml");
+    std::ofstream(space_file) << "quantize:\n  threads: [1024]\n  stages: [2, 4]\n  transpose_unit: [4, 16]\ntile:\n  tile_rows: [4]\n"
+                                 "  tile_cols: [1, 4]\n  threads: [256]\n";
+    const fs::path log = fs::temp_directory_path() / ("jetforge-tune-build-" + std::to_string(getpid()) + ".log");
+    REQUIRE(std::system((std::string(JETFORGE_CLI) + " cache build --candidates --space " + space_file.string() + " --jobs 2 --model " + model.string() +
+                         " --arch sm_80 --cache " + db.string() + " > " + log.string() + " 2>&1")
+                            .c_str()) == 0);
+    std::ifstream in(log);
+    const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(out.find(std::to_string(expected.size()) + " already cached, 0 failed") != std::string::npos);
+    std::set<std::string> cached;
+    for (const auto& e : cache::KernelCache(db).list()) cached.insert(e.spec);
+    for (const auto& key : expected) CHECK(cached.count(key) == 1);
+    fs::remove(space_file), fs::remove(log);
     if (Device::count() == 0) {
       const int status = std::system((std::string(JETFORGE_CLI) + " tune --model " + model.string() + " --cache " + db.string() + " > /dev/null 2>&1").c_str());
       CHECK(WEXITSTATUS(status) == 1);

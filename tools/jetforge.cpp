@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -54,9 +55,10 @@ On a machine without a GPU or driver it says so and still exits 0.
 
 constexpr const char* kCacheHelp = R"(usage: jetforge cache VERB [options] [--cache FILE]
 
-  build --model FILE --arch ARCH[,ARCH...] [--jobs N]
+  build --model FILE --arch ARCH[,ARCH...] [--candidates [--space FILE]] [--jobs N]
         compile every kernel a training step of the model needs, for each ARCH, into the cache; no GPU
-        needed (kernels already cached are not compiled again)
+        needed (kernels already cached are not compiled again). --candidates: also every kernel choice
+        `jetforge tune` tries (of the search space, default or FILE), so that tuning on the GPU compiles nothing
   ls [--json]        every cached kernel: family, spec, arch, size, compile time (stale: templates changed)
   winners            the tuning winners: problem, GPU, winning spec, time
   show SPEC [--json] the entries of one spec key
@@ -121,10 +123,14 @@ void print_entries(const std::vector<jetforge::cache::EntryInfo>& entries, bool 
 int cache_build(jetforge::cache::KernelCache& cache, Args args) {
   std::string model, archs;
   int jobs = int(std::max(1u, std::thread::hardware_concurrency()));
+  bool candidates = false;
+  jetforge::tuner::TuneSpace space;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--model") model = flag_value(args, i);
     else if (args[i] == "--arch") archs = flag_value(args, i);
     else if (args[i] == "--jobs") jobs = std::max(1, std::atoi(flag_value(args, i).c_str()));
+    else if (args[i] == "--candidates") candidates = true;
+    else if (args[i] == "--space") space = jetforge::tuner::load_space(flag_value(args, i));
     else throw UsageError("unknown argument to cache build: " + args[i]);
   }
   if (model.empty() || archs.empty()) throw UsageError("cache build needs --model FILE and --arch ARCH[,ARCH...]");
@@ -136,7 +142,12 @@ int cache_build(jetforge::cache::KernelCache& cache, Args args) {
     const size_t comma = archs.find(',', pos);
     const std::string arch = archs.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     pos = comma == std::string::npos ? archs.size() + 1 : comma + 1;
-    const auto keys = jetforge::tuner::training_step_keys(config, jetforge::gen::TargetLimits::for_arch(arch));
+    const auto target = jetforge::gen::TargetLimits::for_arch(arch);
+    std::set<std::string> key_set;
+    for (const auto& key : jetforge::tuner::training_step_keys(config, target)) key_set.insert(key);
+    if (candidates)
+      for (const auto& problem : jetforge::tuner::tune_problems(config, target, space)) key_set.insert(problem.candidates.begin(), problem.candidates.end());
+    const std::vector<std::string> keys(key_set.begin(), key_set.end());
     jetforge::compile_keys(keys, arch, &cache, jobs, [&](const jetforge::CompileOutcome& o) {
       if (!o.error.empty()) {
         failures.push_back(arch + " " + o.key + ": " + o.error);
