@@ -28,28 +28,14 @@ long block_tile_static_smem(int block, const BlockTile& tile, bool transposes, i
 // Tuning a block-tile family (dequantize, transpose, elementwise, residual): its problem is the operator's fitted
 // spec without the tile (what the call fixes: op, types, rounding) on a rows x cols matrix, e.g.
 // "elementwise:op=gelu_tanh,round=nearest,rows=8192,cols=3072"; its candidates vary the tile.
-inline bool is_block_tile_field(std::string_view name) { return name == "tile_rows" || name == "tile_cols" || name == "threads"; }
+inline bool is_problem_field(std::string_view name) { return name != "tile_rows" && name != "tile_cols" && name != "threads"; }
 template <class Spec> std::string block_tile_problem_key(const Spec& spec, std::int64_t rows, std::int64_t cols) {
-  std::string key(Spec::family);
-  char sep = ':';
-  Spec::fields(spec, [&](std::string_view name, const auto& value) {
-    if (is_block_tile_field(name)) return;
-    key += sep;
-    key += std::string(name) + "=" + detail::field_value(value);
-    sep = ',';
-  });
-  return key + sep + "rows=" + std::to_string(rows) + ",cols=" + std::to_string(cols);
+  const std::string key = detail::fields_key(spec, is_problem_field);
+  return key + (key.find(':') == std::string::npos ? ":" : ",") + "rows=" + std::to_string(rows) + ",cols=" + std::to_string(cols);
 }
-// The same problem as the integers an operator's per-call lookup hashes.
+// The same problem as the integers an operator's per-call lookup hashes (tagged apart from the spec's own).
 template <class Spec> Signature block_tile_problem_signature(const Spec& spec, std::int64_t rows, std::int64_t cols) {
-  Signature sig{};
-  sig[0] = ~signature_tag(Spec::family);  // not the spec's own signature
-  std::size_t n = 1;
-  Spec::fields(spec, [&](std::string_view name, const auto& value) {
-    if (!is_block_tile_field(name)) sig[n++] = std::int64_t(value);
-  });
-  sig[n++] = rows, sig[n] = cols;
-  return sig;
+  return detail::fields_signature(spec, ~signature_tag(Spec::family), is_problem_field, {rows, cols});
 }
 
 // Block-quantize a dense FP32/BF16 matrix; optionally also write the transposed BlockTensor.

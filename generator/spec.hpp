@@ -12,6 +12,7 @@
 #include <array>
 #include <charconv>
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -90,19 +91,6 @@ std::vector<std::pair<std::string_view, std::string_view>> split_key(std::string
 
 }  // namespace detail
 
-template <class Spec> std::string canonical_key(const Spec& spec) {
-  std::string key(Spec::family);
-  char sep = ':';
-  Spec::fields(spec, [&](std::string_view name, const auto& value) {
-    key += sep;
-    key += name;
-    key += '=';
-    key += detail::field_value(value);
-    sep = ',';
-  });
-  return key;
-}
-
 // A spec (or an operator's problem) as a few integers: element 0 names the family, the rest are the field values
 // in key order. Per-call lookups (Context::kernel, Context::tuned) hash this instead of building a key string.
 using Signature = std::array<std::int64_t, 16>;
@@ -115,15 +103,48 @@ struct SignatureHash {
 };
 inline std::int64_t signature_tag(std::string_view name) { return std::int64_t(std::hash<std::string_view>{}(name)); }
 
-template <class Spec> Signature spec_signature(const Spec& spec) {
-  Signature sig{};
-  sig[0] = signature_tag(Spec::family);
-  std::size_t n = 1;
-  Spec::fields(spec, [&](std::string_view, const auto& value) {
-    if (n == sig.size()) throw std::logic_error(std::string(Spec::family) + ": more spec fields than a Signature holds");
-    sig[n++] = std::int64_t(value);  // ints, bools and enums
+namespace detail {
+
+inline bool every_field(std::string_view) { return true; }
+
+// "family:name=value,..." over the fields `keep(name)` accepts ("family" alone if none).
+template <class Spec, class Keep> std::string fields_key(const Spec& spec, const Keep& keep) {
+  std::string key(Spec::family);
+  char sep = ':';
+  Spec::fields(spec, [&](std::string_view name, const auto& value) {
+    if (!keep(name)) return;
+    key += sep;
+    key += name;
+    key += '=';
+    key += field_value(value);
+    sep = ',';
   });
+  return key;
+}
+
+// `tag`, the values of the fields `keep(name)` accepts (ints, bools and enums), then `extra`.
+template <class Spec, class Keep>
+Signature fields_signature(const Spec& spec, std::int64_t tag, const Keep& keep, std::initializer_list<std::int64_t> extra = {}) {
+  Signature sig{};
+  sig[0] = tag;
+  std::size_t n = 1;
+  auto put = [&](std::int64_t v) {
+    if (n == sig.size()) throw std::logic_error(std::string(Spec::family) + ": more values than a Signature holds");
+    sig[n++] = v;
+  };
+  Spec::fields(spec, [&](std::string_view name, const auto& value) {
+    if (keep(name)) put(std::int64_t(value));
+  });
+  for (const std::int64_t v : extra) put(v);
   return sig;
+}
+
+}  // namespace detail
+
+template <class Spec> std::string canonical_key(const Spec& spec) { return detail::fields_key(spec, detail::every_field); }
+
+template <class Spec> Signature spec_signature(const Spec& spec) {
+  return detail::fields_signature(spec, signature_tag(Spec::family), detail::every_field);
 }
 
 // Parses "family:field=value,...". Fields may come in any order; missing ones keep their defaults.
