@@ -144,9 +144,8 @@ int cache_build(jetforge::cache::KernelCache& cache, Args args) {
     pos = comma == std::string::npos ? archs.size() + 1 : comma + 1;
     const auto target = jetforge::gen::TargetLimits::for_arch(arch);
     std::set<std::string> key_set;
+    if (candidates) key_set = jetforge::tuner::candidate_keys(jetforge::tuner::tune_problems(config, target, space));
     for (const auto& key : jetforge::tuner::training_step_keys(config, target)) key_set.insert(key);
-    if (candidates)
-      for (const auto& problem : jetforge::tuner::tune_problems(config, target, space)) key_set.insert(problem.candidates.begin(), problem.candidates.end());
     const std::vector<std::string> keys(key_set.begin(), key_set.end());
     jetforge::compile_keys(keys, arch, &cache, jobs, [&](const jetforge::CompileOutcome& o) {
       if (!o.error.empty()) {

@@ -126,8 +126,12 @@ class TileOpTrial : public Trial {
   void setup(const gen::ElementwiseSpec& spec) {
     using gen::Elementwise;
     const std::int64_t R = s_.rows, C = s_.cols;
-    BlockTensor &x = block(R, C, true), &dy = block(R, C, true), &out = block(R, C, false);
+    BlockTensor &x = block(R, C, true), &out = block(R, C, false);
     output_block(out);
+    // The gradient input, only for the operators that read one (random codes are drawn on the host).
+    const bool reads_dy = spec.op == Elementwise::gelu_tanh_grad || spec.op == Elementwise::gelu_erf_grad || spec.op == Elementwise::layernorm_grad ||
+                          (spec.op == Elementwise::dropout && spec.round == gen::Rounding::stochastic);
+    BlockTensor& dy = reads_dy ? block(R, C, true) : x;
     const GeluForm form = spec.op == Elementwise::gelu_erf || spec.op == Elementwise::gelu_erf_grad ? GeluForm::erf : GeluForm::tanh;
     switch (spec.op) {
       case Elementwise::gelu_tanh:
@@ -196,6 +200,16 @@ void add_unique(std::vector<std::string>& keys, std::string key) {
   keys.push_back(std::move(key));
 }
 
+// A candidate joins only if it passes its family's static limits on the target: nothing is compiled that cannot run.
+template <class Spec> void add_if_valid(std::vector<std::string>& keys, const Spec& spec, const gen::TargetLimits& target) {
+  try {
+    spec.validate(target);
+  } catch (const gen::SpecError&) {
+    return;
+  }
+  add_unique(keys, gen::canonical_key(spec));
+}
+
 std::vector<std::string> quantize_candidates(const QuantizeShape& q, const gen::TargetLimits& target, const QuantizeSpace& space) {
   const auto base = gen::QuantizeSpec::fit(q.in, q.rows, q.cols, 32, q.rounding, q.transpose);
   std::vector<std::string> keys{gen::canonical_key(base)};
@@ -204,12 +218,7 @@ std::vector<std::string> quantize_candidates(const QuantizeShape& q, const gen::
       for (int unit : q.transpose ? space.transpose_unit : std::vector<int>{base.transpose_unit}) {
         gen::QuantizeSpec s = base;
         s.tile.threads = threads, s.stages = stages, s.transpose_unit = unit;
-        try {
-          s.validate(target);  // static limits: no compile for what cannot run
-        } catch (const gen::SpecError&) {
-          continue;
-        }
-        add_unique(keys, gen::canonical_key(s));
+        add_if_valid(keys, s, target);
       }
   return keys;
 }
@@ -223,13 +232,7 @@ std::vector<std::string> tile_candidates(const TileOpShape& t, const gen::Target
             for (int threads : space.threads) {
               auto s = fitted;
               s.tile = {rows, cols, threads};
-              if (t.rows % (rows * 32) != 0 || t.cols % (cols * 32) != 0) continue;  // the operators take whole tiles
-              try {
-                s.validate(target);
-              } catch (const gen::SpecError&) {
-                continue;
-              }
-              add_unique(keys, gen::canonical_key(s));
+              if (t.rows % (rows * 32) == 0 && t.cols % (cols * 32) == 0) add_if_valid(keys, s, target);  // whole tiles only
             }
         return keys;
       },
@@ -335,11 +338,16 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
   return out;
 }
 
+std::set<std::string> candidate_keys(const std::vector<TuneProblem>& problems) {
+  std::set<std::string> keys;
+  for (const auto& p : problems) keys.insert(p.candidates.begin(), p.candidates.end());
+  return keys;
+}
+
 namespace {
 
 std::vector<CompileOutcome> compile_problems(const std::vector<TuneProblem>& problems, const std::string& arch, cache::KernelCache& cache, int jobs) {
-  std::set<std::string> keys;
-  for (const auto& p : problems) keys.insert(p.candidates.begin(), p.candidates.end());
+  const auto keys = candidate_keys(problems);
   return compile_keys(std::vector<std::string>(keys.begin(), keys.end()), arch, &cache, jobs);
 }
 
@@ -393,8 +401,7 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
       differences.download(&n, sizeof n);
       return n == 0;
     };
-    auto time_us = [&](const std::string& spec, int reps) {
-      const auto run = trial->runner(spec);
+    auto time_us = [&](const std::function<void(CUstream)>& run, int reps) {
       return 1e3 * bench::median_ms(stream.get(), [&](int) { run(stream.get()); }, 2, reps, [&](int) { flush.fill_bytes(0x5a, stream.get()); });
     };
     const bool budgeted = o.finalists > 0;
@@ -411,7 +418,7 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
         if (!reproduces_reference()) {
           cand.verdict = "wrong result";
         } else {
-          cand.time_us = time_us(spec, budgeted ? o.brief_reps : o.reps);
+          cand.time_us = time_us(run, budgeted ? o.brief_reps : o.reps);
           if (r.winner < 0 || cand.time_us < r.candidates[size_t(r.winner)].time_us) r.winner = int(r.candidates.size());
         }
       }
@@ -426,7 +433,7 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
       r.winner = -1;
       for (const std::size_t i : timed) {
         auto& c = r.candidates[i];
-        c.time_us = time_us(c.spec, o.reps), c.finalist = true;
+        c.time_us = time_us(trial->runner(c.spec), o.reps), c.finalist = true;
         if (r.winner < 0 || c.time_us < r.candidates[size_t(r.winner)].time_us) r.winner = int(i);
       }
     }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,9 @@ struct TuneOptions {
   int brief_reps = 5;
   std::function<void(const std::string&)> progress;  // one line per event
 };
+
+// The distinct candidate spec keys of some problems.
+std::set<std::string> candidate_keys(const std::vector<TuneProblem>& problems);
 
 // Compiles every candidate spec for `arch` into the cache (no GPU needed).
 std::vector<CompileOutcome> compile_candidates(const ModelConfig& config, const std::string& arch, cache::KernelCache& cache, int jobs,
