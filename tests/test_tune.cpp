@@ -1,5 +1,6 @@
-// The tuner: problems and search spaces of the GEMM and quantize families (everywhere), offline compilation of every
-// candidate, and (on a GPU) a tuning run on a small model whose winners gemm() and quantize() then pick up.
+// The tuner: problems and search spaces of the GEMM, quantize and block-tile families (everywhere), offline
+// compilation of every candidate, and (on a GPU) the on-device comparison and a tuning run on a small model whose
+// winners the operators then pick up.
 #include <doctest/doctest.h>
 
 #include <unistd.h>

@@ -3,9 +3,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <set>
 #include <functional>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 

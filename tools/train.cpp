@@ -28,7 +28,7 @@ Trains GPT-2 (the shapes of --model, configs/*.yaml) on a token file (jetforge d
 flow (FP32 master weights quantized once per step, per-block INT8 activations, BF16 attention core) or, for
 comparison, the same model in BF16 (cuBLASLt GEMMs); AdamW on the FP32 master weights either way.
 Before the first step, if the kernel cache holds no tuning winners for this model on this GPU, it tunes the
-GEMM and quantize kernels (as `jetforge tune`, up to 120 s) unless --no-tune.
+kernels of a training step (as `jetforge tune`, up to 120 s) unless --no-tune.
 
   --precision P        int8 (default) or bf16; the loss curves of both go to the same CSV and PNG
   --steps N            optimizer steps to run in all, counting those of a resumed checkpoint (default 100)
@@ -123,7 +123,7 @@ int cmd_train(const Args& all) {
   auto cache = std::make_shared<cache::KernelCache>(cache_path);
   Context ctx(0, cache, cache_only ? OnCacheMiss::fail : OnCacheMiss::compile);
   if (tune && !ctx.tuned(tuner::gemm_shapes(config).front().key())) {
-    std::cout << "tuning the GEMM and quantize kernels of " << config.name << " on " << ctx.device().info().name << " (first run; --no-tune skips it)\n";
+    std::cout << "tuning the kernels of " << config.name << " on " << ctx.device().info().name << " (first run; --no-tune skips it)\n";
     tuner::TuneOptions options;
     options.jobs = int(std::max(1u, std::thread::hardware_concurrency()));
     options.progress = [](const std::string& line) { std::cout << "  tune: " << line << "\n" << std::flush; };
