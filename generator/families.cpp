@@ -142,11 +142,13 @@ std::string TransposeSpec::kernel_expr() const { return "jetforge::transpose_ker
 
 std::vector<TransposeSpec> TransposeSpec::defaults() { return {fit(128, 128, 32)}; }
 
-void ElementwiseSpec::validate(const TargetLimits& t) const { validate_block_tile(family, 32, tile, 1, false, t); }
+void ElementwiseSpec::validate(const TargetLimits& t) const {
+  validate_block_tile(family, 32, tile, 1, false, t);
+  require(op != Elementwise::dropout || round == Rounding::nearest, family, "dropout is exact (the block scale takes 1 / (1 - p)); it has no rounding: round=nearest");
+}
 
 std::string ElementwiseSpec::kernel_expr() const {
-  static constexpr const char* ops[] = {"jetforge::kGeluTanh", "jetforge::kGeluErf",        "jetforge::kGeluTanhGrad",   "jetforge::kGeluErfGrad",
-                                        "jetforge::kDropout",  "jetforge::kLayerNormApply", "jetforge::kLayerNormGrad"};
+  static constexpr const char* ops[] = {"jetforge::kGeluTanh", "jetforge::kGeluErf", "jetforge::kGeluTanhGrad", "jetforge::kGeluErfGrad", "jetforge::kDropout"};
   return "jetforge::elementwise_kernel<" + std::string(ops[int(op)]) + ", " + round_expr(round) + ", " + std::to_string(tile.rows) + ", " +
          std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
 }
@@ -155,14 +157,57 @@ std::vector<ElementwiseSpec> ElementwiseSpec::defaults() {
   std::vector<ElementwiseSpec> out;
   for (auto [op, round] : {std::pair{Elementwise::gelu_tanh, Rounding::nearest}, std::pair{Elementwise::gelu_erf, Rounding::nearest},
                            std::pair{Elementwise::gelu_tanh_grad, Rounding::stochastic}, std::pair{Elementwise::gelu_erf_grad, Rounding::stochastic},
-                           std::pair{Elementwise::dropout, Rounding::nearest}, std::pair{Elementwise::dropout, Rounding::stochastic},
-                           std::pair{Elementwise::layernorm_apply, Rounding::nearest}, std::pair{Elementwise::layernorm_grad, Rounding::stochastic}})
+                           std::pair{Elementwise::dropout, Rounding::nearest}})
     out.push_back(fit(op, round, 128, 128));
   return out;
 }
 
-void RowStatsSpec::validate(const TargetLimits& t) const {
-  require_threads(family, warps * 32, t);
+void LayerNormSpec::validate(const TargetLimits& t) const {
+  require(sub == 32 || sub == 128 || sub == 256 || sub == 512, family, "sub=" + std::to_string(sub) + " must be 32, 128, 256 or 512 columns");
+  require(slice >= 0 && slice % sub == 0, family, "slice=" + std::to_string(slice) + " must be a multiple of sub=" + std::to_string(sub) + " (or 0: streamed rows)");
+  require(cluster >= 1 && cluster <= 8, family, "cluster=" + std::to_string(cluster) + " must be in 1..8");
+  require(slice > 0 || cluster == 1, family, "streamed rows (slice=0) take one CTA per strip, not a cluster of " + std::to_string(cluster));
+  require(cluster == 1 || t.sm >= 90, family, "clusters of CTAs need sm_90 or newer, not " + t.arch);
+  require_threads(family, cta_threads, t);
+  // A row's chunks (4 bytes, or sub / 32 for wider sub-tiles) in one warp, the 32 rows a whole number of row groups.
+  const int lanes_per_row = sub <= 128 ? sub / 4 : 32, groups = cta_threads / lanes_per_row;
+  require(cta_threads % lanes_per_row == 0 && groups <= 32 && 32 % groups == 0, family,
+          "threads=" + std::to_string(cta_threads) + " does not split 32 rows of " + std::to_string(sub) + " columns into " +
+              std::to_string(lanes_per_row) + " chunks per row (1 to 32 row groups)");
+  require(smem_bytes() <= t.max_dynamic_smem, family,
+          "a slice of " + std::to_string(slice) + " columns needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " +
+              std::to_string(t.max_dynamic_smem) + " (use a larger cluster or slice=0)");
+  const long column_terms = pass == LayerNormPass::backward ? 8L * groups * sub : 8;  // dgamma/dbeta terms of each row group
+  require(column_terms <= t.max_static_smem / 2, family,
+          "threads=" + std::to_string(cta_threads) + " with sub=" + std::to_string(sub) + " needs " + std::to_string(column_terms) +
+              " bytes of column-sum terms (at most half the static shared memory); use fewer threads or a narrower sub");
+}
+
+std::string LayerNormSpec::kernel_expr() const {
+  const bool backward = pass == LayerNormPass::backward;
+  return "jetforge::layernorm_kernel<" + std::string(backward ? "true" : "false") + ", " + round_expr(backward ? Rounding::stochastic : Rounding::nearest) +
+         ", " + std::to_string(slice) + ", " + std::to_string(sub) + ", " + std::to_string(cluster) + ", " + std::to_string(cta_threads) + ">";
+}
+
+LayerNormSpec LayerNormSpec::fit(LayerNormPass pass, std::int64_t cols, const TargetLimits& t) {
+  // Shared memory per CTA for the slice: the forward's 32 KiB leave room for six CTAs per SM; the backward holds two
+  // inputs and needs 64 KiB for rows of 8192 in a cluster of 8.
+  const long slice_budget = pass == LayerNormPass::forward ? 32 * 1024 : 64 * 1024;
+  // Wide sub-tiles amortize each sub-tile's fixed work; the backward's column-sum terms cap it at 128 columns.
+  const int widest = pass == LayerNormPass::forward && cols % 256 == 0 ? 256 : cols % 128 == 0 ? 128 : 32;
+  LayerNormSpec spec{pass, 0, widest, 1, 256};
+  for (int c = 1; c <= 8 && (c == 1 || t.sm >= 90); ++c) {
+    if (cols % (32L * c) != 0 || cols / c % spec.sub != 0) continue;
+    spec.slice = int(cols / c), spec.cluster = c;
+    if (spec.smem_bytes() <= slice_budget && spec.smem_bytes() <= t.max_dynamic_smem) return spec;
+  }
+  spec.slice = 0, spec.cluster = 1;
+  return spec;
+}
+
+std::vector<LayerNormSpec> LayerNormSpec::defaults() {
+  const TargetLimits sm90 = TargetLimits::for_arch("sm_90a");
+  return {fit(LayerNormPass::forward, 768, sm90), fit(LayerNormPass::backward, 768, sm90)};
 }
 
 void ResidualSpec::validate(const TargetLimits& t) const {
@@ -273,20 +318,6 @@ std::vector<AttentionSpec> AttentionSpec::defaults() {
   return out;
 }
 
-std::string LayerNormGradSpec::kernel_expr() const {
-  switch (kernel) {
-    case LayerNormGradPart::rows: return "jetforge::layernorm_grad_rows_kernel<" + std::to_string(cta_threads / 32) + ">";
-    case LayerNormGradPart::columns: return "jetforge::layernorm_grad_columns_kernel<" + std::to_string(cta_threads) + ">";
-    case LayerNormGradPart::fused: return "jetforge::layernorm_grad_fused_kernel<jetforge::kRoundStochastic>";
-  }
-  throw SpecError("unknown layernorm_grad part");
-}
-
-void LayerNormGradSpec::validate(const TargetLimits& t) const {
-  KernelChoiceSpec::validate(t);
-  require(kernel != LayerNormGradPart::fused || cta_threads == 256, family, "the fused kernel runs 256 threads, not " + std::to_string(cta_threads));
-}
-
 void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(t.arch == "sm_90a", family, "needs sm_90a (wgmma and TMA), not " + t.arch + "; use the portable GEMM path there");
   require(bn == 64 || bn == 128, family, "bn=" + std::to_string(bn) + " is not supported (64 or 128)");
@@ -366,13 +397,12 @@ const std::vector<FamilyInfo>& families() {
       family_info<QuantizeSpec>("FP32/BF16 -> per-block INT8 codes + FP32 scales (nearest or stochastic), optionally with X^T"),
       family_info<DequantizeSpec>("per-block INT8 codes + scales -> FP32/BF16"),
       family_info<TransposeSpec>("BlockTensor -> its transpose (codes and scale grid)"),
-      family_info<ElementwiseSpec>("INT8 -> INT8 GELU (tanh/erf) forward and backward, dropout, LayerNorm apply, with fresh per-block scales"),
-      family_info<RowStatsSpec>("per-row mean and rstd of a BlockTensor (LayerNorm statistics)"),
+      family_info<ElementwiseSpec>("INT8 -> INT8 GELU (tanh/erf) forward and backward, dropout, with fresh per-block scales"),
+      family_info<LayerNormSpec>("LayerNorm forward (statistics + normalized INT8 output) or backward (dx, dgamma/dbeta partials), one pass per 32-row strip"),
       family_info<ResidualSpec>("residual stream r += dequantize(x) (FP32/BF16 stream) with the INT8 copy of r, nearest or stochastic"),
       family_info<DenseRowStatsSpec>("per-row mean and rstd of a dense FP32/BF16 matrix (the residual stream's LayerNorm statistics)"),
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),
-      family_info<LayerNormGradSpec>("LayerNorm backward reductions: per-row c1/c2 and dgamma/dbeta partials, or all of it with dx (fused)"),
       family_info<Bf16LayerNormGradSpec>("LayerNorm backward on BF16 tensors (BF16 mode): per-row dx, per-32-row dgamma/dbeta partials"),
       family_info<ColumnSumSpec>("column sums of an INT8 BlockTensor (bias gradients): block-row partials, then their ordered sum"),
       family_info<EmbeddingSpec>("token + position embedding (FP32), forward and deterministic backward (per distinct token, per position)"),

@@ -107,15 +107,13 @@ struct TransposeSpec {
 };
 
 // INT8 -> INT8 elementwise operators with per-block requantization (templates/elementwise.cuh).
-enum class Elementwise { gelu_tanh, gelu_erf, gelu_tanh_grad, gelu_erf_grad, dropout, layernorm_apply, layernorm_grad };
+enum class Elementwise { gelu_tanh, gelu_erf, gelu_tanh_grad, gelu_erf_grad, dropout };
 template <> struct EnumNames<Elementwise> {
   static constexpr std::pair<Elementwise, std::string_view> table[] = {{Elementwise::gelu_tanh, "gelu_tanh"},
                                                                        {Elementwise::gelu_erf, "gelu_erf"},
                                                                        {Elementwise::gelu_tanh_grad, "gelu_tanh_grad"},
                                                                        {Elementwise::gelu_erf_grad, "gelu_erf_grad"},
-                                                                       {Elementwise::dropout, "dropout"},
-                                                                       {Elementwise::layernorm_apply, "layernorm_apply"},
-                                                                       {Elementwise::layernorm_grad, "layernorm_grad"}};
+                                                                       {Elementwise::dropout, "dropout"}};
 };
 
 struct ElementwiseSpec {
@@ -139,18 +137,36 @@ struct ElementwiseSpec {
   static std::vector<ElementwiseSpec> defaults();
 };
 
-// Per-row mean and rstd of a BlockTensor (LayerNorm statistics), one warp per row.
-struct RowStatsSpec {
-  static constexpr std::string_view family = "row_stats";
-  static constexpr std::string_view template_file = "elementwise.cuh";
-  static constexpr std::string_view params_type = "jetforge::RowStatsParams";
-  int warps = 8;
+// LayerNorm forward or backward, one kernel (templates/layernorm.cuh): each 32-row strip split by columns into
+// `cluster` slices of `slice` columns, one CTA each, held in shared memory (slice 0: one CTA per strip streams whole
+// rows twice instead), walked in sub-tiles of `sub` columns. The forward rounds to nearest, the backward's dx
+// stochastically.
+enum class LayerNormPass { forward, backward };
+template <> struct EnumNames<LayerNormPass> {
+  static constexpr std::pair<LayerNormPass, std::string_view> table[] = {{LayerNormPass::forward, "forward"}, {LayerNormPass::backward, "backward"}};
+};
 
-  template <class S, class F> static void fields(S& s, F&& f) { f("warps", s.warps); }
+struct LayerNormSpec {
+  static constexpr std::string_view family = "layernorm";
+  static constexpr std::string_view template_file = "layernorm.cuh";
+  static constexpr std::string_view params_type = "jetforge::LayerNormParams";
+  LayerNormPass pass = LayerNormPass::forward;
+  int slice = 768;
+  int sub = 256;
+  int cluster = 1;
+  int cta_threads = 256;
+
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("pass", s.pass), f("slice", s.slice), f("sub", s.sub), f("cluster", s.cluster), f("threads", s.cta_threads);
+  }
   void validate(const TargetLimits& target) const;
-  std::string kernel_expr() const { return "jetforge::row_stats_kernel<" + std::to_string(warps) + ">"; }
-  int threads() const { return warps * 32; }
-  static std::vector<RowStatsSpec> defaults() { return {RowStatsSpec{}}; }
+  std::string kernel_expr() const;
+  int threads() const { return cta_threads; }
+  int smem_bytes() const { return (pass == LayerNormPass::backward ? 2 : 1) * 32 * slice; }  // dynamic: the resident slice
+  // The spec for rows of `cols` columns: the fewest CTAs per strip whose slices fit the pass's shared-memory budget
+  // (clusters need sm_90), else streamed rows.
+  static LayerNormSpec fit(LayerNormPass pass, std::int64_t cols, const TargetLimits& target);
+  static std::vector<LayerNormSpec> defaults();
 };
 
 // Threads per CTA: whole warps, within the target's limit (throws SpecError naming the family).
@@ -167,27 +183,6 @@ template <class Derived, class Kernel> struct KernelChoiceSpec {
   template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("threads", s.cta_threads); }
   void validate(const TargetLimits& target) const { require_threads(Derived::family, cta_threads, target); }
   int threads() const { return cta_threads; }
-};
-
-// The reductions of the LayerNorm backward: per-row c1/c2 (one warp per row) and per-block-row column partials of
-// dgamma/dbeta (summed in order by the column_sum family's reduce); or `fused`: c1/c2, partials and the quantized dx
-// in one pass per 32-row strip.
-enum class LayerNormGradPart { rows, columns, fused };
-template <> struct EnumNames<LayerNormGradPart> {
-  static constexpr std::pair<LayerNormGradPart, std::string_view> table[] = {
-      {LayerNormGradPart::rows, "rows"}, {LayerNormGradPart::columns, "columns"}, {LayerNormGradPart::fused, "fused"}};
-};
-
-struct LayerNormGradSpec : KernelChoiceSpec<LayerNormGradSpec, LayerNormGradPart> {
-  using KernelChoiceSpec::KernelChoiceSpec;
-  static constexpr std::string_view family = "layernorm_grad";
-  static constexpr std::string_view template_file = "elementwise.cuh";
-  static constexpr std::string_view params_type = "jetforge::LayerNormGradParams";
-  void validate(const TargetLimits& target) const;
-  std::string kernel_expr() const;
-  static std::vector<LayerNormGradSpec> defaults() {
-    return {{LayerNormGradPart::rows, 256}, {LayerNormGradPart::columns, 128}, {LayerNormGradPart::fused, 256}};
-  }
 };
 
 // Residual stream update r += dequantize(x) with the INT8 copy of the result (templates/residual.cuh).

@@ -1,5 +1,6 @@
 #include "runtime/kernels.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <thread>
@@ -21,6 +22,7 @@ Kernel::Kernel(const CompiledKernel& compiled) : threads_(compiled.threads), key
   check(driver().cuModuleGetFunction(&function_, module_, compiled.lowered_name.c_str()), "cuModuleGetFunction");
   registers_ = function_attribute(function_, CU_FUNC_ATTRIBUTE_NUM_REGS);
   static_smem_ = function_attribute(function_, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES);
+  dynamic_smem_opt_in_ = unsigned(std::max(0, 48 * 1024 - static_smem_));
 }
 
 int Kernel::local_bytes() const { return function_attribute(function_, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES); }

@@ -49,7 +49,8 @@ class Kernel {
   CUmodule module_ = nullptr;
   CUfunction function_ = nullptr;
   int threads_ = 0, registers_ = 0, static_smem_ = 0;
-  mutable std::atomic<unsigned> dynamic_smem_opt_in_{48 * 1024};  // the largest dynamic shared memory enabled so far
+  // The largest dynamic shared memory enabled so far; without opt-in, static and dynamic together get 48 KiB.
+  mutable std::atomic<unsigned> dynamic_smem_opt_in_{0};
   mutable std::mutex opt_in_mutex_;
   std::string key_;
 };

@@ -9,6 +9,7 @@
 #include "templates/compare.cuh"
 #include "templates/dequantize.cuh"
 #include "templates/elementwise.cuh"
+#include "templates/layernorm.cuh"
 #include "templates/quantize.cuh"
 #include "templates/residual.cuh"
 #include "templates/transpose.cuh"
@@ -170,14 +171,8 @@ void check_same(const char* op, const char* what, const BlockTensorRef& a, const
   check_square(op, b);
 }
 
-// Per-row and per-column inputs of the LayerNorm apply step.
-struct RowColumnInputs {
-  CUdeviceptr row_mean = 0, row_rstd = 0, gamma = 0, beta = 0, row_c1 = 0, row_c2 = 0;
-};
-
 void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::Rounding rounding, const BlockTensorRef& a, const BlockTensorRef* b,
-                     const BlockTensorRef& out, float p, std::uint64_t mask_seed, std::uint64_t round_seed, CUstream stream,
-                     const RowColumnInputs& rc = {}) {
+                     const BlockTensorRef& out, float p, std::uint64_t mask_seed, std::uint64_t round_seed, CUstream stream) {
   check_block32(op, a);
   if (b) check_same(op, "the second input", a, *b);
   check_same(op, "the output", a, out);
@@ -192,13 +187,7 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
                                  a.cols,
                                  p,
                                  mask_seed,
-                                 round_seed,
-                                 reinterpret_cast<const float*>(rc.row_mean),
-                                 reinterpret_cast<const float*>(rc.row_rstd),
-                                 reinterpret_cast<const float*>(rc.gamma),
-                                 reinterpret_cast<const float*>(rc.beta),
-                                 reinterpret_cast<const float*>(rc.row_c1),
-                                 reinterpret_cast<const float*>(rc.row_c2)};
+                                 round_seed};
   ctx.kernel(spec).launch(tile_grid(spec.tile, a), params, stream);
 }
 
@@ -224,64 +213,60 @@ void dropout_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef
   run_elementwise(ctx, "dropout_forward", gen::Elementwise::dropout, gen::Rounding::nearest, x, nullptr, y, p, mask_seed, 0, stream);
 }
 
-void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& dx, float p, std::uint64_t mask_seed, std::uint64_t round_seed,
-                      CUstream stream) {
+void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& dx, float p, std::uint64_t mask_seed, CUstream stream) {
   check_dropout_p("dropout_backward", p);
-  run_elementwise(ctx, "dropout_backward", gen::Elementwise::dropout, gen::Rounding::stochastic, dy, nullptr, dx, p, mask_seed, round_seed, stream);
+  run_elementwise(ctx, "dropout_backward", gen::Elementwise::dropout, gen::Rounding::nearest, dy, nullptr, dx, p, mask_seed, 0, stream);
 }
+
+namespace {
+
+// One launch of the LayerNorm family: a CTA per slice of each 32-row strip, the slices of a strip in one cluster.
+void run_layernorm(Context& ctx, gen::LayerNormPass pass, const LayerNormParams& params, CUstream stream) {
+  const auto spec = gen::LayerNormSpec::fit(pass, params.cols, ctx.limits());
+  ctx.kernel(spec).launch(unsigned(params.rows / 32 * spec.cluster), params, stream, unsigned(spec.smem_bytes()), unsigned(spec.cluster));
+}
+
+}  // namespace
 
 void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
                        CUdeviceptr rstd, float eps, CUstream stream) {
   require(gamma && beta && mean && rstd, [&] { return "layernorm_forward: gamma, beta, mean and rstd must all be given"; });
   require(eps > 0.0f, [&] { return "layernorm_forward: eps must be positive"; });
-  // Every check before the first launch: the statistics kernel must not run on operands the apply step refuses.
   check_block32("layernorm_forward", x);
   check_same("layernorm_forward", "the output", x, y);
-  const gen::RowStatsSpec stats_spec{};
-  const RowStatsParams stats{reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(mean),
-                             reinterpret_cast<float*>(rstd), x.rows, x.cols, eps};
-  ctx.kernel(stats_spec).launch(unsigned((x.rows + stats_spec.warps - 1) / stats_spec.warps), stats, stream);
-  run_elementwise(ctx, "layernorm_forward", gen::Elementwise::layernorm_apply, gen::Rounding::nearest, x, nullptr, y, 0.0f, 0, 0, stream,
-                  RowColumnInputs{mean, rstd, gamma, beta});
+  LayerNormParams params{};
+  params.x_codes = reinterpret_cast<const i8*>(x.codes), params.x_scales = reinterpret_cast<const float*>(x.scales);
+  params.gamma = reinterpret_cast<const float*>(gamma), params.beta = reinterpret_cast<const float*>(beta);
+  params.mean = reinterpret_cast<float*>(mean), params.rstd = reinterpret_cast<float*>(rstd);
+  params.out_codes = reinterpret_cast<i8*>(y.codes), params.out_scales = reinterpret_cast<float*>(y.scales);
+  params.rows = x.rows, params.cols = x.cols, params.eps = eps;
+  run_layernorm(ctx, gen::LayerNormPass::forward, params, stream);
 }
 
 std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t cols) {
-  return std::size_t(2 * rows + 2 * (rows / 32) * cols) * sizeof(float);  // c1, c2, dgamma and dbeta partials
+  return std::size_t(2 * (rows / 32) * cols) * sizeof(float);  // the dgamma and dbeta partials of every strip
 }
 
 void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
-                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream,
-                        bool fused) {
+                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream) {
   const char* op = "layernorm_backward";
   require(mean && rstd && gamma && dgamma && dbeta && workspace,
           [&] { return std::string(op) + ": mean, rstd, gamma, dgamma, dbeta and workspace must all be given"; });
   check_block32(op, x);  // every check before the first launch
   check_same(op, "dy", x, dy);
   check_same(op, "dx", x, dx);
-  require(!fused || x.cols % 128 == 0, [&] { return std::string(op) + ": the fused kernel needs cols a multiple of 128, got " + std::to_string(x.cols); });
   auto* ws = reinterpret_cast<float*>(workspace);
-  LayerNormGradParams params{};
-  params.dy_codes = reinterpret_cast<const i8*>(dy.codes), params.dy_scales = reinterpret_cast<const float*>(dy.scales);
+  LayerNormParams params{};
   params.x_codes = reinterpret_cast<const i8*>(x.codes), params.x_scales = reinterpret_cast<const float*>(x.scales);
-  params.mean = reinterpret_cast<const float*>(mean), params.rstd = reinterpret_cast<const float*>(rstd);
+  params.dy_codes = reinterpret_cast<const i8*>(dy.codes), params.dy_scales = reinterpret_cast<const float*>(dy.scales);
   params.gamma = reinterpret_cast<const float*>(gamma);
-  params.c1 = ws, params.c2 = ws + x.rows, params.dgamma_partial = ws + 2 * x.rows, params.dbeta_partial = ws + 2 * x.rows + x.rows / 32 * x.cols;
-  params.rows = x.rows, params.cols = x.cols;
-  params.dx_codes = reinterpret_cast<i8*>(dx.codes), params.dx_scales = reinterpret_cast<float*>(dx.scales), params.seed = seed;
-  const gen::LayerNormGradSpec rows{gen::LayerNormGradPart::rows, 256}, columns{gen::LayerNormGradPart::columns, 128},
-      strips{gen::LayerNormGradPart::fused, 256};
-  if (fused) {
-    ctx.kernel(strips).launch(unsigned(x.rows / 32), params, stream);
-  } else {
-    ctx.kernel(rows).launch(unsigned((x.rows + 7) / 8), params, stream);
-    // The columns kernel's grid is 2-D: block rows x column tiles.
-    ctx.kernel(columns).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), params, stream);
-  }
+  params.mean = reinterpret_cast<float*>(mean), params.rstd = reinterpret_cast<float*>(rstd);
+  params.out_codes = reinterpret_cast<i8*>(dx.codes), params.out_scales = reinterpret_cast<float*>(dx.scales);
+  params.dgamma_partial = ws, params.dbeta_partial = ws + x.rows / 32 * x.cols;
+  params.rows = x.rows, params.cols = x.cols, params.seed = seed;
+  run_layernorm(ctx, gen::LayerNormPass::backward, params, stream);
   sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dgamma_partial), dgamma, x.rows, x.cols, false, stream);
   sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dbeta_partial), dbeta, x.rows, x.cols, false, stream);
-  if (!fused)
-    run_elementwise(ctx, op, gen::Elementwise::layernorm_grad, gen::Rounding::stochastic, dy, &x, dx, 0.0f, 0, seed, stream,
-                    RowColumnInputs{mean, rstd, gamma, 0, reinterpret_cast<CUdeviceptr>(ws), reinterpret_cast<CUdeviceptr>(ws + x.rows)});
 }
 
 namespace {
@@ -332,7 +317,7 @@ void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool acc
 
 void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t rows, std::int64_t cols, bool accumulate, CUstream stream) {
   const ColumnSumParams p{nullptr, nullptr, reinterpret_cast<float*>(partials), reinterpret_cast<float*>(out), rows, cols, accumulate ? 1 : 0};
-  ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}).launch(unsigned((cols + 255) / 256), p, stream);
+  ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}).launch(unsigned((cols + 31) / 32), p, stream);
 }
 
 void count_differences(Context& ctx, CUdeviceptr a, CUdeviceptr b, std::size_t bytes, CUdeviceptr counter, CUstream stream) {

@@ -45,10 +45,10 @@ void gelu_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y
 void gelu_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, const BlockTensorRef& dx, GeluForm form, std::uint64_t seed,
                    CUstream stream);
 // y = x * keep / (1 - p), keep drawn per element from (mask_seed, index); the backward with the same p and
-// mask_seed regenerates the mask instead of storing it.
+// mask_seed regenerates the mask instead of storing it. Exact: kept codes stay, dropped ones become 0, and every
+// block scale is divided by 1 - p (no rounding, so no rounding seed).
 void dropout_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, float p, std::uint64_t mask_seed, CUstream stream);
-void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& dx, float p, std::uint64_t mask_seed, std::uint64_t round_seed,
-                      CUstream stream);
+void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& dx, float p, std::uint64_t mask_seed, CUstream stream);
 
 // LayerNorm over the columns of x: y = (x - mean) * rstd * gamma + beta, nearest rounding; mean and rstd (FP32,
 // one per row) are written for the backward pass. gamma and beta: FP32, cols values.
@@ -68,10 +68,8 @@ std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t c
 
 // LayerNorm backward: dx (INT8, stochastic rounding with `seed`) and dgamma, dbeta (FP32, cols values, summed in a
 // fixed order: the same bits on every run) from dy, x and the forward's mean and rstd.
-// fused: one pass per 32-row strip (cols a multiple of 128) instead of four kernels; the same bits either way.
 void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
-                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream,
-                        bool fused = false);
+                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream);
 
 // out (cols FP32) = or += the column sums of x (a linear layer's bias gradient from dY), summed in a fixed order.
 // workspace: column_sum_workspace_bytes(rows, cols) bytes.

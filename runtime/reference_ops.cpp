@@ -128,12 +128,12 @@ std::vector<double> dropout_exact(const HostBlockTensor& x, double p, std::uint6
   return v;
 }
 
-HostBlockTensor dropout_forward(const HostBlockTensor& x, double p, std::uint64_t seed) {
-  return quantize_exact(dropout_exact(x, p, seed), x.rows, x.cols, gen::Rounding::nearest, 0);
-}
-
-HostBlockTensor dropout_backward(const HostBlockTensor& dy, double p, std::uint64_t seed, std::uint64_t sr_seed) {
-  return quantize_exact(dropout_exact(dy, p, seed), dy.rows, dy.cols, gen::Rounding::stochastic, sr_seed);
+HostBlockTensor dropout(const HostBlockTensor& x, double p, std::uint64_t seed) {
+  HostBlockTensor y = x;
+  for (size_t i = 0; i < y.codes.size(); ++i)
+    if (!dropout_keep(seed, i, float(p))) y.codes[i] = 0;
+  for (float& s : y.scales) s = dropout_scale(s, float(p));
+  return y;
 }
 
 CrossEntropy cross_entropy(std::span<const float> logits, std::int64_t rows, std::int64_t padded_vocab, std::int64_t vocab, std::span<const int> targets,

@@ -46,8 +46,8 @@ ResidualOut residual_add(std::vector<float>& r, const HostBlockTensor& x, double
 
 // Dropout: y = x * keep / (1 - p), keep = dropout_keep(seed, element index, p).
 std::vector<double> dropout_exact(const HostBlockTensor& x, double p, std::uint64_t seed);
-HostBlockTensor dropout_forward(const HostBlockTensor& x, double p, std::uint64_t seed);
-HostBlockTensor dropout_backward(const HostBlockTensor& dy, double p, std::uint64_t seed, std::uint64_t sr_seed);
+// The INT8 operator, forward and backward alike: dropped codes 0, kept codes unchanged, block scales / (1 - p): exact.
+HostBlockTensor dropout(const HostBlockTensor& x, double p, std::uint64_t seed);
 
 // Quantizes FP64 results per block (as FP32, the precision kernels compute in).
 HostBlockTensor quantize_exact(std::span<const double> y, std::int64_t rows, std::int64_t cols, gen::Rounding rounding, std::uint64_t seed);

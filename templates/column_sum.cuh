@@ -36,14 +36,23 @@ __global__ void __launch_bounds__(Threads) column_sum_partials_kernel(const Colu
   p.partials[block_row * p.cols + col] = sum;
 }
 
-// Grid: ceil(cols / Threads); the block rows' partials in order.
+// Grid: ceil(cols / 32); a CTA owns 32 columns, its Threads / 32 warps split the block rows (warp w takes rows
+// w, w + Threads / 32, ...: enough loads in flight for tall matrices), then the warps' sums are added in order.
 template <int Threads>
 __global__ void __launch_bounds__(Threads) column_sum_reduce_kernel(const ColumnSumParams p) {
-  const i64 col = i64(blockIdx.x) * Threads + threadIdx.x;
-  if (col >= p.cols) return;
+  constexpr int kWarps = Threads / 32;
+  __shared__ float warp_sum[kWarps][32];
+  const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
+  const i64 col = i64(blockIdx.x) * 32 + lane;
   float sum = 0.0f;
-  for (i64 b = 0; b < p.rows / 32; ++b) sum += p.partials[b * p.cols + col];
-  p.out[col] = p.accumulate ? p.out[col] + sum : sum;
+  if (col < p.cols)
+    for (i64 b = warp; b < p.rows / 32; b += kWarps) sum += p.partials[b * p.cols + col];
+  warp_sum[warp][lane] = sum;
+  __syncthreads();
+  if (warp != 0 || col >= p.cols) return;
+  float total = 0.0f;
+  for (int w = 0; w < kWarps; ++w) total += warp_sum[w][lane];
+  p.out[col] = p.accumulate ? p.out[col] + total : total;
 }
 
 }  // namespace jetforge

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <random>
 
+#include "generator/families.hpp"
 #include "runtime/ops.hpp"
 #include "runtime/reference_ops.hpp"
+#include "templates/layernorm.cuh"
 #include "testing.hpp"
 
 using namespace jetforge;
@@ -32,6 +34,81 @@ struct Shape {
   std::int64_t rows, cols;
 };
 const Shape kShapes[] = {{32, 32}, {160, 96}, {1024, 4096}, {8192, 768}};
+
+// One LayerNorm problem on random data with its FP64 references, the device buffers every way of running it
+// writes, and the checks each must pass (outputs poisoned first).
+struct LayerNormCase {
+  Shape s;
+  ref::HostBlockTensor x, dy;
+  std::vector<float> gamma, beta;
+  ref::RowStats stats;
+  std::vector<double> y_exact;
+  ref::LayerNormGrads grads;
+  BlockTensor xd, dyd, y, dx;
+  DeviceBuffer gamma_d, beta_d, mean, rstd, dgamma, dbeta, workspace;
+
+  explicit LayerNormCase(Shape shape)
+      : s(shape),
+        x(random_q(s.rows, s.cols, 300 + std::uint64_t(s.cols), -2, 2)),
+        dy(random_q(s.rows, s.cols, 600 + std::uint64_t(s.rows), -3, 0)),
+        gamma(std::size_t(s.cols)),
+        beta(std::size_t(s.cols)),
+        xd(testing::upload(x)),
+        dyd(testing::upload(dy)),
+        y(s.rows, s.cols),
+        dx(s.rows, s.cols),
+        gamma_d(gamma.size() * 4),
+        beta_d(beta.size() * 4),
+        mean(std::size_t(s.rows) * 4),
+        rstd(std::size_t(s.rows) * 4),
+        dgamma(gamma.size() * 4),
+        dbeta(beta.size() * 4),
+        workspace(layernorm_backward_workspace_bytes(s.rows, s.cols)) {
+    for (std::size_t c = 0; c < gamma.size(); ++c) gamma[c] = 0.5f + 0.01f * float(c % 97), beta[c] = 0.1f * float(int(c % 13) - 6);
+    gamma_d.upload(gamma.data(), gamma.size() * 4);
+    beta_d.upload(beta.data(), beta.size() * 4);
+    y_exact = ref::layernorm_forward_exact(x, gamma, beta, 1e-5, &stats);
+    grads = ref::layernorm_backward_exact(dy, x, stats, gamma);
+  }
+  void poison() {
+    testing::poison(y);
+    testing::poison(dx);
+    for (DeviceBuffer* b : {&mean, &rstd, &dgamma, &dbeta}) b->fill_bytes(testing::kNanBytes);
+  }
+  void upload_stats() {
+    mean.upload(stats.mean.data(), stats.mean.size() * 4);
+    rstd.upload(stats.rstd.data(), stats.rstd.size() * 4);
+  }
+  void check_forward() {
+    std::vector<float> got_mean(std::size_t(s.rows)), got_rstd(std::size_t(s.rows));
+    mean.download(got_mean.data(), got_mean.size() * 4);
+    rstd.download(got_rstd.data(), got_rstd.size() * 4);
+    std::size_t bad_stats = 0;
+    for (std::size_t r = 0; r < got_mean.size(); ++r)
+      bad_stats += !(std::fabs(got_mean[r] - stats.mean[r]) <= 1e-5 / stats.rstd[r] && std::fabs(got_rstd[r] / stats.rstd[r] - 1) <= 1e-4);
+    CHECK(bad_stats == 0);
+    const double worst = worst_steps(testing::download(y), y_exact);
+    MESSAGE("layernorm forward worst error " << worst << " steps");
+    CHECK(worst <= 0.6);
+  }
+  // Returns dgamma (for the determinism check).
+  std::vector<float> check_backward() {
+    const double worst = worst_steps(testing::download(dx), grads.dx);
+    MESSAGE("layernorm backward worst error " << worst << " steps");
+    CHECK(worst <= 1.1);
+    std::vector<float> dg(gamma.size()), db(gamma.size());
+    dgamma.download(dg.data(), dg.size() * 4);
+    dbeta.download(db.data(), db.size() * 4);
+    std::size_t bad = 0;
+    for (std::size_t c = 0; c < gamma.size(); ++c) {
+      // FP32 sums of `rows` terms of order 1: allow 1e-4 of the value plus of sqrt(rows), the sums' typical size.
+      const double scale_g = std::fabs(grads.dgamma[c]) + std::sqrt(double(s.rows)), scale_b = std::fabs(grads.dbeta[c]) + std::sqrt(double(s.rows));
+      bad += !(std::fabs(dg[c] - grads.dgamma[c]) <= 1e-4 * scale_g) + !(std::fabs(db[c] - grads.dbeta[c]) <= 1e-4 * scale_b);
+    }
+    CHECK(bad == 0);
+    return dg;
+  }
+};
 
 }  // namespace
 
@@ -60,120 +137,95 @@ TEST_SUITE("gpu") {
       }
   }
 
-  TEST_CASE("dropout forward and backward regenerate the reference mask") {
+  TEST_CASE("dropout forward and backward are exact: the reference's codes and scales, bit for bit, mask regenerated") {
     Context& ctx = testing::gpu();
     for (const Shape s : kShapes) {
       CAPTURE(s.rows);
       CAPTURE(s.cols);
       const double p = 0.1;
-      const auto x = random_q(s.rows, s.cols, 77 + std::uint64_t(s.rows), -1, 1);
-      BlockTensor xd = testing::upload(x), y(s.rows, s.cols), dx(s.rows, s.cols);
+      const auto x = random_q(s.rows, s.cols, 77 + std::uint64_t(s.rows), -1, 1), dy = random_q(s.rows, s.cols, 78 + std::uint64_t(s.rows), -3, 1);
+      BlockTensor xd = testing::upload(x), dyd = testing::upload(dy), y(s.rows, s.cols), dx(s.rows, s.cols);
       testing::poison(y);
       testing::poison(dx);
       dropout_forward(ctx, xd.ref(), y.ref(), float(p), 1234, nullptr);
-      dropout_backward(ctx, xd.ref(), dx.ref(), float(p), 1234, 99, nullptr);
+      dropout_backward(ctx, dyd.ref(), dx.ref(), float(p), 1234, nullptr);
       ctx.device().synchronize();
-      const auto exact = ref::dropout_exact(x, p, 1234);
-      const auto yh = testing::download(y), dxh = testing::download(dx);
-      CHECK(worst_steps(yh, exact) <= 0.6);
-      CHECK(worst_steps(dxh, exact) <= 1.1);
-      size_t dropped = 0, not_zero = 0;  // a dropped element is exactly 0 forward and backward
-      for (size_t i = 0; i < exact.size(); ++i)
-        if (exact[i] == 0.0) ++dropped, not_zero += yh.codes[i] != 0 || dxh.codes[i] != 0;
+      const auto yh = testing::download(y), dxh = testing::download(dx), want_y = ref::dropout(x, p, 1234), want_dx = ref::dropout(dy, p, 1234);
+      CHECK(yh.codes == want_y.codes);
+      CHECK(yh.scales == want_y.scales);
+      CHECK(dxh.codes == want_dx.codes);
+      CHECK(dxh.scales == want_dx.scales);
+      CHECK(worst_steps(yh, ref::dropout_exact(x, p, 1234)) <= 1e-4);  // x * keep / (1 - p) up to the FP32 scale's rounding (127 x 2^-24 steps)
+      size_t dropped = 0;  // the reference draws the mask from dropout_keep (forward and backward alike)
+      for (size_t i = 0; i < yh.codes.size(); ++i) dropped += !dropout_keep(1234, i, float(p));
       CHECK(dropped > 0);
-      CHECK(not_zero == 0);
+      CHECK(dropped < yh.codes.size() / 4);
     }
   }
 
-  TEST_CASE("LayerNorm forward: statistics and normalized output match the FP64 reference") {
+  TEST_CASE("LayerNorm forward and backward match the FP64 references; dgamma and dbeta are deterministic") {
     Context& ctx = testing::gpu();
     for (const Shape s : kShapes) {
       CAPTURE(s.rows);
       CAPTURE(s.cols);
-      const auto x = random_q(s.rows, s.cols, 300 + std::uint64_t(s.cols), -2, 2);
-      std::vector<float> gamma(size_t(s.cols)), beta(size_t(s.cols));
-      for (size_t c = 0; c < gamma.size(); ++c) gamma[c] = 0.5f + 0.01f * float(c % 97), beta[c] = 0.1f * float(int(c % 13) - 6);
-      BlockTensor xd = testing::upload(x), y(s.rows, s.cols);
-      DeviceBuffer gd(gamma.size() * 4), bd(beta.size() * 4), mean(size_t(s.rows) * 4), rstd(size_t(s.rows) * 4);
-      gd.upload(gamma.data(), gamma.size() * 4);
-      bd.upload(beta.data(), beta.size() * 4);
-      testing::poison(y);
-      mean.fill_bytes(testing::kNanBytes);
-      rstd.fill_bytes(testing::kNanBytes);
-      layernorm_forward(ctx, xd.ref(), gd.get(), bd.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, nullptr);
-      ctx.device().synchronize();
-      ref::RowStats want;
-      const auto exact = ref::layernorm_forward_exact(x, gamma, beta, 1e-5, &want);
-      std::vector<float> got_mean(size_t(s.rows)), got_rstd(size_t(s.rows));
-      mean.download(got_mean.data(), got_mean.size() * 4);
-      rstd.download(got_rstd.data(), got_rstd.size() * 4);
-      size_t bad_stats = 0;
-      for (size_t r = 0; r < got_mean.size(); ++r)
-        bad_stats += !(std::fabs(got_mean[r] - want.mean[r]) <= 1e-5 / want.rstd[r] && std::fabs(got_rstd[r] / want.rstd[r] - 1) <= 1e-4);
-      CHECK(bad_stats == 0);
-      const double worst = worst_steps(testing::download(y), exact);
-      MESSAGE("layernorm worst error " << worst << " steps");
-      CHECK(worst <= 0.6);
-    }
-  }
-
-  TEST_CASE("LayerNorm backward: dx within one step, dgamma and dbeta match and are deterministic; the fused kernel gives the same bits") {
-    Context& ctx = testing::gpu();
-    for (const Shape s : kShapes) {
-      CAPTURE(s.rows);
-      CAPTURE(s.cols);
-      const auto x = random_q(s.rows, s.cols, 500 + std::uint64_t(s.cols), -2, 2), dy = random_q(s.rows, s.cols, 600 + std::uint64_t(s.rows), -3, 0);
-      std::vector<float> gamma(size_t(s.cols));
-      for (size_t c = 0; c < gamma.size(); ++c) gamma[c] = 0.5f + 0.01f * float(c % 97);
-      ref::RowStats stats;
-      std::vector<float> beta(gamma.size(), 0.0f);
-      ref::layernorm_forward_exact(x, gamma, beta, 1e-5, &stats);
-      const auto want = ref::layernorm_backward_exact(dy, x, stats, gamma);
-
-      BlockTensor xd = testing::upload(x), dyd = testing::upload(dy), dx(s.rows, s.cols);
-      DeviceBuffer gd(gamma.size() * 4), mean(stats.mean.size() * 4), rstd(stats.rstd.size() * 4), dgamma(gamma.size() * 4), dbeta(gamma.size() * 4),
-          workspace(layernorm_backward_workspace_bytes(s.rows, s.cols));
-      gd.upload(gamma.data(), gamma.size() * 4);
-      mean.upload(stats.mean.data(), stats.mean.size() * 4);
-      rstd.upload(stats.rstd.data(), stats.rstd.size() * 4);
-      std::vector<float> dg[2], dbv(gamma.size());
+      LayerNormCase c(s);
+      for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward})
+        MESSAGE(gen::canonical_key(gen::LayerNormSpec::fit(pass, s.cols, ctx.limits())));
+      c.poison();
+      layernorm_forward(ctx, c.xd.ref(), c.gamma_d.get(), c.beta_d.get(), c.y.ref(), c.mean.get(), c.rstd.get(), 1e-5f, nullptr);
+      c.check_forward();
+      std::vector<float> first_dgamma;
       for (int run = 0; run < 2; ++run) {
-        testing::poison(dx);
-        dgamma.fill_bytes(testing::kNanBytes);
-        dbeta.fill_bytes(testing::kNanBytes);
-        layernorm_backward(ctx, dyd.ref(), xd.ref(), mean.get(), rstd.get(), gd.get(), dx.ref(), dgamma.get(), dbeta.get(), 11, workspace.get(), nullptr);
-        ctx.device().synchronize();
-        dg[run].resize(gamma.size());
-        dgamma.download(dg[run].data(), dg[run].size() * 4);
+        c.poison();
+        c.upload_stats();  // the backward reads the FP64 statistics, so that its error is its own
+        layernorm_backward(ctx, c.dyd.ref(), c.xd.ref(), c.mean.get(), c.rstd.get(), c.gamma_d.get(), c.dx.ref(), c.dgamma.get(), c.dbeta.get(), 11,
+                           c.workspace.get(), nullptr);
+        const auto dgamma = c.check_backward();
+        if (run == 0) first_dgamma = dgamma;
+        else CHECK(dgamma == first_dgamma);  // deterministic reduction
       }
-      dbeta.download(dbv.data(), dbv.size() * 4);
-      CHECK(dg[0] == dg[1]);  // deterministic reduction
-      const double worst = worst_steps(testing::download(dx), want.dx);
-      MESSAGE("layernorm backward worst error " << worst << " steps");
-      CHECK(worst <= 1.1);
-      size_t bad = 0;
-      for (size_t c = 0; c < gamma.size(); ++c) {
-        // FP32 sums of `rows` terms of order 1: allow 1e-4 of the value plus of sqrt(rows), the sums' typical size.
-        const double scale_g = std::fabs(want.dgamma[c]) + std::sqrt(double(s.rows)), scale_b = std::fabs(want.dbeta[c]) + std::sqrt(double(s.rows));
-        bad += !(std::fabs(dg[0][c] - want.dgamma[c]) <= 1e-4 * scale_g) + !(std::fabs(dbv[c] - want.dbeta[c]) <= 1e-4 * scale_b);
-      }
-      CHECK(bad == 0);
+    }
+  }
 
-      // The fused kernel (cols a multiple of 128) gives the same bits: dx codes and scales, dgamma, dbeta.
-      if (s.cols % 128 != 0) continue;
-      const auto separate = testing::download(dx);
-      BlockTensor dx_fused(s.rows, s.cols);
-      testing::poison(dx_fused);
-      dgamma.fill_bytes(testing::kNanBytes), dbeta.fill_bytes(testing::kNanBytes);
-      layernorm_backward(ctx, dyd.ref(), xd.ref(), mean.get(), rstd.get(), gd.get(), dx_fused.ref(), dgamma.get(), dbeta.get(), 11, workspace.get(), nullptr,
-                         /*fused=*/true);
-      const auto fused = testing::download(dx_fused);
-      std::vector<float> dg_fused(gamma.size()), db_fused(gamma.size());
-      dgamma.download(dg_fused.data(), dg_fused.size() * 4), dbeta.download(db_fused.data(), db_fused.size() * 4);
-      CHECK(fused.codes == separate.codes);
-      CHECK(fused.scales == separate.scales);
-      CHECK(dg_fused == dg[0]);
-      CHECK(db_fused == dbv);
+  TEST_CASE("every LayerNorm kernel variant (clusters, streamed rows, sub-tiles, threads) matches the FP64 references") {
+    Context& ctx = testing::gpu();
+    const bool clusters = ctx.limits().sm >= 90;
+    for (const Shape s : {Shape{64, 1024}, Shape{96, 192}}) {
+      LayerNormCase c(s);
+      for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward})
+        for (int cluster : {1, 2, 4, 8, 0})  // 0: streamed rows
+          for (int sub : {32, 128})
+            for (int threads : {128, 256, 512}) {
+              const gen::LayerNormSpec spec{pass, cluster == 0 ? 0 : int(s.cols) / cluster, sub, std::max(cluster, 1), threads};
+              // Streamed rows take the sub-tile width from cols at run time (the operator's fit keeps them whole).
+              if (s.cols % std::max(cluster, 1) != 0 || (cluster > 1 && !clusters) || (cluster == 0 && s.cols % sub != 0)) continue;
+              try {
+                spec.validate(ctx.limits());
+              } catch (const gen::SpecError&) {
+                continue;  // e.g. a slice that is no whole number of sub-tiles, or too many threads for 32-column sub-tiles
+              }
+              CAPTURE(gen::canonical_key(spec));
+              CAPTURE(s.cols);
+              c.poison();
+              c.upload_stats();
+              LayerNormParams p{};
+              p.x_codes = reinterpret_cast<const i8*>(c.xd.ref().codes), p.x_scales = reinterpret_cast<const float*>(c.xd.ref().scales);
+              p.dy_codes = reinterpret_cast<const i8*>(c.dyd.ref().codes), p.dy_scales = reinterpret_cast<const float*>(c.dyd.ref().scales);
+              p.gamma = reinterpret_cast<const float*>(c.gamma_d.get()), p.beta = reinterpret_cast<const float*>(c.beta_d.get());
+              p.mean = reinterpret_cast<float*>(c.mean.get()), p.rstd = reinterpret_cast<float*>(c.rstd.get());
+              const BlockTensorRef out = pass == gen::LayerNormPass::forward ? c.y.ref() : c.dx.ref();
+              p.out_codes = reinterpret_cast<i8*>(out.codes), p.out_scales = reinterpret_cast<float*>(out.scales);
+              p.dgamma_partial = reinterpret_cast<float*>(c.workspace.get()), p.dbeta_partial = p.dgamma_partial + s.rows / 32 * s.cols;
+              p.rows = s.rows, p.cols = s.cols, p.eps = 1e-5f, p.seed = 11;
+              ctx.kernel(spec).launch(unsigned(s.rows / 32 * spec.cluster), p, nullptr, unsigned(spec.smem_bytes()), unsigned(spec.cluster));
+              if (pass == gen::LayerNormPass::forward) {
+                c.check_forward();
+                continue;
+              }
+              sum_block_row_partials(ctx, c.workspace.get(), c.dgamma.get(), s.rows, s.cols, false, nullptr);
+              sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(p.dbeta_partial), c.dbeta.get(), s.rows, s.cols, false, nullptr);
+              c.check_backward();
+            }
     }
   }
 

@@ -134,7 +134,6 @@ TEST_SUITE("reference") {
     for (size_t i = 0; i < y.size(); ++i) mask_differs += (dx[i] == 0.0) != (y[i] == 0.0);
     CHECK(mask_differs == 0);
     CHECK(ref::dropout_exact(x, p, 43) != y);
-    CHECK(within_steps(ref::dropout_forward(x, p, 42), y, 0.5));
-    CHECK(within_steps(ref::dropout_backward(x, p, 42, 3), y, 1.0));
+    CHECK(within_steps(ref::dropout(x, p, 42), y, 1e-6));  // the INT8 operator is exact
   }
 }

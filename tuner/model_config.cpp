@@ -149,8 +149,6 @@ std::vector<TileOpShape> tile_op_shapes(const ModelConfig& c) {
     add("grad output " + l.name + " transpose", gen::TransposeSpec::fit(T, l.out, 32), T, l.out);
   }
   add("attention gradient dequantize", gen::DequantizeSpec::fit(DType::bf16, T, d, 32), T, d);
-  add("layernorm apply", gen::ElementwiseSpec::fit(Elementwise::layernorm_apply, Rounding::nearest, T, d), T, d);
-  add("layernorm backward dx", gen::ElementwiseSpec::fit(Elementwise::layernorm_grad, Rounding::stochastic, T, d), T, d);
   add("gelu forward", gen::ElementwiseSpec::fit(Elementwise::gelu_tanh, Rounding::nearest, T, ff), T, ff);
   add("gelu backward", gen::ElementwiseSpec::fit(Elementwise::gelu_tanh_grad, Rounding::stochastic, T, ff), T, ff);
   add("residual add", gen::ResidualSpec::fit(DType::f32, Rounding::nearest, T, d), T, d);
@@ -168,8 +166,8 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
   for (const auto& t : tile_op_shapes(c)) add(t.name, t.spec_key());
   // The rest of a GPT-2 step as runtime/gpt2_model.cpp runs it: the fixed specs its operators launch (their
   // families' defaults).
-  add("layernorm statistics", gen::canonical_key(gen::RowStatsSpec{}));
-  for (const auto& s : gen::LayerNormGradSpec::defaults()) add("layernorm backward reduction", gen::canonical_key(s));
+  for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward})
+    add("layernorm " + std::string(gen::enum_name(pass)), gen::canonical_key(gen::LayerNormSpec::fit(pass, c.hidden, target)));
   const int head_dim = c.hidden / c.heads;
   for (auto k : {gen::AttentionKernel::forward, gen::AttentionKernel::delta, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
     add("attention", gen::canonical_key(gen::AttentionSpec{k, head_dim, true}));

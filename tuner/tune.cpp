@@ -129,8 +129,7 @@ class TileOpTrial : public Trial {
     BlockTensor &x = block(R, C, true), &out = block(R, C, false);
     output_block(out);
     // The gradient input, only for the operators that read one (random codes are drawn on the host).
-    const bool reads_dy = spec.op == Elementwise::gelu_tanh_grad || spec.op == Elementwise::gelu_erf_grad || spec.op == Elementwise::layernorm_grad ||
-                          (spec.op == Elementwise::dropout && spec.round == gen::Rounding::stochastic);
+    const bool reads_dy = spec.op == Elementwise::gelu_tanh_grad || spec.op == Elementwise::gelu_erf_grad;
     BlockTensor& dy = reads_dy ? block(R, C, true) : x;
     const GeluForm form = spec.op == Elementwise::gelu_erf || spec.op == Elementwise::gelu_erf_grad ? GeluForm::erf : GeluForm::tanh;
     switch (spec.op) {
@@ -140,28 +139,7 @@ class TileOpTrial : public Trial {
       case Elementwise::gelu_erf_grad:
         launch_ = [this, &x, &dy, &out, form](CUstream st) { gelu_backward(ctx_, dy.ref(), x.ref(), out.ref(), form, 5, st); };
         return;
-      case Elementwise::dropout:
-        if (spec.round == gen::Rounding::nearest) launch_ = [this, &x, &out](CUstream st) { dropout_forward(ctx_, x.ref(), out.ref(), 0.1f, 3, st); };
-        else launch_ = [this, &dy, &out](CUstream st) { dropout_backward(ctx_, dy.ref(), out.ref(), 0.1f, 3, 5, st); };
-        return;
-      case Elementwise::layernorm_apply:
-      case Elementwise::layernorm_grad: {
-        DenseTensor &gamma = dense(1, C, gen::DType::f32, true), &beta = dense(1, C, gen::DType::f32, true);
-        DenseTensor &mean = dense(1, R, gen::DType::f32, false), &rstd = dense(1, R, gen::DType::f32, false);
-        const CUdeviceptr g = gamma.ref().data, b = beta.ref().data, m = mean.ref().data, r = rstd.ref().data;
-        if (spec.op == Elementwise::layernorm_apply) {
-          launch_ = [this, &x, &out, g, b, m, r](CUstream st) { layernorm_forward(ctx_, x.ref(), g, b, out.ref(), m, r, 1e-5f, st); };
-          return;
-        }
-        layernorm_forward(ctx_, x.ref(), g, b, out.ref(), m, r, 1e-5f, nullptr);  // the statistics the backward reads
-        DenseTensor &dgamma = dense(1, C, gen::DType::f32, false), &dbeta = dense(1, C, gen::DType::f32, false);
-        workspace_ = std::make_unique<DeviceBuffer>(layernorm_backward_workspace_bytes(R, C));
-        const CUdeviceptr dg = dgamma.ref().data, db = dbeta.ref().data, ws = workspace_->get();
-        launch_ = [this, &x, &dy, &out, g, m, r, dg, db, ws](CUstream st) {
-          layernorm_backward(ctx_, dy.ref(), x.ref(), m, r, g, out.ref(), dg, db, 5, ws, st);
-        };
-        return;
-      }
+      case Elementwise::dropout: launch_ = [this, &x, &out](CUstream st) { dropout_forward(ctx_, x.ref(), out.ref(), 0.1f, 3, st); }; return;
     }
   }
   void setup(const gen::ResidualSpec& spec) {
@@ -187,7 +165,6 @@ class TileOpTrial : public Trial {
   gen::Signature problem_;
   std::vector<std::unique_ptr<BlockTensor>> blocks_;
   std::vector<std::unique_ptr<DenseTensor>> denses_;
-  std::unique_ptr<DeviceBuffer> workspace_;
   DenseTensor *stream_ = nullptr, *stream_initial_ = nullptr;
   std::vector<DeviceBuffer*> outputs_;
   std::function<void(CUstream)> launch_;

@@ -93,8 +93,16 @@ template <int NumBlocks, int Threads> struct BlockAmax {
   float scale[NumBlocks];
   float inv_scale[NumBlocks];
 
+  // Calls f(b) for every block b, spread over the threads (a plain branch when there are fewer blocks than threads).
+  template <class F> static __device__ void for_each_block(const F& f) {
+    if constexpr (NumBlocks <= Threads) {
+      if (threadIdx.x < NumBlocks) f(int(threadIdx.x));
+    } else {
+      for (int b = int(threadIdx.x); b < NumBlocks; b += Threads) f(b);
+    }
+  }
   __device__ void clear() {
-    for (int b = int(threadIdx.x); b < NumBlocks; b += Threads) bits[b] = 0u;
+    for_each_block([&](int b) { bits[b] = 0u; });
   }
   // All lanes call this together; LanesPerBlockRow adjacent lanes cover one block row.
   template <int LanesPerBlockRow> __device__ void add(int block, float amax) {
@@ -104,15 +112,17 @@ template <int NumBlocks, int Threads> struct BlockAmax {
   }
   // After a barrier: turns the maxima into scales (one division per block).
   __device__ void finish() {
-    for (int b = int(threadIdx.x); b < NumBlocks; b += Threads) {
+    for_each_block([&](int b) {
       scale[b] = block_scale(__uint_as_float(bits[b]));
       inv_scale[b] = inverse_scale(scale[b]);
-    }
+    });
   }
 };
 
 // Codes of E consecutive values of one block (E a multiple of 4) whose first element has index `first`: nearest,
 // or stochastic with the noise sr_noise(seed, index) (one hash per four elements). value(k) gives the k-th FP32 value.
+// The values are the block's own, whose largest magnitude gave `inv`: nearest rounding needs no clamp then
+// (|value| * inv <= 127 (1 + 2^-22) rounds to at most 127), stochastic rounding keeps it (value * inv + u may reach 128).
 template <int Round, int E, class Value>
 __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 first, u64 seed, i8 (&codes)[E]) {
 #pragma unroll
@@ -120,7 +130,7 @@ __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 
     const u64 h = Round == kRoundStochastic ? hash64(seed, (first + k) >> 2) : 0;
 #pragma unroll
     for (int f = 0; f < 4; ++f)
-      codes[k + f] = Round == kRoundNearest ? quantize_nearest(value(k + f), inv) : quantize_stochastic(value(k + f), inv, sr_noise_field(h, f));
+      codes[k + f] = Round == kRoundNearest ? magic_code(__fmaf_rn(value(k + f), inv, kMagic)) : quantize_stochastic(value(k + f), inv, sr_noise_field(h, f));
   }
 }
 
@@ -137,12 +147,17 @@ __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElem
   const int block_col = Tile::col() / B;
   amax.clear();
   __syncthreads();
+  // A thread's chunks lie kRowStep rows apart: those in one block row are maxed in registers first, one shuffle
+  // tree and one atomic per block.
+  constexpr int kChunksPerBlockRow = Tile::kRowStep < B && B % Tile::kRowStep == 0 ? B / Tile::kRowStep : 1;
 #pragma unroll
-  for (int i = 0; i < kN; ++i) {
+  for (int i0 = 0; i0 < kN; i0 += kChunksPerBlockRow) {
     float m = 0.0f;
 #pragma unroll
-    for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
-    amax.template add<B / kE>(Tile::row(i) / B * TileBC + block_col, m);
+    for (int i = i0; i < i0 + kChunksPerBlockRow; ++i)
+#pragma unroll
+      for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
+    amax.template add<B / kE>(Tile::row(i0) / B * TileBC + block_col, m);
   }
   __syncthreads();
   amax.finish();
@@ -155,8 +170,7 @@ __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElem
     quantize_run<Round>([&](int k) { return y[i][k]; }, inv, first, seed, q.elem);
     CodeTile::store(q, i, codes + r0 * cols + c0, cols);
   }
-  for (int blk = int(threadIdx.x); blk < TileBR * TileBC; blk += Threads)
-    scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk];
+  amax.for_each_block([&](int blk) { scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk]; });
 }
 
 // A Rows x Cols tile of int8 codes in shared memory, written in 4-byte row words and read back as 4x4 byte

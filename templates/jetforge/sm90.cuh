@@ -72,9 +72,35 @@ __device__ __forceinline__ void mbar_arrive_cluster(u64* bar, u32 rank) {
       : "memory");
 }
 
+// The two halves of cluster_sync, for work in between: arrive says this CTA is done with what the others must not
+// change or free yet; wait returns once every CTA has arrived.
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
+// An arrive that publishes nothing (no memory fence): e.g. "done reading the others' shared memory", whose loads
+// have completed once their values were used.
+__device__ __forceinline__ void cluster_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
 // Every thread of every CTA in the cluster.
 __device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+  cluster_arrive();
+  cluster_wait();
+}
+
+// Reads the value at the same shared-memory offset as `local` in cluster CTA `rank` (distributed shared memory).
+__device__ __forceinline__ float2 ld_shared_cluster(const float2* local, u32 rank) {
+  float2 v;
+  asm volatile("{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %2, %3;\nld.shared::cluster.v2.f32 {%0, %1}, [remote];\n}\n"
+               : "=f"(v.x), "=f"(v.y)
+               : "r"(smem_addr(local)), "r"(rank)
+               : "memory");
+  return v;
+}
+__device__ __forceinline__ double2 ld_shared_cluster(const double2* local, u32 rank) {
+  double2 v;
+  asm volatile("{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %2, %3;\nld.shared::cluster.v2.f64 {%0, %1}, [remote];\n}\n"
+               : "=d"(v.x), "=d"(v.y)
+               : "r"(smem_addr(local)), "r"(rank)
+               : "memory");
+  return v;
 }
 
 // Shared-memory matrix descriptor of a K-major tile written by TMA with the 128-byte swizzle: rows of 128 bytes,

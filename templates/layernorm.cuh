@@ -1,0 +1,225 @@
+// LayerNorm forward and backward on INT8 BlockTensors (32 x 32 blocks), one kernel each (DESIGN.md §1, §3).
+// A 32-row strip is split by columns into Cluster slices of Slice columns, one CTA each, and a CTA keeps its slice
+// of the inputs in shared memory, so every input byte leaves DRAM once although each pass needs whole-row sums
+// first. Per-row partial sums go through distributed shared memory and are added in cluster-rank order: every
+// CTA of a strip gets the same bits, and so does every run. Slice = 0: one CTA per strip streams whole rows from
+// global memory twice (the second read mostly from L2), for GPUs without clusters and rows too wide to hold.
+//   forward:  mean and rstd of every row (sums of codes and of squared codes by dp4a, times the block's scale and
+//             its square, added in FP64), then y = (x - mean) * rstd * gamma + beta, fresh block scales, nearest.
+//   backward: c1 = mean(dy * gamma) and c2 = mean(dy * gamma * xhat) of every row, the strip's column partials of
+//             dgamma = sum(dy * xhat) and dbeta = sum(dy), then dx = rstd * (dy * gamma - c1 - xhat * c2), fresh
+//             block scales, stochastic rounding.
+#pragma once
+#include "jetforge/common.cuh"
+
+namespace jetforge {
+
+struct LayerNormParams {
+  const i8* x_codes;
+  const float* x_scales;
+  const i8* dy_codes;  // backward
+  const float* dy_scales;
+  const float* gamma;  // cols
+  const float* beta;   // cols, forward
+  float* mean;         // rows: written by the forward, read by the backward
+  float* rstd;
+  i8* out_codes;  // y (forward) or dx (backward)
+  float* out_scales;
+  float* dgamma_partial;  // backward: (rows / 32) x cols, summed in order afterwards (column_sum_reduce_kernel)
+  float* dbeta_partial;
+  i64 rows, cols;
+  float eps;
+  u64 seed;  // stochastic rounding of dx
+};
+
+}  // namespace jetforge
+
+#if JF_DEVICE_CODE
+#include "jetforge/cta_tile.cuh"
+#include "jetforge/sm90.cuh"
+
+namespace jetforge {
+
+// The per-row sums a CTA shares with its cluster: forward (sum x, sum x^2) in FP64, backward (sum dy*gamma,
+// sum dy*gamma*xhat) in FP32.
+template <bool Backward> struct LayerNormRowSums { typedef double2 type; };
+template <> struct LayerNormRowSums<true> { typedef float2 type; };
+
+// Bytes per chunk of a sub-tile: a warp's 32 lanes along one row of up to 512 columns, 4 bytes each at least.
+__host__ __device__ constexpr int layernorm_chunk_bytes(int sub_cols) { return sub_cols <= 128 ? 4 : sub_cols / 32; }
+
+template <bool Backward, int Round, int Slice, int SubCols, int Cluster, int Threads>
+__global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParams p) {
+  constexpr int B = 32, kInputs = Backward ? 2 : 1, kE = layernorm_chunk_bytes(SubCols), kWords = kE / 4;
+  constexpr bool kResident = Slice > 0;
+  static_assert(kResident || Cluster == 1, "a streamed row is one CTA's");
+  static_assert(Slice % SubCols == 0 && SubCols % B == 0, "a slice holds whole sub-tiles of whole blocks");
+  // The thread layout of one B x SubCols sub-tile: kE-byte chunks, a row's lanes in one warp, kN rows per thread
+  // (the same rows in every sub-tile, so row sums stay in registers until the end).
+  typedef CtaTile<i8, B, SubCols, Threads, kE> Tile;
+  constexpr int kN = Tile::kChunksPerThread, kLanesPerRow = Tile::kChunksPerRow, kRowGroups = Tile::kRowStep;
+  static_assert(kLanesPerRow <= 32, "a row's lanes share a warp");
+  typedef typename LayerNormRowSums<Backward>::type RowSums;
+  constexpr int kColGroups = Backward ? kRowGroups : 1, kColCols = Backward ? SubCols : 1;  // the forward has no column sums
+
+  extern __shared__ __align__(16) i8 slice_smem[];  // kInputs x B x Slice codes
+  __shared__ RowSums row_sums[B];                   // this CTA's share of each row's sums (read by the whole cluster)
+  __shared__ float row_a[B], row_b[B];              // forward: mean, rstd; backward: c1, c2
+  __shared__ float terms[2][kColGroups][kColCols];  // backward: each row group's dgamma and dbeta terms of a sub-tile
+  __shared__ BlockAmax<SubCols / B, Threads> amax;
+
+  const i64 strip = blockIdx.x / Cluster, r0 = strip * B, blocks_per_row = p.cols / B;
+  const int rank = int(blockIdx.x % Cluster);  // the cluster spans consecutive CTAs
+  const i64 slice_cols = kResident ? Slice : p.cols, c_begin = rank * slice_cols;
+  const int sub_tiles = int(slice_cols / SubCols);
+  const i8* inputs[2] = {p.x_codes, p.dy_codes};
+  const float* input_scales[2] = {p.x_scales, p.dy_scales};
+
+  if constexpr (kResident) {
+    constexpr int kChunks = B * Slice / 16;
+    for (int in = 0; in < kInputs; ++in)
+      for (int c = int(threadIdx.x); c < kChunks; c += Threads) {
+        const int row = c / (Slice / 16), col = c % (Slice / 16) * 16;
+        cp_async_16(slice_smem + in * B * Slice + row * Slice + col, inputs[in] + (r0 + row) * p.cols + c_begin + col);
+      }
+    cp_async_commit();
+  }
+  // Chunk i of this thread in sub-tile s of input `in`, biased (biased_codes).
+  auto chunk = [&](int in, int s, int i, u32 (&w)[kWords]) {
+    typename Tile::Chunk c;
+    const int col = s * SubCols + Tile::col();
+    if constexpr (kResident) c.vec = *reinterpret_cast<const typename Tile::Vec*>(slice_smem + in * B * Slice + Tile::row(i) * Slice + col);
+    else c.vec = __ldg(reinterpret_cast<const typename Tile::Vec*>(inputs[in] + (r0 + Tile::row(i)) * p.cols + c_begin + col));
+#pragma unroll
+    for (int j = 0; j < kWords; ++j) w[j] = biased_codes(reinterpret_cast<const u32*>(c.elem)[j]);
+  };
+  auto scale = [&](int in, int s) { return __ldg(input_scales[in] + strip * blocks_per_row + (c_begin + s * SubCols + Tile::col()) / B); };
+
+  // Backward: xhat = x * (sx * rstd) - mean * rstd, per row.
+  float rstd[kN], mean_rstd[kN];
+  if constexpr (Backward)
+#pragma unroll
+    for (int i = 0; i < kN; ++i) rstd[i] = __ldg(p.rstd + r0 + Tile::row(i)), mean_rstd[i] = __ldg(p.mean + r0 + Tile::row(i)) * rstd[i];
+  if constexpr (kResident) cp_async_wait<0>();
+  __syncthreads();
+
+  // Pass 1: this CTA's share of the row sums (and, backward, the strip's column partials).
+  RowSums sums[kN];
+#pragma unroll
+  for (int i = 0; i < kN; ++i) sums[i] = RowSums{0, 0};
+  for (int s = 0; s < sub_tiles; ++s) {
+    const i64 c0 = c_begin + s * SubCols + Tile::col();  // this thread's first column
+    if constexpr (!Backward) {
+      const double sx = scale(0, s), sx2 = sx * sx;
+#pragma unroll
+      for (int i = 0; i < kN; ++i) {
+        u32 w[kWords];
+        chunk(0, s, i, w);
+        u32 sum = 0, squares = 0;  // exact: codes + 128 and their squares, then the bias taken out
+#pragma unroll
+        for (int j = 0; j < kWords; ++j) sum = __dp4a(w[j], 0x01010101u, sum), squares = __dp4a(w[j], w[j], squares);
+        // sum (u - 128) = sum u - 128 n, sum (u - 128)^2 = sum u^2 - 256 sum u + 128^2 n.
+        const int n = kE, codes = int(sum) - 128 * n, codes2 = int(squares) - 256 * int(sum) + 128 * 128 * n;
+        sums[i].x += double(codes) * sx;
+        sums[i].y += double(codes2) * sx2;
+      }
+    } else {
+      const float sdy = scale(1, s), sx = scale(0, s);
+      float sg[kE], dgq[kE] = {}, dbq[kE] = {};  // dy * gamma = code * (sdy * gamma); column sums in codes, scaled once
+#pragma unroll
+      for (int k = 0; k < kE; ++k) sg[k] = sdy * __ldg(p.gamma + c0 + k);
+#pragma unroll
+      for (int i = 0; i < kN; ++i) {
+        u32 wdy[kWords], wx[kWords];
+        chunk(1, s, i, wdy);
+        chunk(0, s, i, wx);
+        const float sxr = sx * rstd[i];
+#pragma unroll
+        for (int k = 0; k < kE; ++k) {
+          const float qdy = biased_code(wdy[k / 4], k % 4), xhat = fmaf(biased_code(wx[k / 4], k % 4), sxr, -mean_rstd[i]), gg = qdy * sg[k];
+          sums[i].x += gg;
+          sums[i].y = fmaf(gg, xhat, sums[i].y);
+          dgq[k] = fmaf(qdy, xhat, dgq[k]);
+          dbq[k] += qdy;
+        }
+      }
+      // The strip's column partials: the row groups' terms added in order.
+      const int group = int(threadIdx.x) / kLanesPerRow;
+      __syncthreads();  // the previous sub-tile's terms are summed
+#pragma unroll
+      for (int k = 0; k < kE; ++k) terms[0][group][Tile::col() + k] = dgq[k] * sdy, terms[1][group][Tile::col() + k] = dbq[k] * sdy;
+      __syncthreads();
+      for (int c = int(threadIdx.x); c < 2 * SubCols; c += Threads) {
+        const int which = c / SubCols, col = c % SubCols;
+        float total = 0.0f;
+#pragma unroll
+        for (int g = 0; g < kRowGroups; ++g) total += terms[which][g][col];
+        (which == 0 ? p.dgamma_partial : p.dbeta_partial)[strip * p.cols + c_begin + s * SubCols + col] = total;
+      }
+    }
+  }
+  // The lanes of a row add their sums in a fixed tree; the row's first lane publishes them.
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+#pragma unroll
+    for (int o = 1; o < kLanesPerRow; o <<= 1) sums[i].x += __shfl_xor_sync(0xffffffffu, sums[i].x, o), sums[i].y += __shfl_xor_sync(0xffffffffu, sums[i].y, o);
+    if (Tile::col() == 0) row_sums[Tile::row(i)] = sums[i];
+  }
+  __syncthreads();
+  if constexpr (Cluster > 1) sm90::cluster_sync();  // every CTA's row_sums are written
+  if (threadIdx.x < B) {
+    const int row = int(threadIdx.x);
+    RowSums total{0, 0};
+    for (int q = 0; q < Cluster; ++q) {  // in rank order: the same bits in every CTA of the strip
+      RowSums v = row_sums[row];
+      if constexpr (Cluster > 1) v = sm90::ld_shared_cluster(&row_sums[row], u32(q));
+      total.x += v.x, total.y += v.y;
+    }
+    if constexpr (!Backward) {
+      const double n = double(p.cols), m = total.x / n, var = fmax(total.y / n - m * m, 0.0);
+      row_a[row] = float(m), row_b[row] = float(1.0 / sqrt(var + double(p.eps)));
+      if (rank == 0) p.mean[r0 + row] = row_a[row], p.rstd[r0 + row] = row_b[row];
+    } else {
+      row_a[row] = total.x / float(p.cols), row_b[row] = total.y / float(p.cols);
+    }
+  }
+  __syncthreads();
+  if constexpr (Cluster > 1) sm90::cluster_arrive_relaxed();  // done reading the others' row_sums (waited for before exit)
+
+  // Pass 2: the output, quantized per block as each sub-tile completes.
+  float a[kN], b[kN];  // forward: rstd, mean * rstd; backward: c1, c2
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const float ra = row_a[Tile::row(i)], rb = row_b[Tile::row(i)];
+    a[i] = Backward ? ra : rb, b[i] = Backward ? rb : ra * rb;
+  }
+  for (int s = 0; s < sub_tiles; ++s) {
+    const i64 c0 = c_begin + s * SubCols + Tile::col();
+    const float sx = scale(0, s), sdy = Backward ? scale(1, s) : 0.0f;
+    float gamma[kE], beta[kE];
+#pragma unroll
+    for (int k = 0; k < kE; ++k) gamma[k] = __ldg(p.gamma + c0 + k), beta[k] = Backward ? sdy * gamma[k] : __ldg(p.beta + c0 + k);  // backward: sdy * gamma
+    float y[kN][kE];
+#pragma unroll
+    for (int i = 0; i < kN; ++i) {
+      u32 wx[kWords], wdy[kWords];
+      chunk(0, s, i, wx);
+      if constexpr (Backward) chunk(1, s, i, wdy);
+#pragma unroll
+      for (int k = 0; k < kE; ++k) {
+        const float qx = biased_code(wx[k / 4], k % 4);
+        if constexpr (!Backward) {
+          y[i][k] = fmaf(fmaf(qx, sx * a[i], -b[i]), gamma[k], beta[k]);  // ((x - mean) * rstd) * gamma + beta
+        } else {
+          const float xhat = fmaf(qx, sx * rstd[i], -mean_rstd[i]), gg = biased_code(wdy[k / 4], k % 4) * beta[k];
+          y[i][k] = rstd[i] * fmaf(-xhat, b[i], gg - a[i]);  // rstd * (dy * gamma - c1 - xhat * c2)
+        }
+      }
+    }
+    store_requantized<Tile, B, 1, SubCols / B, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, strip, (c_begin + s * SubCols) / SubCols, p.seed);
+  }
+  if constexpr (Cluster > 1) sm90::cluster_wait();  // no CTA leaves while another may still read its row_sums
+}
+
+}  // namespace jetforge
+#endif
