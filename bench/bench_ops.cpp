@@ -1,6 +1,7 @@
 // The nonlinear INT8 operators next to their BF16 twins and a device-to-device copy, in one process: GB/s of
 // minimal traffic (every input byte read once, every output byte written once; per-block scales included) and
 // the speedup of INT8 over BF16. L2 is flushed before every timed run; times are medians.
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -16,8 +17,10 @@
 
 using namespace jetforge;
 
-int main() {
-  return bench::guarded_main("jetforge_bench_ops", [] {
+int main(int argc, char** argv) {
+  // --sweep: also every LayerNorm kernel variant (cluster, sub-tile, threads) on each shape, fastest first.
+  const bool sweep = argc > 1 && std::string(argv[1]) == "--sweep";
+  return bench::guarded_main("jetforge_bench_ops", [sweep] {
     Context ctx(0);
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
@@ -100,6 +103,35 @@ int main() {
         std::printf("%-22s %-11s %9.1f %8.0f %6.0f%% | %9.1f %8.0f %6.0f%% | %7.2fx\n", r.name, shape.c_str(), t8 * 1e3, gbs8, 100 * gbs8 / copy_gbs,
                     t16 * 1e3, gbs16, 100 * gbs16 / copy_gbs, t16 / t8);
       }
+      if (sweep)
+        for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward}) {
+          std::vector<std::pair<double, std::string>> variants;
+          for (int cluster : {1, 2, 4, 8, 0})  // 0: streamed rows
+            for (int sub : {128, 256, 512})
+              for (int threads : {128, 256, 512}) {
+                const gen::LayerNormSpec spec{pass, cluster == 0 ? 0 : int(cols) / cluster, sub, std::max(cluster, 1), threads};
+                if (cols % std::max(cluster, 1) != 0 || cols % sub != 0) continue;
+                try {
+                  spec.validate(ctx.limits());
+                } catch (const gen::SpecError&) {
+                  continue;
+                }
+                const double t = time([&](int i) {
+                  if (pass == gen::LayerNormPass::forward)
+                    layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get(), spec);
+                  else
+                    layernorm_backward(ctx, dy.ref(), x.ref(), mean.get(), rstd.get(), gamma.get(), dx.ref(), dgamma.get(), dbeta.get(), std::uint64_t(i),
+                                       workspace.get(), stream.get(), spec);
+                });
+                variants.push_back({t, gen::canonical_key(spec)});
+              }
+          std::sort(variants.begin(), variants.end());
+          const double bytes = (pass == gen::LayerNormPass::forward ? 2 : 3) * (n + scales);
+          const auto fit = gen::canonical_key(gen::LayerNormSpec::fit(pass, cols, ctx.limits()));
+          for (std::size_t v = 0; v < variants.size() && v < 4; ++v)
+            std::printf("  sweep %-55s %-11s %9.1f %6.0f%%%s\n", variants[v].second.c_str(), shape.c_str(), variants[v].first * 1e3,
+                        100 * bytes / (variants[v].first * 1e-3) / 1e9 / copy_gbs, variants[v].second == fit ? "  (fit)" : "");
+        }
       std::fflush(stdout);
     }
 

@@ -77,13 +77,13 @@ template <class Spec> FamilyInfo family_info(std::string_view summary) {
 
 }  // namespace
 
-BlockTile BlockTile::fit(std::int64_t rows, std::int64_t cols, int block, int elem_bytes, int chunks_per_thread) {
-  auto largest = [&](std::int64_t n) {
-    for (int t : {4, 2, 1})
-      if (n % (std::int64_t(t) * block) == 0) return t;
+BlockTile BlockTile::fit(std::int64_t rows, std::int64_t cols, int block, int elem_bytes, int chunks_per_thread, int max_rows, int max_cols) {
+  auto largest = [&](std::int64_t n, int most) {
+    for (int t : {8, 4, 2, 1})
+      if (t <= most && n % (std::int64_t(t) * block) == 0) return t;
     return 1;
   };
-  BlockTile tile{largest(rows), largest(cols), 0};
+  BlockTile tile{largest(rows, max_rows), largest(cols, max_cols), 0};
   const int chunks = tile.rows * tile.cols * block * block * elem_bytes / 16;
   const int chunks_per_row = tile.cols * block * elem_bytes / 16;
   tile.threads = std::max(std::clamp(chunks / chunks_per_thread, 32, 1024), chunks_per_row);
@@ -190,24 +190,24 @@ std::string LayerNormSpec::kernel_expr() const {
 }
 
 LayerNormSpec LayerNormSpec::fit(LayerNormPass pass, std::int64_t cols, const TargetLimits& t) {
-  // Shared memory per CTA for the slice: the forward's 32 KiB leave room for six CTAs per SM; the backward holds two
-  // inputs and needs 64 KiB for rows of 8192 in a cluster of 8.
-  const long slice_budget = pass == LayerNormPass::forward ? 32 * 1024 : 64 * 1024;
-  // Wide sub-tiles amortize each sub-tile's fixed work; the backward's column-sum terms cap it at 128 columns.
-  const int widest = pass == LayerNormPass::forward && cols % 256 == 0 ? 256 : cols % 128 == 0 ? 128 : 32;
-  LayerNormSpec spec{pass, 0, widest, 1, 256};
-  for (int c = 1; c <= 8 && (c == 1 || t.sm >= 90); ++c) {
-    if (cols % (32L * c) != 0 || cols / c % spec.sub != 0) continue;
-    spec.slice = int(cols / c), spec.cluster = c;
-    if (spec.smem_bytes() <= slice_budget && spec.smem_bytes() <= t.max_dynamic_smem) return spec;
-  }
+  // 128 threads and slices of at most 32 KiB (else 64 KiB, for rows of 8192 in a cluster of 8): many small CTAs per
+  // SM overlap one another's load, cluster exchange and store phases (bench_ops --sweep on the H100, bench/NOTES.md).
+  const int widest = cols % 256 == 0 ? 256 : cols % 128 == 0 ? 128 : 32;
+  LayerNormSpec spec{pass, 0, pass == LayerNormPass::forward ? std::min(widest, 128) : widest, 1, 128};
+  for (long budget : {32L * 1024, 64L * 1024})
+    for (int c = 1; c <= 8 && (c == 1 || t.sm >= 90); ++c) {
+      if (cols % (32L * c) != 0 || cols / c % spec.sub != 0) continue;
+      spec.slice = int(cols / c), spec.cluster = c;
+      if (spec.smem_bytes() <= budget && spec.smem_bytes() <= t.max_dynamic_smem) return spec;
+    }
   spec.slice = 0, spec.cluster = 1;
   return spec;
 }
 
 std::vector<LayerNormSpec> LayerNormSpec::defaults() {
-  const TargetLimits sm90 = TargetLimits::for_arch("sm_90a");
-  return {fit(LayerNormPass::forward, 768, sm90), fit(LayerNormPass::backward, 768, sm90)};
+  // Valid on every target (one CTA per strip); the cluster variants are the sm_90 fits of wider rows.
+  const TargetLimits sm80 = TargetLimits::for_arch("sm_80");
+  return {fit(LayerNormPass::forward, 768, sm80), fit(LayerNormPass::backward, 768, sm80)};
 }
 
 void ResidualSpec::validate(const TargetLimits& t) const {

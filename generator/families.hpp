@@ -17,9 +17,10 @@ struct BlockTile {
   int rows = 4, cols = 4;  // in blocks
   int threads = 256;
   template <class S, class F> static void fields(S& s, F&& f) { f("tile_rows", s.rows), f("tile_cols", s.cols), f("threads", s.threads); }
-  // The tile for a rows x cols matrix: the largest of 4, 2, 1 blocks dividing each dimension, with enough
-  // threads for about `chunks_per_thread` 16-byte chunks of `elem_bytes` elements each (at least a warp).
-  static BlockTile fit(std::int64_t rows, std::int64_t cols, int block, int elem_bytes, int chunks_per_thread = 4);
+  // The tile for a rows x cols matrix: the largest of 8, 4, 2, 1 blocks (at most max_rows / max_cols) dividing each
+  // dimension, with enough threads for about `chunks_per_thread` 16-byte chunks of `elem_bytes` elements each (at
+  // least a warp).
+  static BlockTile fit(std::int64_t rows, std::int64_t cols, int block, int elem_bytes, int chunks_per_thread = 4, int max_rows = 4, int max_cols = 4);
 };
 
 // Static shared memory of a block-wise kernel with this tile (transposing kernels stage a code tile).
@@ -131,8 +132,10 @@ struct ElementwiseSpec {
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return tile.threads; }
+  // One block row by up to 8 blocks, two chunks per thread: the fastest tiles on the H100 (tuner sweeps of GELU at
+  // 8192x4096 and 16384x8192, bench/NOTES.md), small enough that many CTAs overlap their loads and barriers.
   static ElementwiseSpec fit(Elementwise op, Rounding round, std::int64_t rows, std::int64_t cols) {
-    return ElementwiseSpec{op, round, BlockTile::fit(rows, cols, 32, 1, 2)};
+    return ElementwiseSpec{op, round, BlockTile::fit(rows, cols, 32, 1, 2, 1, 8)};
   }
   static std::vector<ElementwiseSpec> defaults();
 };
@@ -152,9 +155,9 @@ struct LayerNormSpec {
   static constexpr std::string_view params_type = "jetforge::LayerNormParams";
   LayerNormPass pass = LayerNormPass::forward;
   int slice = 768;
-  int sub = 256;
+  int sub = 128;
   int cluster = 1;
-  int cta_threads = 256;
+  int cta_threads = 128;
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("pass", s.pass), f("slice", s.slice), f("sub", s.sub), f("cluster", s.cluster), f("threads", s.cta_threads);
@@ -163,8 +166,8 @@ struct LayerNormSpec {
   std::string kernel_expr() const;
   int threads() const { return cta_threads; }
   int smem_bytes() const { return (pass == LayerNormPass::backward ? 2 : 1) * 32 * slice; }  // dynamic: the resident slice
-  // The spec for rows of `cols` columns: the fewest CTAs per strip whose slices fit the pass's shared-memory budget
-  // (clusters need sm_90), else streamed rows.
+  // The spec for rows of `cols` columns: the fewest CTAs per strip whose slices fit 32 KiB, else 64 KiB (clusters
+  // need sm_90), else streamed rows.
   static LayerNormSpec fit(LayerNormPass pass, std::int64_t cols, const TargetLimits& target);
   static std::vector<LayerNormSpec> defaults();
 };

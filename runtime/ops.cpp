@@ -221,15 +221,21 @@ void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorR
 namespace {
 
 // One launch of the LayerNorm family: a CTA per slice of each 32-row strip, the slices of a strip in one cluster.
-void run_layernorm(Context& ctx, gen::LayerNormPass pass, const LayerNormParams& params, CUstream stream) {
-  const auto spec = gen::LayerNormSpec::fit(pass, params.cols, ctx.limits());
+void run_layernorm(Context& ctx, const char* op, gen::LayerNormPass pass, const LayerNormParams& params, const std::optional<gen::LayerNormSpec>& chosen,
+                   CUstream stream) {
+  const auto spec = chosen ? *chosen : gen::LayerNormSpec::fit(pass, params.cols, ctx.limits());
+  require(spec.pass == pass, [&] { return std::string(op) + ": " + gen::canonical_key(spec) + " is the other pass's kernel"; });
+  require(spec.slice > 0 ? std::int64_t(spec.slice) * spec.cluster == params.cols : params.cols % spec.sub == 0, [&] {
+    return std::string(op) + ": " + gen::canonical_key(spec) + " does not cover rows of " + std::to_string(params.cols) +
+           " columns (slice x cluster must equal cols; streamed rows need cols a multiple of sub)";
+  });
   ctx.kernel(spec).launch(unsigned(params.rows / 32 * spec.cluster), params, stream, unsigned(spec.smem_bytes()), unsigned(spec.cluster));
 }
 
 }  // namespace
 
 void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
-                       CUdeviceptr rstd, float eps, CUstream stream) {
+                       CUdeviceptr rstd, float eps, CUstream stream, const std::optional<gen::LayerNormSpec>& spec) {
   require(gamma && beta && mean && rstd, [&] { return "layernorm_forward: gamma, beta, mean and rstd must all be given"; });
   require(eps > 0.0f, [&] { return "layernorm_forward: eps must be positive"; });
   check_block32("layernorm_forward", x);
@@ -240,7 +246,7 @@ void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma,
   params.mean = reinterpret_cast<float*>(mean), params.rstd = reinterpret_cast<float*>(rstd);
   params.out_codes = reinterpret_cast<i8*>(y.codes), params.out_scales = reinterpret_cast<float*>(y.scales);
   params.rows = x.rows, params.cols = x.cols, params.eps = eps;
-  run_layernorm(ctx, gen::LayerNormPass::forward, params, stream);
+  run_layernorm(ctx, "layernorm_forward", gen::LayerNormPass::forward, params, spec, stream);
 }
 
 std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t cols) {
@@ -248,7 +254,8 @@ std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t c
 }
 
 void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
-                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream) {
+                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream,
+                        const std::optional<gen::LayerNormSpec>& spec) {
   const char* op = "layernorm_backward";
   require(mean && rstd && gamma && dgamma && dbeta && workspace,
           [&] { return std::string(op) + ": mean, rstd, gamma, dgamma, dbeta and workspace must all be given"; });
@@ -264,7 +271,7 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
   params.out_codes = reinterpret_cast<i8*>(dx.codes), params.out_scales = reinterpret_cast<float*>(dx.scales);
   params.dgamma_partial = ws, params.dbeta_partial = ws + x.rows / 32 * x.cols;
   params.rows = x.rows, params.cols = x.cols, params.seed = seed;
-  run_layernorm(ctx, gen::LayerNormPass::backward, params, stream);
+  run_layernorm(ctx, op, gen::LayerNormPass::backward, params, spec, stream);
   sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dgamma_partial), dgamma, x.rows, x.cols, false, stream);
   sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dbeta_partial), dbeta, x.rows, x.cols, false, stream);
 }

@@ -51,9 +51,10 @@ void dropout_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef
 void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& dx, float p, std::uint64_t mask_seed, CUstream stream);
 
 // LayerNorm over the columns of x: y = (x - mean) * rstd * gamma + beta, nearest rounding; mean and rstd (FP32,
-// one per row) are written for the backward pass. gamma and beta: FP32, cols values.
+// one per row) are written for the backward pass. gamma and beta: FP32, cols values. `spec`: the kernel variant to
+// launch (tests, benchmarks), else the fit for the shape; both passes take it.
 void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
-                       CUdeviceptr rstd, float eps, CUstream stream);
+                       CUdeviceptr rstd, float eps, CUstream stream, const std::optional<gen::LayerNormSpec>& spec = std::nullopt);
 
 // Residual stream (FP32 or BF16, rows x cols) += dequantize(x), in place; `copy` receives the INT8 copy of the
 // updated stream (nearest), and mean/rstd (if given, FP32 per row) its LayerNorm statistics.
@@ -69,7 +70,8 @@ std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t c
 // LayerNorm backward: dx (INT8, stochastic rounding with `seed`) and dgamma, dbeta (FP32, cols values, summed in a
 // fixed order: the same bits on every run) from dy, x and the forward's mean and rstd.
 void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, CUdeviceptr mean, CUdeviceptr rstd, CUdeviceptr gamma,
-                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream);
+                        const BlockTensorRef& dx, CUdeviceptr dgamma, CUdeviceptr dbeta, std::uint64_t seed, CUdeviceptr workspace, CUstream stream,
+                        const std::optional<gen::LayerNormSpec>& spec = std::nullopt);
 
 // out (cols FP32) = or += the column sums of x (a linear layer's bias gradient from dY), summed in a fixed order.
 // workspace: column_sum_workspace_bytes(rows, cols) bytes.

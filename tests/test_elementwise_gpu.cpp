@@ -8,7 +8,7 @@
 #include "generator/families.hpp"
 #include "runtime/ops.hpp"
 #include "runtime/reference_ops.hpp"
-#include "templates/layernorm.cuh"
+#include "templates/jetforge/common.cuh"
 #include "testing.hpp"
 
 using namespace jetforge;
@@ -194,7 +194,7 @@ TEST_SUITE("gpu") {
       LayerNormCase c(s);
       for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward})
         for (int cluster : {1, 2, 4, 8, 0})  // 0: streamed rows
-          for (int sub : {32, 128})
+          for (int sub : {32, 128, 256, 512})
             for (int threads : {128, 256, 512}) {
               const gen::LayerNormSpec spec{pass, cluster == 0 ? 0 : int(s.cols) / cluster, sub, std::max(cluster, 1), threads};
               // Streamed rows take the sub-tile width from cols at run time (the operator's fit keeps them whole).
@@ -208,22 +208,13 @@ TEST_SUITE("gpu") {
               CAPTURE(s.cols);
               c.poison();
               c.upload_stats();
-              LayerNormParams p{};
-              p.x_codes = reinterpret_cast<const i8*>(c.xd.ref().codes), p.x_scales = reinterpret_cast<const float*>(c.xd.ref().scales);
-              p.dy_codes = reinterpret_cast<const i8*>(c.dyd.ref().codes), p.dy_scales = reinterpret_cast<const float*>(c.dyd.ref().scales);
-              p.gamma = reinterpret_cast<const float*>(c.gamma_d.get()), p.beta = reinterpret_cast<const float*>(c.beta_d.get());
-              p.mean = reinterpret_cast<float*>(c.mean.get()), p.rstd = reinterpret_cast<float*>(c.rstd.get());
-              const BlockTensorRef out = pass == gen::LayerNormPass::forward ? c.y.ref() : c.dx.ref();
-              p.out_codes = reinterpret_cast<i8*>(out.codes), p.out_scales = reinterpret_cast<float*>(out.scales);
-              p.dgamma_partial = reinterpret_cast<float*>(c.workspace.get()), p.dbeta_partial = p.dgamma_partial + s.rows / 32 * s.cols;
-              p.rows = s.rows, p.cols = s.cols, p.eps = 1e-5f, p.seed = 11;
-              ctx.kernel(spec).launch(unsigned(s.rows / 32 * spec.cluster), p, nullptr, unsigned(spec.smem_bytes()), unsigned(spec.cluster));
               if (pass == gen::LayerNormPass::forward) {
+                layernorm_forward(ctx, c.xd.ref(), c.gamma_d.get(), c.beta_d.get(), c.y.ref(), c.mean.get(), c.rstd.get(), 1e-5f, nullptr, spec);
                 c.check_forward();
                 continue;
               }
-              sum_block_row_partials(ctx, c.workspace.get(), c.dgamma.get(), s.rows, s.cols, false, nullptr);
-              sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(p.dbeta_partial), c.dbeta.get(), s.rows, s.cols, false, nullptr);
+              layernorm_backward(ctx, c.dyd.ref(), c.xd.ref(), c.mean.get(), c.rstd.get(), c.gamma_d.get(), c.dx.ref(), c.dgamma.get(), c.dbeta.get(), 11,
+                                 c.workspace.get(), nullptr, spec);
               c.check_backward();
             }
     }
@@ -275,13 +266,17 @@ TEST_SUITE("gpu") {
     }
   }
 
-  TEST_CASE("elementwise operators reject mismatched shapes and bad probabilities") {
+  TEST_CASE("elementwise operators reject mismatched shapes, bad probabilities and LayerNorm kernels that do not fit") {
     Context& ctx = testing::gpu();
     BlockTensor a(64, 64), b(64, 32);
     CHECK_THROWS_WITH_AS(gelu_forward(ctx, a.ref(), b.ref(), GeluForm::tanh, nullptr), doctest::Contains("the output is 64x32, expected 64x64"),
                          std::invalid_argument);
     CHECK_THROWS_WITH_AS(dropout_forward(ctx, a.ref(), a.ref(), 1.0f, 1, nullptr), doctest::Contains("p=1.000000 must be in [0, 1)"),
                          std::invalid_argument);
+    DeviceBuffer v(64 * 4);
+    const gen::LayerNormSpec half{gen::LayerNormPass::forward, 32, 32, 1, 256};
+    CHECK_THROWS_WITH_AS(layernorm_forward(ctx, a.ref(), v.get(), v.get(), a.ref(), v.get(), v.get(), 1e-5f, nullptr, half),
+                         doctest::Contains("does not cover rows of 64 columns"), std::invalid_argument);
   }
 }
 

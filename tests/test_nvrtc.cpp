@@ -26,6 +26,19 @@ TEST_SUITE("nvrtc") {
     }
   }
 
+  TEST_CASE("LayerNorm's cluster kernels (sm_90 fits of wide rows) compile for sm_90a and are refused for sm_80") {
+    const auto sm90 = gen::TargetLimits::for_arch("sm_90a"), sm80 = gen::TargetLimits::for_arch("sm_80");
+    for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward}) {
+      const auto spec = gen::LayerNormSpec::fit(pass, 8192, sm90);
+      CAPTURE(gen::canonical_key(spec));
+      CHECK(spec.cluster == 8);
+      const auto k = compile(gen::emit_checked(spec, sm90), "sm_90a");
+      CHECK(std::string(k.cubin.data() + 1, 3) == "ELF");
+      CHECK_THROWS_WITH_AS(spec.validate(sm80), doctest::Contains("clusters of CTAs need sm_90"), gen::SpecError);
+      CHECK(gen::LayerNormSpec::fit(pass, 8192, sm80).cluster == 1);  // sm_80 streams rows this wide
+    }
+  }
+
   TEST_CASE("a failed compile reports the source name and NVRTC's log") {
     auto source = gen::emit(gen::QuantizeSpec{});
     source.text += "this is not C++;\n";

@@ -40,7 +40,7 @@ verbs:
   data prepare --corpus DIR --vocab DIR --out FILE
                                tokenize the Brown corpus with the GPT-2 BPE (tools/prepare_data.sh)
   train --model FILE --data FILE
-                               train GPT-2, INT8 data flow or BF16 (not yet run on a GPU: bench/NOTES.md)
+                               train GPT-2, INT8 data flow or BF16, on the Brown corpus token file
 
 The kernel cache is $JETFORGE_CACHE, else $XDG_CACHE_HOME/jetforge/kernels.db, else
 ~/.cache/jetforge/kernels.db; --cache FILE on info and cache verbs overrides both.
@@ -279,8 +279,8 @@ constexpr const char* kTuneHelp = R"(usage: jetforge tune --model FILE [--space 
                      [--jobs N] [--cache FILE]
        jetforge tune --model FILE --compile-only --arch ARCH [--space FILE] [--jobs N] [--cache FILE]
 
-For every GEMM, quantize / quantize+transpose and block-tile operator (transpose, dequantize, GELU, LayerNorm,
-residual add) problem of a training step of the model (configs/*.yaml), compiles every kernel choice of the search
+For every GEMM, quantize / quantize+transpose and block-tile operator (transpose, dequantize, GELU, residual
+add) problem of a training step of the model (configs/*.yaml), compiles every kernel choice of the search
 space that fits the GPU's limits into the kernel cache (on --jobs threads), runs each on random operands, rejects
 any whose output differs bit for bit from the default kernel's, times the rest (median of --reps runs, default 20,
 L2 flushed before each) and stores the fastest as this GPU's winner: the operators use it from then on.
