@@ -143,7 +143,8 @@ struct ElementwiseSpec {
 // LayerNorm forward or backward, one kernel (templates/layernorm.cuh): each 32-row strip split by columns into
 // `cluster` slices of `slice` columns, one CTA each, held in shared memory (slice 0: one CTA per strip streams whole
 // rows twice instead), walked in sub-tiles of `sub` columns. The forward rounds to nearest, the backward's dx
-// stochastically.
+// stochastically. Not tuned: the variants add the row sums in different orders, so their outputs differ in the last
+// bits and none would pass the tuner's bit-exact check; `jetforge_bench_ops --sweep` times them for `fit`.
 enum class LayerNormPass { forward, backward };
 template <> struct EnumNames<LayerNormPass> {
   static constexpr std::pair<LayerNormPass, std::string_view> table[] = {{LayerNormPass::forward, "forward"}, {LayerNormPass::backward, "backward"}};
