@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
     RowSums total{0, 0};
     for (int q = 0; q < Cluster; ++q) {  // in rank order: the same bits in every CTA of the strip
       RowSums v = row_sums[row];
-      if constexpr (Cluster > 1) v = sm90::ld_shared_cluster(&row_sums[row], u32(q));
+      if constexpr (Cluster > 1) v = *sm90::cluster_peer(&row_sums[row], u32(q));
       total.x += v.x, total.y += v.y;
     }
     if constexpr (!Backward) {

@@ -85,22 +85,12 @@ __device__ __forceinline__ void cluster_sync() {
   cluster_wait();
 }
 
-// Reads the value at the same shared-memory offset as `local` in cluster CTA `rank` (distributed shared memory).
-__device__ __forceinline__ float2 ld_shared_cluster(const float2* local, u32 rank) {
-  float2 v;
-  asm volatile("{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %2, %3;\nld.shared::cluster.v2.f32 {%0, %1}, [remote];\n}\n"
-               : "=f"(v.x), "=f"(v.y)
-               : "r"(smem_addr(local)), "r"(rank)
-               : "memory");
-  return v;
-}
-__device__ __forceinline__ double2 ld_shared_cluster(const double2* local, u32 rank) {
-  double2 v;
-  asm volatile("{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %2, %3;\nld.shared::cluster.v2.f64 {%0, %1}, [remote];\n}\n"
-               : "=d"(v.x), "=d"(v.y)
-               : "r"(smem_addr(local)), "r"(rank)
-               : "memory");
-  return v;
+// The counterpart of the shared variable `local` in cluster CTA `rank` (distributed shared memory), as a generic
+// pointer that plain loads read through.
+template <class T> __device__ __forceinline__ const T* cluster_peer(const T* local, u32 rank) {
+  u64 remote;
+  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(remote) : "l"(local), "r"(rank));
+  return reinterpret_cast<const T*>(remote);
 }
 
 // Shared-memory matrix descriptor of a K-major tile written by TMA with the 128-byte swizzle: rows of 128 bytes,
