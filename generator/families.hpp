@@ -107,7 +107,8 @@ struct TransposeSpec {
   static std::vector<TransposeSpec> defaults();
 };
 
-// INT8 -> INT8 elementwise operators with per-block requantization (templates/elementwise.cuh).
+// INT8 -> INT8 elementwise operators (templates/elementwise.cuh): GELU requantized per block, dropout exact (codes kept,
+// block scales / (1 - p)).
 enum class Elementwise { gelu_tanh, gelu_erf, gelu_tanh_grad, gelu_erf_grad, dropout };
 template <> struct EnumNames<Elementwise> {
   static constexpr std::pair<Elementwise, std::string_view> table[] = {{Elementwise::gelu_tanh, "gelu_tanh"},
