@@ -106,25 +106,16 @@ int main(int argc, char** argv) {
       if (sweep)
         for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward}) {
           std::vector<std::pair<double, std::string>> variants;
-          for (int cluster : {1, 2, 4, 8, 0})  // 0: streamed rows
-            for (int sub : {128, 256, 512})
-              for (int threads : {128, 256, 512}) {
-                const gen::LayerNormSpec spec{pass, cluster == 0 ? 0 : int(cols) / cluster, sub, std::max(cluster, 1), threads};
-                if (cols % std::max(cluster, 1) != 0 || cols % sub != 0) continue;
-                try {
-                  spec.validate(ctx.limits());
-                } catch (const gen::SpecError&) {
-                  continue;
-                }
-                const double t = time([&](int i) {
-                  if (pass == gen::LayerNormPass::forward)
-                    layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get(), spec);
-                  else
-                    layernorm_backward(ctx, dy.ref(), x.ref(), mean.get(), rstd.get(), gamma.get(), dx.ref(), dgamma.get(), dbeta.get(), std::uint64_t(i),
-                                       workspace.get(), stream.get(), spec);
-                });
-                variants.push_back({t, gen::canonical_key(spec)});
-              }
+          for (const auto& spec : gen::LayerNormSpec::variants(pass, cols, ctx.limits())) {
+            const double t = time([&](int i) {
+              if (pass == gen::LayerNormPass::forward)
+                layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get(), spec);
+              else
+                layernorm_backward(ctx, dy.ref(), x.ref(), mean.get(), rstd.get(), gamma.get(), dx.ref(), dgamma.get(), dbeta.get(), std::uint64_t(i),
+                                   workspace.get(), stream.get(), spec);
+            });
+            variants.push_back({t, gen::canonical_key(spec)});
+          }
           std::sort(variants.begin(), variants.end());
           const double bytes = (pass == gen::LayerNormPass::forward ? 2 : 3) * (n + scales);
           const auto fit = gen::canonical_key(gen::LayerNormSpec::fit(pass, cols, ctx.limits()));

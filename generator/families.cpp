@@ -204,6 +204,24 @@ LayerNormSpec LayerNormSpec::fit(LayerNormPass pass, std::int64_t cols, const Ta
   return spec;
 }
 
+std::vector<LayerNormSpec> LayerNormSpec::variants(LayerNormPass pass, std::int64_t cols, const TargetLimits& t) {
+  std::vector<LayerNormSpec> out;
+  for (int cluster : {1, 2, 4, 8, 0})  // 0: streamed rows
+    for (int sub : {32, 128, 256, 512})
+      for (int threads : {128, 256, 512}) {
+        // Streamed rows take the sub-tile width from cols at run time: it must divide them.
+        if (cluster == 0 ? cols % sub != 0 : cols % cluster != 0) continue;
+        const LayerNormSpec spec{pass, cluster == 0 ? 0 : int(cols / cluster), sub, std::max(cluster, 1), threads};
+        try {
+          spec.validate(t);
+        } catch (const SpecError&) {
+          continue;  // e.g. a slice of no whole number of sub-tiles, or too many threads for 32-column sub-tiles
+        }
+        out.push_back(spec);
+      }
+  return out;
+}
+
 std::vector<LayerNormSpec> LayerNormSpec::defaults() {
   // Valid on every target (one CTA per strip); the cluster variants are the sm_90 fits of wider rows.
   const TargetLimits sm80 = TargetLimits::for_arch("sm_80");

@@ -171,6 +171,9 @@ struct LayerNormSpec {
   // The spec for rows of `cols` columns: the fewest CTAs per strip whose slices fit 32 KiB, else 64 KiB (clusters
   // need sm_90), else streamed rows.
   static LayerNormSpec fit(LayerNormPass pass, std::int64_t cols, const TargetLimits& target);
+  // Every variant valid on `target` that covers rows of `cols` columns: clusters of 1, 2, 4 or 8 CTAs or streamed
+  // rows, sub-tiles of 32 to 512 columns, 128 to 512 threads (what the GPU test and bench_ops --sweep run).
+  static std::vector<LayerNormSpec> variants(LayerNormPass pass, std::int64_t cols, const TargetLimits& target);
   static std::vector<LayerNormSpec> defaults();
 };
 

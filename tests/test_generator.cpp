@@ -108,6 +108,29 @@ TEST_SUITE("generator") {
         }
   }
 
+  TEST_CASE("LayerNorm variants: each valid and covering the row, none twice, streamed rows everywhere, clusters on sm_90 only") {
+    for (const std::string arch : {"sm_80", "sm_90a"}) {
+      const auto target = TargetLimits::for_arch(arch);
+      for (auto pass : {LayerNormPass::forward, LayerNormPass::backward})
+        for (std::int64_t cols : {32, 96, 192, 768, 1024, 4096, 8192}) {
+          CAPTURE(arch);
+          CAPTURE(cols);
+          const auto variants = LayerNormSpec::variants(pass, cols, target);
+          std::set<std::string> keys;
+          for (const auto& v : variants) {
+            CAPTURE(canonical_key(v));
+            CHECK_NOTHROW(v.validate(target));
+            CHECK((v.slice > 0 ? std::int64_t(v.slice) * v.cluster == cols : cols % v.sub == 0));
+            CHECK(v.pass == pass);
+            keys.insert(canonical_key(v));
+          }
+          CHECK(keys.size() == variants.size());
+          if (cols == 1024) CHECK(keys.count(canonical_key(LayerNormSpec{pass, 0, 128, 1, 256})) == 1);  // streamed rows are among them
+          if (cols == 1024) CHECK(keys.count(canonical_key(LayerNormSpec{pass, 128, 128, 8, 128})) == (arch == "sm_90a" ? 1u : 0u));  // clusters: sm_90 only
+        }
+    }
+  }
+
   TEST_CASE("templates are embedded and unknown names are reported") {
     CHECK(template_text("quantize.cuh").find("quantize_kernel") != std::string_view::npos);
     CHECK_THROWS_WITH_AS(template_text("nope.cuh"), doctest::Contains("no kernel template named 'nope.cuh'"), std::invalid_argument);
