@@ -220,6 +220,17 @@ void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorR
 
 namespace {
 
+// What both LayerNorm passes pass alike: x, gamma, the statistics (written forward, read backward), the output.
+LayerNormParams layernorm_params(const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr mean, CUdeviceptr rstd, const BlockTensorRef& out) {
+  LayerNormParams params{};
+  params.x_codes = reinterpret_cast<const i8*>(x.codes), params.x_scales = reinterpret_cast<const float*>(x.scales);
+  params.gamma = reinterpret_cast<const float*>(gamma);
+  params.mean = reinterpret_cast<float*>(mean), params.rstd = reinterpret_cast<float*>(rstd);
+  params.out_codes = reinterpret_cast<i8*>(out.codes), params.out_scales = reinterpret_cast<float*>(out.scales);
+  params.rows = x.rows, params.cols = x.cols;
+  return params;
+}
+
 // One launch of the LayerNorm family: a CTA per slice of each 32-row strip, the slices of a strip in one cluster.
 void run_layernorm(Context& ctx, const char* op, gen::LayerNormPass pass, const LayerNormParams& params, const std::optional<gen::LayerNormSpec>& chosen,
                    CUstream stream) {
@@ -240,12 +251,8 @@ void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma,
   require(eps > 0.0f, [&] { return "layernorm_forward: eps must be positive"; });
   check_block32("layernorm_forward", x);
   check_same("layernorm_forward", "the output", x, y);
-  LayerNormParams params{};
-  params.x_codes = reinterpret_cast<const i8*>(x.codes), params.x_scales = reinterpret_cast<const float*>(x.scales);
-  params.gamma = reinterpret_cast<const float*>(gamma), params.beta = reinterpret_cast<const float*>(beta);
-  params.mean = reinterpret_cast<float*>(mean), params.rstd = reinterpret_cast<float*>(rstd);
-  params.out_codes = reinterpret_cast<i8*>(y.codes), params.out_scales = reinterpret_cast<float*>(y.scales);
-  params.rows = x.rows, params.cols = x.cols, params.eps = eps;
+  LayerNormParams params = layernorm_params(x, gamma, mean, rstd, y);
+  params.beta = reinterpret_cast<const float*>(beta), params.eps = eps;
   run_layernorm(ctx, "layernorm_forward", gen::LayerNormPass::forward, params, spec, stream);
 }
 
@@ -263,14 +270,10 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
   check_same(op, "dy", x, dy);
   check_same(op, "dx", x, dx);
   auto* ws = reinterpret_cast<float*>(workspace);
-  LayerNormParams params{};
-  params.x_codes = reinterpret_cast<const i8*>(x.codes), params.x_scales = reinterpret_cast<const float*>(x.scales);
+  LayerNormParams params = layernorm_params(x, gamma, mean, rstd, dx);
   params.dy_codes = reinterpret_cast<const i8*>(dy.codes), params.dy_scales = reinterpret_cast<const float*>(dy.scales);
-  params.gamma = reinterpret_cast<const float*>(gamma);
-  params.mean = reinterpret_cast<float*>(mean), params.rstd = reinterpret_cast<float*>(rstd);
-  params.out_codes = reinterpret_cast<i8*>(dx.codes), params.out_scales = reinterpret_cast<float*>(dx.scales);
   params.dgamma_partial = ws, params.dbeta_partial = ws + x.rows / 32 * x.cols;
-  params.rows = x.rows, params.cols = x.cols, params.seed = seed;
+  params.seed = seed;
   run_layernorm(ctx, op, gen::LayerNormPass::backward, params, spec, stream);
   sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dgamma_partial), dgamma, x.rows, x.cols, false, stream);
   sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dbeta_partial), dbeta, x.rows, x.cols, false, stream);
