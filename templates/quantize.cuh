@@ -83,11 +83,11 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
     }
 
     const i64 blocks_per_row = p.cols / B, blocks_per_col = p.rows / B;
-    for (int b = int(threadIdx.x); b < TileBR * TileBC; b += Threads) {
+    m.for_each_block([&](int b) {
       const i64 br = tile_r * TileBR + b / TileBC, bc = tile_c * TileBC + b % TileBC;
       p.scales[br * blocks_per_row + bc] = m.scale[b];
       if (WithTranspose) p.scales_t[bc * blocks_per_col + br] = m.scale[b];
-    }
+    });
 
     if constexpr (WithTranspose) {
       __syncthreads();
