@@ -342,7 +342,8 @@ void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(group == 32 || group == 64 || group == 128, family, "group=" + std::to_string(group) + " is not supported (32, 64 or 128)");
   require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
   require(cluster == 1 || cluster == 2, family, "cluster=" + std::to_string(cluster) + " is not supported (1 or 2)");
-  require(overlap == 0 || overlap == 1, family, "overlap=" + std::to_string(overlap) + " must be 0 or 1");
+  require(overlap >= 0 && overlap <= 2, family, "overlap=" + std::to_string(overlap) + " must be 0, 1 or 2");
+  require(overlap != 2 || kBK / group >= 2, family, "overlap=2 needs two K-groups per 128-deep K slice (group 32 or 64)");
   require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem) +

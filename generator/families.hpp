@@ -425,7 +425,8 @@ struct GemmSm90Spec {
   GemmFold fold = GemmFold::convert;
   int cluster = 1;  // 2: CTA pairs along M share their B tile through TMA multicast
   int overlap = 1;  // 1: each consumer folds one half of its columns while the other half's wgmma runs (faster at
-                    // K-group 32, slower at 128: bench/NOTES.md, session 4)
+                    // K-group 32, slower at 128: bench/NOTES.md, session 4); 2: folds K-group g while g + 1's
+                    // wgmma runs, with two whole scratches (K-groups 32 and 64; fastest at 32, session 6)
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round), f("fold", s.fold), f("cluster", s.cluster),

@@ -53,7 +53,7 @@ bool uses_sm90(const GemmKernelChoice& choice, const gen::TargetLimits& target) 
 gen::Rounding output_rounding(gen::GemmOut out, gen::Rounding rounding) { return out == gen::GemmOut::i8 ? rounding : gen::Rounding::nearest; }
 
 gen::GemmSm90Spec sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
-  const int overlap = c.overlap >= 0 ? c.overlap : group == 32;
+  const int overlap = c.overlap >= 0 ? c.overlap : group == 32 ? 2 : 0;
   return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster, overlap};
 }
 

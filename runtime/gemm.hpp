@@ -18,7 +18,8 @@ struct GemmKernelChoice {
   gen::GemmFold fold = gen::GemmFold::convert;  // INT32 -> FP32 in the per-K-group fold
   int cluster = 1;  // Hopper path: 2 = CTA pairs along M share B through TMA multicast
   int overlap = -1;  // Hopper path: 1 = fold one column half of a consumer's tile under the other half's wgmma;
-                     // -1 = by K-group (1 at 32, where it is faster, 0 at 64 and 128)
+                     // 2 = fold a K-group under the next one's wgmma (two scratches; K-groups 32 and 64 only);
+                     // -1 = by K-group (2 at 32, where it is fastest, 0 at 64 and 128)
 };
 
 struct GemmOptions {

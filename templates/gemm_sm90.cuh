@@ -1,10 +1,8 @@
 // Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): TMA loads into a Stages-deep ring of 128-byte
 // K slices completing on mbarriers, one producer warp, two consumer warpgroups of 64 rows each issuing
-// s8 wgmma into INT32 scratch accumulators and folding them into FP32 after every K-group. The two consumers drift
-// out of phase, so one folds while the other's wgmma runs; with Overlap, each also splits its columns in two halves
-// and folds one while the other's wgmma runs (same registers as one whole scratch: 168 per thread is the cap of
-// 384 threads). The fold (I2FP + FFMA per element and K-group, at most ~62 elements per clock per SM measured) is
-// the limit at K-group 32: bench/NOTES.md, session 4. With Cluster = 2, two CTAs on
+// s8 wgmma into INT32 scratch accumulators and folding them into FP32 after every K-group, the fold overlapped
+// with wgmmas in flight (consume: Overlap). The fold (I2FP + FFMA per element and K-group, at most ~62 elements per
+// clock per SM measured) is the limit at K-group 32: bench/NOTES.md, sessions 4 and 6. With Cluster = 2, two CTAs on
 // neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
 // traffic per output.
 #pragma once
@@ -153,11 +151,14 @@ __device__ __forceinline__ void fold_group(float (&acc)[AccRegs], const u32 (&pa
 // The consumer warpgroups: wgmma per K-group, fold, epilogue. Overlap = 0: per K-group, the wgmmas of all BN columns
 // into one INT32 scratch, wait, fold; the other warpgroup's wgmma runs during the fold. Overlap = 1: the columns in
 // two halves with a scratch each, so that one half's wgmma is in flight while the other half is folded (the same
-// registers: two half scratches instead of one whole).
+// registers: two half scratches instead of one whole). Overlap = 2: two whole scratches, K-group g + 1's wgmmas in
+// flight while g is folded (setmaxnreg's 232 registers hold the 192 of accumulators and scratches; ptxas's report
+// of 168 is the launch count).
 template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, class Smem>
 __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0) {
   constexpr int kBK = Smem::kBK, kGroups = Smem::kGroups;
-  constexpr int kHalves = Overlap ? 2 : 1, kPartN = BN / kHalves;
+  constexpr int kHalves = Overlap == 1 ? 2 : 1, kPartN = BN / kHalves;  // column halves with a scratch each
+  constexpr int kScratches = Overlap ? 2 : 1;
   const GemmProblem& p = params.problem;
   sm90::setmaxnreg_inc<232>();
   const int cw = wg - 1;  // consumer warpgroup: rows 64 * cw .. 64 * cw + 63 of the tile
@@ -169,45 +170,57 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
 
   // Nothing is in flight across an iteration of the K loop: a wgmma in flight over the loop's back edge makes ptxas
   // copy its accumulators and serialize every wgmma of the kernel (warning C7514).
-  u32 part[kHalves][Mma::kRegs];
+  u32 part[kScratches][Mma::kRegs];
   for (int kt = 0; kt < k_tiles; ++kt) {
     const int s = kt % Stages;
     sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
     const u32 desc_a = sm90::smem_desc_lo_k_major_sw128(&smem.a[s][64 * cw * kBK]);
     const u32 desc_b = sm90::smem_desc_lo_k_major_sw128(smem.b[s]);
-    // The wgmmas of K-group g for column half h (the first overwrites the scratch), as one commit group.
-    auto issue = [&](int h, int g) {
+    // The wgmmas of K-group g for column half h into scratch p (the first overwrites it), as one commit group.
+    auto issue = [&](int p, int h, int g) {
       const u32 step = u32(g * Group) >> 4, b_half = u32(h * kPartN * kBK) >> 4;  // descriptor units: 16 bytes
       sm90::wgmma_fence();
-      Mma::template mma<false>(part[h], desc_a + step, desc_b + b_half + step);
+      Mma::template mma<false>(part[p], desc_a + step, desc_b + b_half + step);
 #pragma unroll
-      for (int kk = 1; kk < Group / 32; ++kk) Mma::template mma<true>(part[h], desc_a + step + 2 * kk, desc_b + b_half + step + 2 * kk);
+      for (int kk = 1; kk < Group / 32; ++kk) Mma::template mma<true>(part[p], desc_a + step + 2 * kk, desc_b + b_half + step + 2 * kk);
       sm90::wgmma_commit();
     };
-    if constexpr (Overlap) {
+    if constexpr (Overlap == 2) {
+      // Two whole-width scratches, unrolled so that each is a fixed set of registers: K-group g + 1's wgmmas run
+      // while g is folded (wait<1> retires the oldest commit group).
+      issue(0, 0, 0);
+      issue(1, 0, 1);
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+        if (g + 1 < kGroups) sm90::wgmma_wait<1>();
+        else sm90::wgmma_wait<0>();
+        fold_group<Fold>(acc, part[g % 2], 0, smem, s, a_block, g);
+        if (g + 2 < kGroups) issue(g % 2, 0, g + 2);
+      }
+    } else if constexpr (Overlap) {
       // Unrolled so that each half's scratch is a fixed set of registers: wait<1> retires the oldest commit group,
       // the half about to be folded, while the other half's wgmma runs.
-      issue(0, 0);
-      issue(1, 0);
+      issue(0, 0, 0);
+      issue(1, 1, 0);
 #pragma unroll
       for (int g = 0; g < kGroups; ++g) {
         sm90::wgmma_wait<1>();
         fold_group<Fold>(acc, part[0], 0, smem, s, a_block, g);
         if (g + 1 < kGroups) {
-          issue(0, g + 1);
+          issue(0, 0, g + 1);
           sm90::wgmma_wait<1>();
         } else {
           sm90::wgmma_wait<0>();
         }
         fold_group<Fold>(acc, part[1], kPartN / 32, smem, s, a_block, g);
-        if (g + 1 < kGroups) issue(1, g + 1);
+        if (g + 1 < kGroups) issue(1, 1, g + 1);
       }
     } else {
       // Not unrolled: unrolled, the scale loads of every group of the stage are hoisted and the consumer spills at
       // G = 32; a loop iteration costs a few instructions next to a ~130-instruction fold.
 #pragma unroll 1
       for (int g = 0; g < kGroups; ++g) {
-        issue(0, g);
+        issue(0, 0, g);
         sm90::wgmma_wait<0>();
         fold_group<Fold>(acc, part[0], 0, smem, s, a_block, g);
       }

@@ -186,6 +186,14 @@ template <class Spec> void add_if_valid(std::vector<std::string>& keys, const Sp
   }
   add_unique(keys, gen::canonical_key(spec));
 }
+void add_key_if_valid(std::vector<std::string>& keys, const std::string& key, const gen::TargetLimits& target) {
+  try {
+    gen::emit_key(key, target);
+  } catch (const gen::SpecError&) {
+    return;
+  }
+  add_unique(keys, key);
+}
 
 std::vector<std::string> quantize_candidates(const QuantizeShape& q, const gen::TargetLimits& target, const QuantizeSpace& space) {
   const auto base = gen::QuantizeSpec::fit(q.in, q.rows, q.cols, 32, q.rounding, q.transpose);
@@ -301,7 +309,7 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
   const auto choices = gemm_search_space(target, space.gemm);
   for (const auto& s : gemm_shapes(config)) {
     std::vector<std::string> keys{gemm_kernel_key(s.out, s.group, s.rounding, GemmKernelChoice{}, target)};
-    for (const auto& c : choices) add_unique(keys, gemm_kernel_key(s.out, s.group, s.rounding, c, target));
+    for (const auto& c : choices) add_key_if_valid(keys, gemm_kernel_key(s.out, s.group, s.rounding, c, target), target);
     out.push_back({"gemm", s.name + " " + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k), s.key(), std::move(keys),
                    [s](Context& ctx) { return std::make_unique<GemmTrial>(ctx, s); }});
   }
