@@ -234,16 +234,20 @@ void ResidualSpec::validate(const TargetLimits& t) const {
 }
 
 std::string ResidualSpec::kernel_expr() const {
-  return "jetforge::residual_kernel<" + std::string(device_type_name(stream)) + ", " + round_expr(round) + ", " + std::to_string(tile.rows) + ", " +
-         std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
+  return "jetforge::residual_kernel<" + std::string(device_type_name(stream)) + ", " + round_expr(round) + ", " + std::to_string(int(stats)) + ", " +
+         std::to_string(tile.rows) + ", " + std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
 }
 
 std::vector<ResidualSpec> ResidualSpec::defaults() {
   std::vector<ResidualSpec> out;
   for (DType stream : {DType::f32, DType::bf16})
     for (Rounding round : {Rounding::nearest, Rounding::stochastic}) out.push_back(fit(stream, round, 128, 128));
+  out.push_back(fit(DType::f32, Rounding::nearest, 128, 256, true));
+  out.push_back(fit(DType::bf16, Rounding::nearest, 32, 32, true));
   return out;
 }
+
+void ResidualStatsSpec::validate(const TargetLimits& t) const { require_threads(family, cta_threads, t); }
 
 void DenseRowStatsSpec::validate(const TargetLimits& t) const {
   require(in == DType::f32 || in == DType::bf16, family, "in must be f32 or bf16");
@@ -419,7 +423,8 @@ const std::vector<FamilyInfo>& families() {
       family_info<ElementwiseSpec>("INT8 -> INT8 GELU (tanh/erf) forward and backward, dropout, with fresh per-block scales"),
       family_info<LayerNormSpec>("LayerNorm forward (statistics + normalized INT8 output) or backward (dx, dgamma/dbeta partials), one pass per 32-row strip"),
       family_info<ResidualSpec>("residual stream r += dequantize(x) (FP32/BF16 stream) with the INT8 copy of r, nearest or stochastic"),
-      family_info<DenseRowStatsSpec>("per-row mean and rstd of a dense FP32/BF16 matrix (the residual stream's LayerNorm statistics)"),
+      family_info<ResidualStatsSpec>("the next LayerNorm's mean and rstd from the residual kernel's per-tile row sums"),
+      family_info<DenseRowStatsSpec>("per-row mean and rstd of a dense FP32/BF16 matrix (the BF16 mode's LayerNorm statistics)"),
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),
       family_info<Bf16LayerNormGradSpec>("LayerNorm backward on BF16 tensors (BF16 mode): per-row dx, per-32-row dgamma/dbeta partials"),

@@ -200,22 +200,37 @@ struct ResidualSpec {
   static constexpr std::string_view params_type = "jetforge::ResidualParams";
   DType stream = DType::f32;
   Rounding round = Rounding::nearest;
+  bool stats = false;  // also each row's sum and sum of squares per tile: the next LayerNorm's statistics
   BlockTile tile;
 
   template <class S, class F> static void fields(S& s, F&& f) {
-    f("stream", s.stream), f("round", s.round);
+    f("stream", s.stream), f("round", s.round), f("stats", s.stats);
     BlockTile::fields(s.tile, f);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return tile.threads; }
-  static ResidualSpec fit(DType stream, Rounding round, std::int64_t rows, std::int64_t cols) {
-    return ResidualSpec{stream, round, BlockTile::fit(rows, cols, 32, dtype_size(stream), 2)};
+  static ResidualSpec fit(DType stream, Rounding round, std::int64_t rows, std::int64_t cols, bool stats = false) {
+    return ResidualSpec{stream, round, stats, BlockTile::fit(rows, cols, 32, dtype_size(stream), 2)};
   }
   static std::vector<ResidualSpec> defaults();
 };
 
-// Per-row mean and rstd of a dense FP32/BF16 matrix (the residual stream), one warp per row.
+// The next LayerNorm's mean and rstd from the residual kernel's per-tile row sums (ResidualSpec::stats), a thread per row.
+struct ResidualStatsSpec {
+  static constexpr std::string_view family = "residual_stats";
+  static constexpr std::string_view template_file = "residual.cuh";
+  static constexpr std::string_view params_type = "jetforge::ResidualStatsParams";
+  int cta_threads = 256;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const { return "jetforge::residual_stats_kernel<" + std::to_string(cta_threads) + ">"; }
+  int threads() const { return cta_threads; }
+  static std::vector<ResidualStatsSpec> defaults() { return {{}}; }
+};
+
+// Per-row mean and rstd of a dense FP32/BF16 matrix (the BF16 mode's LayerNorm input), one warp per row.
 struct DenseRowStatsSpec {
   static constexpr std::string_view family = "dense_row_stats";
   static constexpr std::string_view template_file = "residual.cuh";

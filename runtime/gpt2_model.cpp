@@ -175,14 +175,14 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
     quantize_transpose(ctx_, L.o, L.o_q, L.o_q_t, nearest, s);
     gemm(ctx_, L.o_q, L.proj_w.q, b.branch, gemm_bias(tensor_at(params, h + "attn.proj.bias")), s);
-    residual_add(ctx_, b.stream, b.branch, L.x_mid, 0, 0, eps, s);
+    residual_add(ctx_, b.stream, b.branch, L.x_mid, nullptr, s);
     layernorm_forward(ctx_, L.x_mid, tensor_at(params, h + "ln2.weight"), tensor_at(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, eps, s);
     transpose(ctx_, L.h2, L.h2_t, s);
     gemm(ctx_, L.h2, L.fc_w.q, L.f, gemm_bias(tensor_at(params, h + "fc.bias")), s);
     gelu_forward(ctx_, L.f, L.g, GeluForm::tanh, s);
     transpose(ctx_, L.g, L.g_t, s);
     gemm(ctx_, L.g, L.fc_proj_w.q, b.branch, gemm_bias(tensor_at(params, h + "fc_proj.bias")), s);
-    residual_add(ctx_, b.stream, b.branch, next, 0, 0, eps, s);
+    residual_add(ctx_, b.stream, b.branch, next, nullptr, s);
   }
   layernorm_forward(ctx_, b.x_final, tensor_at(params, "ln_f.weight"), tensor_at(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
   gemm(ctx_, b.xf, b.wte.q, b.logits, GemmOptions{}, s);

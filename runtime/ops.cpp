@@ -281,37 +281,42 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
 
 namespace {
 
-void run_residual(Context& ctx, const char* op, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, gen::Rounding rounding,
-                  std::uint64_t seed, CUstream cu_stream) {
+// Returns the kernel's tile columns (the row sums' stride is cols / that).
+std::int64_t run_residual(Context& ctx, const char* op, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, gen::Rounding rounding,
+                          std::uint64_t seed, CUdeviceptr row_sums, CUstream cu_stream) {
   check_float_dtype(op, stream.dtype);
   check_block32(op, x);
   check_same_shape(op, stream, x);
   check_same(op, "the INT8 copy", x, copy);
-  const auto spec = tuned_or_fit(ctx, op, gen::ResidualSpec::fit(stream.dtype, rounding, x.rows, x.cols), x.rows, x.cols);
-  const ResidualParams params{reinterpret_cast<void*>(stream.data),   reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales),
-                              reinterpret_cast<i8*>(copy.codes),      reinterpret_cast<float*>(copy.scales), x.rows,
-                              x.cols,                                 seed};
+  const auto spec = tuned_or_fit(ctx, op, gen::ResidualSpec::fit(stream.dtype, rounding, x.rows, x.cols, row_sums != 0), x.rows, x.cols);
+  const ResidualParams params{reinterpret_cast<void*>(stream.data), reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales),
+                              reinterpret_cast<i8*>(copy.codes),    reinterpret_cast<float*>(copy.scales), x.rows,
+                              x.cols,                               seed,                                   reinterpret_cast<RowSums*>(row_sums)};
   ctx.kernel(spec).launch(tile_grid(spec.tile, x), params, cu_stream);
+  return spec.tile.cols * 32;
 }
 
 }  // namespace
 
-void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, CUdeviceptr mean, CUdeviceptr rstd, float eps,
+std::size_t residual_stats_workspace_bytes(std::int64_t rows, std::int64_t cols) { return std::size_t(rows * (cols / 32)) * sizeof(RowSums); }
+
+void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, const LayerNormStatsOut* stats,
                   CUstream cu_stream) {
-  require((mean == 0) == (rstd == 0), [&] { return "residual_add: give both mean and rstd, or neither"; });
-  run_residual(ctx, "residual_add", stream, x, copy, gen::Rounding::nearest, 0, cu_stream);
-  if (!mean) return;
-  require(eps > 0.0f, [&] { return "residual_add: eps must be positive"; });
-  require(stream.cols % (16 / gen::dtype_size(stream.dtype)) == 0, [&] { return "residual_add: cols must fill whole 16-byte vectors"; });
-  const gen::DenseRowStatsSpec spec{stream.dtype, 8};
-  const DenseRowStatsParams params{reinterpret_cast<const void*>(stream.data), reinterpret_cast<float*>(mean), reinterpret_cast<float*>(rstd), stream.rows,
-                                   stream.cols, eps};
-  ctx.kernel(spec).launch(unsigned((stream.rows + spec.warps - 1) / spec.warps), params, cu_stream);
+  if (stats) {
+    require(stats->mean && stats->rstd && stats->workspace, [] { return "residual_add: the statistics need mean, rstd and workspace"; });
+    require(stats->eps > 0.0f, [] { return "residual_add: eps must be positive"; });
+  }
+  const std::int64_t tile_cols = run_residual(ctx, "residual_add", stream, x, copy, gen::Rounding::nearest, 0, stats ? stats->workspace : 0, cu_stream);
+  if (!stats) return;
+  const gen::ResidualStatsSpec spec;
+  const ResidualStatsParams params{reinterpret_cast<const RowSums*>(stats->workspace), reinterpret_cast<float*>(stats->mean), reinterpret_cast<float*>(stats->rstd),
+                                   stream.rows, stream.cols, int(stream.cols / tile_cols), stats->eps};
+  ctx.kernel(spec).launch(unsigned((stream.rows + spec.cta_threads - 1) / spec.cta_threads), params, cu_stream);
 }
 
 void residual_add_backward(Context& ctx, const DenseRef& grad_stream, const BlockTensorRef& dx, const BlockTensorRef& copy, std::uint64_t seed,
                            CUstream cu_stream) {
-  run_residual(ctx, "residual_add_backward", grad_stream, dx, copy, gen::Rounding::stochastic, seed, cu_stream);
+  run_residual(ctx, "residual_add_backward", grad_stream, dx, copy, gen::Rounding::stochastic, seed, 0, cu_stream);
 }
 
 std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols) { return std::size_t(rows / 32 * cols) * 4; }

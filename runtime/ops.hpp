@@ -56,9 +56,17 @@ void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorR
 void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
                        CUdeviceptr rstd, float eps, CUstream stream, const std::optional<gen::LayerNormSpec>& spec = std::nullopt);
 
+// The next LayerNorm's statistics of the updated residual stream, taken in the residual add's pass: mean and rstd
+// (FP32 per row) from per-tile row sums kept in `workspace`, residual_stats_workspace_bytes(rows, cols) bytes.
+struct LayerNormStatsOut {
+  CUdeviceptr mean = 0, rstd = 0, workspace = 0;
+  float eps = 1e-5f;
+};
+std::size_t residual_stats_workspace_bytes(std::int64_t rows, std::int64_t cols);
+
 // Residual stream (FP32 or BF16, rows x cols) += dequantize(x), in place; `copy` receives the INT8 copy of the
-// updated stream (nearest), and mean/rstd (if given, FP32 per row) its LayerNorm statistics.
-void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, CUdeviceptr mean, CUdeviceptr rstd, float eps,
+// updated stream (nearest), and `stats` (if not null) its LayerNorm statistics.
+void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, const LayerNormStatsOut* stats,
                   CUstream cu_stream);
 // Gradient stream += dequantize(dx), in place; `copy` receives its INT8 copy with stochastic rounding (seed).
 void residual_add_backward(Context& ctx, const DenseRef& grad_stream, const BlockTensorRef& dx, const BlockTensorRef& copy, std::uint64_t seed,

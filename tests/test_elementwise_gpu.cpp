@@ -223,12 +223,14 @@ TEST_SUITE("gpu") {
       stream.buffer().upload(r.data(), r.size() * 4);
       grad.buffer().upload(r.data(), r.size() * 4);
       BlockTensor xd = testing::upload(x), copy(s.rows, s.cols), gcopy(s.rows, s.cols);
-      DeviceBuffer mean(size_t(s.rows) * 4), rstd(size_t(s.rows) * 4);
+      DeviceBuffer mean(size_t(s.rows) * 4), rstd(size_t(s.rows) * 4), row_sums(residual_stats_workspace_bytes(s.rows, s.cols));
       testing::poison(copy);
       testing::poison(gcopy);
       mean.fill_bytes(testing::kNanBytes);
       rstd.fill_bytes(testing::kNanBytes);
-      residual_add(ctx, stream.ref(), xd.ref(), copy.ref(), mean.get(), rstd.get(), 1e-5f, nullptr);
+      row_sums.fill_bytes(testing::kNanBytes);
+      const LayerNormStatsOut stats{mean.get(), rstd.get(), row_sums.get(), 1e-5f};
+      residual_add(ctx, stream.ref(), xd.ref(), copy.ref(), &stats, nullptr);
       residual_add_backward(ctx, grad.ref(), xd.ref(), gcopy.ref(), 5, nullptr);
       ctx.device().synchronize();
 

@@ -155,7 +155,7 @@ class TileOpTrial : public Trial {
     outputs_.push_back(&stream_->buffer());
     output_block(copy);
     if (spec.round == gen::Rounding::nearest)
-      launch_ = [this, &x, &copy](CUstream st) { residual_add(ctx_, stream_->ref(), x.ref(), copy.ref(), 0, 0, 1e-5f, st); };
+      launch_ = [this, &x, &copy](CUstream st) { residual_add(ctx_, stream_->ref(), x.ref(), copy.ref(), nullptr, st); };
     else
       launch_ = [this, &x, &copy](CUstream st) { residual_add_backward(ctx_, stream_->ref(), x.ref(), copy.ref(), 5, st); };
   }
