@@ -84,6 +84,9 @@ int main(int argc, char** argv) {
            [&](int) { layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get()); },
            [&](int) { bf16_layernorm_forward(ctx, xb.ref(), gamma.get(), beta.get(), DenseRef{outb.get(), rows, cols, DType::bf16}, mean.get(), rstd.get(), 1e-5f,
                                             stream.get()); }},
+          {"layernorm fwd (stats)", 2 * n + 2 * scales, 4 * n,  // the statistics from the residual add's pass (both)
+           [&](int) { layernorm_apply(ctx, x.ref(), gamma.get(), beta.get(), mean.get(), rstd.get(), y.ref(), stream.get()); },
+           [&](int) { run_bf16(gen::Bf16Op::layernorm_apply, xb, nullptr); }},
           {"layernorm backward", 3 * n + 3 * scales, 6 * n,
            [&](int i) {
              layernorm_backward(ctx, dy.ref(), x.ref(), mean.get(), rstd.get(), gamma.get(), dx.ref(), dgamma.get(), dbeta.get(), std::uint64_t(i),

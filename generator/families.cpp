@@ -249,6 +249,8 @@ std::vector<ResidualSpec> ResidualSpec::defaults() {
 
 void ResidualStatsSpec::validate(const TargetLimits& t) const { require_threads(family, cta_threads, t); }
 
+void LayerNormApplySpec::validate(const TargetLimits& t) const { validate_block_tile(family, 32, tile, 1, false, t); }
+
 void DenseRowStatsSpec::validate(const TargetLimits& t) const {
   require(in == DType::f32 || in == DType::bf16, family, "in must be f32 or bf16");
   require_threads(family, warps * 32, t);
@@ -423,6 +425,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<ElementwiseSpec>("INT8 -> INT8 GELU (tanh/erf) forward and backward, dropout, with fresh per-block scales"),
       family_info<LayerNormSpec>("LayerNorm forward (statistics + normalized INT8 output) or backward (dx, dgamma/dbeta partials), one pass per 32-row strip"),
       family_info<ResidualSpec>("residual stream r += dequantize(x) (FP32/BF16 stream) with the INT8 copy of r, nearest or stochastic"),
+      family_info<LayerNormApplySpec>("LayerNorm forward with the statistics given (residual_add's): y = (x - mean) rstd gamma + beta, INT8 out"),
       family_info<ResidualStatsSpec>("the next LayerNorm's mean and rstd from the residual kernel's per-tile row sums"),
       family_info<DenseRowStatsSpec>("per-row mean and rstd of a dense FP32/BF16 matrix (the BF16 mode's LayerNorm statistics)"),
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),

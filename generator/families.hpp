@@ -216,6 +216,23 @@ struct ResidualSpec {
   static std::vector<ResidualSpec> defaults();
 };
 
+// LayerNorm forward with the statistics given (residual_add's): a streaming pass over tiles of blocks.
+struct LayerNormApplySpec {
+  static constexpr std::string_view family = "layernorm_apply";
+  static constexpr std::string_view template_file = "layernorm.cuh";
+  static constexpr std::string_view params_type = "jetforge::LayerNormParams";
+  BlockTile tile;
+
+  template <class S, class F> static void fields(S& s, F&& f) { BlockTile::fields(s.tile, f); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const {
+    return "jetforge::layernorm_apply_kernel<" + std::to_string(tile.rows) + ", " + std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
+  }
+  int threads() const { return tile.threads; }
+  static LayerNormApplySpec fit(std::int64_t rows, std::int64_t cols) { return LayerNormApplySpec{BlockTile::fit(rows, cols, 32, 1, 2, 1, 8)}; }
+  static std::vector<LayerNormApplySpec> defaults() { return {fit(128, 128), fit(8192, 768)}; }
+};
+
 // The next LayerNorm's mean and rstd from the residual kernel's per-tile row sums (ResidualSpec::stats), a thread per row.
 struct ResidualStatsSpec {
   static constexpr std::string_view family = "residual_stats";

@@ -256,6 +256,17 @@ void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma,
   run_layernorm(ctx, "layernorm_forward", gen::LayerNormPass::forward, params, spec, stream);
 }
 
+void layernorm_apply(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, CUdeviceptr mean, CUdeviceptr rstd, const BlockTensorRef& y,
+                     CUstream stream) {
+  require(gamma && beta && mean && rstd, [&] { return "layernorm_apply: gamma, beta, mean and rstd must all be given"; });
+  check_block32("layernorm_apply", x);
+  check_same("layernorm_apply", "the output", x, y);
+  LayerNormParams params = layernorm_params(x, gamma, mean, rstd, y);
+  params.beta = reinterpret_cast<const float*>(beta);
+  const auto spec = tuned_or_fit(ctx, "layernorm_apply", gen::LayerNormApplySpec::fit(x.rows, x.cols), x.rows, x.cols);
+  ctx.kernel(spec).launch(tile_grid(spec.tile, x), params, stream);
+}
+
 std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t cols) {
   return std::size_t(2 * (rows / 32) * cols) * sizeof(float);  // the dgamma and dbeta partials of every strip
 }

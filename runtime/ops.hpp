@@ -56,6 +56,11 @@ void dropout_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorR
 void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, const BlockTensorRef& y, CUdeviceptr mean,
                        CUdeviceptr rstd, float eps, CUstream stream, const std::optional<gen::LayerNormSpec>& spec = std::nullopt);
 
+// LayerNorm forward with mean and rstd given (residual_add's LayerNormStatsOut): y = (x - mean) * rstd * gamma + beta,
+// INT8 out (nearest); one streaming pass, nothing is written to mean or rstd.
+void layernorm_apply(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, CUdeviceptr mean, CUdeviceptr rstd, const BlockTensorRef& y,
+                     CUstream stream);
+
 // The next LayerNorm's statistics of the updated residual stream, taken in the residual add's pass: mean and rstd
 // (FP32 per row) from per-tile row sums kept in `workspace`, residual_stats_workspace_bytes(rows, cols) bytes.
 struct LayerNormStatsOut {

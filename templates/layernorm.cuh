@@ -221,5 +221,36 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
   if constexpr (Cluster > 1) sm90::cluster_wait();  // no CTA leaves while another may still read its row_sums
 }
 
+// LayerNorm forward with the statistics given (residual_add takes them in its own pass, DESIGN.md §1): y = (x - mean)
+// * rstd * gamma + beta, fresh block scales, nearest rounding; a streaming pass, one CTA per tile of TileBR x TileBC
+// blocks, 16 codes per chunk.
+template <int TileBR, int TileBC, int Threads>
+__global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) layernorm_apply_kernel(const LayerNormParams p) {
+  constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B;
+  typedef CtaTile<i8, kRows, kCols, Threads> Tile;
+  constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk, kWords = kE / 4;
+  __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
+  const i64 tiles_per_row = p.cols / kCols, blocks_per_row = p.cols / B;
+  const i64 tile_r = blockIdx.x / tiles_per_row, tile_c = blockIdx.x % tiles_per_row;
+  const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
+  typename Tile::Chunk x[kN];
+  Tile::load(x, p.x_codes + r0 * p.cols + c0, p.cols);
+  float y[kN][kE];
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const i64 row = r0 + Tile::row(i), col = c0 + Tile::col();
+    const float s = __ldg(p.x_scales + row / B * blocks_per_row + col / B), mean = __ldg(p.mean + row), rstd = __ldg(p.rstd + row);
+#pragma unroll
+    for (int j = 0; j < kWords; ++j) {  // four codes, and their gamma and beta as one 16-byte load each
+      const u32 w = biased_codes(reinterpret_cast<const u32*>(x[i].elem)[j]);
+      const float4 g = __ldg(reinterpret_cast<const float4*>(p.gamma + col) + j), b = __ldg(reinterpret_cast<const float4*>(p.beta + col) + j);
+      const float gk[4] = {g.x, g.y, g.z, g.w}, bk[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+      for (int k = 0; k < 4; ++k) y[i][4 * j + k] = fmaf((biased_code(w, k) * s - mean) * rstd, gk[k], bk[k]);
+    }
+  }
+  store_requantized<Tile, B, TileBR, TileBC, Threads, kRoundNearest>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, 0);
+}
+
 }  // namespace jetforge
 #endif

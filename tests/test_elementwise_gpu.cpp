@@ -209,7 +209,7 @@ TEST_SUITE("gpu") {
     }
   }
 
-  TEST_CASE("residual add: FP32 stream updated, INT8 copy within a step, LayerNorm statistics of the new stream") {
+  TEST_CASE("residual add: FP32 stream updated, INT8 copy within a step, LayerNorm statistics of the new stream; LayerNorm applied with them") {
     Context& ctx = testing::gpu();
     for (const Shape s : kShapes) {
       CAPTURE(s.rows);
@@ -252,8 +252,25 @@ TEST_SUITE("gpu") {
                        std::fabs(got_rstd[row] / want.stats.rstd[row] - 1) <= 1e-4);
       CHECK(bad_stream == 0);
       CHECK(bad_stats == 0);
-      CHECK(worst_steps(testing::download(copy), exact) <= 0.6);
+      const auto got_copy = testing::download(copy);
+      CHECK(worst_steps(got_copy, exact) <= 0.6);
       CHECK(worst_steps(testing::download(gcopy), exact) <= 1.1);
+
+      // The next LayerNorm with these statistics: against (copy - mean) * rstd * gamma + beta with the FP64 statistics.
+      const auto gamma = testing::random_vector(size_t(s.cols), 31, 1.0f), beta = testing::random_vector(size_t(s.cols), 32, 0.5f);
+      DeviceBuffer gamma_d(gamma.size() * 4), beta_d(beta.size() * 4);
+      gamma_d.upload(gamma.data(), gamma.size() * 4), beta_d.upload(beta.data(), beta.size() * 4);
+      BlockTensor y(s.rows, s.cols);
+      testing::poison(y);
+      layernorm_apply(ctx, copy.ref(), gamma_d.get(), beta_d.get(), mean.get(), rstd.get(), y.ref(), nullptr);
+      std::vector<double> y_exact(r.size());
+      for (std::int64_t row = 0; row < s.rows; ++row)
+        for (std::int64_t c = 0; c < s.cols; ++c)
+          y_exact[size_t(row * s.cols + c)] =
+              (got_copy.value(row, c) - want.stats.mean[size_t(row)]) * want.stats.rstd[size_t(row)] * gamma[size_t(c)] + beta[size_t(c)];
+      const double worst = worst_steps(testing::download(y), y_exact);
+      MESSAGE("layernorm with the residual's statistics: worst error " << worst << " steps");
+      CHECK(worst <= 0.6);
     }
   }
 
