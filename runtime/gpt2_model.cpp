@@ -41,7 +41,7 @@ struct Gpt2Int8::Buffers {
   BlockTensorRef x_final, xf, xf_t, branch, dl, dl_t, dcopy, dx, dh, d_wide, d_wide2, d_t, do_q, dqkv_q;
   QuantizedWeight wte;
   DenseRef stream, grad_stream, logits, d_o, d_qkv;
-  CUdeviceptr mean_f = 0, rstd_f = 0, losses = 0, targets = 0, tokens = 0, delta = 0, column_ws = 0, layernorm_ws = 0;
+  CUdeviceptr mean_f = 0, rstd_f = 0, losses = 0, targets = 0, tokens = 0, delta = 0, column_ws = 0, layernorm_ws = 0, residual_ws = 0;
 
   // Every piece, in order; run once to measure and once on the allocation.
   void lay_out(Arena& a, const Gpt2Shape& s, int batch) {
@@ -70,6 +70,7 @@ struct Gpt2Int8::Buffers {
     delta = a.take(std::size_t(n * s.heads) * 4);
     column_ws = a.take(column_sum_workspace_bytes(n, std::max(wide, c)));
     layernorm_ws = a.take(layernorm_backward_workspace_bytes(n, c));
+    residual_ws = a.take(residual_stats_workspace_bytes(n, c));
   }
 };
 
@@ -165,26 +166,38 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   // Forward.
   embed(params, inputs, targets, b.tokens, b.targets, b.stream.data, s);
   quantize(ctx_, b.stream, sh.layers > 0 ? b.layers[0].x_in : b.x_final, nearest, s);  // a 0-layer model: embedding -> head
+  // Every LayerNorm after a residual add takes the statistics that add took in its pass (layernorm_apply); the first
+  // one, after the embedding, takes its own.
   for (int l = 0; l < sh.layers; ++l) {
     const std::string h = "h" + std::to_string(l) + ".";
     auto& L = b.layers[std::size_t(l)];
-    const BlockTensorRef& next = l + 1 < sh.layers ? b.layers[std::size_t(l) + 1].x_in : b.x_final;
-    layernorm_forward(ctx_, L.x_in, tensor_at(params, h + "ln1.weight"), tensor_at(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
+    const bool last = l + 1 == sh.layers;
+    const BlockTensorRef& next = last ? b.x_final : b.layers[std::size_t(l) + 1].x_in;
+    const LayerNormStatsOut mid_stats{L.mean2, L.rstd2, b.residual_ws, eps};
+    const LayerNormStatsOut next_stats{last ? b.mean_f : b.layers[std::size_t(l) + 1].mean1, last ? b.rstd_f : b.layers[std::size_t(l) + 1].rstd1,
+                                       b.residual_ws, eps};
+    if (l == 0)
+      layernorm_forward(ctx_, L.x_in, tensor_at(params, h + "ln1.weight"), tensor_at(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
+    else
+      layernorm_apply(ctx_, L.x_in, tensor_at(params, h + "ln1.weight"), tensor_at(params, h + "ln1.bias"), L.mean1, L.rstd1, L.h1, s);
     transpose(ctx_, L.h1, L.h1_t, s);
     gemm(ctx_, L.h1, L.qkv_w.q, L.qkv, gemm_bias(tensor_at(params, h + "attn.qkv.bias")), s);
     attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
     quantize_transpose(ctx_, L.o, L.o_q, L.o_q_t, nearest, s);
     gemm(ctx_, L.o_q, L.proj_w.q, b.branch, gemm_bias(tensor_at(params, h + "attn.proj.bias")), s);
-    residual_add(ctx_, b.stream, b.branch, L.x_mid, nullptr, s);
-    layernorm_forward(ctx_, L.x_mid, tensor_at(params, h + "ln2.weight"), tensor_at(params, h + "ln2.bias"), L.h2, L.mean2, L.rstd2, eps, s);
+    residual_add(ctx_, b.stream, b.branch, L.x_mid, &mid_stats, s);
+    layernorm_apply(ctx_, L.x_mid, tensor_at(params, h + "ln2.weight"), tensor_at(params, h + "ln2.bias"), L.mean2, L.rstd2, L.h2, s);
     transpose(ctx_, L.h2, L.h2_t, s);
     gemm(ctx_, L.h2, L.fc_w.q, L.f, gemm_bias(tensor_at(params, h + "fc.bias")), s);
     gelu_forward(ctx_, L.f, L.g, GeluForm::tanh, s);
     transpose(ctx_, L.g, L.g_t, s);
     gemm(ctx_, L.g, L.fc_proj_w.q, b.branch, gemm_bias(tensor_at(params, h + "fc_proj.bias")), s);
-    residual_add(ctx_, b.stream, b.branch, next, nullptr, s);
+    residual_add(ctx_, b.stream, b.branch, next, &next_stats, s);
   }
-  layernorm_forward(ctx_, b.x_final, tensor_at(params, "ln_f.weight"), tensor_at(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
+  if (sh.layers == 0)
+    layernorm_forward(ctx_, b.x_final, tensor_at(params, "ln_f.weight"), tensor_at(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
+  else
+    layernorm_apply(ctx_, b.x_final, tensor_at(params, "ln_f.weight"), tensor_at(params, "ln_f.bias"), b.mean_f, b.rstd_f, b.xf, s);
   gemm(ctx_, b.xf, b.wte.q, b.logits, GemmOptions{}, s);
   cross_entropy(ctx_, b.logits, sh.vocab, b.targets, b.losses, 1.0f / float(n), s);  // logits now hold their gradient
 

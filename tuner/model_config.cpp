@@ -151,7 +151,8 @@ std::vector<TileOpShape> tile_op_shapes(const ModelConfig& c) {
   add("attention gradient dequantize", gen::DequantizeSpec::fit(DType::bf16, T, d, 32), T, d);
   add("gelu forward", gen::ElementwiseSpec::fit(Elementwise::gelu_tanh, Rounding::nearest, T, ff), T, ff);
   add("gelu backward", gen::ElementwiseSpec::fit(Elementwise::gelu_tanh_grad, Rounding::stochastic, T, ff), T, ff);
-  add("residual add", gen::ResidualSpec::fit(DType::f32, Rounding::nearest, T, d), T, d);
+  add("residual add", gen::ResidualSpec::fit(DType::f32, Rounding::nearest, T, d, true), T, d);  // with the next LayerNorm's statistics
+  add("layernorm apply", gen::LayerNormApplySpec::fit(T, d), T, d);
   add("residual add backward", gen::ResidualSpec::fit(DType::f32, Rounding::stochastic, T, d), T, d);
   return out;
 }
@@ -168,6 +169,7 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
   // families' defaults).
   for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward})
     add("layernorm " + std::string(gen::enum_name(pass)), gen::canonical_key(gen::LayerNormSpec::fit(pass, c.hidden, target)));
+  add("residual statistics", gen::canonical_key(gen::ResidualStatsSpec{}));
   const int head_dim = c.hidden / c.heads;
   for (auto k : {gen::AttentionKernel::forward, gen::AttentionKernel::delta, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
     add("attention", gen::canonical_key(gen::AttentionSpec{k, head_dim, true}));

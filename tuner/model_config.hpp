@@ -67,7 +67,7 @@ std::vector<QuantizeShape> quantize_shapes(const ModelConfig& config);
 // One call of a training step whose kernel comes from a block-tile family: the spec the operator's fit gives for its
 // rows x cols matrix (tuning varies the tile).
 struct TileOpShape {
-  using Spec = std::variant<gen::TransposeSpec, gen::DequantizeSpec, gen::ElementwiseSpec, gen::ResidualSpec>;
+  using Spec = std::variant<gen::TransposeSpec, gen::DequantizeSpec, gen::ElementwiseSpec, gen::ResidualSpec, gen::LayerNormApplySpec>;
   std::string name;  // e.g. "gelu forward"
   Spec fitted;
   std::int64_t rows, cols;
