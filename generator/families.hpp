@@ -200,7 +200,7 @@ struct ResidualSpec {
   static constexpr std::string_view params_type = "jetforge::ResidualParams";
   DType stream = DType::f32;
   Rounding round = Rounding::nearest;
-  bool stats = false;  // also each row's sum and sum of squares per tile: the next LayerNorm's statistics
+  bool stats = false;  // also each row's sum and sum of squares per 32-column block: the next LayerNorm's statistics
   BlockTile tile;
 
   template <class S, class F> static void fields(S& s, F&& f) {
@@ -233,7 +233,7 @@ struct LayerNormApplySpec {
   static std::vector<LayerNormApplySpec> defaults() { return {fit(128, 128), fit(8192, 768)}; }
 };
 
-// The next LayerNorm's mean and rstd from the residual kernel's per-tile row sums (ResidualSpec::stats), a thread per row.
+// The next LayerNorm's mean and rstd from the residual kernel's row sums per block (ResidualSpec::stats), a thread per row.
 struct ResidualStatsSpec {
   static constexpr std::string_view family = "residual_stats";
   static constexpr std::string_view template_file = "residual.cuh";

@@ -292,9 +292,8 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
 
 namespace {
 
-// Returns the kernel's tile columns (the row sums' stride is cols / that).
-std::int64_t run_residual(Context& ctx, const char* op, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, gen::Rounding rounding,
-                          std::uint64_t seed, CUdeviceptr row_sums, CUstream cu_stream) {
+void run_residual(Context& ctx, const char* op, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, gen::Rounding rounding,
+                  std::uint64_t seed, CUdeviceptr row_sums, CUstream cu_stream) {
   check_float_dtype(op, stream.dtype);
   check_block32(op, x);
   check_same_shape(op, stream, x);
@@ -304,7 +303,6 @@ std::int64_t run_residual(Context& ctx, const char* op, const DenseRef& stream, 
                               reinterpret_cast<i8*>(copy.codes),    reinterpret_cast<float*>(copy.scales), x.rows,
                               x.cols,                               seed,                                   reinterpret_cast<RowSums*>(row_sums)};
   ctx.kernel(spec).launch(tile_grid(spec.tile, x), params, cu_stream);
-  return spec.tile.cols * 32;
 }
 
 }  // namespace
@@ -317,11 +315,11 @@ void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x,
     require(stats->mean && stats->rstd && stats->workspace, [] { return "residual_add: the statistics need mean, rstd and workspace"; });
     require(stats->eps > 0.0f, [] { return "residual_add: eps must be positive"; });
   }
-  const std::int64_t tile_cols = run_residual(ctx, "residual_add", stream, x, copy, gen::Rounding::nearest, 0, stats ? stats->workspace : 0, cu_stream);
+  run_residual(ctx, "residual_add", stream, x, copy, gen::Rounding::nearest, 0, stats ? stats->workspace : 0, cu_stream);
   if (!stats) return;
   const gen::ResidualStatsSpec spec;
   const ResidualStatsParams params{reinterpret_cast<const RowSums*>(stats->workspace), reinterpret_cast<float*>(stats->mean), reinterpret_cast<float*>(stats->rstd),
-                                   stream.rows, stream.cols, int(stream.cols / tile_cols), stats->eps};
+                                   stream.rows, stream.cols, stats->eps};
   ctx.kernel(spec).launch(unsigned((stream.rows + spec.cta_threads - 1) / spec.cta_threads), params, cu_stream);
 }
 

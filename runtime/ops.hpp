@@ -62,7 +62,7 @@ void layernorm_apply(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, C
                      CUstream stream);
 
 // The next LayerNorm's statistics of the updated residual stream, taken in the residual add's pass: mean and rstd
-// (FP32 per row) from per-tile row sums kept in `workspace`, residual_stats_workspace_bytes(rows, cols) bytes.
+// (FP32 per row) from row sums per 32-column block kept in `workspace`, residual_stats_workspace_bytes(rows, cols) bytes.
 struct LayerNormStatsOut {
   CUdeviceptr mean = 0, rstd = 0, workspace = 0;
   float eps = 1e-5f;

@@ -1,7 +1,7 @@
 // The residual stream (DESIGN.md §1): kept in FP32 or BF16, it takes an INT8 branch output, r += dequantize(x), and
 // in the same pass emits the INT8 copy of the new stream (fresh 32 x 32 block scales) that the next GEMM or
-// LayerNorm reads and, with Stats, each row's sum and sum of squares over the tile's columns. Forward rounds the copy
-// to nearest, backward (gradient stream) stochastically. residual_stats_kernel then turns a row's tile sums into
+// LayerNorm reads and, with Stats, each row's sum and sum of squares over every 32-column block. Forward rounds the copy
+// to nearest, backward (gradient stream) stochastically. residual_stats_kernel then turns a row's block sums into
 // the next LayerNorm's mean and rstd (FP64 sums; the stream is not read again). dense_row_stats_kernel takes the
 // same statistics from a dense matrix by itself (the BF16 mode's LayerNorm).
 #pragma once
@@ -22,15 +22,14 @@ struct ResidualParams {
   float* out_scales;
   i64 rows, cols;
   u64 seed;              // stochastic rounding of the copy
-  RowSums* row_sums;     // Stats: rows x (cols / tile columns), of the updated stream
+  RowSums* row_sums;     // Stats: rows x (cols / 32), of the updated stream over each 32-column block
 };
 
 struct ResidualStatsParams {
-  const RowSums* row_sums;  // residual_kernel's, tiles_per_row per row
+  const RowSums* row_sums;  // residual_kernel's, cols / 32 per row
   float* mean;
   float* rstd;
   i64 rows, cols;
-  int tiles_per_row;
   float eps;
 };
 
@@ -49,27 +48,18 @@ struct DenseRowStatsParams {
 
 namespace jetforge {
 
-// A tile's row sums: a thread's chunk sums, added over the lanes of the row in the warp (a butterfly, so every
-// order is fixed), then over the row's warps in shared memory.
-template <class Tile, int Rows, int Threads, int N, int E>
-__device__ __forceinline__ void store_row_sums(const float (&y)[N][E], RowSums* row_sums, i64 r0, i64 tiles_per_row, i64 tile_c) {
-  constexpr int kLanesPerRow = Tile::kChunksPerRow < 32 ? Tile::kChunksPerRow : 32, kWarpsPerRow = Tile::kChunksPerRow / kLanesPerRow;
-  __shared__ RowSums warp_sums[Rows][kWarpsPerRow];
+// Each row's sums over each 32-column block: a thread's chunk sums, added over the lanes of the block (a butterfly
+// within aligned lanes), so the bits do not depend on the tile shape.
+template <class Tile, int N, int E> __device__ __forceinline__ void store_block_row_sums(const float (&y)[N][E], RowSums* row_sums, i64 r0, i64 c0, i64 cols) {
+  constexpr int kLanesPerBlock = 32 / E;  // a block's chunks, on consecutive lanes
 #pragma unroll
   for (int i = 0; i < N; ++i) {
     float s = 0.0f, q = 0.0f;
 #pragma unroll
     for (int k = 0; k < E; ++k) s += y[i][k], q = fmaf(y[i][k], y[i][k], q);
 #pragma unroll
-    for (int o = 1; o < kLanesPerRow; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o), q += __shfl_xor_sync(0xffffffffu, q, o);
-    const int chunk = int(threadIdx.x) % Tile::kChunksPerRow;
-    if (chunk % kLanesPerRow == 0) warp_sums[Tile::row(i)][chunk / kLanesPerRow] = RowSums{s, q};
-  }
-  __syncthreads();
-  for (int r = int(threadIdx.x); r < Rows; r += Threads) {
-    RowSums t = warp_sums[r][0];
-    for (int w = 1; w < kWarpsPerRow; ++w) t.sum += warp_sums[r][w].sum, t.sum_sq += warp_sums[r][w].sum_sq;
-    row_sums[(r0 + r) * tiles_per_row + tile_c] = t;
+    for (int o = 1; o < kLanesPerBlock; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o), q += __shfl_xor_sync(0xffffffffu, q, o);
+    if (threadIdx.x % kLanesPerBlock == 0) row_sums[(r0 + Tile::row(i)) * (cols / 32) + (c0 + Tile::col()) / 32] = RowSums{s, q};
   }
 }
 
@@ -101,17 +91,17 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) residual
     }
     StreamTile::store(r[i], i, stream, p.cols);
   }
-  if constexpr (Stats) store_row_sums<StreamTile, kRows, Threads>(y, p.row_sums, r0, tiles_per_row, tile_c);
+  if constexpr (Stats) store_block_row_sums<StreamTile>(y, p.row_sums, r0, c0, p.cols);
   store_requantized<StreamTile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.seed);
 }
 
-// One thread per row: mean and 1 / sqrt(var + eps) from the row's tile sums, added in FP64 in tile order.
+// One thread per row: mean and 1 / sqrt(var + eps) from the row's block sums, added in FP64 in column order.
 template <int Threads> __global__ void __launch_bounds__(Threads) residual_stats_kernel(const ResidualStatsParams p) {
   const i64 row = i64(blockIdx.x) * Threads + threadIdx.x;
   if (row >= p.rows) return;
   double s = 0.0, q = 0.0;
-  for (int t = 0; t < p.tiles_per_row; ++t) {
-    const RowSums v = p.row_sums[row * p.tiles_per_row + t];
+  for (i64 b = 0; b < p.cols / 32; ++b) {
+    const RowSums v = p.row_sums[row * (p.cols / 32) + b];
     s += v.sum, q += v.sum_sq;
   }
   const double mean = s / double(p.cols), var = q / double(p.cols) - mean * mean;
