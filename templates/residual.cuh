@@ -1,15 +1,15 @@
 // The residual stream (DESIGN.md §1): kept in FP32 or BF16, it takes an INT8 branch output, r += dequantize(x), and
 // in the same pass emits the INT8 copy of the new stream (fresh 32 x 32 block scales) that the next GEMM or
-// LayerNorm reads and, with Stats, each row's sum and sum of squares over every 32-column block. Forward rounds the copy
-// to nearest, backward (gradient stream) stochastically. residual_stats_kernel then turns a row's block sums into
-// the next LayerNorm's mean and rstd (FP64 sums; the stream is not read again). dense_row_stats_kernel takes the
-// same statistics from a dense matrix by itself (the BF16 mode's LayerNorm).
+// LayerNorm reads and, with Stats, each row's sum and sum of squares over every 32-column block. Forward rounds the
+// copy to nearest, backward (gradient stream) stochastically. residual_stats_kernel then turns a row's block sums
+// into the next LayerNorm's mean and rstd (FP64 sums; the stream is not read again). dense_row_stats_kernel takes
+// the same statistics from a dense matrix by itself (the BF16 mode's LayerNorm).
 #pragma once
 #include "jetforge/common.cuh"
 
 namespace jetforge {
 
-// A row's sum and sum of squares over one tile's columns.
+// A row's sum and sum of squares over one 32-column block.
 struct alignas(8) RowSums {
   float sum, sum_sq;
 };
@@ -109,8 +109,8 @@ template <int Threads> __global__ void __launch_bounds__(Threads) residual_stats
   p.rstd[row] = float(1.0 / sqrt((var > 0.0 ? var : 0.0) + double(p.eps)));
 }
 
-// One warp per row of a dense FP32/BF16 matrix: mean and 1 / sqrt(var + eps), moments combined as in
-// row_stats_kernel (Chan et al.).
+// One warp per row of a dense FP32/BF16 matrix: mean and 1 / sqrt(var + eps), per-chunk moments combined as in
+// Chan et al.
 template <class T, int Warps>
 __global__ void __launch_bounds__(Warps * 32) dense_row_stats_kernel(const DenseRowStatsParams p) {
   const int lane = int(threadIdx.x) % 32;
