@@ -54,6 +54,10 @@ TEST_SUITE("generator") {
     CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:group=48", sm90), doctest::Contains("group=48 is not supported"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:stages=8", sm90), doctest::Contains("shared memory"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:out=f32,round=stochastic", sm90), doctest::Contains("INT8 output only"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:group=128,overlap=2", sm90), doctest::Contains("overlap=2 needs two K-groups"), SpecError);
+    CHECK_NOTHROW(emit_key("gemm_sm90:group=64,overlap=2", sm90));
+    CHECK_THROWS_WITH_AS(emit_key("layernorm_apply:tile_rows=3", sm90), doctest::Contains("layernorm_apply"), SpecError);
+    CHECK(emit_key("residual:stats=1", sm90).kernel_expr.find("residual_kernel<float, jetforge::kRoundNearest, 1,") != std::string::npos);
   }
 
   TEST_CASE("the emitted source includes the template and instantiates the kernel") {
