@@ -195,22 +195,18 @@ void add_unique(std::vector<std::string>& keys, std::string key) {
   keys.push_back(std::move(key));
 }
 
-// A candidate joins only if it passes its family's static limits on the target: nothing is compiled that cannot run.
-template <class Spec> void add_if_valid(std::vector<std::string>& keys, const Spec& spec, const gen::TargetLimits& target) {
+// A candidate joins only if it passes its family's static limits on the target (`validate` throws SpecError if
+// not): nothing is compiled that cannot run.
+template <class Validate> void add_if_valid(std::vector<std::string>& keys, std::string key, const Validate& validate) {
   try {
-    spec.validate(target);
+    validate();
   } catch (const gen::SpecError&) {
     return;
   }
-  add_unique(keys, gen::canonical_key(spec));
+  add_unique(keys, std::move(key));
 }
-void add_key_if_valid(std::vector<std::string>& keys, const std::string& key, const gen::TargetLimits& target) {
-  try {
-    gen::emit_key(key, target);
-  } catch (const gen::SpecError&) {
-    return;
-  }
-  add_unique(keys, key);
+template <class Spec> void add_if_valid(std::vector<std::string>& keys, const Spec& spec, const gen::TargetLimits& target) {
+  add_if_valid(keys, gen::canonical_key(spec), [&] { spec.validate(target); });
 }
 
 std::vector<std::string> quantize_candidates(const QuantizeShape& q, const gen::TargetLimits& target, const QuantizeSpace& space) {
@@ -327,7 +323,10 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
   const auto choices = gemm_search_space(target, space.gemm);
   for (const auto& s : gemm_shapes(config)) {
     std::vector<std::string> keys{gemm_kernel_key(s.out, s.group, s.rounding, GemmKernelChoice{}, target)};
-    for (const auto& c : choices) add_key_if_valid(keys, gemm_kernel_key(s.out, s.group, s.rounding, c, target), target);
+    for (const auto& c : choices) {
+      const auto key = gemm_kernel_key(s.out, s.group, s.rounding, c, target);
+      add_if_valid(keys, key, [&] { gen::emit_key(key, target); });
+    }
     out.push_back({"gemm", s.name + " " + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k), s.key(), std::move(keys),
                    [s](Context& ctx) { return std::make_unique<GemmTrial>(ctx, s); }});
   }
