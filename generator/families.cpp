@@ -315,13 +315,15 @@ void AttentionSpec::validate(const TargetLimits& t) const {
 }
 
 int AttentionSpec::smem_bytes() const {
-  // RowTile<D>: 64 rows of D + 8 BF16; ColTile<D>: D rows of 64 + 8 BF16 (templates/attention.cuh).
-  const int row_tile = kBlock * (head_dim + 8) * 2, col_tile = head_dim * (kBlock + 8) * 2;
+  // RowTile<Rows, D>: Rows x (D + 8) BF16 (templates/attention.cuh). Forward: the 128-query tile and two stages of K
+  // and V; backward: two resident 64-row tiles and two stages of two streamed tiles, plus (dK, dV) two stages of
+  // the streamed queries' log-sum-exps and deltas.
+  const int row_bytes = (head_dim + 8) * 2, n = streamed_rows();
   switch (kernel) {
-    case AttentionKernel::forward: return row_tile + col_tile;
+    case AttentionKernel::forward: return (kForwardRows + 4 * n) * row_bytes;
     case AttentionKernel::delta: return 0;
-    case AttentionKernel::backward_kv: return 4 * row_tile + 2 * col_tile + 2 * kBlock * 4;
-    case AttentionKernel::backward_q: return 4 * row_tile + col_tile;
+    case AttentionKernel::backward_kv: return (2 * kBlock + 4 * n) * row_bytes + 2 * 2 * n * 4;
+    case AttentionKernel::backward_q: return (2 * kBlock + 4 * n) * row_bytes;
   }
   return 0;
 }
@@ -330,7 +332,8 @@ std::string AttentionSpec::kernel_expr() const {
   static constexpr const char* names[] = {"jetforge::attention_forward_kernel", "jetforge::attention_delta_kernel",
                                           "jetforge::attention_backward_kv_kernel", "jetforge::attention_backward_q_kernel"};
   const std::string d = std::to_string(head_dim);
-  return std::string(names[int(kernel)]) + "<" + d + (kernel == AttentionKernel::delta ? "" : causal ? ", true" : ", false") + ">";
+  if (kernel == AttentionKernel::delta) return std::string(names[int(kernel)]) + "<" + d + ">";
+  return std::string(names[int(kernel)]) + "<" + d + (causal ? ", true, " : ", false, ") + std::to_string(streamed_rows()) + ">";
 }
 
 std::vector<AttentionSpec> AttentionSpec::defaults() {

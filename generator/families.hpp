@@ -420,7 +420,8 @@ struct AttentionSpec {
   static constexpr std::string_view family = "attention";
   static constexpr std::string_view template_file = "attention.cuh";
   static constexpr std::string_view params_type = "jetforge::AttentionParams";
-  static constexpr int kThreads = 128, kBlock = 64;  // 4 warps; tiles of 64 queries x 64 keys
+  static constexpr int kThreads = 128, kBlock = 64;  // 4 warps; T is tiled by 64 (key tiles, backward CTAs)
+  static constexpr int kForwardRows = 128;            // queries per forward CTA
   AttentionKernel kernel = AttentionKernel::forward;
   int head_dim = 64;  // 64 or 128
   bool causal = true;
@@ -430,6 +431,10 @@ struct AttentionSpec {
   std::string kernel_expr() const;
   int threads() const { return kThreads; }
   int smem_bytes() const;  // dynamic shared memory: the kernel's tiles (templates/attention.cuh)
+  int rows_per_cta() const { return kernel == AttentionKernel::forward ? kForwardRows : kBlock; }  // along T
+  // Rows of the tiles a CTA streams past its resident one (keys, or queries for dK/dV): fewer at head_dim 128,
+  // where the accumulators take most of the registers.
+  int streamed_rows() const { return head_dim == 64 ? 64 : 32; }
   static std::vector<AttentionSpec> defaults();
 };
 

@@ -54,7 +54,8 @@ void launch(Context& ctx, const gen::AttentionSpec& spec, const AttentionLayout&
     kernel.launch(unsigned(i64(l.batch) * l.heads * l.tokens / (spec.kThreads / 32)), p, stream);
     return;
   }
-  kernel.launch_2d(unsigned(l.tokens / kTile), unsigned(l.batch * l.heads), p, stream, unsigned(spec.smem_bytes()));
+  const int rows = spec.rows_per_cta();
+  kernel.launch_2d(unsigned((l.tokens + rows - 1) / rows), unsigned(l.batch * l.heads), p, stream, unsigned(spec.smem_bytes()));
 }
 
 }  // namespace
