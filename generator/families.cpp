@@ -345,6 +345,31 @@ std::vector<AttentionSpec> AttentionSpec::defaults() {
   return out;
 }
 
+void AttentionSm90Spec::validate(const TargetLimits& t) const {
+  require(t.arch == "sm_90a", family, "needs sm_90a (wgmma and TMA), not " + t.arch + "; use the portable attention kernels there");
+  require(head_dim == 64 || head_dim == 128, family, "head_dim=" + std::to_string(head_dim) + " is not supported (64 or 128)");
+  require(keys == 64 || keys == 128, family, "keys=" + std::to_string(keys) + " is not supported (64 or 128)");
+  require(smem_bytes() <= t.max_dynamic_smem, family,
+          "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem));
+}
+
+int AttentionSm90Spec::smem_bytes() const {
+  // Mirrors AttentionSm90Smem in templates/attention_sm90.cuh (the kernel traps if given less): the query tile, two
+  // stages of K and V, seven barriers.
+  return (kQueries + 4 * keys) * head_dim * 2 + 7 * 8 + 1024 /* alignment of the swizzled tiles */;
+}
+
+std::string AttentionSm90Spec::kernel_expr() const {
+  return "jetforge::attention_forward_sm90_kernel<" + std::to_string(head_dim) + (causal ? ", true, " : ", false, ") + std::to_string(keys) + ">";
+}
+
+std::vector<AttentionSm90Spec> AttentionSm90Spec::defaults() {
+  std::vector<AttentionSm90Spec> out;
+  for (int d : {64, 128})
+    for (bool causal : {true, false}) out.push_back({d, causal, 128});
+  return out;
+}
+
 void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(t.arch == "sm_90a", family, "needs sm_90a (wgmma and TMA), not " + t.arch + "; use the portable GEMM path there");
   require(bn == 64 || bn == 128, family, "bn=" + std::to_string(bn) + " is not supported (64 or 128)");
@@ -438,6 +463,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<EmbeddingSpec>("token + position embedding (FP32), forward and deterministic backward (per distinct token, per position)"),
       family_info<CrossEntropySpec>("fused softmax + cross-entropy over (padded) vocabulary rows: per-row loss, logits overwritten by their gradient"),
       family_info<AttentionSpec>("BF16 attention core softmax(Q K^T / sqrt(d)) V, causal or not: forward with log-sum-exp, backward (mma.sync)"),
+      family_info<AttentionSm90Spec>("BF16 attention forward on Hopper (TMA, wgmma; sm_90a only), the portable forward's contract"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<FoldProbeSpec>("instruction-throughput probe of the GEMM fold's conversion and FMA (bench_fold; not an operator)"),
       family_info<CompareSpec>("the number of 4-byte words two device buffers differ in (the tuner's bit-exact check on the GPU)"),

@@ -438,6 +438,26 @@ struct AttentionSpec {
   static std::vector<AttentionSpec> defaults();
 };
 
+// Attention forward, Hopper path (sm_90a, templates/attention_sm90.cuh): TMA and wgmma, same contract as the
+// portable forward kernel.
+struct AttentionSm90Spec {
+  static constexpr std::string_view family = "attention_sm90";
+  static constexpr std::string_view template_file = "attention_sm90.cuh";
+  static constexpr std::string_view params_type = "const __grid_constant__ jetforge::AttentionSm90Params";
+  static constexpr int kThreads = 384, kQueries = 128;  // a producer warpgroup and two consumers of 64 queries
+  int head_dim = 64;  // 64 or 128
+  bool causal = true;
+  int keys = 128;     // keys per K/V tile: 64 or 128
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("head_dim", s.head_dim), f("causal", s.causal), f("keys", s.keys); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return kThreads; }
+  int smem_bytes() const;  // dynamic shared memory, alignment slack included
+  static std::vector<AttentionSm90Spec> defaults();
+  static bool supports(const TargetLimits& t) { return t.arch == "sm_90a"; }
+};
+
 // Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.
 enum class GemmOut { f32, bf16, i8 };
 template <> struct EnumNames<GemmOut> {

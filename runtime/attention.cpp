@@ -5,6 +5,7 @@
 
 #include "generator/families.hpp"
 #include "runtime/require.hpp"
+#include "templates/attention_sm90.cuh"
 
 namespace jetforge {
 
@@ -58,15 +59,37 @@ void launch(Context& ctx, const gen::AttentionSpec& spec, const AttentionLayout&
   kernel.launch_2d(unsigned((l.tokens + rows - 1) / rows), unsigned(l.batch * l.heads), p, stream, unsigned(spec.smem_bytes()));
 }
 
+// A 4-D TMA map (head_dim, T, heads, batch) over one BF16 tensor of the layout: boxes of 64 head-dim columns (128
+// bytes, the swizzle width) by `rows` tokens. Tokens past T read as zeros.
+TensorMap attention_map(CUdeviceptr base, const AttentionLayout& l, const AttentionStrides& s, int rows) {
+  const cuuint64_t dims[4] = {cuuint64_t(l.head_dim), cuuint64_t(l.tokens), cuuint64_t(l.heads), cuuint64_t(l.batch)};
+  const cuuint64_t strides[3] = {cuuint64_t(s.token) * 2, cuuint64_t(s.head) * 2, cuuint64_t(s.batch) * 2};
+  const cuuint32_t box[4] = {64, cuuint32_t(rows), 1, 1};
+  TensorMap map;
+  encode_tensor_map_sw128(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, base, dims, strides, box);
+  return map;
+}
+
 }  // namespace
 
 void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
-                       CUdeviceptr lse, CUstream stream) {
+                       CUdeviceptr lse, CUstream stream, AttentionPath path) {
   check_layout("attention_forward", layout);
   check_pointers("attention_forward", {q, k, v, o, lse});
   AttentionParams p = params_of(layout);
   p.q = reinterpret_cast<const bf16*>(q), p.k = reinterpret_cast<const bf16*>(k), p.v = reinterpret_cast<const bf16*>(v);
   p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse);
+  if (path == AttentionPath::automatic && gen::AttentionSm90Spec::supports(ctx.limits())) {
+    const gen::AttentionSm90Spec spec{layout.head_dim, causal, 128};
+    AttentionSm90Params params;
+    params.q = attention_map(q, layout, layout.qkv, spec.kQueries);
+    params.k = attention_map(k, layout, layout.qkv, spec.keys);
+    params.v = attention_map(v, layout, layout.qkv, spec.keys);
+    params.p = p;
+    const unsigned query_tiles = unsigned((layout.tokens + spec.kQueries - 1) / spec.kQueries);
+    ctx.kernel(spec).launch_2d(query_tiles, unsigned(layout.batch * layout.heads), params, stream, unsigned(spec.smem_bytes()));
+    return;
+  }
   launch(ctx, gen::AttentionSpec{gen::AttentionKernel::forward, layout.head_dim, causal}, layout, p, stream);
 }
 

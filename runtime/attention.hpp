@@ -21,10 +21,14 @@ struct AttentionLayout {
   static AttentionLayout packed_qkv(int batch, int heads, int tokens, int head_dim);
 };
 
+// Which forward kernel runs: the Hopper one (TMA, wgmma) where the GPU is sm_90, else the portable one; or the
+// portable one everywhere (tests and benchmarks compare the two on the same GPU).
+enum class AttentionPath { automatic, portable };
+
 // O (BF16) and lse (FP32, [batch, heads, T]: the log-sum-exp of each row, which the backward pass needs).
 // Requires head_dim 64 or 128, T a multiple of 64 up to 16384, 16-byte aligned rows.
 void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
-                       CUdeviceptr lse, CUstream stream);
+                       CUdeviceptr lse, CUstream stream, AttentionPath path = AttentionPath::automatic);
 
 // dQ, dK, dV (BF16, the qkv layout) from dO and the forward's O and lse. delta: FP32 scratch of batch * heads * T.
 // Deterministic: no atomics, every gradient element is summed in a fixed order by one thread.

@@ -1,6 +1,5 @@
 #include "runtime/gemm.hpp"
 
-#include <cstring>
 #include <stdexcept>
 
 #include "generator/families.hpp"
@@ -33,19 +32,12 @@ void check_operands(const BlockTensorRef& a, const BlockTensorRef& b, std::int64
 
 // A 2-D TMA map over K-major INT8 codes: boxes of 128 bytes of K by `box_rows` rows, 128-byte swizzle.
 TensorMap codes_map(const BlockTensorRef& t, int box_rows) {
-  CUtensorMap map;
   const cuuint64_t dims[2] = {cuuint64_t(t.cols), cuuint64_t(t.rows)};
   const cuuint64_t strides[1] = {cuuint64_t(t.cols)};
   const cuuint32_t box[2] = {128, cuuint32_t(box_rows)};
-  const cuuint32_t element_strides[2] = {1, 1};
-  check(driver().cuTensorMapEncodeTiled(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, reinterpret_cast<void*>(t.codes), dims, strides, box,
-                                        element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
-        "cuTensorMapEncodeTiled");
-  static_assert(sizeof(TensorMap) == sizeof(CUtensorMap));
-  TensorMap out;
-  std::memcpy(&out, &map, sizeof map);
-  return out;
+  TensorMap map;
+  encode_tensor_map_sw128(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, t.codes, dims, strides, box);
+  return map;
 }
 
 bool uses_sm90(const GemmKernelChoice& choice, const gen::TargetLimits& target) { return !choice.portable && gen::GemmSm90Spec::supports(target); }

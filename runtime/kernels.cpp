@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <iostream>
 #include <thread>
 
 #include "generator/families.hpp"
+#include "jetforge/sm90.cuh"
 
 namespace jetforge {
 
@@ -16,6 +18,18 @@ int function_attribute(CUfunction f, CUfunction_attribute a) {
   return v;
 }
 }  // namespace
+
+void encode_tensor_map_sw128(TensorMap& out, CUtensorMapDataType type, int rank, CUdeviceptr base, const cuuint64_t* dims, const cuuint64_t* strides,
+                             const cuuint32_t* box) {
+  CUtensorMap map;
+  const cuuint32_t element_strides[5] = {1, 1, 1, 1, 1};
+  check(driver().cuTensorMapEncodeTiled(&map, type, cuuint32_t(rank), reinterpret_cast<void*>(base), dims, strides, box, element_strides,
+                                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+        "cuTensorMapEncodeTiled");
+  static_assert(sizeof(TensorMap) == sizeof(CUtensorMap));
+  std::memcpy(&out, &map, sizeof map);
+}
 
 Kernel::Kernel(const CompiledKernel& compiled) : threads_(compiled.threads), key_(compiled.key) {
   check(driver().cuModuleLoadData(&module_, compiled.cubin.data()), ("cuModuleLoadData for " + compiled.key).c_str());

@@ -20,6 +20,14 @@
 
 namespace jetforge {
 
+struct TensorMap;  // templates/jetforge/sm90.cuh: a CUtensorMap as kernel parameters carry it
+
+// Encodes `map`, a TMA map with the 128-byte swizzle over a `rank`-D tensor at `base`: dims innermost first, byte
+// strides of dims 1 .. rank - 1, boxes of `box` elements per dimension (the innermost 128 bytes wide); elements past
+// a dim read as 0.
+void encode_tensor_map_sw128(TensorMap& map, CUtensorMapDataType type, int rank, CUdeviceptr base, const cuuint64_t* dims, const cuuint64_t* strides,
+                             const cuuint32_t* box);
+
 class Kernel {
  public:
   Kernel(const CompiledKernel& compiled);
