@@ -349,24 +349,28 @@ void AttentionSm90Spec::validate(const TargetLimits& t) const {
   require(t.arch == "sm_90a", family, "needs sm_90a (wgmma and TMA), not " + t.arch + "; use the portable attention kernels there");
   require(head_dim == 64 || head_dim == 128, family, "head_dim=" + std::to_string(head_dim) + " is not supported (64 or 128)");
   require(keys == 64 || keys == 128, family, "keys=" + std::to_string(keys) + " is not supported (64 or 128)");
+  require(overlap == 0 || overlap == 1, family, "overlap=" + std::to_string(overlap) + " must be 0 or 1");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem));
 }
 
 int AttentionSm90Spec::smem_bytes() const {
   // Mirrors AttentionSm90Smem in templates/attention_sm90.cuh (the kernel traps if given less): the query tile, two
-  // stages of K and V, seven barriers.
-  return (kQueries + 4 * keys) * head_dim * 2 + 7 * 8 + 1024 /* alignment of the swizzled tiles */;
+  // stages of K and V, nine barriers.
+  return (kQueries + 4 * keys) * head_dim * 2 + 9 * 8 + 1024 /* alignment of the swizzled tiles */;
 }
 
 std::string AttentionSm90Spec::kernel_expr() const {
-  return "jetforge::attention_forward_sm90_kernel<" + std::to_string(head_dim) + (causal ? ", true, " : ", false, ") + std::to_string(keys) + ">";
+  return "jetforge::attention_forward_sm90_kernel<" + std::to_string(head_dim) + (causal ? ", true, " : ", false, ") + std::to_string(keys) +
+         (overlap ? ", true>" : ", false>");
 }
+
+AttentionSm90Spec AttentionSm90Spec::default_for(int head_dim, bool causal) { return {head_dim, causal, 128, head_dim == 64 ? 1 : 0}; }
 
 std::vector<AttentionSm90Spec> AttentionSm90Spec::defaults() {
   std::vector<AttentionSm90Spec> out;
   for (int d : {64, 128})
-    for (bool causal : {true, false}) out.push_back({d, causal, 128});
+    for (bool causal : {true, false}) out.push_back(default_for(d, causal));
   return out;
 }
 

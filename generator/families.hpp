@@ -448,13 +448,17 @@ struct AttentionSm90Spec {
   int head_dim = 64;  // 64 or 128
   bool causal = true;
   int keys = 128;     // keys per K/V tile: 64 or 128
+  int overlap = 1;    // 1: a tile's softmax runs while the previous tile's P V is computed (templates/attention_sm90.cuh)
 
-  template <class S, class F> static void fields(S& s, F&& f) { f("head_dim", s.head_dim), f("causal", s.causal), f("keys", s.keys); }
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("head_dim", s.head_dim), f("causal", s.causal), f("keys", s.keys), f("overlap", s.overlap);
+  }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return kThreads; }
   int smem_bytes() const;  // dynamic shared memory, alignment slack included
   static std::vector<AttentionSm90Spec> defaults();
+  static AttentionSm90Spec default_for(int head_dim, bool causal);  // overlap where it measured faster (head_dim 64)
   static bool supports(const TargetLimits& t) { return t.arch == "sm_90a"; }
 };
 

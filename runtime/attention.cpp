@@ -80,7 +80,7 @@ void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal,
   p.q = reinterpret_cast<const bf16*>(q), p.k = reinterpret_cast<const bf16*>(k), p.v = reinterpret_cast<const bf16*>(v);
   p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse);
   if (path == AttentionPath::automatic && gen::AttentionSm90Spec::supports(ctx.limits())) {
-    const gen::AttentionSm90Spec spec{layout.head_dim, causal, 128};
+    const auto spec = gen::AttentionSm90Spec::default_for(layout.head_dim, causal);
     AttentionSm90Params params;
     params.q = attention_map(q, layout, layout.qkv, spec.kQueries);
     params.k = attention_map(k, layout, layout.qkv, spec.keys);

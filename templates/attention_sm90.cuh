@@ -2,7 +2,8 @@
 // Q, K and V tiles arrive by TMA (128-byte swizzle, 64 head-dim columns per box), one producer warp keeps two
 // stages of K and V in flight, and two consumer warpgroups of 64 queries each compute S = Q K^T with wgmma from
 // shared memory, the online softmax in registers, and O += P V with P straight from registers and V read N-major
-// (transposed by the tensor core, no copy).
+// (transposed by the tensor core, no copy). Within a warpgroup the softmax of key tile j runs while the tensor core
+// computes P V of tile j - 1 (issued together with Q K^T of tile j), so the exponentials and the products overlap.
 #pragma once
 #include "attention.cuh"
 #include "jetforge/sm90.cuh"
@@ -26,12 +27,13 @@ template <int D, int Keys> struct AttentionSm90Smem {
   bf16 q[kQueries * D];
   bf16 k[2][Keys * D];
   bf16 v[2][Keys * D];
-  u64 q_full, k_full[2], v_full[2], empty[2];
+  u64 q_full, k_full[2], v_full[2], k_empty[2], v_empty[2];
 };
 
 namespace attention_sm90 {
 
 constexpr u64 kSwizzle128 = 1ull << 62;
+constexpr float kLazyRescale = 8.0f;
 constexpr u64 kCoreGroupStride = u64(1024 >> 4) << 32;  // SBO: 8-row core groups of 128-byte rows
 
 // K-major operand (rows of a slice are M or N, 64 head-dim columns of K across each 128-byte row): the descriptor of
@@ -49,8 +51,9 @@ __device__ __forceinline__ u64 n_major_desc(const bf16* slice, int key0) {
 }  // namespace attention_sm90
 
 // Grid: (ceil(T / 128) query tiles, batch * heads), 384 threads: warpgroup 0 produces (one warp issues TMA),
-// warpgroups 1 and 2 consume 64 queries each. Keys: keys per K/V tile (64 or 128).
-template <int D, bool Causal, int Keys>
+// warpgroups 1 and 2 consume 64 queries each. Keys: keys per K/V tile (64 or 128); Overlap: a tile's softmax runs
+// while the previous tile's P V is computed (faster at head_dim 64, not at 128: bench/NOTES.md, session 7).
+template <int D, bool Causal, int Keys, bool Overlap>
 __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
   using namespace attention;
   using namespace attention_sm90;
@@ -74,7 +77,8 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
     for (int s = 0; s < 2; ++s) {
       sm90::mbar_init(&smem.k_full[s], 1);
       sm90::mbar_init(&smem.v_full[s], 1);
-      sm90::mbar_init(&smem.empty[s], 8);  // every consumer warp, once done with the stage's K and V
+      sm90::mbar_init(&smem.k_empty[s], 8);  // every consumer warp, once its Q K^T of the stage's tile is done
+      sm90::mbar_init(&smem.v_empty[s], 8);  // the same for P V: K is released a whole softmax earlier than V
     }
     sm90::fence_barrier_init();
   }
@@ -88,9 +92,10 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
       for (int sl = 0; sl < kSlices; ++sl) sm90::tma_load_4d(smem.q + sl * kQueries * 64, &params.q, 64 * sl, q0, head, batch, &smem.q_full);
       for (int kt = 0; kt < key_tiles; ++kt) {
         const int s = kt % 2;
-        if (kt >= 2) sm90::mbar_wait(&smem.empty[s], (kt / 2 - 1) & 1);
+        if (kt >= 2) sm90::mbar_wait(&smem.k_empty[s], (kt / 2 - 1) & 1);
         sm90::mbar_arrive_expect_tx(&smem.k_full[s], kKvBytes);
         for (int sl = 0; sl < kSlices; ++sl) sm90::tma_load_4d(smem.k[s] + sl * Keys * 64, &params.k, 64 * sl, kt * Keys, head, batch, &smem.k_full[s]);
+        if (kt >= 2) sm90::mbar_wait(&smem.v_empty[s], (kt / 2 - 1) & 1);
         sm90::mbar_arrive_expect_tx(&smem.v_full[s], kKvBytes);
         for (int sl = 0; sl < kSlices; ++sl) sm90::tma_load_4d(smem.v[s] + sl * Keys * 64, &params.v, 64 * sl, kt * Keys, head, batch, &smem.v_full[s]);
       }
@@ -110,22 +115,36 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
   float row_max[2] = {neg_inf(), neg_inf()}, row_sum[2] = {0.0f, 0.0f};  // row_sum: this thread's columns only
   sm90::mbar_wait(&smem.q_full, 0);
 
-  for (int kt = 0; kt < key_tiles; ++kt) {
-    const int s = kt % 2, k0 = kt * Keys;
-    const u32 phase = (kt / 2) & 1;
-    sm90::mbar_wait(&smem.k_full[s], phase);
-    float sc[Keys / 2];
+  // S = Q K^T of key tile kt into sc, as one commit group.
+  float sc[Keys / 2];
+  auto issue_scores = [&](int kt) {
+    const int s = kt % 2;
+    sm90::mbar_wait(&smem.k_full[s], (kt / 2) & 1);
+    sm90::wgmma_fence();
+    const auto q_desc = [&](int ks) { return k_major_desc(smem.q + ks / 4 * kQueries * 64 + 64 * cw * 64, ks % 4); };
+    const auto k_desc = [&](int ks) { return k_major_desc(smem.k[s] + ks / 4 * Keys * 64, ks % 4); };
+    sm90::WgmmaBf16<Keys>::template ss<0, false>(sc, q_desc(0), k_desc(0));
+#pragma unroll
+    for (int ks = 1; ks < D / 16; ++ks) sm90::WgmmaBf16<Keys>::template ss<0, true>(sc, q_desc(ks), k_desc(ks));
+    sm90::wgmma_commit();
+  };
+  // O += P V of key tile kt, P in A-fragment layout (16 keys per wgmma k-step), as one commit group.
+  u32 pa[Keys / 16][4];
+  auto issue_product = [&](int kt) {
+    const int s = kt % 2;
+    sm90::mbar_wait(&smem.v_full[s], (kt / 2) & 1);
     sm90::wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      const int sl = ks / 4;
-      sm90::WgmmaBf16<Keys>::template ss<0>(sc, k_major_desc(smem.q + sl * kQueries * 64 + 64 * cw * 64, ks % 4),
-                                             k_major_desc(smem.k[s] + sl * Keys * 64, ks % 4), ks > 0);
-    }
+    for (int ks = 0; ks < Keys / 16; ++ks)
+#pragma unroll
+      for (int sl = 0; sl < kSlices; ++sl) sm90::WgmmaBf16<64>::template rs<1>(o[sl], pa[ks], n_major_desc(smem.v[s] + sl * Keys * 64, 16 * ks));
     sm90::wgmma_commit();
-    sm90::wgmma_wait<0>();
-
-    // Mask (causal, and keys past T in a partial last tile), then the online softmax as in the portable kernel.
+  };
+  // The online softmax of key tile kt's scores (sc): masked (causal, and keys past T in a partial last tile), the
+  // running maxima updated, P into p_next; returns per row the factor by which O and the row sums shrink.
+  u32 p_next[Keys / 16][4];
+  auto softmax = [&](int kt, float (&rescale)[2]) {
+    const int k0 = kt * Keys;
     const bool masked = (Causal && k0 + Keys - 1 > q0 + 64 * cw) || k0 + Keys > p.tokens;
     float block_max[2] = {neg_inf(), neg_inf()};
 #pragma unroll
@@ -136,18 +155,17 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
         if (masked && ((Causal && key > row) || key >= p.tokens)) sc[4 * j + e] = neg_inf();
         block_max[e / 2] = fmaxf(block_max[e / 2], sc[4 * j + e]);
       }
+    // Lazy rescaling: the running maximum moves only when a tile's exceeds it by more than kLazyRescale (log2 units;
+    // always at the first tile, where key 0 makes it finite). Until then P stays below 2^8, harmless in the FP32 sums
+    // and in BF16, and the rescale factor is exactly 1. Measured faster than tracking the maximum exactly (run 75),
+    // and without a branch around O's multiply (skipping it when every factor is 1 was slower).
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float mx = fmaxf(row_max[h], quad_max(block_max[h]) * scale_log2);  // finite: key 0 is in every row's first tile
-      const float rescale = fast_exp2(row_max[h] - mx);
-      row_max[h] = mx;
-      row_sum[h] *= rescale;
-#pragma unroll
-      for (int sl = 0; sl < kSlices; ++sl)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) o[sl][4 * j + 2 * h] *= rescale, o[sl][4 * j + 2 * h + 1] *= rescale;
+      const float mx = quad_max(block_max[h]) * scale_log2, moved = mx > row_max[h] + kLazyRescale ? mx : row_max[h];
+      rescale[h] = fast_exp2(row_max[h] - moved);  // exactly 1 when the maximum stays
+      row_max[h] = moved;
+      row_sum[h] *= rescale[h];
     }
-    u32 pa[Keys / 16][4];  // P in A-fragment layout: 16 keys per wgmma k-step
 #pragma unroll
     for (int j = 0; j < Keys / 8; ++j) {
       float pr[4];
@@ -156,20 +174,73 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
         pr[e] = fast_exp2(fmaf(sc[4 * j + e], scale_log2, -row_max[e / 2]));
         row_sum[e / 2] += pr[e];
       }
-      pa[j / 2][2 * (j % 2)] = pack(pr[0], pr[1]);
-      pa[j / 2][2 * (j % 2) + 1] = pack(pr[2], pr[3]);
+      p_next[j / 2][2 * (j % 2)] = pack(pr[0], pr[1]);
+      p_next[j / 2][2 * (j % 2) + 1] = pack(pr[2], pr[3]);
     }
+  };
+  // P of the tile whose product is issued next, settled (with O's rescaling) before any wgmma of the stage is.
+  auto settle_product_operands = [&] {
+#pragma unroll
+    for (int ks = 0; ks < Keys / 16; ++ks) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) pa[ks][i] = p_next[ks][i];
+      sm90::pin_registers(pa[ks]);
+    }
+    for (int sl = 0; sl < kSlices; ++sl) sm90::pin_registers(o[sl]);
+  };
+  auto release = [&](u64* empty) {
+    if (lane == 0) sm90::mbar_arrive(empty);
+  };
 
-    sm90::mbar_wait(&smem.v_full[s], phase);
-    sm90::wgmma_fence();
+  auto rescale_output = [&](const float (&rescale)[2]) {
 #pragma unroll
-    for (int ks = 0; ks < Keys / 16; ++ks)
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int sl = 0; sl < kSlices; ++sl) sm90::WgmmaBf16<64>::template rs<1>(o[sl], pa[ks], n_major_desc(smem.v[s] + sl * Keys * 64, 16 * ks), true);
-    sm90::wgmma_commit();
-    sm90::wgmma_wait<0>();
-    if (lane == 0) sm90::mbar_arrive(&smem.empty[s]);
+      for (int sl = 0; sl < kSlices; ++sl)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) o[sl][4 * j + 2 * h] *= rescale[h], o[sl][4 * j + 2 * h + 1] *= rescale[h];
+  };
+
+  // Per key tile kt: the scores of kt, the product of kt - 1 (P and V of the previous tile), the softmax of kt. With
+  // Overlap the two products are in flight together and the softmax runs under the product; without, one after the
+  // other. Nothing is in flight across the loop's back edge (a wgmma in flight there makes ptxas serialize every
+  // wgmma of the kernel: warning C7514).
+  float rescale[2];
+  issue_scores(0);
+  sm90::wgmma_wait<0>();
+  sm90::pin_registers(sc);
+  release(&smem.k_empty[0]);
+  softmax(0, rescale);  // O is still zero: no rescaling
+  for (int kt = 1; kt < key_tiles; ++kt) {
+    settle_product_operands();
+    if constexpr (Overlap) {
+      issue_scores(kt);
+      issue_product(kt - 1);
+      sm90::wgmma_wait<1>();  // the scores
+      sm90::pin_registers(sc);
+      release(&smem.k_empty[kt % 2]);
+      softmax(kt, rescale);
+      sm90::wgmma_wait<0>();  // the product
+      for (int sl = 0; sl < kSlices; ++sl) sm90::pin_registers(o[sl]);
+      for (int ks = 0; ks < Keys / 16; ++ks) sm90::pin_registers(pa[ks]);
+      release(&smem.v_empty[(kt - 1) % 2]);
+    } else {
+      issue_product(kt - 1);
+      sm90::wgmma_wait<0>();
+      for (int sl = 0; sl < kSlices; ++sl) sm90::pin_registers(o[sl]);
+      release(&smem.v_empty[(kt - 1) % 2]);
+      issue_scores(kt);
+      sm90::wgmma_wait<0>();
+      sm90::pin_registers(sc);
+      release(&smem.k_empty[kt % 2]);
+      softmax(kt, rescale);
+    }
+    rescale_output(rescale);
   }
+  settle_product_operands();
+  issue_product(key_tiles - 1);
+  sm90::wgmma_wait<0>();
+  for (int sl = 0; sl < kSlices; ++sl) sm90::pin_registers(o[sl]);
 
   bf16* o_head = attention::head_base(p.o, p.o_strides, bh, p.heads);
 #pragma unroll
