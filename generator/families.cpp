@@ -347,30 +347,43 @@ std::vector<AttentionSpec> AttentionSpec::defaults() {
 
 void AttentionSm90Spec::validate(const TargetLimits& t) const {
   require(t.arch == "sm_90a", family, "needs sm_90a (wgmma and TMA), not " + t.arch + "; use the portable attention kernels there");
+  require(kernel != AttentionKernel::delta, family, "kernel=delta has no Hopper version (use the attention family's)");
   require(head_dim == 64 || head_dim == 128, family, "head_dim=" + std::to_string(head_dim) + " is not supported (64 or 128)");
   require(keys == 64 || keys == 128, family, "keys=" + std::to_string(keys) + " is not supported (64 or 128)");
-  require(overlap == 0 || overlap == 1, family, "overlap=" + std::to_string(overlap) + " must be 0 or 1");
+  require(kernel == AttentionKernel::forward || keys == 128, family, "keys applies to the forward kernel only (leave it at 128)");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem));
 }
 
 int AttentionSm90Spec::smem_bytes() const {
-  // Mirrors AttentionSm90Smem in templates/attention_sm90.cuh (the kernel traps if given less): the query tile, two
-  // stages of K and V, nine barriers.
-  return (kQueries + 4 * keys) * head_dim * 2 + 9 * 8 + 1024 /* alignment of the swizzled tiles */;
+  // Mirrors the kernels' shared-memory structs in templates/attention_sm90.cuh (they trap if given less): the resident
+  // 128-token tile(s), two stages of the streamed tiles, the backward_kv stages' log-sum-exps and deltas, barriers.
+  const int tile_row = head_dim * 2, n = streamed_rows();
+  switch (kernel) {
+    case AttentionKernel::forward: return (kRows + 4 * n) * tile_row + 9 * 8 + 1024;
+    case AttentionKernel::backward_kv: return (2 * kRows + 4 * n) * tile_row + 2 * 2 * n * 4 + 5 * 8 + 1024;
+    case AttentionKernel::backward_q: return (2 * kRows + 4 * n) * tile_row + 5 * 8 + 1024;
+    case AttentionKernel::delta: break;
+  }
+  return 0;
 }
 
 std::string AttentionSm90Spec::kernel_expr() const {
-  return "jetforge::attention_forward_sm90_kernel<" + std::to_string(head_dim) + (causal ? ", true, " : ", false, ") + std::to_string(keys) +
-         (overlap ? ", true>" : ", false>");
+  const std::string d = std::to_string(head_dim), c = causal ? "true" : "false";
+  switch (kernel) {
+    case AttentionKernel::forward: return "jetforge::attention_forward_sm90_kernel<" + d + ", " + c + ", " + std::to_string(keys) + ">";
+    case AttentionKernel::backward_kv: return "jetforge::attention_backward_kv_sm90_kernel<" + d + ", " + c + ">";
+    case AttentionKernel::backward_q: return "jetforge::attention_backward_q_sm90_kernel<" + d + ", " + c + ">";
+    case AttentionKernel::delta: break;
+  }
+  return {};
 }
-
-AttentionSm90Spec AttentionSm90Spec::default_for(int head_dim, bool causal) { return {head_dim, causal, 128, head_dim == 64 ? 1 : 0}; }
 
 std::vector<AttentionSm90Spec> AttentionSm90Spec::defaults() {
   std::vector<AttentionSm90Spec> out;
-  for (int d : {64, 128})
-    for (bool causal : {true, false}) out.push_back(default_for(d, causal));
+  for (AttentionKernel k : {AttentionKernel::forward, AttentionKernel::backward_kv, AttentionKernel::backward_q})
+    for (int d : {64, 128})
+      for (bool causal : {true, false}) out.push_back({k, d, causal});
   return out;
 }
 
@@ -467,7 +480,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<EmbeddingSpec>("token + position embedding (FP32), forward and deterministic backward (per distinct token, per position)"),
       family_info<CrossEntropySpec>("fused softmax + cross-entropy over (padded) vocabulary rows: per-row loss, logits overwritten by their gradient"),
       family_info<AttentionSpec>("BF16 attention core softmax(Q K^T / sqrt(d)) V, causal or not: forward with log-sum-exp, backward (mma.sync)"),
-      family_info<AttentionSm90Spec>("BF16 attention forward on Hopper (TMA, wgmma; sm_90a only), the portable forward's contract"),
+      family_info<AttentionSm90Spec>("BF16 attention core on Hopper (TMA, wgmma; sm_90a only): forward and backward, the portable kernels' contract"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<FoldProbeSpec>("instruction-throughput probe of the GEMM fold's conversion and FMA (bench_fold; not an operator)"),
       family_info<CompareSpec>("the number of 4-byte words two device buffers differ in (the tuner's bit-exact check on the GPU)"),

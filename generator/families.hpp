@@ -438,27 +438,25 @@ struct AttentionSpec {
   static std::vector<AttentionSpec> defaults();
 };
 
-// Attention forward, Hopper path (sm_90a, templates/attention_sm90.cuh): TMA and wgmma, same contract as the
-// portable forward kernel.
+// Attention core, Hopper path (sm_90a, templates/attention_sm90.cuh): TMA and wgmma, the same contract as the
+// portable kernels; the backward's delta stays the portable kernel.
 struct AttentionSm90Spec {
   static constexpr std::string_view family = "attention_sm90";
   static constexpr std::string_view template_file = "attention_sm90.cuh";
   static constexpr std::string_view params_type = "const __grid_constant__ jetforge::AttentionSm90Params";
-  static constexpr int kThreads = 384, kQueries = 128;  // a producer warpgroup and two consumers of 64 queries
+  static constexpr int kThreads = 384, kRows = 128;  // a producer warpgroup and two consumers of 64 resident tokens
+  AttentionKernel kernel = AttentionKernel::forward;  // forward, backward_kv or backward_q
   int head_dim = 64;  // 64 or 128
   bool causal = true;
-  int keys = 128;     // keys per K/V tile: 64 or 128
-  int overlap = 1;    // 1: a tile's softmax runs while the previous tile's P V is computed (templates/attention_sm90.cuh)
+  int keys = 128;     // forward only: keys per K/V tile, 64 or 128 (the backward kernels stream 64-token tiles)
 
-  template <class S, class F> static void fields(S& s, F&& f) {
-    f("head_dim", s.head_dim), f("causal", s.causal), f("keys", s.keys), f("overlap", s.overlap);
-  }
+  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("head_dim", s.head_dim), f("causal", s.causal), f("keys", s.keys); }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return kThreads; }
   int smem_bytes() const;  // dynamic shared memory, alignment slack included
+  int streamed_rows() const { return kernel == AttentionKernel::forward ? keys : 64; }  // the TMA box of the streamed tiles
   static std::vector<AttentionSm90Spec> defaults();
-  static AttentionSm90Spec default_for(int head_dim, bool causal);  // overlap where it measured faster (head_dim 64)
   static bool supports(const TargetLimits& t) { return t.arch == "sm_90a"; }
 };
 

@@ -70,6 +70,24 @@ TensorMap attention_map(CUdeviceptr base, const AttentionLayout& l, const Attent
   return map;
 }
 
+// The Hopper kernel `kernel`: the resident 128-token tiles and the streamed ones get maps with their own box heights.
+void launch_sm90(Context& ctx, gen::AttentionKernel kernel, bool causal, const AttentionLayout& l, const AttentionParams& p, CUdeviceptr q,
+                 CUdeviceptr k, CUdeviceptr v, CUdeviceptr d_o, CUstream stream) {
+  const gen::AttentionSm90Spec spec{kernel, l.head_dim, causal};
+  const bool keys_resident = kernel == gen::AttentionKernel::backward_kv;
+  const int queries = keys_resident ? spec.streamed_rows() : spec.kRows, keys = keys_resident ? spec.kRows : spec.streamed_rows();
+  AttentionSm90Params params;
+  params.q = attention_map(q, l, l.qkv, queries);
+  params.k = attention_map(k, l, l.qkv, keys);
+  params.v = attention_map(v, l, l.qkv, keys);
+  if (d_o) params.d_o = attention_map(d_o, l, l.o, queries);
+  params.p = p;
+  const unsigned tiles = unsigned((l.tokens + spec.kRows - 1) / spec.kRows);
+  ctx.kernel(spec).launch_2d(tiles, unsigned(l.batch * l.heads), params, stream, unsigned(spec.smem_bytes()));
+}
+
+bool uses_sm90(Context& ctx, AttentionPath path) { return path == AttentionPath::automatic && gen::AttentionSm90Spec::supports(ctx.limits()); }
+
 }  // namespace
 
 void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
@@ -79,22 +97,13 @@ void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal,
   AttentionParams p = params_of(layout);
   p.q = reinterpret_cast<const bf16*>(q), p.k = reinterpret_cast<const bf16*>(k), p.v = reinterpret_cast<const bf16*>(v);
   p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse);
-  if (path == AttentionPath::automatic && gen::AttentionSm90Spec::supports(ctx.limits())) {
-    const auto spec = gen::AttentionSm90Spec::default_for(layout.head_dim, causal);
-    AttentionSm90Params params;
-    params.q = attention_map(q, layout, layout.qkv, spec.kQueries);
-    params.k = attention_map(k, layout, layout.qkv, spec.keys);
-    params.v = attention_map(v, layout, layout.qkv, spec.keys);
-    params.p = p;
-    const unsigned query_tiles = unsigned((layout.tokens + spec.kQueries - 1) / spec.kQueries);
-    ctx.kernel(spec).launch_2d(query_tiles, unsigned(layout.batch * layout.heads), params, stream, unsigned(spec.smem_bytes()));
-    return;
-  }
-  launch(ctx, gen::AttentionSpec{gen::AttentionKernel::forward, layout.head_dim, causal}, layout, p, stream);
+  if (uses_sm90(ctx, path)) launch_sm90(ctx, gen::AttentionKernel::forward, causal, layout, p, q, k, v, 0, stream);
+  else launch(ctx, gen::AttentionSpec{gen::AttentionKernel::forward, layout.head_dim, causal}, layout, p, stream);
 }
 
 void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
-                        CUdeviceptr lse, CUdeviceptr d_o, CUdeviceptr delta, CUdeviceptr dq, CUdeviceptr dk, CUdeviceptr dv, CUstream stream) {
+                        CUdeviceptr lse, CUdeviceptr d_o, CUdeviceptr delta, CUdeviceptr dq, CUdeviceptr dk, CUdeviceptr dv, CUstream stream,
+                        AttentionPath path) {
   check_layout("attention_backward", layout);
   check_pointers("attention_backward", {q, k, v, o, lse, d_o, delta, dq, dk, dv});
   AttentionParams p = params_of(layout);
@@ -102,8 +111,11 @@ void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal
   p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse), p.d_o = reinterpret_cast<const bf16*>(d_o);
   p.delta = reinterpret_cast<float*>(delta);
   p.dq = reinterpret_cast<bf16*>(dq), p.dk = reinterpret_cast<bf16*>(dk), p.dv = reinterpret_cast<bf16*>(dv);
-  for (auto kernel : {gen::AttentionKernel::delta, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
-    launch(ctx, gen::AttentionSpec{kernel, layout.head_dim, causal || kernel == gen::AttentionKernel::delta}, layout, p, stream);
+  launch(ctx, gen::AttentionSpec{gen::AttentionKernel::delta, layout.head_dim, true}, layout, p, stream);
+  for (auto kernel : {gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q}) {
+    if (uses_sm90(ctx, path)) launch_sm90(ctx, kernel, causal, layout, p, q, k, v, d_o, stream);
+    else launch(ctx, gen::AttentionSpec{kernel, layout.head_dim, causal}, layout, p, stream);
+  }
 }
 
 }  // namespace jetforge

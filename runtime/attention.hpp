@@ -21,8 +21,8 @@ struct AttentionLayout {
   static AttentionLayout packed_qkv(int batch, int heads, int tokens, int head_dim);
 };
 
-// Which forward kernel runs: the Hopper one (TMA, wgmma) where the GPU is sm_90, else the portable one; or the
-// portable one everywhere (tests and benchmarks compare the two on the same GPU).
+// Which kernels run: the Hopper ones (TMA, wgmma) where the GPU is sm_90, else the portable ones; or the portable
+// ones everywhere (tests and benchmarks compare the two on the same GPU).
 enum class AttentionPath { automatic, portable };
 
 // O (BF16) and lse (FP32, [batch, heads, T]: the log-sum-exp of each row, which the backward pass needs).
@@ -33,6 +33,7 @@ void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal,
 // dQ, dK, dV (BF16, the qkv layout) from dO and the forward's O and lse. delta: FP32 scratch of batch * heads * T.
 // Deterministic: no atomics, every gradient element is summed in a fixed order by one thread.
 void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
-                        CUdeviceptr lse, CUdeviceptr d_o, CUdeviceptr delta, CUdeviceptr dq, CUdeviceptr dk, CUdeviceptr dv, CUstream stream);
+                        CUdeviceptr lse, CUdeviceptr d_o, CUdeviceptr delta, CUdeviceptr dq, CUdeviceptr dk, CUdeviceptr dv, CUstream stream,
+                        AttentionPath path = AttentionPath::automatic);
 
 }  // namespace jetforge

@@ -1,9 +1,14 @@
-// Hopper path of the attention forward pass (contract in attention.cuh: same parameters, outputs and numerics):
-// Q, K and V tiles arrive by TMA (128-byte swizzle, 64 head-dim columns per box), one producer warp keeps two
-// stages of K and V in flight, and two consumer warpgroups of 64 queries each compute S = Q K^T with wgmma from
-// shared memory, the online softmax in registers, and O += P V with P straight from registers and V read N-major
-// (transposed by the tensor core, no copy). Within a warpgroup the softmax of key tile j runs while the tensor core
-// computes P V of tile j - 1 (issued together with Q K^T of tile j), so the exponentials and the products overlap.
+// Hopper path of the attention core (contract in attention.cuh: same parameters, outputs and numerics). Every kernel
+// keeps one tile of 128 tokens resident and streams tiles of the other operand past it: one producer warp loads them
+// by TMA (4-D maps over the layout's strides, 128-byte swizzle, 64 head-dim columns per box) two stages ahead, two
+// consumer warpgroups of 64 tokens each multiply with wgmma. Products over the head dimension (Q K^T, dO V^T) read
+// both operands K-major from shared memory; products over tokens (P V, dS K, P^T dO, dS^T Q) take the probabilities
+// from registers and read the other operand N-major, transposed by the tensor core (no copy).
+//   forward:     128 queries resident, K and V streamed (Keys per tile), online softmax with lazy rescaling.
+//   backward_kv: 128 keys resident (K, V), Q, dO and the rows' log-sum-exp and delta streamed 64 queries at a time;
+//                dV += P^T dO, dK += dS^T Q.
+//   backward_q:  128 queries resident (Q, dO), K and V streamed 64 keys at a time; dQ += dS K.
+// The backward is deterministic like the portable one: every gradient element is summed in one thread, in order.
 #pragma once
 #include "attention.cuh"
 #include "jetforge/sm90.cuh"
@@ -11,140 +16,185 @@
 namespace jetforge {
 
 struct AttentionSm90Params {
-  TensorMap q, k, v;  // 4-D (head_dim, T, heads, batch) BF16 maps with the layout's strides; boxes of 64 x Rows x 1 x 1
-  AttentionParams p;  // o, lse, strides, heads, tokens, scale
+  TensorMap q, k, v, d_o;  // 4-D (head_dim, T, heads, batch) BF16 maps with the layout's strides; boxes of 64 x rows
+  AttentionParams p;       // o, lse, delta, gradients, strides, heads, tokens, scale
 };
 
 }  // namespace jetforge
 
 #if JF_DEVICE_CODE
-namespace jetforge {
+namespace jetforge::attention_sm90 {
 
-// Tiles of Rows tokens x D, each stored as D / 64 slices of Rows x 128 bytes (one TMA box each, 128-byte
-// swizzle: rows of 8 x 16-byte chunks, chunk c of row r at c ^ (r % 8)). Slices and tiles are 1024-byte aligned.
-template <int D, int Keys> struct AttentionSm90Smem {
-  static constexpr int kQueries = 128, kSlices = D / 64;
-  bf16 q[kQueries * D];
-  bf16 k[2][Keys * D];
-  bf16 v[2][Keys * D];
-  u64 q_full, k_full[2], v_full[2], k_empty[2], v_empty[2];
+constexpr int kRows = 128;  // tokens of the resident tile; 64 per consumer warpgroup
+constexpr u64 kSwizzle128 = 1ull << 62;
+constexpr u64 kCoreGroupStride = u64(1024 >> 4) << 32;  // SBO: 8-row core groups of 128-byte rows
+constexpr float kLazyRescale = 8.0f;
+
+// Rows tokens x D in shared memory as D / 64 slices of Rows x 128 bytes, one TMA box each (128-byte swizzle: chunk c of
+// row r at c ^ (r % 8)). Its size is a multiple of 1024 bytes, so tiles laid out back to back stay swizzle-aligned.
+template <int Rows, int D> struct Tile {
+  static constexpr int kSlices = D / 64;
+  static constexpr u32 kBytes = Rows * D * 2;
+  bf16 e[Rows * D];
+
+  __device__ const bf16* slice(int sl) const { return e + sl * Rows * 64; }
+  // Tokens t0 .. t0 + Rows - 1 of (head, batch), completing on bar (tokens past T arrive as zeros).
+  __device__ void load(const TensorMap* map, int t0, int head, int batch, u64* bar) {
+    for (int sl = 0; sl < kSlices; ++sl) sm90::tma_load_4d(e + sl * Rows * 64, map, 64 * sl, t0, head, batch, bar);
+  }
+  // As a K-major operand (the head dimension is K): rows r0 .. of the 16-column step ks (32 bytes into the swizzled row).
+  __device__ u64 k_major(int r0, int ks) const {
+    return u64((sm90::smem_addr(slice(ks / 4) + r0 * 64) >> 4) + 2 * ks % 8) | (1ull << 16) | kCoreGroupStride | kSwizzle128;
+  }
+  // As an N-major operand (tokens are K, the head dimension N): tokens r0 .. r0 + 15 of slice sl, the 64 columns of an
+  // n64 wgmma; K advances by whole 128-byte rows, so the leading byte offset (the next slice) is never used.
+  __device__ u64 n_major(int sl, int r0) const { return u64(sm90::smem_addr(slice(sl) + r0 * 64) >> 4) | (1ull << 16) | kCoreGroupStride | kSwizzle128; }
 };
 
-namespace attention_sm90 {
-
-constexpr u64 kSwizzle128 = 1ull << 62;
-constexpr float kLazyRescale = 8.0f;
-constexpr u64 kCoreGroupStride = u64(1024 >> 4) << 32;  // SBO: 8-row core groups of 128-byte rows
-
-// K-major operand (rows of a slice are M or N, 64 head-dim columns of K across each 128-byte row): the descriptor of
-// the 16-column step `ks` (32 bytes into the swizzled row) of the slice at `slice`.
-__device__ __forceinline__ u64 k_major_desc(const bf16* slice, int ks) {
-  return u64((sm90::smem_addr(slice) >> 4) + 2 * ks) | (1ull << 16) | kCoreGroupStride | kSwizzle128;
-}
-// N-major operand (V: rows are K = keys, 64 head-dim columns of N across each row): 16 keys from `key0` of a slice;
-// K advances by whole 128-byte rows, 8-row core groups 1024 bytes apart. One slice spans all 64 columns of an
-// n64 wgmma, so the leading byte offset (the next slice along N) is never used.
-__device__ __forceinline__ u64 n_major_desc(const bf16* slice, int key0) {
-  return u64(sm90::smem_addr(slice + key0 * 64) >> 4) | (1ull << 16) | kCoreGroupStride | kSwizzle128;
+// acc (64 x N) = rows a_r0 .. a_r0 + 63 of a times the first N rows of b, transposed: the sum over the head dimension.
+template <int N, class ATile, class BTile> __device__ __forceinline__ void issue_scores(float (&acc)[N / 2], const ATile& a, int a_r0, const BTile& b) {
+  constexpr int kSteps = ATile::kSlices * 4;
+  sm90::WgmmaBf16<N>::template ss<0, false>(acc, a.k_major(a_r0, 0), b.k_major(0, 0));
+#pragma unroll
+  for (int ks = 1; ks < kSteps; ++ks) sm90::WgmmaBf16<N>::template ss<0, true>(acc, a.k_major(a_r0, ks), b.k_major(0, ks));
 }
 
-}  // namespace attention_sm90
+// acc (64 x D, 64 columns per slice) += P (64 x K, BF16 fragments of 16 tokens) times tokens 0 .. K - 1 of b.
+template <int K, int D, class BTile> __device__ __forceinline__ void issue_product(float (&acc)[D / 64][32], const u32 (&pa)[K / 16][4], const BTile& b) {
+#pragma unroll
+  for (int ks = 0; ks < K / 16; ++ks)
+#pragma unroll
+    for (int sl = 0; sl < D / 64; ++sl) sm90::WgmmaBf16<64>::template rs<1>(acc[sl], pa[ks], b.n_major(sl, 16 * ks));
+}
 
-// Grid: (ceil(T / 128) query tiles, batch * heads), 384 threads: warpgroup 0 produces (one warp issues TMA),
-// warpgroups 1 and 2 consume 64 queries each. Keys: keys per K/V tile (64 or 128); Overlap: a tile's softmax runs
-// while the previous tile's P V is computed (faster at head_dim 64, not at 128: bench/NOTES.md, session 7).
-template <int D, bool Causal, int Keys, bool Overlap>
-__global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
-  using namespace attention;
-  using namespace attention_sm90;
-  typedef AttentionSm90Smem<D, Keys> Smem;
-  constexpr int kQueries = Smem::kQueries, kSlices = Smem::kSlices;
-  extern __shared__ u8 smem_raw[];
-  Smem& smem = *reinterpret_cast<Smem*>(smem_raw + ((1024u - (sm90::smem_addr(smem_raw) & 1023u)) & 1023u));
-  const AttentionParams& p = params.p;
+// FP32 accumulators of a 64 x K product (Wgmma layout) as the BF16 A fragments of the next product over those K.
+template <int K> __device__ __forceinline__ void to_fragments(const float (&x)[K / 2], u32 (&pa)[K / 16][4]) {
+#pragma unroll
+  for (int j = 0; j < K / 8; ++j) {
+    pa[j / 2][2 * (j % 2)] = attention::pack(x[4 * j], x[4 * j + 1]);
+    pa[j / 2][2 * (j % 2) + 1] = attention::pack(x[4 * j + 2], x[4 * j + 3]);
+  }
+}
 
-  const int q_tiles = (p.tokens + kQueries - 1) / kQueries, qt = Causal ? q_tiles - 1 - int(blockIdx.x) : int(blockIdx.x);  // longest rows first
-  const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, q0 = qt * kQueries;
-  const int last_key = Causal ? min(q0 + kQueries, p.tokens) - 1 : p.tokens - 1;
-  const int key_tiles = last_key / Keys + 1;
-  const int wg = int(threadIdx.x) / 128, warp = int(threadIdx.x) / 32 % 4, lane = int(threadIdx.x) % 32;
+// Stores a warpgroup's 64 x D accumulators as BF16: the thread's rows row0 and row0 + 8 (times mul[0], mul[1]), those
+// below T.
+template <int D> __device__ void store_rows(bf16* head, i64 token_stride, int row0, int tokens, const float (&acc)[D / 64][32], const float (&mul)[2]) {
+  const int t = int(threadIdx.x) % 4;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (row0 + 8 * h >= tokens) continue;
+    bf16* out = head + i64(row0 + 8 * h) * token_stride;
+#pragma unroll
+    for (int sl = 0; sl < D / 64; ++sl)
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        *reinterpret_cast<u32*>(out + 64 * sl + 8 * j + 2 * t) = attention::pack(acc[sl][4 * j + 2 * h] * mul[h], acc[sl][4 * j + 2 * h + 1] * mul[h]);
+  }
+}
 
+// The start every kernel shares: the shared-memory struct aligned for the swizzle (the kernel traps if the launch gave
+// less than the spec's smem_bytes() promised) and its barriers initialized by thread 0.
+template <class Smem> __device__ Smem& smem_of(u8* raw) {
+  Smem& smem = *reinterpret_cast<Smem*>(raw + ((1024u - (sm90::smem_addr(raw) & 1023u)) & 1023u));
   if (threadIdx.x == 0) {
     u32 dynamic_bytes;
     asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_bytes));
-    if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();  // the launch gave less than AttentionSm90Spec::smem_bytes() promised
-    sm90::mbar_init(&smem.q_full, 1);
-    for (int s = 0; s < 2; ++s) {
-      sm90::mbar_init(&smem.k_full[s], 1);
-      sm90::mbar_init(&smem.v_full[s], 1);
-      sm90::mbar_init(&smem.k_empty[s], 8);  // every consumer warp, once its Q K^T of the stage's tile is done
-      sm90::mbar_init(&smem.v_empty[s], 8);  // the same for P V: K is released a whole softmax earlier than V
-    }
+    if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();
+    smem.init_barriers();
     sm90::fence_barrier_init();
   }
   __syncthreads();
+  return smem;
+}
+
+// Pins every register of an array of accumulator or fragment rows (sm90::pin_registers on each).
+template <int R, int N> __device__ __forceinline__ void pin_all(float (&x)[R][N]) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) sm90::pin_registers(x[r]);
+}
+template <int R, int N> __device__ __forceinline__ void pin_all(u32 (&x)[R][N]) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) sm90::pin_registers(x[r]);
+}
+
+// A consumer warp is done with a stage (the barrier counts the 8 consumer warps).
+__device__ __forceinline__ void release(u64* empty) {
+  if (threadIdx.x % 32 == 0) sm90::mbar_arrive(empty);
+}
+
+}  // namespace jetforge::attention_sm90
+
+namespace jetforge {
+
+template <int D, int Keys> struct AttentionForwardSm90Smem {
+  attention_sm90::Tile<attention_sm90::kRows, D> q;
+  attention_sm90::Tile<Keys, D> k[2], v[2];
+  u64 q_full, k_full[2], v_full[2], k_empty[2], v_empty[2];
+  __device__ void init_barriers() {
+    sm90::mbar_init(&q_full, 1);
+    for (int s = 0; s < 2; ++s) {
+      sm90::mbar_init(&k_full[s], 1), sm90::mbar_init(&v_full[s], 1);
+      sm90::mbar_init(&k_empty[s], 8), sm90::mbar_init(&v_empty[s], 8);  // K is released a softmax earlier than V
+    }
+  }
+};
+
+// Grid: (ceil(T / 128) query tiles, batch * heads), 384 threads. Keys: keys per K/V tile (64 or 128).
+template <int D, bool Causal, int Keys>
+__global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
+  using namespace attention;
+  using namespace attention_sm90;
+  typedef AttentionForwardSm90Smem<D, Keys> Smem;
+  extern __shared__ u8 smem_raw[];
+  Smem& smem = smem_of<Smem>(smem_raw);
+  const AttentionParams& p = params.p;
+  const int q_tiles = (p.tokens + kRows - 1) / kRows, qt = Causal ? q_tiles - 1 - int(blockIdx.x) : int(blockIdx.x);  // longest rows first
+  const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, q0 = qt * kRows;
+  const int key_tiles = (Causal ? min(q0 + kRows, p.tokens) - 1 : p.tokens - 1) / Keys + 1;
+  const int wg = int(threadIdx.x) / 128;
 
   if (wg == 0) {
-    sm90::setmaxnreg_dec<24>();
+    sm90::setmaxnreg_dec<40>();
     if (threadIdx.x == 0) {
-      constexpr u32 kQBytes = kQueries * D * 2, kKvBytes = Keys * D * 2;
-      sm90::mbar_arrive_expect_tx(&smem.q_full, kQBytes);
-      for (int sl = 0; sl < kSlices; ++sl) sm90::tma_load_4d(smem.q + sl * kQueries * 64, &params.q, 64 * sl, q0, head, batch, &smem.q_full);
+      sm90::mbar_arrive_expect_tx(&smem.q_full, smem.q.kBytes);
+      smem.q.load(&params.q, q0, head, batch, &smem.q_full);
       for (int kt = 0; kt < key_tiles; ++kt) {
         const int s = kt % 2;
         if (kt >= 2) sm90::mbar_wait(&smem.k_empty[s], (kt / 2 - 1) & 1);
-        sm90::mbar_arrive_expect_tx(&smem.k_full[s], kKvBytes);
-        for (int sl = 0; sl < kSlices; ++sl) sm90::tma_load_4d(smem.k[s] + sl * Keys * 64, &params.k, 64 * sl, kt * Keys, head, batch, &smem.k_full[s]);
+        sm90::mbar_arrive_expect_tx(&smem.k_full[s], smem.k[s].kBytes);
+        smem.k[s].load(&params.k, kt * Keys, head, batch, &smem.k_full[s]);
         if (kt >= 2) sm90::mbar_wait(&smem.v_empty[s], (kt / 2 - 1) & 1);
-        sm90::mbar_arrive_expect_tx(&smem.v_full[s], kKvBytes);
-        for (int sl = 0; sl < kSlices; ++sl) sm90::tma_load_4d(smem.v[s] + sl * Keys * 64, &params.v, 64 * sl, kt * Keys, head, batch, &smem.v_full[s]);
+        sm90::mbar_arrive_expect_tx(&smem.v_full[s], smem.v[s].kBytes);
+        smem.v[s].load(&params.v, kt * Keys, head, batch, &smem.v_full[s]);
       }
     }
     return;
   }
 
-  sm90::setmaxnreg_inc<240>();
-  const int cw = wg - 1, g = lane / 4, t = lane % 4;
-  const int row0 = q0 + 64 * cw + 16 * warp + g;  // this thread's rows: row0 and row0 + 8
+  sm90::setmaxnreg_inc<232>();
+  const int cw = wg - 1, t = int(threadIdx.x) % 4;
+  const int row0 = q0 + 64 * cw + 16 * (int(threadIdx.x) / 32 % 4) + int(threadIdx.x) % 32 / 4;  // this thread's rows: row0, row0 + 8
   const float scale_log2 = p.scale * kLog2e;
-  float o[kSlices][32];
-#pragma unroll
-  for (int sl = 0; sl < kSlices; ++sl)
-#pragma unroll
-    for (int i = 0; i < 32; ++i) o[sl][i] = 0.0f;
+  float o[D / 64][32] = {};
   float row_max[2] = {neg_inf(), neg_inf()}, row_sum[2] = {0.0f, 0.0f};  // row_sum: this thread's columns only
   sm90::mbar_wait(&smem.q_full, 0);
 
-  // S = Q K^T of key tile kt into sc, as one commit group.
-  float sc[Keys / 2];
-  auto issue_scores = [&](int kt) {
-    const int s = kt % 2;
-    sm90::mbar_wait(&smem.k_full[s], (kt / 2) & 1);
+  for (int kt = 0; kt < key_tiles; ++kt) {
+    const int s = kt % 2, k0 = kt * Keys;
+    const u32 phase = (kt / 2) & 1;
+    float sc[Keys / 2];
+    sm90::mbar_wait(&smem.k_full[s], phase);
     sm90::wgmma_fence();
-    const auto q_desc = [&](int ks) { return k_major_desc(smem.q + ks / 4 * kQueries * 64 + 64 * cw * 64, ks % 4); };
-    const auto k_desc = [&](int ks) { return k_major_desc(smem.k[s] + ks / 4 * Keys * 64, ks % 4); };
-    sm90::WgmmaBf16<Keys>::template ss<0, false>(sc, q_desc(0), k_desc(0));
-#pragma unroll
-    for (int ks = 1; ks < D / 16; ++ks) sm90::WgmmaBf16<Keys>::template ss<0, true>(sc, q_desc(ks), k_desc(ks));
+    issue_scores<Keys>(sc, smem.q, 64 * cw, smem.k[s]);
     sm90::wgmma_commit();
-  };
-  // O += P V of key tile kt, P in A-fragment layout (16 keys per wgmma k-step), as one commit group.
-  u32 pa[Keys / 16][4];
-  auto issue_product = [&](int kt) {
-    const int s = kt % 2;
-    sm90::mbar_wait(&smem.v_full[s], (kt / 2) & 1);
-    sm90::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < Keys / 16; ++ks)
-#pragma unroll
-      for (int sl = 0; sl < kSlices; ++sl) sm90::WgmmaBf16<64>::template rs<1>(o[sl], pa[ks], n_major_desc(smem.v[s] + sl * Keys * 64, 16 * ks));
-    sm90::wgmma_commit();
-  };
-  // The online softmax of key tile kt's scores (sc): masked (causal, and keys past T in a partial last tile), the
-  // running maxima updated, P into p_next; returns per row the factor by which O and the row sums shrink.
-  u32 p_next[Keys / 16][4];
-  auto softmax = [&](int kt, float (&rescale)[2]) {
-    const int k0 = kt * Keys;
+    sm90::wgmma_wait<0>();
+    sm90::pin_registers(sc);
+    release(&smem.k_empty[s]);
+
+    // Mask (causal, and keys past T in a partial last tile), then the online softmax as in the portable kernel, with
+    // lazy rescaling: the running maximum moves only when a tile's exceeds it by more than kLazyRescale (log2 units;
+    // always at the first tile, where key 0 makes it finite). Until then P stays below 2^8, harmless in the FP32
+    // sums and in BF16, and the factor is exactly 1 (measured faster than an exact maximum: bench/NOTES.md, run 75).
     const bool masked = (Causal && k0 + Keys - 1 > q0 + 64 * cw) || k0 + Keys > p.tokens;
     float block_max[2] = {neg_inf(), neg_inf()};
 #pragma unroll
@@ -155,107 +205,220 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
         if (masked && ((Causal && key > row) || key >= p.tokens)) sc[4 * j + e] = neg_inf();
         block_max[e / 2] = fmaxf(block_max[e / 2], sc[4 * j + e]);
       }
-    // Lazy rescaling: the running maximum moves only when a tile's exceeds it by more than kLazyRescale (log2 units;
-    // always at the first tile, where key 0 makes it finite). Until then P stays below 2^8, harmless in the FP32 sums
-    // and in BF16, and the rescale factor is exactly 1. Measured faster than tracking the maximum exactly (run 75),
-    // and without a branch around O's multiply (skipping it when every factor is 1 was slower).
+    float rescale[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const float mx = quad_max(block_max[h]) * scale_log2, moved = mx > row_max[h] + kLazyRescale ? mx : row_max[h];
-      rescale[h] = fast_exp2(row_max[h] - moved);  // exactly 1 when the maximum stays
+      rescale[h] = fast_exp2(row_max[h] - moved);
       row_max[h] = moved;
       row_sum[h] *= rescale[h];
     }
 #pragma unroll
-    for (int j = 0; j < Keys / 8; ++j) {
-      float pr[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        pr[e] = fast_exp2(fmaf(sc[4 * j + e], scale_log2, -row_max[e / 2]));
-        row_sum[e / 2] += pr[e];
-      }
-      p_next[j / 2][2 * (j % 2)] = pack(pr[0], pr[1]);
-      p_next[j / 2][2 * (j % 2) + 1] = pack(pr[2], pr[3]);
+    for (int i = 0; i < Keys / 2; ++i) {
+      sc[i] = fast_exp2(fmaf(sc[i], scale_log2, -row_max[i % 4 / 2]));
+      row_sum[i % 4 / 2] += sc[i];
     }
-  };
-  // P of the tile whose product is issued next, settled (with O's rescaling) before any wgmma of the stage is.
-  auto settle_product_operands = [&] {
+    u32 pa[Keys / 16][4];
+    to_fragments<Keys>(sc, pa);
 #pragma unroll
-    for (int ks = 0; ks < Keys / 16; ++ks) {
+    for (int sl = 0; sl < D / 64; ++sl)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) pa[ks][i] = p_next[ks][i];
-      sm90::pin_registers(pa[ks]);
-    }
-    for (int sl = 0; sl < kSlices; ++sl) sm90::pin_registers(o[sl]);
-  };
-  auto release = [&](u64* empty) {
-    if (lane == 0) sm90::mbar_arrive(empty);
-  };
+      for (int i = 0; i < 32; ++i) o[sl][i] *= rescale[i % 4 / 2];
+    pin_all(pa);
+    pin_all(o);
 
-  auto rescale_output = [&](const float (&rescale)[2]) {
+    sm90::mbar_wait(&smem.v_full[s], phase);
+    sm90::wgmma_fence();
+    issue_product<Keys, D>(o, pa, smem.v[s]);
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    pin_all(o);
+    pin_all(pa);
+    release(&smem.v_empty[s]);
+  }
+
+  const float sum[2] = {quad_sum(row_sum[0]), quad_sum(row_sum[1])}, inv[2] = {1.0f / sum[0], 1.0f / sum[1]};
+  store_rows<D>(head_base(p.o, p.o_strides, bh, p.heads), p.o_strides.token, row0, p.tokens, o, inv);
+  if (t == 0)
 #pragma unroll
     for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int sl = 0; sl < kSlices; ++sl)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) o[sl][4 * j + 2 * h] *= rescale[h], o[sl][4 * j + 2 * h + 1] *= rescale[h];
-  };
+      if (row0 + 8 * h < p.tokens) p.lse[i64(bh) * p.tokens + row0 + 8 * h] = (row_max[h] + log2f(sum[h])) / kLog2e;
+}
 
-  // Per key tile kt: the scores of kt, the product of kt - 1 (P and V of the previous tile), the softmax of kt. With
-  // Overlap the two products are in flight together and the softmax runs under the product; without, one after the
-  // other. Nothing is in flight across the loop's back edge (a wgmma in flight there makes ptxas serialize every
-  // wgmma of the kernel: warning C7514).
-  float rescale[2];
-  issue_scores(0);
-  sm90::wgmma_wait<0>();
-  sm90::pin_registers(sc);
-  release(&smem.k_empty[0]);
-  softmax(0, rescale);  // O is still zero: no rescaling
-  for (int kt = 1; kt < key_tiles; ++kt) {
-    settle_product_operands();
-    if constexpr (Overlap) {
-      issue_scores(kt);
-      issue_product(kt - 1);
-      sm90::wgmma_wait<1>();  // the scores
-      sm90::pin_registers(sc);
-      release(&smem.k_empty[kt % 2]);
-      softmax(kt, rescale);
-      sm90::wgmma_wait<0>();  // the product
-      for (int sl = 0; sl < kSlices; ++sl) sm90::pin_registers(o[sl]);
-      for (int ks = 0; ks < Keys / 16; ++ks) sm90::pin_registers(pa[ks]);
-      release(&smem.v_empty[(kt - 1) % 2]);
-    } else {
-      issue_product(kt - 1);
-      sm90::wgmma_wait<0>();
-      for (int sl = 0; sl < kSlices; ++sl) sm90::pin_registers(o[sl]);
-      release(&smem.v_empty[(kt - 1) % 2]);
-      issue_scores(kt);
-      sm90::wgmma_wait<0>();
-      sm90::pin_registers(sc);
-      release(&smem.k_empty[kt % 2]);
-      softmax(kt, rescale);
-    }
-    rescale_output(rescale);
+template <int D> struct AttentionBackwardKvSm90Smem {
+  attention_sm90::Tile<attention_sm90::kRows, D> k, v;
+  attention_sm90::Tile<64, D> q[2], d_o[2];
+  float lse[2][64], delta[2][64];
+  u64 kv_full, full[2], empty[2];
+  __device__ void init_barriers() {
+    sm90::mbar_init(&kv_full, 1);
+    for (int s = 0; s < 2; ++s) sm90::mbar_init(&full[s], 1), sm90::mbar_init(&empty[s], 8);
   }
-  settle_product_operands();
-  issue_product(key_tiles - 1);
-  sm90::wgmma_wait<0>();
-  for (int sl = 0; sl < kSlices; ++sl) sm90::pin_registers(o[sl]);
+};
 
-  bf16* o_head = attention::head_base(p.o, p.o_strides, bh, p.heads);
+// dK and dV of 128 keys (grid: ceil(T / 128), batch * heads; 384 threads), walking the 64-query tiles that see them.
+template <int D, bool Causal>
+__global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
+  using namespace attention;
+  using namespace attention_sm90;
+  typedef AttentionBackwardKvSm90Smem<D> Smem;
+  extern __shared__ u8 smem_raw[];
+  Smem& smem = smem_of<Smem>(smem_raw);
+  const AttentionParams& p = params.p;
+  const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, k0 = int(blockIdx.x) * kRows;
+  const int first = Causal ? k0 / 64 : 0, query_tiles = p.tokens / 64;  // causal: the first query tile that sees a key
+  const int wg = int(threadIdx.x) / 128;
+
+  if (wg == 0) {
+    sm90::setmaxnreg_dec<40>();
+    if (threadIdx.x == 0) {
+      sm90::mbar_arrive_expect_tx(&smem.kv_full, 2 * smem.k.kBytes);
+      smem.k.load(&params.k, k0, head, batch, &smem.kv_full);
+      smem.v.load(&params.v, k0, head, batch, &smem.kv_full);
+      for (int qt = first; qt < query_tiles; ++qt) {
+        const int it = qt - first, s = it % 2;
+        if (it >= 2) sm90::mbar_wait(&smem.empty[s], (it / 2 - 1) & 1);
+        sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * smem.q[s].kBytes + 2 * 64 * 4);
+        smem.q[s].load(&params.q, 64 * qt, head, batch, &smem.full[s]);
+        smem.d_o[s].load(&params.d_o, 64 * qt, head, batch, &smem.full[s]);
+        sm90::bulk_load(smem.lse[s], p.lse + i64(bh) * p.tokens + 64 * qt, 64 * 4, &smem.full[s]);
+        sm90::bulk_load(smem.delta[s], p.delta + i64(bh) * p.tokens + 64 * qt, 64 * 4, &smem.full[s]);
+      }
+    }
+    return;
+  }
+
+  sm90::setmaxnreg_inc<232>();
+  const int cw = wg - 1, t = int(threadIdx.x) % 4, keys0 = k0 + 64 * cw;
+  const int key_row = keys0 + 16 * (int(threadIdx.x) / 32 % 4) + int(threadIdx.x) % 32 / 4;  // this thread's keys: key_row, key_row + 8
+  const float scale_log2 = p.scale * kLog2e;
+  float dk[D / 64][32] = {}, dv[D / 64][32] = {};
+  sm90::mbar_wait(&smem.kv_full, 0);
+
+  for (int qt = first; qt < query_tiles; ++qt) {
+    const int it = qt - first, s = it % 2, q0 = 64 * qt;
+    float pt[32], dpt[32];  // P^T and dP^T, then dS^T: 64 keys x 64 queries
+    sm90::mbar_wait(&smem.full[s], (it / 2) & 1);
+    sm90::wgmma_fence();
+    issue_scores<64>(pt, smem.k, 64 * cw, smem.q[s]);     // S^T = K Q^T
+    issue_scores<64>(dpt, smem.v, 64 * cw, smem.d_o[s]);  // dP^T = V dO^T
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    sm90::pin_registers(pt);
+    sm90::pin_registers(dpt);
+
+    // P^T = exp(S^T * scale - lse[query]), 0 where masked (causal, and keys past T); dS^T = P^T (dP^T - delta[query]).
+    const bool masked = (Causal && q0 < keys0 + 63) || keys0 + 64 > p.tokens;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const int col = 8 * (i / 4) + 2 * t + i % 2, key = key_row + 8 * (i % 4 / 2);
+      const bool hidden = masked && ((Causal && key > q0 + col) || key >= p.tokens);
+      pt[i] = hidden ? 0.0f : fast_exp2(fmaf(pt[i], scale_log2, -smem.lse[s][col] * kLog2e));
+      dpt[i] = pt[i] * (dpt[i] - smem.delta[s][col]);
+    }
+    u32 pf[4][4], dsf[4][4];
+    to_fragments<64>(pt, pf);
+    to_fragments<64>(dpt, dsf);
+    pin_all(pf), pin_all(dsf), pin_all(dk), pin_all(dv);
+    sm90::wgmma_fence();
+    issue_product<64, D>(dv, pf, smem.d_o[s]);  // dV += P^T dO
+    issue_product<64, D>(dk, dsf, smem.q[s]);   // dK += dS^T Q
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    pin_all(dk), pin_all(dv), pin_all(pf), pin_all(dsf);
+    release(&smem.empty[s]);
+  }
+  const float scaled[2] = {p.scale, p.scale}, one[2] = {1.0f, 1.0f};
+  store_rows<D>(head_base(p.dk, p.qkv_strides, bh, p.heads), p.qkv_strides.token, key_row, p.tokens, dk, scaled);
+  store_rows<D>(head_base(p.dv, p.qkv_strides, bh, p.heads), p.qkv_strides.token, key_row, p.tokens, dv, one);
+}
+
+template <int D> struct AttentionBackwardQSm90Smem {
+  attention_sm90::Tile<attention_sm90::kRows, D> q, d_o;
+  attention_sm90::Tile<64, D> k[2], v[2];
+  u64 qd_full, full[2], empty[2];
+  __device__ void init_barriers() {
+    sm90::mbar_init(&qd_full, 1);
+    for (int s = 0; s < 2; ++s) sm90::mbar_init(&full[s], 1), sm90::mbar_init(&empty[s], 8);
+  }
+};
+
+// dQ of 128 queries (grid: ceil(T / 128), batch * heads; 384 threads), walking the 64-key tiles they see.
+template <int D, bool Causal>
+__global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
+  using namespace attention;
+  using namespace attention_sm90;
+  typedef AttentionBackwardQSm90Smem<D> Smem;
+  extern __shared__ u8 smem_raw[];
+  Smem& smem = smem_of<Smem>(smem_raw);
+  const AttentionParams& p = params.p;
+  const int q_tiles = (p.tokens + kRows - 1) / kRows, qt = Causal ? q_tiles - 1 - int(blockIdx.x) : int(blockIdx.x);
+  const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, q0 = qt * kRows;
+  const int key_tiles = (Causal ? min(q0 + kRows, p.tokens) : p.tokens) / 64;
+  const int wg = int(threadIdx.x) / 128;
+
+  if (wg == 0) {
+    sm90::setmaxnreg_dec<40>();
+    if (threadIdx.x == 0) {
+      sm90::mbar_arrive_expect_tx(&smem.qd_full, 2 * smem.q.kBytes);
+      smem.q.load(&params.q, q0, head, batch, &smem.qd_full);
+      smem.d_o.load(&params.d_o, q0, head, batch, &smem.qd_full);
+      for (int kt = 0; kt < key_tiles; ++kt) {
+        const int s = kt % 2;
+        if (kt >= 2) sm90::mbar_wait(&smem.empty[s], (kt / 2 - 1) & 1);
+        sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * smem.k[s].kBytes);
+        smem.k[s].load(&params.k, 64 * kt, head, batch, &smem.full[s]);
+        smem.v[s].load(&params.v, 64 * kt, head, batch, &smem.full[s]);
+      }
+    }
+    return;
+  }
+
+  sm90::setmaxnreg_inc<232>();
+  const int cw = wg - 1, t = int(threadIdx.x) % 4;
+  const int row0 = q0 + 64 * cw + 16 * (int(threadIdx.x) / 32 % 4) + int(threadIdx.x) % 32 / 4;  // this thread's rows: row0, row0 + 8
+  const float scale_log2 = p.scale * kLog2e;
+  float lse_log2[2], delta[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int row = row0 + 8 * h;
-    const float sum = quad_sum(row_sum[h]);
-    if (row >= p.tokens) continue;  // rows past T of a partial last query tile (whole warps: T is a multiple of 64)
-    const float inv = 1.0f / sum;
-    bf16* out = o_head + i64(row) * p.o_strides.token;
-#pragma unroll
-    for (int sl = 0; sl < kSlices; ++sl)
-#pragma unroll
-      for (int j = 0; j < 8; ++j) *reinterpret_cast<u32*>(out + 64 * sl + 8 * j + 2 * t) = pack(o[sl][4 * j + 2 * h] * inv, o[sl][4 * j + 2 * h + 1] * inv);
-    if (t == 0) p.lse[i64(bh) * p.tokens + row] = (row_max[h] + log2f(sum)) / kLog2e;
+    const bool inside = row0 + 8 * h < p.tokens;  // rows past T (a partial last tile) compute garbage that is not stored
+    lse_log2[h] = inside ? p.lse[i64(bh) * p.tokens + row0 + 8 * h] * kLog2e : 0.0f;
+    delta[h] = inside ? p.delta[i64(bh) * p.tokens + row0 + 8 * h] : 0.0f;
   }
+  float dq[D / 64][32] = {};
+  sm90::mbar_wait(&smem.qd_full, 0);
+
+  for (int kt = 0; kt < key_tiles; ++kt) {
+    const int s = kt % 2, k0 = 64 * kt;
+    float sc[32], dp[32];  // S and dP, then dS: 64 queries x 64 keys
+    sm90::mbar_wait(&smem.full[s], (kt / 2) & 1);
+    sm90::wgmma_fence();
+    issue_scores<64>(sc, smem.q, 64 * cw, smem.k[s]);    // S = Q K^T
+    issue_scores<64>(dp, smem.d_o, 64 * cw, smem.v[s]);  // dP = dO V^T
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    sm90::pin_registers(sc);
+    sm90::pin_registers(dp);
+
+    const bool masked = Causal && k0 + 63 > q0 + 64 * cw;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const int key = k0 + 8 * (i / 4) + 2 * t + i % 2, h = i % 4 / 2;
+      const float prob = masked && key > row0 + 8 * h ? 0.0f : fast_exp2(fmaf(sc[i], scale_log2, -lse_log2[h]));
+      dp[i] = prob * (dp[i] - delta[h]);  // dS
+    }
+    u32 dsf[4][4];
+    to_fragments<64>(dp, dsf);
+    pin_all(dsf), pin_all(dq);
+    sm90::wgmma_fence();
+    issue_product<64, D>(dq, dsf, smem.k[s]);  // dQ += dS K
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    pin_all(dq), pin_all(dsf);
+    release(&smem.empty[s]);
+  }
+  const float scaled[2] = {p.scale, p.scale};
+  store_rows<D>(head_base(p.dq, p.qkv_strides, bh, p.heads), p.qkv_strides.token, row0, p.tokens, dq, scaled);
 }
 
 }  // namespace jetforge

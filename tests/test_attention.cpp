@@ -163,21 +163,24 @@ TEST_SUITE("gpu") {
             CHECK(lse_error <= 1e-3);
           }
 
-          // The backward pass from the GPU's own O (as training uses it), twice: the bits must repeat.
+          // The backward pass from the GPU's own O (as training uses it), by both paths, each twice: the bits must repeat.
           const auto grads = ref::attention_backward(s, q, k, v, d_o);
-          std::vector<std::vector<double>> got[2];
-          for (int run = 0; run < 2; ++run) {
-            a.grads.fill_bytes(testing::kNanBytes);
-            attention_backward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), a.d_o.get(), a.delta.get(), a.grad(0), a.grad(1),
-                               a.grad(2), nullptr);
-            for (int which = 0; which < 3; ++which) got[run].push_back(a.get(a.grads, a.offset(which), layout.qkv, qkv_total));
-          }
           const std::vector<double>* want_grads[3] = {&grads.dq, &grads.dk, &grads.dv};
-          for (int which = 0; which < 3; ++which) {
-            const double e = relative_max_error(got[0][std::size_t(which)], *want_grads[which]);
-            MESSAGE("backward: d" << "qkv"[which] << " max error " << e << " of its max");
-            CHECK(e <= 5e-2);
-            CHECK(got[0][std::size_t(which)] == got[1][std::size_t(which)]);
+          for (const AttentionPath path : {AttentionPath::portable, AttentionPath::automatic}) {
+            std::vector<std::vector<double>> got[2];
+            for (int run = 0; run < 2; ++run) {
+              a.grads.fill_bytes(testing::kNanBytes);
+              attention_backward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), a.d_o.get(), a.delta.get(), a.grad(0), a.grad(1),
+                                 a.grad(2), nullptr, path);
+              for (int which = 0; which < 3; ++which) got[run].push_back(a.get(a.grads, a.offset(which), layout.qkv, qkv_total));
+            }
+            for (int which = 0; which < 3; ++which) {
+              const double e = relative_max_error(got[0][std::size_t(which)], *want_grads[which]);
+              MESSAGE("backward (" << std::string(path == AttentionPath::portable ? "portable" : "default") << "): d" << "qkv"[which] << " max error " << e
+                                   << " of its max");
+              CHECK(e <= 5e-2);
+              CHECK(got[0][std::size_t(which)] == got[1][std::size_t(which)]);
+            }
           }
         }
   }
