@@ -3,7 +3,14 @@
 // (B = 8, heads 12 and 16, T 1024 / 2048 / 4096, head_dim 64 and 128, causal), median of 20 event-timed runs.
 // bench/sdpa.py prints PyTorch's scaled_dot_product_attention on the same rows for the side-by-side ratio; run both
 // in one device call. FLOPs: forward 4 B H T^2 d (half of it when causal), backward 2.5x the forward.
+//
+// --dump DIR instead writes, for two smaller causal problems (head_dim 64 and 128), the random inputs and our
+// outputs and gradients (raw BF16, [batch, heads, T, d]) with an index DIR/cases.txt; `bench/sdpa.py --errors DIR`
+// compares them and PyTorch's SDPA on the same inputs with an FP64 reference.
 #include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
 
 #include "bench/timing.hpp"
 #include "runtime/attention.hpp"
@@ -11,44 +18,94 @@
 
 using namespace jetforge;
 
-int main() {
-  return bench::guarded_main("jetforge_bench_attention", [] {
-    Context ctx(0);
-    Stream stream;
-    std::printf("%-6s %-6s %-6s %-9s %-7s | %10s %10s %10s | %10s %10s %10s\n", "batch", "heads", "T", "head_dim", "causal", "fwd us", "fwd TF/s",
-                "portable", "bwd us", "bwd TF/s", "portable");
-    const int batch = 8;
-    for (int head_dim : {64, 128})
-      for (int heads : {12, 16})
-        for (int tokens : {1024, 2048, 4096}) {
-          const bool causal = true;
-          const auto layout = AttentionLayout::separate(batch, heads, tokens, head_dim);
-          const std::int64_t rows = std::int64_t(batch) * heads * tokens;
-          DenseTensor q(rows, head_dim, DType::bf16), k(rows, head_dim, DType::bf16), v(rows, head_dim, DType::bf16), d_o(rows, head_dim, DType::bf16);
-          DenseTensor o(rows, head_dim, DType::bf16), dq(rows, head_dim, DType::bf16), dk(rows, head_dim, DType::bf16), dv(rows, head_dim, DType::bf16);
-          fill_random(q, 1), fill_random(k, 2), fill_random(v, 3), fill_random(d_o, 4);
-          DeviceBuffer lse(std::size_t(rows) * 4), delta(std::size_t(rows) * 4);
-          const auto ptr = [](const DenseTensor& t) { return t.ref().data; };
-          const auto forward_ms = [&](AttentionPath path) {
-            return bench::median_ms(stream.get(), [&](int) {
-              attention_forward(ctx, layout, causal, ptr(q), ptr(k), ptr(v), ptr(o), lse.get(), stream.get(), path);
-            }, 3, 20);
-          };
-          const auto backward_ms = [&](AttentionPath path) {
-            return bench::median_ms(stream.get(), [&](int) {
-              attention_backward(ctx, layout, causal, ptr(q), ptr(k), ptr(v), ptr(o), lse.get(), ptr(d_o), delta.get(), ptr(dq), ptr(dk), ptr(dv),
-                                 stream.get(), path);
-            }, 3, 20);
-          };
-          const double fwd_portable_ms = forward_ms(AttentionPath::portable), fwd_ms = forward_ms(AttentionPath::automatic);
-          const double bwd_portable_ms = backward_ms(AttentionPath::portable), bwd_ms = backward_ms(AttentionPath::automatic);
-          const double fwd_flops = 4.0 * double(rows) * tokens * head_dim * (causal ? 0.5 : 1.0), bwd_flops = 2.5 * fwd_flops;
-          const auto tflops = [](double flops, double ms) { return flops / (ms * 1e-3) / 1e12; };
-          std::printf("%-6d %-6d %-6d %-9d %-7s | %10.1f %10.1f %10.1f | %10.1f %10.1f %10.1f\n", batch, heads, tokens, head_dim, causal ? "yes" : "no",
-                      fwd_ms * 1e3, tflops(fwd_flops, fwd_ms), tflops(fwd_flops, fwd_portable_ms), bwd_ms * 1e3, tflops(bwd_flops, bwd_ms),
-                      tflops(bwd_flops, bwd_portable_ms));
-          std::fflush(stdout);
-        }
-    return 0;
+namespace {
+
+// One causal problem in the [batch, heads, T, d] layout: random Q, K, V, dO and room for the outputs.
+struct Problem {
+  AttentionLayout layout;
+  std::int64_t rows;
+  DenseTensor q, k, v, d_o, o, dq, dk, dv;
+  DeviceBuffer lse, delta;
+  Problem(int batch, int heads, int tokens, int head_dim)
+      : layout(AttentionLayout::separate(batch, heads, tokens, head_dim)),
+        rows(std::int64_t(batch) * heads * tokens),
+        q(rows, head_dim, DType::bf16), k(rows, head_dim, DType::bf16), v(rows, head_dim, DType::bf16), d_o(rows, head_dim, DType::bf16),
+        o(rows, head_dim, DType::bf16), dq(rows, head_dim, DType::bf16), dk(rows, head_dim, DType::bf16), dv(rows, head_dim, DType::bf16),
+        lse(std::size_t(rows) * 4), delta(std::size_t(rows) * 4) {
+    fill_random(q, 1), fill_random(k, 2), fill_random(v, 3), fill_random(d_o, 4);
+  }
+  void forward(Context& ctx, CUstream stream, AttentionPath path) {
+    attention_forward(ctx, layout, true, q.ref().data, k.ref().data, v.ref().data, o.ref().data, lse.get(), stream, path);
+  }
+  void backward(Context& ctx, CUstream stream, AttentionPath path) {
+    attention_backward(ctx, layout, true, q.ref().data, k.ref().data, v.ref().data, o.ref().data, lse.get(), d_o.ref().data, delta.get(),
+                       dq.ref().data, dk.ref().data, dv.ref().data, stream, path);
+  }
+};
+
+void write_raw(const std::string& path, DenseTensor& t) {
+  std::vector<char> host(std::size_t(t.ref().rows * t.ref().cols * 2));
+  t.buffer().download(host.data(), host.size());
+  std::ofstream out(path, std::ios::binary);
+  out.write(host.data(), std::streamsize(host.size()));
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+int dump(const std::string& dir) {
+  Context ctx(0);
+  Stream stream;
+  std::ofstream index(dir + "/cases.txt");
+  if (!index) throw std::runtime_error("cannot write " + dir + "/cases.txt (does the directory exist?)");
+  for (int head_dim : {64, 128}) {
+    const int batch = 1, heads = 4, tokens = 1024;
+    Problem pr(batch, heads, tokens, head_dim);
+    pr.forward(ctx, stream.get(), AttentionPath::automatic);
+    pr.backward(ctx, stream.get(), AttentionPath::automatic);
+    stream.synchronize();
+    const std::string name = "d" + std::to_string(head_dim);
+    const std::pair<const char*, DenseTensor*> tensors[] = {{"q", &pr.q},   {"k", &pr.k},   {"v", &pr.v},   {"do", &pr.d_o},
+                                                            {"o", &pr.o},   {"dq", &pr.dq}, {"dk", &pr.dk}, {"dv", &pr.dv}};
+    for (const auto& [tensor, t] : tensors) write_raw(dir + "/" + name + "_" + tensor + ".bf16", *t);
+    index << name << ' ' << batch << ' ' << heads << ' ' << tokens << ' ' << head_dim << " 1\n";
+    std::printf("wrote %s/%s_*.bf16 (batch %d, heads %d, T %d, head_dim %d, causal)\n", dir.c_str(), name.c_str(), batch, heads, tokens, head_dim);
+  }
+  return 0;
+}
+
+int benchmark() {
+  Context ctx(0);
+  Stream stream;
+  std::printf("%-6s %-6s %-6s %-9s %-7s | %10s %10s %10s | %10s %10s %10s\n", "batch", "heads", "T", "head_dim", "causal", "fwd us", "fwd TF/s",
+              "portable", "bwd us", "bwd TF/s", "portable");
+  const int batch = 8;
+  for (int head_dim : {64, 128})
+    for (int heads : {12, 16})
+      for (int tokens : {1024, 2048, 4096}) {
+        Problem pr(batch, heads, tokens, head_dim);
+        const auto time_ms = [&](auto pass, AttentionPath path) { return bench::median_ms(stream.get(), [&](int) { pass(path); }, 3, 20); };
+        const auto forward = [&](AttentionPath path) { pr.forward(ctx, stream.get(), path); };
+        const auto backward = [&](AttentionPath path) { pr.backward(ctx, stream.get(), path); };
+        const double fwd_portable_ms = time_ms(forward, AttentionPath::portable), fwd_ms = time_ms(forward, AttentionPath::automatic);
+        const double bwd_portable_ms = time_ms(backward, AttentionPath::portable), bwd_ms = time_ms(backward, AttentionPath::automatic);
+        const double fwd_flops = 4.0 * double(pr.rows) * tokens * head_dim * 0.5, bwd_flops = 2.5 * fwd_flops;  // causal: half
+        const auto tflops = [](double flops, double ms) { return flops / (ms * 1e-3) / 1e12; };
+        std::printf("%-6d %-6d %-6d %-9d %-7s | %10.1f %10.1f %10.1f | %10.1f %10.1f %10.1f\n", batch, heads, tokens, head_dim, "yes", fwd_ms * 1e3,
+                    tflops(fwd_flops, fwd_ms), tflops(fwd_flops, fwd_portable_ms), bwd_ms * 1e3, tflops(bwd_flops, bwd_ms), tflops(bwd_flops, bwd_portable_ms));
+        std::fflush(stdout);
+      }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return bench::guarded_main("jetforge_bench_attention", [&] {
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.size() == 2 && args[0] == "--dump") return dump(args[1]);
+    if (!args.empty()) {
+      std::fprintf(stderr, "usage: jetforge_bench_attention [--dump DIR]\n");
+      return 2;
+    }
+    return benchmark();
   });
 }

@@ -23,6 +23,10 @@ run quantize "$build/bench/jetforge_bench_quantize"
 run ops "$build/bench/jetforge_bench_ops"
 run attention "$build/bench/jetforge_bench_attention"
 run sdpa python3 bench/sdpa.py
+mkdir -p "$out/attention_dump"
+run attention_dump "$build/bench/jetforge_bench_attention" --dump "$out/attention_dump"
+run attention_errors python3 bench/sdpa.py --errors "$out/attention_dump"
+rm -rf "$out/attention_dump"
 run block "$build/bench/jetforge_bench_block"
 run block_torch python3 bench/block.py
 run gpt2 "$build/bench/jetforge_bench_gpt2"

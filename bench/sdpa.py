@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """PyTorch scaled_dot_product_attention (its flash/cuDNN backend) on the rows of jetforge_bench_attention, same
-FLOP counts, median of 20 CUDA-event-timed runs, for the side-by-side ratio. Runs on the GPU machine (PyTorch)."""
+FLOP counts, median of 20 CUDA-event-timed runs, for the side-by-side ratio. Runs on the GPU machine (PyTorch).
+
+--errors DIR: for the problems `jetforge_bench_attention --dump DIR` wrote (inputs, our outputs and gradients), the
+max error of ours and of SDPA (BF16, the same inputs) against an FP64 reference, each as a fraction of the
+reference's largest magnitude, as the C++ tests measure it."""
+import sys
+
 import torch
 import torch.nn.functional as F
 
 from torch_timing import median_ms
 
 
-def main():
+def timings():
     batch, causal = 8, True
     print(f"{'batch':6} {'heads':6} {'T':6} {'head_dim':9} {'causal':7} | {'fwd us':>10} {'fwd TF/s':>10} | {'bwd us':>10} {'bwd TF/s':>10}")
     for head_dim in (64, 128):
@@ -23,5 +29,46 @@ def main():
                       f" {bwd * 1e3:10.1f} {2.5 * flops / (bwd * 1e-3) / 1e12:10.1f}")
 
 
+def load(path, shape):
+    raw = open(path, "rb").read()
+    return torch.frombuffer(bytearray(raw), dtype=torch.bfloat16).reshape(shape).cuda()
+
+
+def reference(q, k, v, d_o, causal):
+    """O and the gradients in FP64 from the BF16 inputs (explicit softmax; autograd for the backward)."""
+    q, k, v = (x.double().requires_grad_() for x in (q, k, v))
+    s = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    if causal:
+        t = q.shape[-2]
+        s = s.masked_fill(torch.ones(t, t, dtype=torch.bool, device=s.device).triu(1), float("-inf"))
+    o = torch.softmax(s, dim=-1) @ v
+    return (o.detach(), *torch.autograd.grad(o, (q, k, v), d_o.double()))
+
+
+def errors(directory):
+    rel = lambda got, want: ((got.double() - want).abs().max() / want.abs().max()).item()
+    print(f"{'case':6} {'tensor':6} | {'jetforge':>10} {'SDPA':>10} | ours no worse")
+    worst = 0.0
+    for line in open(f"{directory}/cases.txt"):
+        name, batch, heads, tokens, head_dim, causal = line.split()
+        shape = (int(batch), int(heads), int(tokens), int(head_dim))
+        causal = causal == "1"
+        t = {x: load(f"{directory}/{name}_{x}.bf16", shape) for x in ("q", "k", "v", "do", "o", "dq", "dk", "dv")}
+        want = reference(t["q"], t["k"], t["v"], t["do"], causal)
+        q, k, v = (t[x].clone().requires_grad_() for x in ("q", "k", "v"))
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        sdpa = (o.detach(), *torch.autograd.grad(o, (q, k, v), t["do"]))
+        for i, tensor in enumerate(("o", "dq", "dk", "dv")):
+            ours, theirs = rel(t[tensor], want[i]), rel(sdpa[i], want[i])
+            worst = max(worst, ours / theirs)
+            print(f"{name:6} {tensor:6} | {ours:10.3e} {theirs:10.3e} | {'yes' if ours <= theirs else 'NO'} ({ours / theirs:.2f}x)")
+    print(f"worst ratio ours / SDPA: {worst:.2f}")
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--errors":
+        errors(sys.argv[2])
+    elif len(sys.argv) == 1:
+        timings()
+    else:
+        sys.exit("usage: sdpa.py [--errors DIR]")
