@@ -4,7 +4,7 @@
 // bench/sdpa.py prints PyTorch's scaled_dot_product_attention on the same rows for the side-by-side ratio; run both
 // in one device call. FLOPs: forward 4 B H T^2 d (half of it when causal), backward 2.5x the forward.
 //
-// --dump DIR instead writes, for two smaller causal problems (head_dim 64 and 128), the random inputs and our
+// --dump DIR instead writes, for four smaller causal problems (head_dim 64 and 128, two draws), the random inputs and our
 // outputs and gradients (raw BF16, [batch, heads, T, d]) with an index DIR/cases.txt; `bench/sdpa.py --errors DIR`
 // compares them and PyTorch's SDPA on the same inputs with an FP64 reference.
 #include <cstdio>
@@ -26,13 +26,13 @@ struct Problem {
   std::int64_t rows;
   DenseTensor q, k, v, d_o, o, dq, dk, dv;
   DeviceBuffer lse, delta;
-  Problem(int batch, int heads, int tokens, int head_dim)
+  Problem(int batch, int heads, int tokens, int head_dim, std::uint64_t seed = 1)
       : layout(AttentionLayout::separate(batch, heads, tokens, head_dim)),
         rows(std::int64_t(batch) * heads * tokens),
         q(rows, head_dim, DType::bf16), k(rows, head_dim, DType::bf16), v(rows, head_dim, DType::bf16), d_o(rows, head_dim, DType::bf16),
         o(rows, head_dim, DType::bf16), dq(rows, head_dim, DType::bf16), dk(rows, head_dim, DType::bf16), dv(rows, head_dim, DType::bf16),
         lse(std::size_t(rows) * 4), delta(std::size_t(rows) * 4) {
-    fill_random(q, 1), fill_random(k, 2), fill_random(v, 3), fill_random(d_o, 4);
+    fill_random(q, seed), fill_random(k, seed + 1), fill_random(v, seed + 2), fill_random(d_o, seed + 3);
   }
   void forward(Context& ctx, CUstream stream, AttentionPath path) {
     attention_forward(ctx, layout, true, q.ref().data, k.ref().data, v.ref().data, o.ref().data, lse.get(), stream, path);
@@ -56,19 +56,22 @@ int dump(const std::string& dir) {
   Stream stream;
   std::ofstream index(dir + "/cases.txt");
   if (!index) throw std::runtime_error("cannot write " + dir + "/cases.txt (does the directory exist?)");
-  for (int head_dim : {64, 128}) {
-    const int batch = 1, heads = 4, tokens = 1024;
-    Problem pr(batch, heads, tokens, head_dim);
-    pr.forward(ctx, stream.get(), AttentionPath::automatic);
-    pr.backward(ctx, stream.get(), AttentionPath::automatic);
-    stream.synchronize();
-    const std::string name = "d" + std::to_string(head_dim);
-    const std::pair<const char*, DenseTensor*> tensors[] = {{"q", &pr.q},   {"k", &pr.k},   {"v", &pr.v},   {"do", &pr.d_o},
-                                                            {"o", &pr.o},   {"dq", &pr.dq}, {"dk", &pr.dk}, {"dv", &pr.dv}};
-    for (const auto& [tensor, t] : tensors) write_raw(dir + "/" + name + "_" + tensor + ".bf16", *t);
-    index << name << ' ' << batch << ' ' << heads << ' ' << tokens << ' ' << head_dim << " 1\n";
-    std::printf("wrote %s/%s_*.bf16 (batch %d, heads %d, T %d, head_dim %d, causal)\n", dir.c_str(), name.c_str(), batch, heads, tokens, head_dim);
-  }
+  // Two draws of inputs per head dimension: a max error is one sample, and it moves from draw to draw.
+  for (const std::uint64_t seed : {1, 11})
+    for (int head_dim : {64, 128}) {
+      const int batch = 1, heads = 4, tokens = 1024;
+      Problem pr(batch, heads, tokens, head_dim, seed);
+      pr.forward(ctx, stream.get(), AttentionPath::automatic);
+      pr.backward(ctx, stream.get(), AttentionPath::automatic);
+      stream.synchronize();
+      const std::string name = "d" + std::to_string(head_dim) + "s" + std::to_string(seed);
+      const std::pair<const char*, DenseTensor*> tensors[] = {{"q", &pr.q},   {"k", &pr.k},   {"v", &pr.v},   {"do", &pr.d_o},
+                                                              {"o", &pr.o},   {"dq", &pr.dq}, {"dk", &pr.dk}, {"dv", &pr.dv}};
+      for (const auto& [tensor, t] : tensors) write_raw(dir + "/" + name + "_" + tensor + ".bf16", *t);
+      index << name << ' ' << batch << ' ' << heads << ' ' << tokens << ' ' << head_dim << " 1\n";
+      std::printf("wrote %s/%s_*.bf16 (batch %d, heads %d, T %d, head_dim %d, causal, seed %d)\n", dir.c_str(), name.c_str(), batch, heads, tokens,
+                  head_dim, int(seed));
+    }
   return 0;
 }
 

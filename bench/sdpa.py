@@ -47,7 +47,7 @@ def reference(q, k, v, d_o, causal):
 
 def errors(directory):
     rel = lambda got, want: ((got.double() - want).abs().max() / want.abs().max()).item()
-    print(f"{'case':6} {'tensor':6} | {'jetforge':>10} {'SDPA':>10} | ours no worse")
+    print(f"{'case':8} {'tensor':6} | {'jetforge':>10} {'SDPA':>10} | ours no worse")
     worst = 0.0
     for line in open(f"{directory}/cases.txt"):
         name, batch, heads, tokens, head_dim, causal = line.split()
@@ -61,7 +61,7 @@ def errors(directory):
         for i, tensor in enumerate(("o", "dq", "dk", "dv")):
             ours, theirs = rel(t[tensor], want[i]), rel(sdpa[i], want[i])
             worst = max(worst, ours / theirs)
-            print(f"{name:6} {tensor:6} | {ours:10.3e} {theirs:10.3e} | {'yes' if ours <= theirs else 'NO'} ({ours / theirs:.2f}x)")
+            print(f"{name:8} {tensor:6} | {ours:10.3e} {theirs:10.3e} | {'yes' if ours <= theirs else 'NO'} ({ours / theirs:.2f}x)")
     print(f"worst ratio ours / SDPA: {worst:.2f}")
 
 
