@@ -357,15 +357,10 @@ void AttentionSm90Spec::validate(const TargetLimits& t) const {
 
 int AttentionSm90Spec::smem_bytes() const {
   // Mirrors the kernels' shared-memory structs in templates/attention_sm90.cuh (they trap if given less): the resident
-  // 128-token tile(s), two stages of the streamed tiles, the backward_kv stages' log-sum-exps and deltas, barriers.
+  // 128-token tile(s), two stages of the streamed tiles, the backward's stages of log-sum-exps and deltas, barriers.
   const int tile_row = head_dim * 2, n = streamed_rows();
-  switch (kernel) {
-    case AttentionKernel::forward: return (kRows + 4 * n) * tile_row + 9 * 8 + 1024;
-    case AttentionKernel::backward_kv: return (2 * kRows + 4 * n) * tile_row + 2 * 2 * n * 4 + 5 * 8 + 1024;
-    case AttentionKernel::backward_q: return (2 * kRows + 4 * n) * tile_row + 5 * 8 + 1024;
-    case AttentionKernel::delta: break;
-  }
-  return 0;
+  if (kernel == AttentionKernel::forward) return (kRows + 4 * n) * tile_row + 9 * 8 + 1024;
+  return (2 * kRows + 4 * n) * tile_row + 2 * 2 * n * 4 + 5 * 8 + 1024;
 }
 
 std::string AttentionSm90Spec::kernel_expr() const {

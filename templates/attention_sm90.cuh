@@ -252,13 +252,15 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
       if (row0 + 8 * h < p.tokens) p.lse[i64(bh) * p.tokens + row0 + 8 * h] = (row_max[h] + log2f(sum[h])) / kLog2e;
 }
 
-template <int D> struct AttentionBackwardKvSm90Smem {
-  attention_sm90::Tile<attention_sm90::kRows, D> k, v;
-  attention_sm90::Tile<64, D> q[2], d_o[2];
-  float lse[2][64], delta[2][64];
-  u64 kv_full, full[2], empty[2];
+// Both backward kernels: two resident 128-token tiles (K and V, or Q and dO) and two stages of two streamed 64-token
+// tiles (Q and dO, or K and V); the dK/dV kernel also streams the queries' log-sum-exp and delta.
+template <int D> struct AttentionBackwardSm90Smem {
+  attention_sm90::Tile<attention_sm90::kRows, D> resident[2];
+  attention_sm90::Tile<64, D> streamed[2][2];  // [stage][which]
+  float lse[2][64], delta[2][64];              // [stage][query]
+  u64 resident_full, full[2], empty[2];
   __device__ void init_barriers() {
-    sm90::mbar_init(&kv_full, 1);
+    sm90::mbar_init(&resident_full, 1);
     for (int s = 0; s < 2; ++s) sm90::mbar_init(&full[s], 1), sm90::mbar_init(&empty[s], 8);
   }
 };
@@ -268,9 +270,10 @@ template <int D, bool Causal>
 __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
   using namespace attention;
   using namespace attention_sm90;
-  typedef AttentionBackwardKvSm90Smem<D> Smem;
+  typedef AttentionBackwardSm90Smem<D> Smem;
   extern __shared__ u8 smem_raw[];
   Smem& smem = smem_of<Smem>(smem_raw);
+  auto &k = smem.resident[0], &v = smem.resident[1];
   const AttentionParams& p = params.p;
   const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, k0 = int(blockIdx.x) * kRows;
   const int first = Causal ? k0 / 64 : 0, query_tiles = p.tokens / 64;  // causal: the first query tile that sees a key
@@ -279,15 +282,16 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
   if (wg == 0) {
     sm90::setmaxnreg_dec<40>();
     if (threadIdx.x == 0) {
-      sm90::mbar_arrive_expect_tx(&smem.kv_full, 2 * smem.k.kBytes);
-      smem.k.load(&params.k, k0, head, batch, &smem.kv_full);
-      smem.v.load(&params.v, k0, head, batch, &smem.kv_full);
+      sm90::mbar_arrive_expect_tx(&smem.resident_full, 2 * k.kBytes);
+      k.load(&params.k, k0, head, batch, &smem.resident_full);
+      v.load(&params.v, k0, head, batch, &smem.resident_full);
       for (int qt = first; qt < query_tiles; ++qt) {
         const int it = qt - first, s = it % 2;
         if (it >= 2) sm90::mbar_wait(&smem.empty[s], (it / 2 - 1) & 1);
-        sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * smem.q[s].kBytes + 2 * 64 * 4);
-        smem.q[s].load(&params.q, 64 * qt, head, batch, &smem.full[s]);
-        smem.d_o[s].load(&params.d_o, 64 * qt, head, batch, &smem.full[s]);
+        auto &q = smem.streamed[s][0], &d_o = smem.streamed[s][1];
+        sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * q.kBytes + 2 * 64 * 4);
+        q.load(&params.q, 64 * qt, head, batch, &smem.full[s]);
+        d_o.load(&params.d_o, 64 * qt, head, batch, &smem.full[s]);
         sm90::bulk_load(smem.lse[s], p.lse + i64(bh) * p.tokens + 64 * qt, 64 * 4, &smem.full[s]);
         sm90::bulk_load(smem.delta[s], p.delta + i64(bh) * p.tokens + 64 * qt, 64 * 4, &smem.full[s]);
       }
@@ -300,15 +304,16 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
   const int key_row = keys0 + 16 * (int(threadIdx.x) / 32 % 4) + int(threadIdx.x) % 32 / 4;  // this thread's keys: key_row, key_row + 8
   const float scale_log2 = p.scale * kLog2e;
   float dk[D / 64][32] = {}, dv[D / 64][32] = {};
-  sm90::mbar_wait(&smem.kv_full, 0);
+  sm90::mbar_wait(&smem.resident_full, 0);
 
   for (int qt = first; qt < query_tiles; ++qt) {
     const int it = qt - first, s = it % 2, q0 = 64 * qt;
+    const auto &q = smem.streamed[s][0], &d_o = smem.streamed[s][1];
     float pt[32], dpt[32];  // P^T and dP^T, then dS^T: 64 keys x 64 queries
     sm90::mbar_wait(&smem.full[s], (it / 2) & 1);
     sm90::wgmma_fence();
-    issue_scores<64>(pt, smem.k, 64 * cw, smem.q[s]);     // S^T = K Q^T
-    issue_scores<64>(dpt, smem.v, 64 * cw, smem.d_o[s]);  // dP^T = V dO^T
+    issue_scores<64>(pt, k, 64 * cw, q);     // S^T = K Q^T
+    issue_scores<64>(dpt, v, 64 * cw, d_o);  // dP^T = V dO^T
     sm90::wgmma_commit();
     sm90::wgmma_wait<0>();
     sm90::pin_registers(pt);
@@ -328,8 +333,8 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
     to_fragments<64>(dpt, dsf);
     pin_all(pf), pin_all(dsf), pin_all(dk), pin_all(dv);
     sm90::wgmma_fence();
-    issue_product<64, D>(dv, pf, smem.d_o[s]);  // dV += P^T dO
-    issue_product<64, D>(dk, dsf, smem.q[s]);   // dK += dS^T Q
+    issue_product<64, D>(dv, pf, d_o);  // dV += P^T dO
+    issue_product<64, D>(dk, dsf, q);   // dK += dS^T Q
     sm90::wgmma_commit();
     sm90::wgmma_wait<0>();
     pin_all(dk), pin_all(dv), pin_all(pf), pin_all(dsf);
@@ -340,24 +345,15 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
   store_rows<D>(head_base(p.dv, p.qkv_strides, bh, p.heads), p.qkv_strides.token, key_row, p.tokens, dv, one);
 }
 
-template <int D> struct AttentionBackwardQSm90Smem {
-  attention_sm90::Tile<attention_sm90::kRows, D> q, d_o;
-  attention_sm90::Tile<64, D> k[2], v[2];
-  u64 qd_full, full[2], empty[2];
-  __device__ void init_barriers() {
-    sm90::mbar_init(&qd_full, 1);
-    for (int s = 0; s < 2; ++s) sm90::mbar_init(&full[s], 1), sm90::mbar_init(&empty[s], 8);
-  }
-};
-
 // dQ of 128 queries (grid: ceil(T / 128), batch * heads; 384 threads), walking the 64-key tiles they see.
 template <int D, bool Causal>
 __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
   using namespace attention;
   using namespace attention_sm90;
-  typedef AttentionBackwardQSm90Smem<D> Smem;
+  typedef AttentionBackwardSm90Smem<D> Smem;
   extern __shared__ u8 smem_raw[];
   Smem& smem = smem_of<Smem>(smem_raw);
+  auto &q = smem.resident[0], &d_o = smem.resident[1];
   const AttentionParams& p = params.p;
   const int q_tiles = (p.tokens + kRows - 1) / kRows, qt = Causal ? q_tiles - 1 - int(blockIdx.x) : int(blockIdx.x);
   const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, q0 = qt * kRows;
@@ -367,15 +363,16 @@ __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const
   if (wg == 0) {
     sm90::setmaxnreg_dec<40>();
     if (threadIdx.x == 0) {
-      sm90::mbar_arrive_expect_tx(&smem.qd_full, 2 * smem.q.kBytes);
-      smem.q.load(&params.q, q0, head, batch, &smem.qd_full);
-      smem.d_o.load(&params.d_o, q0, head, batch, &smem.qd_full);
+      sm90::mbar_arrive_expect_tx(&smem.resident_full, 2 * q.kBytes);
+      q.load(&params.q, q0, head, batch, &smem.resident_full);
+      d_o.load(&params.d_o, q0, head, batch, &smem.resident_full);
       for (int kt = 0; kt < key_tiles; ++kt) {
         const int s = kt % 2;
         if (kt >= 2) sm90::mbar_wait(&smem.empty[s], (kt / 2 - 1) & 1);
-        sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * smem.k[s].kBytes);
-        smem.k[s].load(&params.k, 64 * kt, head, batch, &smem.full[s]);
-        smem.v[s].load(&params.v, 64 * kt, head, batch, &smem.full[s]);
+        auto &k = smem.streamed[s][0], &v = smem.streamed[s][1];
+        sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * k.kBytes);
+        k.load(&params.k, 64 * kt, head, batch, &smem.full[s]);
+        v.load(&params.v, 64 * kt, head, batch, &smem.full[s]);
       }
     }
     return;
@@ -393,15 +390,16 @@ __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const
     delta[h] = inside ? p.delta[i64(bh) * p.tokens + row0 + 8 * h] : 0.0f;
   }
   float dq[D / 64][32] = {};
-  sm90::mbar_wait(&smem.qd_full, 0);
+  sm90::mbar_wait(&smem.resident_full, 0);
 
   for (int kt = 0; kt < key_tiles; ++kt) {
     const int s = kt % 2, k0 = 64 * kt;
+    const auto &k = smem.streamed[s][0], &v = smem.streamed[s][1];
     float sc[32], dp[32];  // S and dP, then dS: 64 queries x 64 keys
     sm90::mbar_wait(&smem.full[s], (kt / 2) & 1);
     sm90::wgmma_fence();
-    issue_scores<64>(sc, smem.q, 64 * cw, smem.k[s]);    // S = Q K^T
-    issue_scores<64>(dp, smem.d_o, 64 * cw, smem.v[s]);  // dP = dO V^T
+    issue_scores<64>(sc, q, 64 * cw, k);    // S = Q K^T
+    issue_scores<64>(dp, d_o, 64 * cw, v);  // dP = dO V^T
     sm90::wgmma_commit();
     sm90::wgmma_wait<0>();
     sm90::pin_registers(sc);
@@ -418,7 +416,7 @@ __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const
     to_fragments<64>(dp, dsf);
     pin_all(dsf), pin_all(dq);
     sm90::wgmma_fence();
-    issue_product<64, D>(dq, dsf, smem.k[s]);  // dQ += dS K
+    issue_product<64, D>(dq, dsf, k);  // dQ += dS K
     sm90::wgmma_commit();
     sm90::wgmma_wait<0>();
     pin_all(dq), pin_all(dsf);

@@ -142,7 +142,7 @@ __device__ __forceinline__ void named_barrier(int id, int threads) { asm volatil
 // compiler may reuse them for other values until the wgmma.
 template <int N> struct Wgmma;
 
-// Accumulator operand lists: "+r" (read and written) or "=r" (written).
+// Accumulator operand lists: "+r" / "+f" (read and written) or "=r" / "=f" (written).
 #define JF_WGMMA_R8(c, i) c(d[i]), c(d[i + 1]), c(d[i + 2]), c(d[i + 3]), c(d[i + 4]), c(d[i + 5]), c(d[i + 6]), c(d[i + 7])
 #define JF_WGMMA_R32(c) JF_WGMMA_R8(c, 0), JF_WGMMA_R8(c, 8), JF_WGMMA_R8(c, 16), JF_WGMMA_R8(c, 24)
 #define JF_WGMMA_R16(c) JF_WGMMA_R8(c, 0), JF_WGMMA_R8(c, 8)
@@ -181,6 +181,42 @@ template <> struct Wgmma<128> {
   }
 };
 
+// BF16 wgmma with FP32 accumulators: D (64 x N) += A (64 x 16) * B (16 x N). B comes from a shared-memory descriptor,
+// K-major (TransB = 0: rows of B^T, as K in Q K^T) or N-major (TransB = 1: rows of B, as V in P V); A from a K-major
+// descriptor (ss) or from registers in the mma.sync A-fragment layout of the warp's 16 rows (rs, N = 64, accumulating).
+// Accumulators as in Wgmma. Descriptors are whole 64-bit values here (an N-major operand spanning two swizzle atoms
+// needs its own LBO).
+#define JF_WGMMA_BF16_SS_N64 \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
+  "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, %35;\n}\n"
+#define JF_WGMMA_BF16_SS_N128 \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
+  "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, %67;\n}\n"
+#define JF_WGMMA_BF16_RS_N64 \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+  "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+
+template <int N> struct WgmmaBf16;
+
+template <> struct WgmmaBf16<64> {
+  static constexpr int kRegs = 32;
+  template <int TransB, bool Accumulate> static __device__ void ss(float (&d)[32], u64 desc_a, u64 desc_b) {
+    if constexpr (Accumulate) asm volatile(JF_WGMMA_BF16_SS_N64 : JF_WGMMA_R32("+f") : "l"(desc_a), "l"(desc_b), "n"(1), "n"(TransB));
+    else asm volatile(JF_WGMMA_BF16_SS_N64 : JF_WGMMA_R32("=f") : "l"(desc_a), "l"(desc_b), "n"(0), "n"(TransB));
+  }
+  template <int TransB> static __device__ void rs(float (&d)[32], const u32 (&a)[4], u64 desc_b) {
+    asm volatile(JF_WGMMA_BF16_RS_N64 : JF_WGMMA_R32("+f") : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1), "n"(TransB));
+  }
+};
+
+template <> struct WgmmaBf16<128> {
+  static constexpr int kRegs = 64;
+  template <int TransB, bool Accumulate> static __device__ void ss(float (&d)[64], u64 desc_a, u64 desc_b) {
+    if constexpr (Accumulate) asm volatile(JF_WGMMA_BF16_SS_N128 : JF_WGMMA_R64("+f") : "l"(desc_a), "l"(desc_b), "n"(1), "n"(TransB));
+    else asm volatile(JF_WGMMA_BF16_SS_N128 : JF_WGMMA_R64("=f") : "l"(desc_a), "l"(desc_b), "n"(0), "n"(TransB));
+  }
+};
+
 #undef JF_WGMMA_R8
 #undef JF_WGMMA_R16
 #undef JF_WGMMA_R32
@@ -188,51 +224,9 @@ template <> struct Wgmma<128> {
 #undef JF_WGMMA_M64N32K32
 #undef JF_WGMMA_M64N64K32
 #undef JF_WGMMA_M64N128K32
-
-
-// BF16 wgmma with FP32 accumulators: D (64 x N) += A (64 x 16) * B (16 x N). B comes from a shared-memory descriptor,
-// K-major (TransB = 0: rows of B^T, as K in Q K^T) or N-major (TransB = 1: rows of B, as V in P V); A from a K-major
-// descriptor (ss) or from registers in the mma.sync A-fragment layout of the warp's 16 rows (rs, N = 64). Accumulators as in
-// Wgmma: d[4j + {0,1}] = row lane/4, d[4j + {2,3}] = row lane/4 + 8, columns 8j + 2 (lane % 4) + {0,1}.
-// Descriptors are whole 64-bit values here (an N-major operand spanning two swizzle atoms needs its own LBO). Without
-// Accumulate the registers are outputs only, as in Wgmma.
-template <int N> struct WgmmaBf16;
-template <> struct WgmmaBf16<64> {
-  static constexpr int kRegs = 32;
-  template <int TransB, bool Accumulate> static __device__ void ss(float (&d)[32], u64 desc_a, u64 desc_b) {
-    if constexpr (Accumulate)
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, %35;\n}\n"
-                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-                   : "l"(desc_a), "l"(desc_b), "n"(1), "n"(TransB));
-    else
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, %35;\n}\n"
-                   : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
-                   : "l"(desc_a), "l"(desc_b), "n"(0), "n"(TransB));
-  }
-  template <int TransB> static __device__ void rs(float (&d)[32], const u32 (&a)[4], u64 desc_b) {  // accumulates
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1), "n"(TransB));
-  }
-};
-template <> struct WgmmaBf16<128> {
-  static constexpr int kRegs = 64;
-  template <int TransB, bool Accumulate> static __device__ void ss(float (&d)[64], u64 desc_a, u64 desc_b) {
-    if constexpr (Accumulate)
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, %67;\n}\n"
-                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                   : "l"(desc_a), "l"(desc_b), "n"(1), "n"(TransB));
-    else
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, %67;\n}\n"
-                   : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31]), "=f"(d[32]), "=f"(d[33]), "=f"(d[34]), "=f"(d[35]), "=f"(d[36]), "=f"(d[37]), "=f"(d[38]), "=f"(d[39]), "=f"(d[40]), "=f"(d[41]), "=f"(d[42]), "=f"(d[43]), "=f"(d[44]), "=f"(d[45]), "=f"(d[46]), "=f"(d[47]), "=f"(d[48]), "=f"(d[49]), "=f"(d[50]), "=f"(d[51]), "=f"(d[52]), "=f"(d[53]), "=f"(d[54]), "=f"(d[55]), "=f"(d[56]), "=f"(d[57]), "=f"(d[58]), "=f"(d[59]), "=f"(d[60]), "=f"(d[61]), "=f"(d[62]), "=f"(d[63])
-                   : "l"(desc_a), "l"(desc_b), "n"(0), "n"(TransB));
-  }
-};
+#undef JF_WGMMA_BF16_SS_N64
+#undef JF_WGMMA_BF16_SS_N128
+#undef JF_WGMMA_BF16_RS_N64
 
 }  // namespace jetforge::sm90
 #endif
