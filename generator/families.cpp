@@ -247,7 +247,10 @@ std::vector<ResidualSpec> ResidualSpec::defaults() {
   return out;
 }
 
-void ResidualStatsSpec::validate(const TargetLimits& t) const { require_threads(family, cta_threads, t); }
+void ResidualStatsSpec::validate(const TargetLimits& t) const {
+  require(cta_threads % 32 == 0, family, "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 (a warp per row)");
+  require_threads(family, cta_threads, t);
+}
 
 void LayerNormApplySpec::validate(const TargetLimits& t) const { validate_block_tile(family, 32, tile, 1, false, t); }
 

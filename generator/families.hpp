@@ -233,7 +233,7 @@ struct LayerNormApplySpec {
   static std::vector<LayerNormApplySpec> defaults() { return {fit(128, 128), fit(8192, 768)}; }
 };
 
-// The next LayerNorm's mean and rstd from the residual kernel's row sums per block (ResidualSpec::stats), a thread per row.
+// The next LayerNorm's mean and rstd from the residual kernel's row sums per block (ResidualSpec::stats), a warp per row.
 struct ResidualStatsSpec {
   static constexpr std::string_view family = "residual_stats";
   static constexpr std::string_view template_file = "residual.cuh";
@@ -244,6 +244,7 @@ struct ResidualStatsSpec {
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const { return "jetforge::residual_stats_kernel<" + std::to_string(cta_threads) + ">"; }
   int threads() const { return cta_threads; }
+  int rows_per_cta() const { return cta_threads / 32; }
   static std::vector<ResidualStatsSpec> defaults() { return {{}}; }
 };
 

@@ -320,7 +320,7 @@ void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x,
   const gen::ResidualStatsSpec spec;
   const ResidualStatsParams params{reinterpret_cast<const RowSums*>(stats->workspace), reinterpret_cast<float*>(stats->mean), reinterpret_cast<float*>(stats->rstd),
                                    stream.rows, stream.cols, stats->eps};
-  ctx.kernel(spec).launch(unsigned((stream.rows + spec.cta_threads - 1) / spec.cta_threads), params, cu_stream);
+  ctx.kernel(spec).launch(unsigned((stream.rows + spec.rows_per_cta() - 1) / spec.rows_per_cta()), params, cu_stream);
 }
 
 void residual_add_backward(Context& ctx, const DenseRef& grad_stream, const BlockTensorRef& dx, const BlockTensorRef& copy, std::uint64_t seed,

@@ -95,15 +95,22 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) residual
   store_requantized<StreamTile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.seed);
 }
 
-// One thread per row: mean and 1 / sqrt(var + eps) from the row's block sums, added in FP64 in column order.
+// One warp per row: mean and 1 / sqrt(var + eps) from the row's block sums in FP64, lane l adding blocks l, l + 32, ...
+// (coalesced reads), then a butterfly over the lanes: a fixed order whatever the CTA's size.
 template <int Threads> __global__ void __launch_bounds__(Threads) residual_stats_kernel(const ResidualStatsParams p) {
-  const i64 row = i64(blockIdx.x) * Threads + threadIdx.x;
-  if (row >= p.rows) return;
+  const int lane = int(threadIdx.x) % 32;
+  const i64 row = i64(blockIdx.x) * (Threads / 32) + threadIdx.x / 32;
+  if (row >= p.rows) return;  // whole warps
+  const i64 blocks = p.cols / 32;
+  const RowSums* sums = p.row_sums + row * blocks;
   double s = 0.0, q = 0.0;
-  for (i64 b = 0; b < p.cols / 32; ++b) {
-    const RowSums v = p.row_sums[row * (p.cols / 32) + b];
+  for (i64 b = lane; b < blocks; b += 32) {
+    const RowSums v = sums[b];
     s += v.sum, q += v.sum_sq;
   }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o), q += __shfl_xor_sync(0xffffffffu, q, o);
+  if (lane != 0) return;
   const double mean = s / double(p.cols), var = q / double(p.cols) - mean * mean;
   p.mean[row] = float(mean);
   p.rstd[row] = float(1.0 / sqrt((var > 0.0 ? var : 0.0) + double(p.eps)));
