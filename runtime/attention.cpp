@@ -86,7 +86,8 @@ void launch_sm90(Context& ctx, gen::AttentionKernel kernel, bool causal, const A
   ctx.kernel(spec).launch_2d(tiles, unsigned(l.batch * l.heads), params, stream, unsigned(spec.smem_bytes()));
 }
 
-bool uses_sm90(Context& ctx, AttentionPath path) { return path == AttentionPath::automatic && gen::AttentionSm90Spec::supports(ctx.limits()); }
+bool uses_sm90(const gen::TargetLimits& target, AttentionPath path) { return path == AttentionPath::automatic && gen::AttentionSm90Spec::supports(target); }
+bool uses_sm90(Context& ctx, AttentionPath path) { return uses_sm90(ctx.limits(), path); }
 
 }  // namespace
 
@@ -116,6 +117,14 @@ void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal
     if (uses_sm90(ctx, path)) launch_sm90(ctx, kernel, causal, layout, p, q, k, v, d_o, stream);
     else launch(ctx, gen::AttentionSpec{kernel, layout.head_dim, causal}, layout, p, stream);
   }
+}
+
+std::vector<std::string> attention_kernel_keys(const gen::TargetLimits& target, int head_dim, bool causal) {
+  std::vector<std::string> keys{gen::canonical_key(gen::AttentionSpec{gen::AttentionKernel::delta, head_dim, true})};
+  for (auto kernel : {gen::AttentionKernel::forward, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
+    keys.push_back(uses_sm90(target, AttentionPath::automatic) ? gen::canonical_key(gen::AttentionSm90Spec{kernel, head_dim, causal})
+                                                               : gen::canonical_key(gen::AttentionSpec{kernel, head_dim, causal}));
+  return keys;
 }
 
 }  // namespace jetforge

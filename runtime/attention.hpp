@@ -3,6 +3,9 @@
 #pragma once
 #include <cuda.h>
 
+#include <string>
+#include <vector>
+
 #include "runtime/kernels.hpp"
 #include "templates/attention.cuh"
 
@@ -35,5 +38,9 @@ void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal,
 void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
                         CUdeviceptr lse, CUdeviceptr d_o, CUdeviceptr delta, CUdeviceptr dq, CUdeviceptr dk, CUdeviceptr dv, CUstream stream,
                         AttentionPath path = AttentionPath::automatic);
+
+// The canonical keys of the kernels attention_forward and attention_backward launch on `target` by the automatic path
+// (what a kernel cache built ahead of time must hold for them).
+std::vector<std::string> attention_kernel_keys(const gen::TargetLimits& target, int head_dim, bool causal);
 
 }  // namespace jetforge

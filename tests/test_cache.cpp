@@ -2,6 +2,8 @@
 // by NVRTC here; loading them is proven on the GPU machine).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -205,6 +207,22 @@ TEST_SUITE("cache") {
     CHECK(c.recovery_note().empty());
     CHECK(c.integrity_check() == "ok");
     MESSAGE(c.list().size() << " kernel(s) survived the kill");
+  }
+
+  TEST_CASE("a model's warm-start kernels are the ones its operators launch on the target (the attention path)") {
+    const auto config = tuner::load_model_config(kModel);
+    const auto has = [](const std::vector<std::string>& keys, const std::string& prefix) {
+      return std::any_of(keys.begin(), keys.end(), [&](const std::string& k) { return k.starts_with(prefix); });
+    };
+    const auto hopper = tuner::training_step_keys(config, gen::TargetLimits::for_arch("sm_90a"));
+    const auto ampere = tuner::training_step_keys(config, gen::TargetLimits::for_arch("sm_80"));
+    CHECK(has(hopper, "attention_sm90:kernel=forward"));
+    CHECK(has(hopper, "attention_sm90:kernel=backward_kv"));
+    CHECK(has(hopper, "attention_sm90:kernel=backward_q"));
+    CHECK(has(hopper, "attention:kernel=delta"));  // the delta kernel has no Hopper version
+    CHECK_FALSE(has(hopper, "attention:kernel=forward"));
+    CHECK(has(ampere, "attention:kernel=forward"));
+    CHECK_FALSE(has(ampere, "attention_sm90:"));
   }
 
   TEST_CASE("model configs: every shipped config loads; errors name the file, line and key") {

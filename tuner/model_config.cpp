@@ -3,6 +3,7 @@
 #include <set>
 
 #include "generator/families.hpp"
+#include "runtime/attention.hpp"
 #include "runtime/gemm.hpp"
 #include "runtime/ops.hpp"
 #include "tuner/yaml_file.hpp"
@@ -170,9 +171,7 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
   for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward})
     add("layernorm " + std::string(gen::enum_name(pass)), gen::canonical_key(gen::LayerNormSpec::fit(pass, c.hidden, target)));
   add("residual statistics", gen::canonical_key(gen::ResidualStatsSpec{}));
-  const int head_dim = c.hidden / c.heads;
-  for (auto k : {gen::AttentionKernel::forward, gen::AttentionKernel::delta, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
-    add("attention", gen::canonical_key(gen::AttentionSpec{k, head_dim, true}));
+  for (auto& key : attention_kernel_keys(target, c.hidden / c.heads, true)) add("attention", std::move(key));
   add("cross-entropy", gen::canonical_key(gen::CrossEntropySpec{DType::bf16, 512}));
   for (const auto& s : gen::EmbeddingSpec::defaults()) add("embedding", gen::canonical_key(s));
   for (const auto& s : gen::ColumnSumSpec::defaults()) add("bias gradient", gen::canonical_key(s));
