@@ -1,10 +1,10 @@
 // Attention core in BF16 (DESIGN.md §1 keeps it out of INT8): O = softmax(Q K^T * scale) V per (batch, head),
-// causal or not, FlashAttention-2 style: online softmax over tiles of 64 keys, no T x T matrix in memory, the
+// causal or not, FlashAttention-2 style: online softmax over tiles of keys, no T x T matrix in memory, the
 // log-sum-exp of every row saved for the backward pass, which recomputes the probabilities.
 // Portable path (sm_80 and newer): mma.sync m16n8k16 BF16 -> FP32 with every operand fragment read from shared memory
 // by ldmatrix, tiles streamed in by cp.async one tile ahead (double buffering). Forward: CTAs of 128 queries, 4 warps
 // of 32 rows (each K/V fragment feeds two row tiles); backward: CTAs of 64 keys (dK, dV) or 64 queries (dQ), 4 warps
-// of 16 rows.
+// of 16 rows. The Hopper kernels (attention_sm90.cuh) keep this contract.
 //
 // Layout by strides: element (b, h, t, d) of Q, K, V (and their gradients) sits at
 // b * qkv_strides.batch + h * qkv_strides.head + t * qkv_strides.token + d, of O and dO alike with o_strides. Both the
