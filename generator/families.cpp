@@ -247,11 +247,6 @@ std::vector<ResidualSpec> ResidualSpec::defaults() {
   return out;
 }
 
-void ResidualStatsSpec::validate(const TargetLimits& t) const {
-  require(cta_threads % 32 == 0, family, "threads=" + std::to_string(cta_threads) + " must be a multiple of 32 (a warp per row)");
-  require_threads(family, cta_threads, t);
-}
-
 void LayerNormApplySpec::validate(const TargetLimits& t) const { validate_block_tile(family, 32, tile, 1, false, t); }
 
 void DenseRowStatsSpec::validate(const TargetLimits& t) const {
@@ -469,7 +464,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<LayerNormSpec>("LayerNorm forward (statistics + normalized INT8 output) or backward (dx, dgamma/dbeta partials), one pass per 32-row strip"),
       family_info<ResidualSpec>("residual stream r += dequantize(x) (FP32/BF16 stream) with the INT8 copy of r, nearest or stochastic"),
       family_info<LayerNormApplySpec>("LayerNorm forward with the statistics given (residual_add's): y = (x - mean) rstd gamma + beta, INT8 out"),
-      family_info<ResidualStatsSpec>("the next LayerNorm's mean and rstd from the residual kernel's per-tile row sums"),
+      family_info<ResidualStatsSpec>("the next LayerNorm's mean and rstd from the residual kernel's row sums per 32-column block"),
       family_info<DenseRowStatsSpec>("per-row mean and rstd of a dense FP32/BF16 matrix (the BF16 mode's LayerNorm statistics)"),
       family_info<Bf16OpSpec>("BF16 twins of the nonlinear operators (benchmark baselines)"),
       family_info<OptimSpec>("optimizer: per-CTA sums of squares, global-norm clip factor, fused AdamW"),

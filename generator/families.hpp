@@ -193,6 +193,15 @@ template <class Derived, class Kernel> struct KernelChoiceSpec {
   int threads() const { return cta_threads; }
 };
 
+// The base of a family whose one parameter is its CTA size.
+template <class Derived> struct ThreadsSpec {
+  int cta_threads = 256;
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("threads", s.cta_threads); }
+  void validate(const TargetLimits& target) const { require_threads(Derived::family, cta_threads, target); }
+  int threads() const { return cta_threads; }
+};
+
 // Residual stream update r += dequantize(x) with the INT8 copy of the result (templates/residual.cuh).
 struct ResidualSpec {
   static constexpr std::string_view family = "residual";
@@ -234,16 +243,11 @@ struct LayerNormApplySpec {
 };
 
 // The next LayerNorm's mean and rstd from the residual kernel's row sums per block (ResidualSpec::stats), a warp per row.
-struct ResidualStatsSpec {
+struct ResidualStatsSpec : ThreadsSpec<ResidualStatsSpec> {
   static constexpr std::string_view family = "residual_stats";
   static constexpr std::string_view template_file = "residual.cuh";
   static constexpr std::string_view params_type = "jetforge::ResidualStatsParams";
-  int cta_threads = 256;
-
-  template <class S, class F> static void fields(S& s, F&& f) { f("threads", s.cta_threads); }
-  void validate(const TargetLimits& target) const;
   std::string kernel_expr() const { return "jetforge::residual_stats_kernel<" + std::to_string(cta_threads) + ">"; }
-  int threads() const { return cta_threads; }
   int rows_per_cta() const { return cta_threads / 32; }
   static std::vector<ResidualStatsSpec> defaults() { return {{}}; }
 };
@@ -343,16 +347,11 @@ struct FoldProbeSpec : KernelChoiceSpec<FoldProbeSpec, FoldProbeMix> {
 };
 
 // How many 4-byte words two device buffers differ in (templates/compare.cuh): the tuner's bit-exact check.
-struct CompareSpec {
+struct CompareSpec : ThreadsSpec<CompareSpec> {
   static constexpr std::string_view family = "compare";
   static constexpr std::string_view template_file = "compare.cuh";
   static constexpr std::string_view params_type = "jetforge::CompareParams";
-  int cta_threads = 256;
-
-  template <class S, class F> static void fields(S& s, F&& f) { f("threads", s.cta_threads); }
-  void validate(const TargetLimits& target) const { require_threads(family, cta_threads, target); }
   std::string kernel_expr() const { return "jetforge::compare_kernel<" + std::to_string(cta_threads) + ">"; }
-  int threads() const { return cta_threads; }
   static std::vector<CompareSpec> defaults() { return {CompareSpec{}}; }
 };
 
