@@ -94,12 +94,10 @@ template <int D> __device__ void store_rows(bf16* head, i64 token_stride, int ro
 
 // The start every kernel shares: the shared-memory struct aligned for the swizzle (the kernel traps if the launch gave
 // less than the spec's smem_bytes() promised) and its barriers initialized by thread 0.
-template <class Smem> __device__ Smem& smem_of(u8* raw) {
-  Smem& smem = *reinterpret_cast<Smem*>(raw + ((1024u - (sm90::smem_addr(raw) & 1023u)) & 1023u));
+template <class Smem> __device__ Smem& smem_of() {
+  Smem& smem = sm90::swizzle_aligned_smem<Smem>();
   if (threadIdx.x == 0) {
-    u32 dynamic_bytes;
-    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_bytes));
-    if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();
+    sm90::check_dynamic_smem<Smem>();
     smem.init_barriers();
     sm90::fence_barrier_init();
   }
@@ -107,12 +105,8 @@ template <class Smem> __device__ Smem& smem_of(u8* raw) {
   return smem;
 }
 
-// Pins every register of an array of accumulator or fragment rows (sm90::pin_registers on each).
-template <int R, int N> __device__ __forceinline__ void pin_all(float (&x)[R][N]) {
-#pragma unroll
-  for (int r = 0; r < R; ++r) sm90::pin_registers(x[r]);
-}
-template <int R, int N> __device__ __forceinline__ void pin_all(u32 (&x)[R][N]) {
+// Pins every register of an array of accumulator (float) or fragment (u32) rows: sm90::pin_registers on each.
+template <class T, int R, int N> __device__ __forceinline__ void pin_all(T (&x)[R][N]) {
 #pragma unroll
   for (int r = 0; r < R; ++r) sm90::pin_registers(x[r]);
 }
@@ -145,8 +139,7 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
   using namespace attention;
   using namespace attention_sm90;
   typedef AttentionForwardSm90Smem<D, Keys> Smem;
-  extern __shared__ u8 smem_raw[];
-  Smem& smem = smem_of<Smem>(smem_raw);
+  Smem& smem = smem_of<Smem>();
   const AttentionParams& p = params.p;
   const int q_tiles = (p.tokens + kRows - 1) / kRows, qt = Causal ? q_tiles - 1 - int(blockIdx.x) : int(blockIdx.x);  // longest rows first
   const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, q0 = qt * kRows;
@@ -271,8 +264,7 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
   using namespace attention;
   using namespace attention_sm90;
   typedef AttentionBackwardSm90Smem<D> Smem;
-  extern __shared__ u8 smem_raw[];
-  Smem& smem = smem_of<Smem>(smem_raw);
+  Smem& smem = smem_of<Smem>();
   auto &k = smem.resident[0], &v = smem.resident[1];
   const AttentionParams& p = params.p;
   const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, k0 = int(blockIdx.x) * kRows;
@@ -351,8 +343,7 @@ __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const
   using namespace attention;
   using namespace attention_sm90;
   typedef AttentionBackwardSm90Smem<D> Smem;
-  extern __shared__ u8 smem_raw[];
-  Smem& smem = smem_of<Smem>(smem_raw);
+  Smem& smem = smem_of<Smem>();
   auto &q = smem.resident[0], &d_o = smem.resident[1];
   const AttentionParams& p = params.p;
   const int q_tiles = (p.tokens + kRows - 1) / kRows, qt = Causal ? q_tiles - 1 - int(blockIdx.x) : int(blockIdx.x);

@@ -239,10 +239,7 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   static_assert(Cluster == 1 || Cluster == 2, "clusters of 1 or 2 CTAs along M");
   typedef GemmSm90Smem<BN, Group, Stages> Smem;
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK;
-  extern __shared__ u8 smem_raw[];
-  // The 128-byte swizzle wants 1024-byte aligned tiles. Offsetting the shared array itself (not a round trip
-  // through an integer) keeps the compiler's knowledge that this is shared memory: LDS, not generic loads.
-  Smem& smem = *reinterpret_cast<Smem*>(smem_raw + ((1024u - (sm90::smem_addr(smem_raw) & 1023u)) & 1023u));
+  Smem& smem = sm90::swizzle_aligned_smem<Smem>();
   const GemmProblem& p = params.problem;
 
   // A cluster takes Cluster neighbouring M tiles of one N tile; a rank past the last M tile computes a tile of
@@ -256,9 +253,7 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
 
   const int wg = int(threadIdx.x) / 128, warp = int(threadIdx.x) / 32 % 4, lane = int(threadIdx.x) % 32;
   if (threadIdx.x == 0) {
-    u32 dynamic_bytes;
-    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_bytes));
-    if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();  // the launch gave less than GemmSm90Spec::smem_bytes() promised
+    sm90::check_dynamic_smem<Smem>();
     for (int s = 0; s < Stages; ++s) {
       sm90::mbar_init(&smem.full[s], 32);  // the producer warp's lanes, after staging the scales
       sm90::mbar_init(&smem.empty[s], 8 * Cluster);  // one arrival per consumer warp of every CTA its loads write to

@@ -21,6 +21,20 @@ __device__ __forceinline__ u32 smem_addr(const void* p) { return u32(__cvta_gene
 __device__ __forceinline__ void mbar_init(u64* bar, u32 count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count));
 }
+// The kernel's dynamic shared memory as a Smem aligned to 1024 bytes, the 128-byte swizzle's repeat. Offsetting the
+// shared array itself (not a round trip through an integer) keeps the compiler's knowledge that this is shared
+// memory: LDS, not generic loads.
+template <class Smem> __device__ __forceinline__ Smem& swizzle_aligned_smem() {
+  extern __shared__ u8 smem_raw[];
+  return *reinterpret_cast<Smem*>(smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u));
+}
+// Traps unless the launch gave a Smem and its alignment slack, what the spec's smem_bytes() promised (one thread).
+template <class Smem> __device__ __forceinline__ void check_dynamic_smem() {
+  u32 dynamic_bytes;
+  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_bytes));
+  if (sizeof(Smem) + 1023 > dynamic_bytes) __trap();
+}
+
 // Makes barrier initialization visible to the async proxy (TMA) before first use.
 __device__ __forceinline__ void fence_barrier_init() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
 
