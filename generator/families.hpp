@@ -439,7 +439,12 @@ struct AttentionSpec {
 };
 
 // Attention core, Hopper path (sm_90a, templates/attention_sm90.cuh): TMA and wgmma, the same contract as the
-// portable kernels; the backward's delta stays the portable kernel.
+// portable kernels; the backward's delta stays the portable kernel. The forward's consumer warpgroups either take
+// turns at the tensor core (pingpong) or each go at their own pace (plain).
+enum class AttentionSchedule { plain, pingpong };
+template <> struct EnumNames<AttentionSchedule> {
+  static constexpr std::pair<AttentionSchedule, std::string_view> table[] = {{AttentionSchedule::plain, "plain"}, {AttentionSchedule::pingpong, "pingpong"}};
+};
 struct AttentionSm90Spec {
   static constexpr std::string_view family = "attention_sm90";
   static constexpr std::string_view template_file = "attention_sm90.cuh";
@@ -448,9 +453,20 @@ struct AttentionSm90Spec {
   AttentionKernel kernel = AttentionKernel::forward;  // forward, backward_kv or backward_q
   int head_dim = 64;  // 64 or 128
   bool causal = true;
-  int keys = 128;     // forward only: keys per K/V tile, 64 or 128 (the backward kernels stream 64-token tiles)
+  // The forward's tunable choices (the backward kernels stream 64-token tiles two stages ahead; leave these as they are):
+  int keys = 128;    // keys per K/V tile, 64 or 128
+  int stages = 2;    // K/V tiles in flight, 2 or 3
+  AttentionSchedule schedule = AttentionSchedule::plain;
 
-  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("head_dim", s.head_dim), f("causal", s.causal), f("keys", s.keys); }
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("kernel", s.kernel), f("head_dim", s.head_dim), f("causal", s.causal), f("keys", s.keys), f("stages", s.stages), f("schedule", s.schedule);
+  }
+  // The kernel the operators launch untuned: the forward's schedule as measured on the H100 (bench/NOTES.md, run 87).
+  static AttentionSm90Spec fit(AttentionKernel kernel, int head_dim, bool causal) {
+    AttentionSm90Spec s{kernel, head_dim, causal};
+    if (kernel == AttentionKernel::forward && head_dim == 128) s.schedule = AttentionSchedule::pingpong;
+    return s;
+  }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return kThreads; }

@@ -4,7 +4,8 @@
 // consumer warpgroups of 64 tokens each multiply with wgmma. Products over the head dimension (Q K^T, dO V^T) read
 // both operands K-major from shared memory; products over tokens (P V, dS K, P^T dO, dS^T Q) take the probabilities
 // from registers and read the other operand N-major, transposed by the tensor core (no copy).
-//   forward:     128 queries resident, K and V streamed (Keys per tile), online softmax with lazy rescaling.
+//   forward:     128 queries resident, K and V streamed (Keys per tile, Stages ahead), online softmax with lazy
+//                rescaling; the consumers in turns at the tensor core (PingPong) or each at its own pace.
 //   backward_kv: 128 keys resident (K, V), Q, dO and the rows' log-sum-exp and delta streamed 64 queries at a time;
 //                dV += P^T dO, dK += dS^T Q.
 //   backward_q:  128 queries resident (Q, dO), K and V streamed 64 keys at a time; dQ += dS K.
@@ -120,25 +121,26 @@ __device__ __forceinline__ void release(u64* empty) {
 
 namespace jetforge {
 
-template <int D, int Keys> struct AttentionForwardSm90Smem {
+template <int D, int Keys, int Stages> struct AttentionForwardSm90Smem {
   attention_sm90::Tile<attention_sm90::kRows, D> q;
-  attention_sm90::Tile<Keys, D> k[2], v[2];
-  u64 q_full, k_full[2], v_full[2], k_empty[2], v_empty[2];
+  attention_sm90::Tile<Keys, D> k[Stages], v[Stages];
+  u64 q_full, k_full[Stages], v_full[Stages], k_empty[Stages], v_empty[Stages];
   __device__ void init_barriers() {
     sm90::mbar_init(&q_full, 1);
-    for (int s = 0; s < 2; ++s) {
+    for (int s = 0; s < Stages; ++s) {
       sm90::mbar_init(&k_full[s], 1), sm90::mbar_init(&v_full[s], 1);
       sm90::mbar_init(&k_empty[s], 8), sm90::mbar_init(&v_empty[s], 8);  // K is released a softmax earlier than V
     }
   }
 };
 
-// Grid: (ceil(T / 128) query tiles, batch * heads), 384 threads. Keys: keys per K/V tile (64 or 128).
-template <int D, bool Causal, int Keys>
+// Grid: (ceil(T / 128) query tiles, batch * heads), 384 threads. Keys: keys per K/V tile (64 or 128); Stages: K/V
+// tiles in flight (2 or 3); PingPong: the schedule of the consumer warpgroups (below).
+template <int D, bool Causal, int Keys, int Stages, bool PingPong>
 __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
   using namespace attention;
   using namespace attention_sm90;
-  typedef AttentionForwardSm90Smem<D, Keys> Smem;
+  typedef AttentionForwardSm90Smem<D, Keys, Stages> Smem;
   Smem& smem = smem_of<Smem>();
   const AttentionParams& p = params.p;
   const int q_tiles = (p.tokens + kRows - 1) / kRows, qt = Causal ? q_tiles - 1 - int(blockIdx.x) : int(blockIdx.x);  // longest rows first
@@ -154,11 +156,11 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
       sm90::mbar_arrive_expect_tx(&smem.q_full, smem.q.kBytes);
       smem.q.load(&params.q, q0, head, batch, &smem.q_full);
       for (int kt = 0; kt < key_tiles; ++kt) {
-        const int s = kt % 2;
-        if (kt >= 2) sm90::mbar_wait(&smem.k_empty[s], (kt / 2 - 1) & 1);
+        const int s = kt % Stages;
+        if (kt >= Stages) sm90::mbar_wait(&smem.k_empty[s], (kt / Stages - 1) & 1);
         sm90::mbar_arrive_expect_tx(&smem.k_full[s], smem.k[s].kBytes);
         smem.k[s].load(&params.k, kt * Keys, head, batch, &smem.k_full[s]);
-        if (kt >= 2) sm90::mbar_wait(&smem.v_empty[s], (kt / 2 - 1) & 1);
+        if (kt >= Stages) sm90::mbar_wait(&smem.v_empty[s], (kt / Stages - 1) & 1);
         sm90::mbar_arrive_expect_tx(&smem.v_full[s], smem.v[s].kBytes);
         smem.v[s].load(&params.v, kt * Keys, head, batch, &smem.v_full[s]);
       }
@@ -172,20 +174,13 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
   const float scale_log2 = p.scale * kLog2e;
   float o[D / 64][32] = {};
   float row_max[2] = {neg_inf(), neg_inf()}, row_sum[2] = {0.0f, 0.0f};  // row_sum: this thread's columns only
+  float sc[Keys / 2];
+  u32 pa[Keys / 16][4];
   sm90::mbar_wait(&smem.q_full, 0);
 
-  for (int kt = 0; kt < key_tiles; ++kt) {
-    const int s = kt % 2, k0 = kt * Keys;
-    const u32 phase = (kt / 2) & 1;
-    float sc[Keys / 2];
-    sm90::mbar_wait(&smem.k_full[s], phase);
-    sm90::wgmma_fence();
-    issue_scores<Keys>(sc, smem.q, 64 * cw, smem.k[s]);
-    sm90::wgmma_commit();
-    sm90::wgmma_wait<0>();
-    sm90::pin_registers(sc);
-    release(&smem.k_empty[s]);
-
+  // The softmax of tile kt: its scores in sc become P in pa, O is rescaled for them.
+  const auto softmax = [&](int kt) {
+    const int k0 = kt * Keys;
     // Mask (causal, and keys past T in a partial last tile), then the online softmax as in the portable kernel, with
     // lazy rescaling: the running maximum moves only when a tile's exceeds it by more than kLazyRescale (log2 units;
     // always at the first tile, where key 0 makes it finite). Until then P stays below 2^8, harmless in the FP32
@@ -208,7 +203,6 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
       row_max[h] = moved;
       row_sum[h] *= rescale[h];
     }
-    u32 pa[Keys / 16][4];
 #pragma unroll
     for (int j = 0; j < Keys / 8; ++j) {  // P packed to BF16 fragments as it is computed: fewer live registers
       float pr[4];
@@ -224,17 +218,46 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
     for (int sl = 0; sl < D / 64; ++sl)
 #pragma unroll
       for (int i = 0; i < 32; ++i) o[sl][i] *= rescale[i % 4 / 2];
-    pin_all(pa);
-    pin_all(o);
+  };
 
-    sm90::mbar_wait(&smem.v_full[s], phase);
+  // A turn at the tensor core: the scores of tile kt (if Scores) and P V of tile kt - 1 (if Product), issued back to
+  // back, waited for; then the softmax of tile kt. Constant arguments at every call, so the branches fold away (ptxas
+  // serializes a wgmma under a branch it sees). With PingPong (FA3's schedule) the consumer warpgroups alternate: turn
+  // kt issues the scores of tile kt with P V of tile kt - 1, and its softmax runs under the other's turn; named barrier
+  // 1 + cw is this warpgroup's turn, complete once the other has issued its own. Without, each warpgroup goes at its
+  // own pace, one product per turn (measured faster at head_dim 64, slower at 128: bench/NOTES.md, run 87).
+  const auto turn = [&](const bool kScores, const bool kProduct, int kt) {
+    const int s = kt % Stages, ps = (kt + Stages - 1) % Stages;  // the stages of tiles kt and kt - 1
+    if (PingPong) sm90::named_barrier(1 + cw, 256);
+    if (kScores) sm90::mbar_wait(&smem.k_full[s], (kt / Stages) & 1);
+    if (kProduct) sm90::mbar_wait(&smem.v_full[ps], ((kt - 1) / Stages) & 1);
     sm90::wgmma_fence();
-    issue_product<Keys, D>(o, pa, smem.v[s]);
+    if (kScores) issue_scores<Keys>(sc, smem.q, 64 * cw, smem.k[s]);
+    if (kProduct) issue_product<Keys, D>(o, pa, smem.v[ps]);
     sm90::wgmma_commit();
+    if (PingPong && (kScores || cw == 0)) sm90::named_barrier_arrive(2 - cw, 256);  // the other's turn (it has none after its last)
     sm90::wgmma_wait<0>();
-    pin_all(o);
-    pin_all(pa);
-    release(&smem.v_empty[s]);
+    if (kProduct) {
+      pin_all(o);
+      pin_all(pa);
+      release(&smem.v_empty[ps]);
+    }
+    if (kScores) {
+      sm90::pin_registers(sc);
+      release(&smem.k_empty[s]);
+      softmax(kt);
+    }
+  };
+  if (PingPong) {
+    if (cw == 1) sm90::named_barrier_arrive(1, 256);  // warpgroup 0 goes first
+    turn(true, false, 0);
+    for (int kt = 1; kt < key_tiles; ++kt) turn(true, true, kt);
+    turn(false, true, key_tiles);
+  } else {
+    for (int kt = 0; kt < key_tiles; ++kt) {
+      turn(true, false, kt);
+      turn(false, true, kt + 1);
+    }
   }
 
   const float sum[2] = {quad_sum(row_sum[0]), quad_sum(row_sum[1])}, inv[2] = {1.0f / sum[0], 1.0f / sum[1]};

@@ -62,11 +62,16 @@ TEST_SUITE("generator") {
     CHECK_THROWS_WITH_AS(emit_key("attention_sm90:kernel=forward", TargetLimits::for_arch("sm_80")), doctest::Contains("use the portable attention kernels"),
                          SpecError);
     CHECK_THROWS_WITH_AS(emit_key("attention_sm90:kernel=delta", sm90), doctest::Contains("kernel=delta has no Hopper version"), SpecError);
-    CHECK_THROWS_WITH_AS(emit_key("attention_sm90:kernel=backward_q,keys=64", sm90), doctest::Contains("keys applies to the forward kernel only"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("attention_sm90:kernel=backward_q,keys=64", sm90), doctest::Contains("apply to the forward kernel only"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("attention_sm90:kernel=backward_kv,schedule=pingpong", sm90), doctest::Contains("apply to the forward kernel only"),
+                         SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("attention_sm90:stages=4", sm90), doctest::Contains("stages=4 is not supported"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("attention_sm90:head_dim=96", sm90), doctest::Contains("head_dim=96 is not supported"), SpecError);
     CHECK(emit_key("attention_sm90:kernel=backward_kv,head_dim=128,causal=0", sm90).kernel_expr ==
           "jetforge::attention_backward_kv_sm90_kernel<128, false>");
-    CHECK(emit_key("attention_sm90:keys=64", sm90).kernel_expr == "jetforge::attention_forward_sm90_kernel<64, true, 64>");
+    CHECK(emit_key("attention_sm90:keys=64", sm90).kernel_expr == "jetforge::attention_forward_sm90_kernel<64, true, 64, 2, false>");
+    CHECK(emit_key("attention_sm90:head_dim=128,stages=3,schedule=pingpong", sm90).kernel_expr ==
+          "jetforge::attention_forward_sm90_kernel<128, true, 128, 3, true>");
   }
 
   TEST_CASE("the emitted source includes the template and instantiates the kernel") {

@@ -147,8 +147,10 @@ template <int N> __device__ __forceinline__ void pin_registers(u32 (&r)[N]) {
 template <int Count> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(Count)); }
 template <int Count> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(Count)); }
 
-// Barrier among the `threads` threads that use barrier `id` (1..15; 0 is __syncthreads).
+// Barrier among the `threads` threads that use barrier `id` (1..15; 0 is __syncthreads): waits for all of them; the
+// arrive form counts the caller without waiting (a producer's signal to the threads that sync).
 __device__ __forceinline__ void named_barrier(int id, int threads) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory"); }
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory"); }
 
 // D (64 x N, s32) = A (64 x 32, s8, K-major, smem) * B (N x 32, s8, K-major, smem)^T, + D when Accumulate.
 // Each thread of the warpgroup holds N/2 accumulators: d[4j + {0,1,2,3}] = rows (lane/4, +8) x columns
