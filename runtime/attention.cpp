@@ -70,11 +70,10 @@ TensorMap attention_map(CUdeviceptr base, const AttentionLayout& l, const Attent
   return map;
 }
 
-// The Hopper kernel `kernel`: the resident 128-token tiles and the streamed ones get maps with their own box heights.
-void launch_sm90(Context& ctx, gen::AttentionKernel kernel, bool causal, const AttentionLayout& l, const AttentionParams& p, CUdeviceptr q,
-                 CUdeviceptr k, CUdeviceptr v, CUdeviceptr d_o, CUstream stream) {
-  const gen::AttentionSm90Spec spec{kernel, l.head_dim, causal};
-  const bool keys_resident = kernel == gen::AttentionKernel::backward_kv;
+// The Hopper kernel `spec`: the resident 128-token tiles and the streamed ones get maps with their own box heights.
+void launch_sm90(Context& ctx, const gen::AttentionSm90Spec& spec, const AttentionLayout& l, const AttentionParams& p, CUdeviceptr q, CUdeviceptr k,
+                 CUdeviceptr v, CUdeviceptr d_o, CUstream stream) {
+  const bool keys_resident = spec.kernel == gen::AttentionKernel::backward_kv;
   const int queries = keys_resident ? spec.streamed_rows() : spec.kRows, keys = keys_resident ? spec.kRows : spec.streamed_rows();
   AttentionSm90Params params;
   params.q = attention_map(q, l, l.qkv, queries);
@@ -98,8 +97,13 @@ void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal,
   AttentionParams p = params_of(layout);
   p.q = reinterpret_cast<const bf16*>(q), p.k = reinterpret_cast<const bf16*>(k), p.v = reinterpret_cast<const bf16*>(v);
   p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse);
-  if (uses_sm90(ctx, path)) launch_sm90(ctx, gen::AttentionKernel::forward, causal, layout, p, q, k, v, 0, stream);
-  else launch(ctx, gen::AttentionSpec{gen::AttentionKernel::forward, layout.head_dim, causal}, layout, p, stream);
+  if (uses_sm90(ctx, path)) {
+    const auto tuned = ctx.tuned<gen::AttentionSm90Spec>(
+        attention_forward_problem_signature(layout, causal), [&] { return attention_forward_problem_key(layout, causal); },
+        [](const std::string& key) { return gen::parse_key<gen::AttentionSm90Spec>(key); });
+    launch_sm90(ctx, tuned ? *tuned : gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, layout.head_dim, causal), layout, p, q, k, v, 0, stream);
+  } else
+    launch(ctx, gen::AttentionSpec{gen::AttentionKernel::forward, layout.head_dim, causal}, layout, p, stream);
 }
 
 void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
@@ -114,15 +118,24 @@ void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal
   p.dq = reinterpret_cast<bf16*>(dq), p.dk = reinterpret_cast<bf16*>(dk), p.dv = reinterpret_cast<bf16*>(dv);
   launch(ctx, gen::AttentionSpec{gen::AttentionKernel::delta, layout.head_dim, true}, layout, p, stream);
   for (auto kernel : {gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q}) {
-    if (uses_sm90(ctx, path)) launch_sm90(ctx, kernel, causal, layout, p, q, k, v, d_o, stream);
+    if (uses_sm90(ctx, path)) launch_sm90(ctx, gen::AttentionSm90Spec::fit(kernel, layout.head_dim, causal), layout, p, q, k, v, d_o, stream);
     else launch(ctx, gen::AttentionSpec{kernel, layout.head_dim, causal}, layout, p, stream);
   }
+}
+
+std::string attention_forward_problem_key(const AttentionLayout& l, bool causal) {
+  return "attention_forward:head_dim=" + std::to_string(l.head_dim) + ",causal=" + (causal ? "1" : "0") + ",batch=" + std::to_string(l.batch) +
+         ",heads=" + std::to_string(l.heads) + ",tokens=" + std::to_string(l.tokens);
+}
+
+gen::Signature attention_forward_problem_signature(const AttentionLayout& l, bool causal) {
+  return gen::Signature{gen::signature_tag("attention_forward"), l.head_dim, causal, l.batch, l.heads, l.tokens};
 }
 
 std::vector<std::string> attention_kernel_keys(const gen::TargetLimits& target, int head_dim, bool causal) {
   std::vector<std::string> keys{gen::canonical_key(gen::AttentionSpec{gen::AttentionKernel::delta, head_dim, true})};
   for (auto kernel : {gen::AttentionKernel::forward, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
-    keys.push_back(uses_sm90(target, AttentionPath::automatic) ? gen::canonical_key(gen::AttentionSm90Spec{kernel, head_dim, causal})
+    keys.push_back(uses_sm90(target, AttentionPath::automatic) ? gen::canonical_key(gen::AttentionSm90Spec::fit(kernel, head_dim, causal))
                                                                : gen::canonical_key(gen::AttentionSpec{kernel, head_dim, causal}));
   return keys;
 }

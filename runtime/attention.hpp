@@ -39,8 +39,14 @@ void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal
                         CUdeviceptr lse, CUdeviceptr d_o, CUdeviceptr delta, CUdeviceptr dq, CUdeviceptr dk, CUdeviceptr dv, CUstream stream,
                         AttentionPath path = AttentionPath::automatic);
 
-// The canonical keys of the kernels attention_forward and attention_backward launch on `target` by the automatic path
-// (what a kernel cache built ahead of time must hold for them).
+// The canonical keys of the kernels attention_forward and attention_backward launch untuned on `target` by the automatic
+// path (what a kernel cache built ahead of time must hold for them).
 std::vector<std::string> attention_kernel_keys(const gen::TargetLimits& target, int head_dim, bool causal);
+
+// Tuning the Hopper forward (keys per tile, stages, schedule: `jetforge tune`): its problem is the call's shape, e.g.
+// "attention_forward:head_dim=64,causal=1,batch=8,heads=12,tokens=1024"; attention_forward takes the stored winner for
+// it, or a spec pinned for its signature (Context::pin, as the tuner times candidates).
+std::string attention_forward_problem_key(const AttentionLayout& layout, bool causal);
+gen::Signature attention_forward_problem_signature(const AttentionLayout& layout, bool causal);
 
 }  // namespace jetforge

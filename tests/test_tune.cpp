@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <set>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <random>
 
 #include "generator/families.hpp"
+#include "runtime/attention.hpp"
 #include "runtime/ops.hpp"
 #include "testing.hpp"
 #include "tuner/tune.hpp"
@@ -51,8 +53,17 @@ TEST_SUITE("cache") {
     // Transposes of X and dY for the 768-, 2304-, 3072- and 50304-wide GEMM operands, the attention bridge, GELU
     // forward and backward, residual add forward (with statistics) and backward, LayerNorm with given statistics.
     CHECK(tiles.size() == 10);
-    REQUIRE(problems.size() == shapes.size() + quantize.size() + tiles.size());
-    for (std::size_t i = 0; i < problems.size(); ++i) {
+    // The Hopper attention forward: 2 keys x 2 stages x 2 schedules, the operator's untuned kernel first.
+    REQUIRE(problems.size() == shapes.size() + quantize.size() + tiles.size() + 1);
+    const auto& attention = problems.back();
+    CHECK(attention.family == "attention_sm90");
+    CHECK(attention.key == "attention_forward:head_dim=64,causal=1,batch=8,heads=12,tokens=1024");
+    CHECK(attention.candidates.size() == 8);
+    CHECK(attention.candidates.front() == gen::canonical_key(gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, 64, true)));
+    CHECK(std::set<std::string>(attention.candidates.begin(), attention.candidates.end()).size() == 8);
+    for (const auto& key : attention.candidates) CHECK_NOTHROW(gen::emit_key(key, target));
+    CHECK(tuner::tune_problems(config, gen::TargetLimits::for_arch("sm_80")).size() == problems.size() - 1);  // portable: nothing to tune
+    for (std::size_t i = 0; i + 1 < problems.size(); ++i) {
       const auto& p = problems[i];
       CAPTURE(p.name);
       const std::size_t q = i - shapes.size(), t = q - quantize.size();
@@ -96,9 +107,12 @@ TEST_SUITE("cache") {
     CHECK(shipped.tile.tile_rows == tuner::TileSpace{}.tile_rows);
     CHECK(shipped.tile.tile_cols == tuner::TileSpace{}.tile_cols);
     CHECK(shipped.tile.threads == tuner::TileSpace{}.threads);
+    CHECK(shipped.attention.keys == tuner::AttentionSpace{}.keys);
+    CHECK(shipped.attention.stages == tuner::AttentionSpace{}.stages);
+    CHECK(shipped.attention.schedule == tuner::AttentionSpace{}.schedule);
     const fs::path p = fs::temp_directory_path() / ("jetforge-space-" + std::to_string(getpid()) + ".yaml");
     std::ofstream(p) << "gemm:\n  bn: [128]\n  stages: [4]\n  cluster: [1, 2]\n  overlap: [1]\n  fold: [magic]\n  portable: false\nquantize:\n"
-                        "  threads: [1024]\n  stages: [4]\ntile:\n  threads: [256]\n";
+                        "  threads: [1024]\n  stages: [4]\ntile:\n  threads: [256]\nattention:\n  schedule: [pingpong]\n";
     const auto narrow_space = tuner::load_space(p);
     const auto narrow = tuner::gemm_search_space(target, narrow_space.gemm);
     REQUIRE(narrow.size() == 2);  // cluster 1 and 2
@@ -110,10 +124,14 @@ TEST_SUITE("cache") {
     CHECK(narrow_space.quantize.transpose_unit == tuner::QuantizeSpace{}.transpose_unit);  // not given: the default
     CHECK(narrow_space.tile.threads == std::vector<int>{256});
     CHECK(narrow_space.tile.tile_rows == tuner::TileSpace{}.tile_rows);
+    CHECK(narrow_space.attention.schedule == std::vector<gen::AttentionSchedule>{gen::AttentionSchedule::pingpong});
+    CHECK(narrow_space.attention.keys == tuner::AttentionSpace{}.keys);
     std::ofstream(p, std::ios::trunc) << "gemm:\n  bn: [128]\n  tiles: [1]\n";
     CHECK_THROWS_WITH_AS(tuner::load_space(p), doctest::Contains(":3: key 'gemm.tiles': unknown key"), tuner::ConfigError);
     std::ofstream(p, std::ios::trunc) << "gemm:\n  fold: [fast]\n";
     CHECK_THROWS_WITH_AS(tuner::load_space(p), doctest::Contains("'fast' is not a fold"), tuner::ConfigError);
+    std::ofstream(p, std::ios::trunc) << "attention:\n  schedule: [plain, fast]\n";
+    CHECK_THROWS_WITH_AS(tuner::load_space(p), doctest::Contains("key 'attention.schedule': 'fast' is not a schedule (plain, pingpong)"), tuner::ConfigError);
     std::ofstream(p, std::ios::trunc) << "gemm:\n  stages: four\n";
     CHECK_THROWS_WITH_AS(tuner::load_space(p), doctest::Contains("key 'gemm.stages': expected a non-empty list"), tuner::ConfigError);
     std::ofstream(p, std::ios::trunc) << "tile:\n  warps: [4]\n";
@@ -170,6 +188,20 @@ TEST_SUITE("cache") {
   }
 }
 
+TEST_SUITE("cache") {
+  TEST_CASE("max_relative_difference: the largest difference over the largest reference magnitude; NaN and infinity fail") {
+    const std::vector<float> want{1.0f, -4.0f, 2.0f}, close{1.01f, -4.0f, 1.98f}, nan{1.0f, NAN, 2.0f};
+    CHECK(tuner::max_relative_difference(close.data(), want.data(), 3, DType::f32) == doctest::Approx(0.02f / 4).epsilon(1e-3));
+    CHECK(tuner::max_relative_difference(want.data(), want.data(), 3, DType::f32) == 0);
+    CHECK(std::isinf(tuner::max_relative_difference(nan.data(), want.data(), 3, DType::f32)));
+    // BF16: 0x3f80 = 1, 0x4000 = 2, 0x3f81 = 1 + 2^-7; 0xffff (the tuner's poison) is a NaN.
+    const std::uint16_t b_want[] = {0x3f80, 0x4000}, b_got[] = {0x3f81, 0x4000}, b_poison[] = {0xffff, 0x4000};
+    CHECK(tuner::max_relative_difference(b_got, b_want, 2, DType::bf16) == doctest::Approx(std::ldexp(1.0, -7) / 2));
+    CHECK(std::isinf(tuner::max_relative_difference(b_poison, b_want, 2, DType::bf16)));
+    CHECK_THROWS_AS(tuner::max_relative_difference(b_got, b_want, 2, DType::i8), std::invalid_argument);
+  }
+}
+
 TEST_SUITE("gpu") {
   TEST_CASE("count_differences counts the differing 4-byte words of two buffers (tail bytes one by one) like a CPU memcmp") {
     Context& ctx = testing::gpu();
@@ -209,7 +241,8 @@ TEST_SUITE("gpu") {
     options.reps = 5;
     const auto config = tuner::load_model_config(small_model());
     const auto results = tuner::tune(ctx, config, options);
-    REQUIRE(results.size() == tuner::gemm_shapes(config).size() + tuner::quantize_shapes(config).size() + tuner::tile_op_shapes(config).size());
+    const bool hopper = gen::AttentionSm90Spec::supports(ctx.limits());  // the attention forward is tuned there
+    REQUIRE(results.size() == tuner::gemm_shapes(config).size() + tuner::quantize_shapes(config).size() + tuner::tile_op_shapes(config).size() + hopper);
     for (const auto& r : results) {
       CAPTURE(r.problem.name);
       REQUIRE(r.winner >= 0);
@@ -238,5 +271,16 @@ TEST_SUITE("gpu") {
     fill_random(gx, 10);
     gelu_forward(fresh, gx.ref(), gy.ref(), GeluForm::tanh, nullptr);
     CHECK(compile_count() == compiles);
+    if (hopper) {  // and the attention forward, whose candidates passed the tolerance check (verdicts above)
+      const auto a = tuner::attention_shape(config);
+      const auto layout = AttentionLayout::packed_qkv(a.batch, a.heads, a.tokens, a.head_dim);
+      CHECK(fresh.tuned(a.key()) == std::optional<std::string>(results.back().candidates[size_t(results.back().winner)].spec));
+      DenseTensor qkv(std::int64_t(a.batch) * a.tokens, 3 * a.heads * a.head_dim, DType::bf16), o(std::int64_t(a.batch) * a.tokens, a.heads * a.head_dim, DType::bf16);
+      DeviceBuffer lse(std::size_t(a.batch) * a.heads * a.tokens * 4);
+      fill_random(qkv, 12);
+      const CUdeviceptr qp = qkv.ref().data, kp = qp + 2 * a.heads * a.head_dim, vp = kp + 2 * a.heads * a.head_dim;
+      attention_forward(fresh, layout, true, qp, kp, vp, o.ref().data, lse.get(), nullptr);
+      CHECK(compile_count() == compiles);
+    }
   }
 }

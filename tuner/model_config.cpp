@@ -158,6 +158,12 @@ std::vector<TileOpShape> tile_op_shapes(const ModelConfig& c) {
   return out;
 }
 
+std::string AttentionShape::key() const {
+  return attention_forward_problem_key(AttentionLayout::packed_qkv(batch, heads, tokens, head_dim), true);
+}
+
+AttentionShape attention_shape(const ModelConfig& c) { return {c.micro_batch, c.heads, c.sequence, c.hidden / c.heads}; }
+
 std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::TargetLimits& target) {
   using gen::DType;
   std::vector<Problem> out;

@@ -78,6 +78,13 @@ struct TileOpShape {
 // The distinct block-tile problems of one training step of the model.
 std::vector<TileOpShape> tile_op_shapes(const ModelConfig& config);
 
+// The attention forward of a training step: causal, [batch, heads, T, head_dim] as the model's QKV projection packs it.
+struct AttentionShape {
+  int batch, heads, tokens, head_dim;
+  std::string key() const;  // the tuning-problem key (attention_forward_problem_key)
+};
+AttentionShape attention_shape(const ModelConfig& config);
+
 struct Problem {
   std::string what;  // e.g. "fc1 forward", "weights qkv quantize+transpose"
   std::string spec;  // canonical key of the kernel that serves it

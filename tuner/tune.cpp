@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <set>
 
 #include "bench/timing.hpp"
 #include "generator/families.hpp"
+#include "runtime/attention.hpp"
 #include "runtime/ops.hpp"
 #include "tuner/yaml_file.hpp"
 
@@ -188,6 +190,41 @@ class TileOpTrial : public Trial {
   std::function<void(CUstream)> launch_;
 };
 
+// The attention forward on the Hopper path, the candidate pinned as its problem's choice (as TileOpTrial does). The
+// candidates' tiles move where the running maximum is taken, so their outputs agree to rounding, not bit for bit.
+class AttentionTrial : public Trial {
+ public:
+  AttentionTrial(Context& ctx, const AttentionShape& s)
+      : ctx_(ctx),
+        layout_(AttentionLayout::packed_qkv(s.batch, s.heads, s.tokens, s.head_dim)),
+        problem_(attention_forward_problem_signature(layout_, true)),
+        qkv_(std::int64_t(s.batch) * s.tokens, 3 * std::int64_t(s.heads) * s.head_dim, DType::bf16),
+        o_(std::int64_t(s.batch) * s.tokens, std::int64_t(s.heads) * s.head_dim, DType::bf16),
+        lse_(std::size_t(s.batch) * s.heads * s.tokens * 4) {
+    fill_random(qkv_, 23);
+  }
+  ~AttentionTrial() override { ctx_.unpin(problem_); }
+  std::function<void(CUstream)> runner(const std::string& key) override {
+    const auto spec = gen::parse_key<gen::AttentionSm90Spec>(key);
+    return [this, spec](CUstream st) {
+      ctx_.pin(problem_, spec);
+      const CUdeviceptr q = qkv_.ref().data, k = q + 2 * std::uint64_t(layout_.heads) * layout_.head_dim, v = k + 2 * std::uint64_t(layout_.heads) * layout_.head_dim;
+      attention_forward(ctx_, layout_, true, q, k, v, o_.ref().data, lse_.get(), st);
+    };
+  }
+  void poison(CUstream stream) override { o_.buffer().fill_bytes(0xff, stream), lse_.fill_bytes(0xff, stream); }
+  std::vector<const DeviceBuffer*> outputs() override { return {&o_.buffer(), &lse_}; }
+  // Two BF16 kernels that round P differently differ by about a unit of O's last place; a wrong tile by O(1).
+  std::optional<Tolerance> tolerance() const override { return Tolerance{1e-2, {DType::bf16, DType::f32}}; }
+
+ private:
+  Context& ctx_;
+  AttentionLayout layout_;
+  gen::Signature problem_;
+  DenseTensor qkv_, o_;
+  DeviceBuffer lse_;
+};
+
 // Keys in order, the first kept first, duplicates dropped.
 void add_unique(std::vector<std::string>& keys, std::string key) {
   for (const auto& k : keys)
@@ -238,12 +275,59 @@ std::vector<std::string> tile_candidates(const TileOpShape& t, const gen::Target
       t.fitted);
 }
 
+std::vector<std::string> attention_candidates(const AttentionShape& a, const gen::TargetLimits& target, const AttentionSpace& space) {
+  const auto base = gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, a.head_dim, true);
+  std::vector<std::string> keys{gen::canonical_key(base)};
+  for (int k : space.keys)
+    for (int stages : space.stages)
+      for (auto schedule : space.schedule) {
+        auto s = base;
+        s.keys = k, s.stages = stages, s.schedule = schedule;
+        add_if_valid(keys, s, target);
+      }
+  return keys;
+}
+
 std::vector<int> int_list(const YAML::Node& v, const std::function<void(const std::string&)>& fail) {
   if (!v.IsSequence() || v.size() == 0) fail("expected a non-empty list of values");
   return v.as<std::vector<int>>();
 }
 
+// A list of an enum's names (`what` names one in the error: "a fold").
+template <class E> std::vector<E> enum_list(const YAML::Node& v, const char* what, const std::function<void(const std::string&)>& fail) {
+  if (!v.IsSequence() || v.size() == 0) fail("expected a non-empty list of values");
+  std::vector<E> out;
+  for (const auto& item : v) {
+    const auto name = item.as<std::string>();
+    bool found = false;
+    std::string known;
+    for (const auto& [value, value_name] : gen::EnumNames<E>::table) {
+      if (value_name == name) out.push_back(value), found = true;
+      known += (known.empty() ? "" : ", ") + std::string(value_name);
+    }
+    if (!found) fail("'" + name + "' is not " + what + " (" + known + ")");
+  }
+  return out;
+}
+
 }  // namespace
+
+double max_relative_difference(const void* got, const void* want, std::size_t count, gen::DType type) {
+  const auto value = [type](const void* base, std::size_t i) -> double {
+    switch (type) {
+      case gen::DType::f32: return static_cast<const float*>(base)[i];
+      case gen::DType::bf16: return bf16_to_float(static_cast<const bf16*>(base)[i]);
+      default: throw std::invalid_argument("max_relative_difference: FP32 or BF16 values only");
+    }
+  };
+  double largest = 0, worst = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    const double g = value(got, i), w = value(want, i);
+    if (!std::isfinite(g) || !std::isfinite(w)) return INFINITY;
+    largest = std::max(largest, std::abs(w)), worst = std::max(worst, std::abs(g - w));
+  }
+  return worst == 0 ? 0 : worst / largest;
+}
 
 std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target, const GemmSpace& space) {
   std::vector<GemmKernelChoice> out;
@@ -264,9 +348,9 @@ TuneSpace load_space(const std::filesystem::path& file) {
   TuneSpace space;
   for (const auto& section : root) {
     const std::string family = section.first.as<std::string>();
-    if (family != "gemm" && family != "quantize" && family != "tile")
+    if (family != "gemm" && family != "quantize" && family != "tile" && family != "attention")
       throw ConfigError(file.string() + ":" + std::to_string(section.first.Mark().line + 1) + ": key '" + family +
-                        "': unknown family (known: gemm, quantize, tile)");
+                        "': unknown family (known: gemm, quantize, tile, attention)");
     for (const auto& kv : section.second) {
       const std::string key = kv.first.as<std::string>();
       const YAML::Node& v = kv.second;
@@ -284,6 +368,11 @@ TuneSpace load_space(const std::filesystem::path& file) {
           else if (key == "tile_cols") space.tile.tile_cols = int_list(v, fail);
           else if (key == "threads") space.tile.threads = int_list(v, fail);
           else fail("unknown key (known: tile_rows, tile_cols, threads)");
+        } else if (family == "attention") {
+          if (key == "keys") space.attention.keys = int_list(v, fail);
+          else if (key == "stages") space.attention.stages = int_list(v, fail);
+          else if (key == "schedule") space.attention.schedule = enum_list<gen::AttentionSchedule>(v, "a schedule", fail);
+          else fail("unknown key (known: keys, stages, schedule)");
         } else if (key == "portable") {
           space.gemm.portable = v.as<bool>();
         } else if (key == "bn") {
@@ -295,18 +384,7 @@ TuneSpace load_space(const std::filesystem::path& file) {
         } else if (key == "overlap") {
           space.gemm.overlap = int_list(v, fail);
         } else if (key == "fold") {
-          if (!v.IsSequence() || v.size() == 0) fail("expected a non-empty list of values");
-          space.gemm.fold.clear();
-          for (const auto& f : v) {
-            const auto name = f.as<std::string>();
-            bool found = false;
-            std::string known;
-            for (const auto& [fold, fold_name] : gen::EnumNames<gen::GemmFold>::table) {
-              if (fold_name == name) space.gemm.fold.push_back(fold), found = true;
-              known += (known.empty() ? "" : ", ") + std::string(fold_name);
-            }
-            if (!found) fail("'" + name + "' is not a fold (" + known + ")");
-          }
+          space.gemm.fold = enum_list<gen::GemmFold>(v, "a fold", fail);
         } else {
           fail("unknown key (known: bn, stages, cluster, overlap, fold, portable)");
         }
@@ -337,6 +415,12 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
     out.push_back({std::visit([](const auto& s) { return std::string(std::decay_t<decltype(s)>::family); }, t.fitted),
                    t.name + " " + std::to_string(t.rows) + "x" + std::to_string(t.cols), t.key(), tile_candidates(t, target, space.tile),
                    [t](Context& ctx) { return std::make_unique<TileOpTrial>(ctx, t); }});
+  if (gen::AttentionSm90Spec::supports(target)) {
+    const auto a = attention_shape(config);
+    out.push_back({std::string(gen::AttentionSm90Spec::family),
+                   "attention forward " + std::to_string(a.batch) + "x" + std::to_string(a.heads) + "x" + std::to_string(a.tokens) + "x" + std::to_string(a.head_dim),
+                   a.key(), attention_candidates(a, target, space.attention), [a](Context& ctx) { return std::make_unique<AttentionTrial>(ctx, a); }});
+  }
   return out;
 }
 
@@ -394,7 +478,29 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
     DeviceBuffer reference(total), differences(sizeof(std::uint64_t));
     for (std::size_t i = 0; i < outputs.size(); ++i)
       check(driver().cuMemcpyDtoDAsync(reference.get() + offsets[i], outputs[i]->get(), outputs[i]->bytes(), stream.get()), "cuMemcpyDtoDAsync (reference)");
+    // With a tolerance, the reference goes to the host once and each candidate's outputs follow it there.
+    const auto tolerance = trial->tolerance();
+    auto download = [&](const DeviceBuffer& b) {
+      std::vector<char> host(b.bytes());
+      b.download(host.data(), host.size());
+      return host;
+    };
+    std::vector<std::vector<char>> host_reference;
+    if (tolerance) {
+      check(driver().cuStreamSynchronize(stream.get()), "cuStreamSynchronize");
+      for (const DeviceBuffer* b : outputs) host_reference.push_back(download(*b));
+    }
     auto reproduces_reference = [&] {
+      if (tolerance) {
+        check(driver().cuStreamSynchronize(stream.get()), "cuStreamSynchronize");
+        for (std::size_t i = 0; i < outputs.size(); ++i) {
+          const auto got = download(*outputs[i]);
+          const gen::DType type = tolerance->types.at(i);
+          if (!(max_relative_difference(got.data(), host_reference[i].data(), got.size() / gen::dtype_size(type), type) <= tolerance->relative))
+            return false;
+        }
+        return true;
+      }
       differences.fill_bytes(0, stream.get());
       for (std::size_t i = 0; i < outputs.size(); ++i)
         count_differences(ctx, outputs[i]->get(), reference.get() + offsets[i], outputs[i]->bytes(), differences.get(), stream.get());

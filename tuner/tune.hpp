@@ -1,13 +1,15 @@
-// First-run tuning of the kernels of a model's training step, family by family (the per-block GEMMs and the
-// quantize kernels): for every problem of a step, every candidate kernel of the family's search space is compiled
-// (in parallel, into the kernel cache), run on random operands, checked bit for bit against the family's default
-// kernel (every candidate computes the same values in the same order, so any difference is a bug), timed (median of
+// First-run tuning of the kernels of a model's training step, family by family (the per-block GEMMs, the quantize
+// and block-tile kernels, the Hopper attention forward): for every problem of a step, every candidate kernel of the
+// family's search space is compiled (in parallel, into the kernel cache), run on random operands, checked against the
+// family's default kernel -- bit for bit where every candidate computes the same values in the same order, so any
+// difference is a bug; within a tolerance where candidates sum in different orders (attention) -- timed (median of
 // `reps` runs, L2 flushed before each), and the fastest is stored as the winner the operator then uses for that
 // problem on this GPU.
 #pragma once
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -35,13 +37,19 @@ struct QuantizeSpace {
 struct TileSpace {
   std::vector<int> tile_rows{1, 2, 4}, tile_cols{1, 2, 4}, threads{128, 256, 512};
 };
+// The Hopper attention forward (on sm_90a; the portable kernels have no choices to tune).
+struct AttentionSpace {
+  std::vector<int> keys{64, 128}, stages{2, 3};
+  std::vector<gen::AttentionSchedule> schedule{gen::AttentionSchedule::plain, gen::AttentionSchedule::pingpong};
+};
 struct TuneSpace {
   GemmSpace gemm;
   QuantizeSpace quantize;
   TileSpace tile;
+  AttentionSpace attention;
 };
 
-// Reads the `gemm:`, `quantize:` and `tile:` sections of a tuning YAML over the defaults; errors name the file, line
+// Reads the `gemm:`, `quantize:`, `tile:` and `attention:` sections of a tuning YAML over the defaults; errors name the file, line
 // and key.
 TuneSpace load_space(const std::filesystem::path& file);
 
@@ -49,22 +57,36 @@ TuneSpace load_space(const std::filesystem::path& file);
 // path with each fold.
 std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target, const GemmSpace& space = {});
 
+// Where a family's candidates sum in different orders, how close their outputs must come to the default kernel's:
+// each buffer, read as its type, within `relative` of its largest magnitude; NaN (a poisoned, unwritten element)
+// never is.
+struct Tolerance {
+  double relative;
+  std::vector<gen::DType> types;  // one per output buffer
+};
+
 // A problem's operands on the GPU: `runner(spec)` makes a launch of that candidate on them, `outputs()` are the
-// buffers every candidate must reproduce bit for bit (compared on the GPU), `poison()` overwrites them first.
+// buffers every candidate must reproduce -- bit for bit (compared on the GPU), or within tolerance() where it has
+// one (compared on the host) --, `poison()` overwrites them first.
 class Trial {
  public:
   virtual ~Trial() = default;
   virtual std::function<void(CUstream)> runner(const std::string& spec) = 0;
   virtual void poison(CUstream stream) = 0;
   virtual std::vector<const DeviceBuffer*> outputs() = 0;
+  virtual std::optional<Tolerance> tolerance() const { return std::nullopt; }
 };
+
+// The largest |got - want| over the largest |want| of `count` elements of `type` (infinite where got or want holds
+// a NaN or an infinity).
+double max_relative_difference(const void* got, const void* want, std::size_t count, gen::DType type);
 
 // One problem of a training step a family can tune: the key its winner is stored by (the operator's problem key),
 // a name for people, the spec keys of its candidates, pruned by the target's static limits (shared memory,
 // threads, divisibility) before anything is compiled -- the first is the operator's default kernel -- and how to
 // set up its operands.
 struct TuneProblem {
-  std::string family;  // "gemm", "quantize", or a block-tile family ("transpose", "elementwise", ...)
+  std::string family;  // "gemm", "quantize", a block-tile family ("transpose", "elementwise", ...) or "attention_sm90"
   std::string name;    // e.g. "fc1 forward 8192x3072x768"
   std::string key;
   std::vector<std::string> candidates;
