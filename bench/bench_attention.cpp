@@ -4,7 +4,8 @@
 // bench/sdpa.py prints PyTorch's scaled_dot_product_attention on the same rows for the side-by-side ratio; run both
 // in one device call. FLOPs: forward 4 B H T^2 d (half of it when causal), backward 2.5x the forward.
 //
-// --dump DIR instead writes, for four smaller causal problems (head_dim 64 and 128, two draws), the random inputs and our
+// --variants instead times every Hopper forward kernel of the tuner's space (keys, stages, schedule) on the same rows.
+// --dump DIR instead writes, for eight smaller causal problems (head_dim 64 and 128, four draws), the random inputs and our
 // outputs and gradients (raw BF16, [batch, heads, T, d]) with an index DIR/cases.txt; `bench/sdpa.py --errors DIR`
 // compares them and PyTorch's SDPA on the same inputs with an FP64 reference.
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "bench/timing.hpp"
+#include "generator/families.hpp"
 #include "runtime/attention.hpp"
 #include "runtime/tensor.hpp"
 
@@ -56,8 +58,8 @@ int dump(const std::string& dir) {
   Stream stream;
   std::ofstream index(dir + "/cases.txt");
   if (!index) throw std::runtime_error("cannot write " + dir + "/cases.txt (does the directory exist?)");
-  // Two draws of inputs per head dimension: a max error is one sample, and it moves from draw to draw.
-  for (const std::uint64_t seed : {1, 11})
+  // Four draws of inputs per head dimension: a max error is one sample, and it moves from draw to draw.
+  for (const std::uint64_t seed : {1, 11, 21, 31})
     for (int head_dim : {64, 128}) {
       const int batch = 1, heads = 4, tokens = 1024;
       Problem pr(batch, heads, tokens, head_dim, seed);
@@ -99,14 +101,46 @@ int benchmark() {
   return 0;
 }
 
+int variants() {
+  Context ctx(0);
+  Stream stream;
+  std::vector<gen::AttentionSm90Spec> specs;
+  for (int keys : {64, 128})
+    for (int stages : {2, 3})
+      for (auto schedule : {gen::AttentionSchedule::plain, gen::AttentionSchedule::pingpong}) {
+        gen::AttentionSm90Spec s{gen::AttentionKernel::forward};
+        s.keys = keys, s.stages = stages, s.schedule = schedule;
+        specs.push_back(s);
+      }
+  std::printf("forward TF/s by keys/stages/schedule (B = 8, causal)\n%-6s %-6s %-9s |", "heads", "T", "head_dim");
+  for (const auto& s : specs) std::printf(" %3d/%d/%-8s", s.keys, s.stages, std::string(gen::enum_name(s.schedule)).c_str());
+  std::printf("\n");
+  for (int head_dim : {64, 128})
+    for (int heads : {12, 16})
+      for (int tokens : {1024, 2048, 4096}) {
+        Problem pr(8, heads, tokens, head_dim);
+        std::printf("%-6d %-6d %-9d |", heads, tokens, head_dim);
+        for (auto s : specs) {
+          s.head_dim = head_dim;
+          ctx.pin(attention_forward_problem_signature(pr.layout, true), s);
+          const double ms = bench::median_ms(stream.get(), [&](int) { pr.forward(ctx, stream.get(), AttentionPath::automatic); }, 3, 20);
+          std::printf(" %14.1f", 4.0 * double(pr.rows) * tokens * head_dim * 0.5 / (ms * 1e-3) / 1e12);
+        }
+        std::printf("\n");
+        std::fflush(stdout);
+      }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   return bench::guarded_main("jetforge_bench_attention", [&] {
     const std::vector<std::string> args(argv + 1, argv + argc);
     if (args.size() == 2 && args[0] == "--dump") return dump(args[1]);
+    if (args.size() == 1 && args[0] == "--variants") return variants();
     if (!args.empty()) {
-      std::fprintf(stderr, "usage: jetforge_bench_attention [--dump DIR]\n");
+      std::fprintf(stderr, "usage: jetforge_bench_attention [--variants | --dump DIR]\n");
       return 2;
     }
     return benchmark();
