@@ -308,6 +308,8 @@ std::string CrossEntropySpec::kernel_expr() const {
 void AttentionSpec::validate(const TargetLimits& t) const {
   require(head_dim == 64 || head_dim == 128, family, "head_dim=" + std::to_string(head_dim) + " is not supported (64 or 128)");
   require(t.sm >= 80, family, "needs sm_80 or newer (mma.sync with BF16), not " + t.arch);
+  require(tile == 32 || tile == 64, family, "tile=" + std::to_string(tile) + " is not supported (32 or 64)");
+  require(kernel != AttentionKernel::delta || tile == 64, family, "tile does not apply to kernel=delta (leave it at 64)");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem));
 }
@@ -339,7 +341,7 @@ std::vector<AttentionSpec> AttentionSpec::defaults() {
   for (int d : {64, 128})
     for (AttentionKernel k : {AttentionKernel::forward, AttentionKernel::delta, AttentionKernel::backward_kv, AttentionKernel::backward_q})
       for (bool causal : {true, false})
-        if (k != AttentionKernel::delta || causal) out.push_back({k, d, causal});
+        if (k != AttentionKernel::delta || causal) out.push_back(fit(k, d, causal));
   return out;
 }
 

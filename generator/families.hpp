@@ -425,16 +425,22 @@ struct AttentionSpec {
   AttentionKernel kernel = AttentionKernel::forward;
   int head_dim = 64;  // 64 or 128
   bool causal = true;
+  int tile = 64;      // rows of the tiles a CTA streams past its resident one (keys, or queries for dK/dV): 32 or 64
 
-  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("head_dim", s.head_dim), f("causal", s.causal); }
+  template <class S, class F> static void fields(S& s, F&& f) {
+    f("kernel", s.kernel), f("head_dim", s.head_dim), f("causal", s.causal), f("tile", s.tile);
+  }
+  // The kernel the operators launch untuned: 32-row streamed tiles at head_dim 128, where the accumulators take most
+  // of the registers (64 spill).
+  static AttentionSpec fit(AttentionKernel kernel, int head_dim, bool causal) {
+    return {kernel, head_dim, causal, kernel != AttentionKernel::delta && head_dim == 128 ? 32 : 64};
+  }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return kThreads; }
   int smem_bytes() const;  // dynamic shared memory: the kernel's tiles (templates/attention.cuh)
   int rows_per_cta() const { return kernel == AttentionKernel::forward ? kForwardRows : kBlock; }  // along T
-  // Rows of the tiles a CTA streams past its resident one (keys, or queries for dK/dV): fewer at head_dim 128,
-  // where the accumulators take most of the registers.
-  int streamed_rows() const { return head_dim == 64 ? 64 : 32; }
+  int streamed_rows() const { return tile; }
   static std::vector<AttentionSpec> defaults();
 };
 

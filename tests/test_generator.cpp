@@ -70,6 +70,10 @@ TEST_SUITE("generator") {
     CHECK(emit_key("attention_sm90:kernel=backward_kv,head_dim=128,causal=0", sm90).kernel_expr ==
           "jetforge::attention_backward_kv_sm90_kernel<128, false>");
     CHECK(emit_key("attention_sm90:keys=64", sm90).kernel_expr == "jetforge::attention_forward_sm90_kernel<64, true, 64, 2, false>");
+    CHECK(emit_key("attention:kernel=backward_q,head_dim=128,tile=32", sm90).kernel_expr == "jetforge::attention_backward_q_kernel<128, true, 32>");
+    CHECK_THROWS_WITH_AS(emit_key("attention:tile=48", sm90), doctest::Contains("tile=48 is not supported (32 or 64)"), SpecError);
+    CHECK_THROWS_WITH_AS(emit_key("attention:kernel=delta,tile=32", sm90), doctest::Contains("tile does not apply to kernel=delta"), SpecError);
+    CHECK(AttentionSpec::fit(AttentionKernel::forward, 128, true).tile == 32);
     CHECK(emit_key("attention_sm90:head_dim=128,stages=3,schedule=pingpong", sm90).kernel_expr ==
           "jetforge::attention_forward_sm90_kernel<128, true, 128, 3, true>");
   }
