@@ -97,13 +97,12 @@ void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal,
   AttentionParams p = params_of(layout);
   p.q = reinterpret_cast<const bf16*>(q), p.k = reinterpret_cast<const bf16*>(k), p.v = reinterpret_cast<const bf16*>(v);
   p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse);
-  if (uses_sm90(ctx, path)) {
-    const auto tuned = ctx.tuned<gen::AttentionSm90Spec>(
-        attention_forward_problem_signature(layout, causal), [&] { return attention_forward_problem_key(layout, causal); },
-        [](const std::string& key) { return gen::parse_key<gen::AttentionSm90Spec>(key); });
-    launch_sm90(ctx, tuned ? *tuned : gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, layout.head_dim, causal), layout, p, q, k, v, 0, stream);
-  } else
-    launch(ctx, gen::AttentionSpec{gen::AttentionKernel::forward, layout.head_dim, causal}, layout, p, stream);
+  // The tuned kernel where it is of the path's family, else the path's untuned one.
+  const auto tuned = ctx.tuned<AttentionForwardChoice>(
+      attention_forward_problem_signature(layout, causal), [&] { return attention_forward_problem_key(layout, causal); }, attention_forward_choice);
+  const auto tuned_as = [&]<class Spec>(const Spec& fitted) { return tuned && std::holds_alternative<Spec>(*tuned) ? std::get<Spec>(*tuned) : fitted; };
+  if (uses_sm90(ctx, path)) launch_sm90(ctx, tuned_as(gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, layout.head_dim, causal)), layout, p, q, k, v, 0, stream);
+  else launch(ctx, tuned_as(gen::AttentionSpec::fit(gen::AttentionKernel::forward, layout.head_dim, causal)), layout, p, stream);
 }
 
 void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
@@ -116,11 +115,16 @@ void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal
   p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse), p.d_o = reinterpret_cast<const bf16*>(d_o);
   p.delta = reinterpret_cast<float*>(delta);
   p.dq = reinterpret_cast<bf16*>(dq), p.dk = reinterpret_cast<bf16*>(dk), p.dv = reinterpret_cast<bf16*>(dv);
-  launch(ctx, gen::AttentionSpec{gen::AttentionKernel::delta, layout.head_dim, true}, layout, p, stream);
+  launch(ctx, gen::AttentionSpec::fit(gen::AttentionKernel::delta, layout.head_dim, true), layout, p, stream);
   for (auto kernel : {gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q}) {
     if (uses_sm90(ctx, path)) launch_sm90(ctx, gen::AttentionSm90Spec::fit(kernel, layout.head_dim, causal), layout, p, q, k, v, d_o, stream);
-    else launch(ctx, gen::AttentionSpec{kernel, layout.head_dim, causal}, layout, p, stream);
+    else launch(ctx, gen::AttentionSpec::fit(kernel, layout.head_dim, causal), layout, p, stream);
   }
+}
+
+AttentionForwardChoice attention_forward_choice(const std::string& spec_key) {
+  if (spec_key.starts_with(std::string(gen::AttentionSm90Spec::family) + ":")) return gen::parse_key<gen::AttentionSm90Spec>(spec_key);
+  return gen::parse_key<gen::AttentionSpec>(spec_key);  // throws SpecError for any other family
 }
 
 std::string attention_forward_problem_key(const AttentionLayout& l, bool causal) {
@@ -133,10 +137,10 @@ gen::Signature attention_forward_problem_signature(const AttentionLayout& l, boo
 }
 
 std::vector<std::string> attention_kernel_keys(const gen::TargetLimits& target, int head_dim, bool causal) {
-  std::vector<std::string> keys{gen::canonical_key(gen::AttentionSpec{gen::AttentionKernel::delta, head_dim, true})};
+  std::vector<std::string> keys{gen::canonical_key(gen::AttentionSpec::fit(gen::AttentionKernel::delta, head_dim, true))};
   for (auto kernel : {gen::AttentionKernel::forward, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
     keys.push_back(uses_sm90(target, AttentionPath::automatic) ? gen::canonical_key(gen::AttentionSm90Spec::fit(kernel, head_dim, causal))
-                                                               : gen::canonical_key(gen::AttentionSpec{kernel, head_dim, causal}));
+                                                               : gen::canonical_key(gen::AttentionSpec::fit(kernel, head_dim, causal)));
   return keys;
 }
 

@@ -4,8 +4,10 @@
 #include <cuda.h>
 
 #include <string>
+#include <variant>
 #include <vector>
 
+#include "generator/families.hpp"
 #include "runtime/kernels.hpp"
 #include "templates/attention.cuh"
 
@@ -43,9 +45,12 @@ void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal
 // path (what a kernel cache built ahead of time must hold for them).
 std::vector<std::string> attention_kernel_keys(const gen::TargetLimits& target, int head_dim, bool causal);
 
-// Tuning the Hopper forward (keys per tile, stages, schedule: `jetforge tune`): its problem is the call's shape, e.g.
-// "attention_forward:head_dim=64,causal=1,batch=8,heads=12,tokens=1024"; attention_forward takes the stored winner for
-// it, or a spec pinned for its signature (Context::pin, as the tuner times candidates).
+// Tuning the forward (`jetforge tune`: the Hopper kernel's keys per tile, stages and schedule; the portable kernel's
+// tile): its problem is the call's shape, e.g. "attention_forward:head_dim=64,causal=1,batch=8,heads=12,tokens=1024";
+// attention_forward takes the stored winner for it where the winner is of the path it runs, or a choice pinned for
+// its signature (Context::pin, as the tuner times candidates).
+using AttentionForwardChoice = std::variant<gen::AttentionSpec, gen::AttentionSm90Spec>;
+AttentionForwardChoice attention_forward_choice(const std::string& spec_key);  // by the key's family
 std::string attention_forward_problem_key(const AttentionLayout& layout, bool causal);
 gen::Signature attention_forward_problem_signature(const AttentionLayout& layout, bool causal);
 

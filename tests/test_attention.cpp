@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <random>
+#include <variant>
 
 #include "generator/families.hpp"
 #include "runtime/attention.hpp"
@@ -121,7 +123,7 @@ struct DeviceAttention {
 }  // namespace
 
 TEST_SUITE("gpu") {
-  TEST_CASE("attention forward and backward match the FP64 reference (both layouts, causal or not, head_dim 64 and 128)") {
+  TEST_CASE("attention forward (every tunable kernel) and backward match the FP64 reference (both layouts, causal or not, head_dim 64 and 128)") {
     Context& ctx = testing::gpu();
     struct Case {
       int batch, heads, tokens, head_dim;
@@ -151,18 +153,31 @@ TEST_SUITE("gpu") {
           a.put(a.d_o, 0, layout.o, d_o, n);
           a.grads.fill_bytes(testing::kNanBytes);
 
-          // Both forward kernels where the GPU has the Hopper one; the backward below starts from the last (the default).
+          // Every forward kernel the tuner may pick (pinned as the problem's choice: the portable tiles, and the Hopper
+          // keys x stages x schedules where the GPU has them), then the default; the backward below starts from its O.
           const auto want = ref::attention_forward(s, q, k, v);
-          for (const AttentionPath path : {AttentionPath::portable, AttentionPath::automatic}) {
+          std::vector<std::optional<AttentionForwardChoice>> choices;
+          for (int tile : {32, 64}) choices.emplace_back(gen::AttentionSpec{gen::AttentionKernel::forward, c.head_dim, causal, tile});
+          if (gen::AttentionSm90Spec::supports(ctx.limits()))
+            for (int keys : {64, 128})
+              for (int stages : {2, 3})
+                for (auto schedule : {gen::AttentionSchedule::plain, gen::AttentionSchedule::pingpong})
+                  choices.emplace_back(gen::AttentionSm90Spec{gen::AttentionKernel::forward, c.head_dim, causal, keys, stages, schedule});
+          choices.emplace_back();  // the default
+          const auto problem = attention_forward_problem_signature(layout, causal);
+          for (const auto& choice : choices) {
+            if (choice) ctx.pin(problem, *choice);
+            else ctx.unpin(problem);
+            const bool portable = choice && std::holds_alternative<gen::AttentionSpec>(*choice);
             a.o.fill_bytes(testing::kNanBytes), a.lse.fill_bytes(testing::kNanBytes);
-            attention_forward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), nullptr, path);
+            attention_forward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), nullptr, portable ? AttentionPath::portable : AttentionPath::automatic);
             const double o_error = relative_max_error(a.get(a.o, 0, layout.o, n), want.o);
             std::vector<float> lse(s.rows());
             a.lse.download(lse.data(), lse.size() * 4);
             double lse_error = 0;
             for (std::size_t i = 0; i < lse.size(); ++i) lse_error = std::max(lse_error, std::fabs(lse[i] - want.lse[i]));
-            MESSAGE("forward (" << std::string(path == AttentionPath::portable ? "portable" : "default") << "): O max error " << o_error
-                                << " of max |O|, lse max error " << lse_error);
+            const std::string name = choice ? std::visit([](const auto& spec) { return gen::canonical_key(spec); }, *choice) : "default";
+            MESSAGE("forward (" << name << "): O max error " << o_error << " of max |O|, lse max error " << lse_error);
             CHECK(o_error <= 2e-2);
             CHECK(lse_error <= 1e-3);
           }

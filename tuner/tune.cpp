@@ -190,8 +190,9 @@ class TileOpTrial : public Trial {
   std::function<void(CUstream)> launch_;
 };
 
-// The attention forward on the Hopper path, the candidate pinned as its problem's choice (as TileOpTrial does). The
-// candidates' tiles move where the running maximum is taken, so their outputs agree to rounding, not bit for bit.
+// The attention forward, the candidate (a Hopper or a portable kernel) pinned as its problem's choice (as TileOpTrial
+// does). The candidates' tiles move where the running maximum is taken, so their outputs agree to rounding, not bit
+// for bit.
 class AttentionTrial : public Trial {
  public:
   AttentionTrial(Context& ctx, const AttentionShape& s)
@@ -205,9 +206,9 @@ class AttentionTrial : public Trial {
   }
   ~AttentionTrial() override { ctx_.unpin(problem_); }
   std::function<void(CUstream)> runner(const std::string& key) override {
-    const auto spec = gen::parse_key<gen::AttentionSm90Spec>(key);
-    return [this, spec](CUstream st) {
-      ctx_.pin(problem_, spec);
+    const AttentionForwardChoice choice = attention_forward_choice(key);
+    return [this, choice](CUstream st) {
+      ctx_.pin(problem_, choice);
       const CUdeviceptr q = qkv_.ref().data, k = q + 2 * std::uint64_t(layout_.heads) * layout_.head_dim, v = k + 2 * std::uint64_t(layout_.heads) * layout_.head_dim;
       attention_forward(ctx_, layout_, true, q, k, v, o_.ref().data, lse_.get(), st);
     };
@@ -276,6 +277,16 @@ std::vector<std::string> tile_candidates(const TileOpShape& t, const gen::Target
 }
 
 std::vector<std::string> attention_candidates(const AttentionShape& a, const gen::TargetLimits& target, const AttentionSpace& space) {
+  if (!gen::AttentionSm90Spec::supports(target)) {
+    const auto base = gen::AttentionSpec::fit(gen::AttentionKernel::forward, a.head_dim, true);
+    std::vector<std::string> keys{gen::canonical_key(base)};
+    for (int tile : space.tile) {
+      auto s = base;
+      s.tile = tile;
+      add_if_valid(keys, s, target);
+    }
+    return keys;
+  }
   const auto base = gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, a.head_dim, true);
   std::vector<std::string> keys{gen::canonical_key(base)};
   for (int k : space.keys)
@@ -372,7 +383,8 @@ TuneSpace load_space(const std::filesystem::path& file) {
           if (key == "keys") space.attention.keys = int_list(v, fail);
           else if (key == "stages") space.attention.stages = int_list(v, fail);
           else if (key == "schedule") space.attention.schedule = enum_list<gen::AttentionSchedule>(v, "a schedule", fail);
-          else fail("unknown key (known: keys, stages, schedule)");
+          else if (key == "tile") space.attention.tile = int_list(v, fail);
+          else fail("unknown key (known: keys, stages, schedule, tile)");
         } else if (key == "portable") {
           space.gemm.portable = v.as<bool>();
         } else if (key == "bn") {
@@ -415,12 +427,10 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
     out.push_back({std::visit([](const auto& s) { return std::string(std::decay_t<decltype(s)>::family); }, t.fitted),
                    t.name + " " + std::to_string(t.rows) + "x" + std::to_string(t.cols), t.key(), tile_candidates(t, target, space.tile),
                    [t](Context& ctx) { return std::make_unique<TileOpTrial>(ctx, t); }});
-  if (gen::AttentionSm90Spec::supports(target)) {
-    const auto a = attention_shape(config);
-    out.push_back({std::string(gen::AttentionSm90Spec::family),
-                   "attention forward " + std::to_string(a.batch) + "x" + std::to_string(a.heads) + "x" + std::to_string(a.tokens) + "x" + std::to_string(a.head_dim),
-                   a.key(), attention_candidates(a, target, space.attention), [a](Context& ctx) { return std::make_unique<AttentionTrial>(ctx, a); }});
-  }
+  const auto a = attention_shape(config);
+  out.push_back({"attention",
+                 "attention forward " + std::to_string(a.batch) + "x" + std::to_string(a.heads) + "x" + std::to_string(a.tokens) + "x" + std::to_string(a.head_dim),
+                 a.key(), attention_candidates(a, target, space.attention), [a](Context& ctx) { return std::make_unique<AttentionTrial>(ctx, a); }});
   return out;
 }
 

@@ -1,5 +1,5 @@
 // First-run tuning of the kernels of a model's training step, family by family (the per-block GEMMs, the quantize
-// and block-tile kernels, the Hopper attention forward): for every problem of a step, every candidate kernel of the
+// and block-tile kernels, the attention forward): for every problem of a step, every candidate kernel of the
 // family's search space is compiled (in parallel, into the kernel cache), run on random operands, checked against the
 // family's default kernel -- bit for bit where every candidate computes the same values in the same order, so any
 // difference is a bug; within a tolerance where candidates sum in different orders (attention) -- timed (median of
@@ -37,10 +37,12 @@ struct QuantizeSpace {
 struct TileSpace {
   std::vector<int> tile_rows{1, 2, 4}, tile_cols{1, 2, 4}, threads{128, 256, 512};
 };
-// The Hopper attention forward (on sm_90a; the portable kernels have no choices to tune).
+// The attention forward: the Hopper kernel's keys per tile, stages and schedule on sm_90a, the portable kernel's
+// streamed tile elsewhere.
 struct AttentionSpace {
   std::vector<int> keys{64, 128}, stages{2, 3};
   std::vector<gen::AttentionSchedule> schedule{gen::AttentionSchedule::plain, gen::AttentionSchedule::pingpong};
+  std::vector<int> tile{32, 64};
 };
 struct TuneSpace {
   GemmSpace gemm;
@@ -86,7 +88,7 @@ double max_relative_difference(const void* got, const void* want, std::size_t co
 // threads, divisibility) before anything is compiled -- the first is the operator's default kernel -- and how to
 // set up its operands.
 struct TuneProblem {
-  std::string family;  // "gemm", "quantize", a block-tile family ("transpose", "elementwise", ...) or "attention_sm90"
+  std::string family;  // "gemm", "quantize", a block-tile family ("transpose", "elementwise", ...) or "attention"
   std::string name;    // e.g. "fc1 forward 8192x3072x768"
   std::string key;
   std::vector<std::string> candidates;
