@@ -7,7 +7,7 @@
 // --variants instead times every Hopper forward kernel of the tuner's space (keys, stages, schedule) on the same rows.
 // --dump DIR instead writes, for eight smaller causal problems (head_dim 64 and 128, four draws), the random inputs and our
 // outputs and gradients (raw BF16, [batch, heads, T, d]) with an index DIR/cases.txt; `bench/sdpa.py --errors DIR`
-// compares them and PyTorch's SDPA on the same inputs with an FP64 reference.
+// compares them and PyTorch's SDPA on the same inputs with an FP64 reference (--portable: the portable kernels' outputs).
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -53,7 +53,7 @@ void write_raw(const std::string& path, DenseTensor& t) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
-int dump(const std::string& dir) {
+int dump(const std::string& dir, AttentionPath path) {
   Context ctx(0);
   Stream stream;
   std::ofstream index(dir + "/cases.txt");
@@ -63,8 +63,8 @@ int dump(const std::string& dir) {
     for (int head_dim : {64, 128}) {
       const int batch = 1, heads = 4, tokens = 1024;
       Problem pr(batch, heads, tokens, head_dim, seed);
-      pr.forward(ctx, stream.get(), AttentionPath::automatic);
-      pr.backward(ctx, stream.get(), AttentionPath::automatic);
+      pr.forward(ctx, stream.get(), path);
+      pr.backward(ctx, stream.get(), path);
       stream.synchronize();
       const std::string name = "d" + std::to_string(head_dim) + "s" + std::to_string(seed);
       const std::pair<const char*, DenseTensor*> tensors[] = {{"q", &pr.q},   {"k", &pr.k},   {"v", &pr.v},   {"do", &pr.d_o},
@@ -137,10 +137,11 @@ int variants() {
 int main(int argc, char** argv) {
   return bench::guarded_main("jetforge_bench_attention", [&] {
     const std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.size() == 2 && args[0] == "--dump") return dump(args[1]);
+    if (args.size() == 2 && args[0] == "--dump") return dump(args[1], AttentionPath::automatic);
+    if (args.size() == 3 && args[0] == "--dump" && args[2] == "--portable") return dump(args[1], AttentionPath::portable);
     if (args.size() == 1 && args[0] == "--variants") return variants();
     if (!args.empty()) {
-      std::fprintf(stderr, "usage: jetforge_bench_attention [--variants | --dump DIR]\n");
+      std::fprintf(stderr, "usage: jetforge_bench_attention [--variants | --dump DIR [--portable]]\n");
       return 2;
     }
     return benchmark();
