@@ -122,7 +122,7 @@ int variants() {
         std::printf("%-6d %-6d %-9d |", heads, tokens, head_dim);
         for (auto s : specs) {
           s.head_dim = head_dim;
-          ctx.pin(attention_forward_problem_signature(pr.layout, true), s);
+          ctx.pin(attention_forward_problem_signature(pr.layout, true), AttentionForwardChoice{s});
           const double ms = bench::median_ms(stream.get(), [&](int) { pr.forward(ctx, stream.get(), AttentionPath::automatic); }, 3, 20);
           std::printf(" %14.1f", 4.0 * double(pr.rows) * tokens * head_dim * 0.5 / (ms * 1e-3) / 1e12);
         }
