@@ -4,8 +4,8 @@
 // consumer warpgroups of 64 tokens each multiply with wgmma. Products over the head dimension (Q K^T, dO V^T) read
 // both operands K-major from shared memory; products over tokens (P V, dS K, P^T dO, dS^T Q) take the probabilities
 // from registers and read the other operand N-major, transposed by the tensor core (no copy).
-//   forward:     128 queries resident, K and V streamed (Keys per tile, Stages ahead), online softmax with lazy
-//                rescaling; the consumers in turns at the tensor core (PingPong) or each at its own pace.
+//   forward:     128 queries resident, K and V streamed (Keys per tile, Stages ahead), online softmax; the
+//                consumers in turns at the tensor core (PingPong) or each at its own pace.
 //   backward_kv: 128 keys resident (K, V), Q, dO and the rows' log-sum-exp and delta streamed 64 queries at a time;
 //                dV += P^T dO, dK += dS^T Q.
 //   backward_q:  128 queries resident (Q, dO), K and V streamed 64 keys at a time; dQ += dS K.
@@ -29,7 +29,6 @@ namespace jetforge::attention_sm90 {
 constexpr int kRows = 128;  // tokens of the resident tile; 64 per consumer warpgroup
 constexpr u64 kSwizzle128 = 1ull << 62;
 constexpr u64 kCoreGroupStride = u64(1024 >> 4) << 32;  // SBO: 8-row core groups of 128-byte rows
-constexpr float kLazyRescale = 8.0f;
 
 // Rows tokens x D in shared memory as D / 64 slices of Rows x 128 bytes, one TMA box each (128-byte swizzle: chunk c of
 // row r at c ^ (r % 8)). Its size is a multiple of 1024 bytes, so tiles laid out back to back stay swizzle-aligned.
@@ -181,10 +180,9 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
   // The softmax of tile kt: its scores in sc become P in pa, O is rescaled for them.
   const auto softmax = [&](int kt) {
     const int k0 = kt * Keys;
-    // Mask (causal, and keys past T in a partial last tile), then the online softmax as in the portable kernel, with
-    // lazy rescaling: the running maximum moves only when a tile's exceeds it by more than kLazyRescale (log2 units;
-    // always at the first tile, where key 0 makes it finite). Until then P stays below 2^8, harmless in the FP32
-    // sums and in BF16, and the factor is exactly 1 (measured faster than an exact maximum: bench/NOTES.md, run 75).
+    // Mask (causal, and keys past T in a partial last tile), then the online softmax as in the portable kernel. The
+    // running maximum is exact, so each row's heaviest term has P = 1 with no BF16 rounding: a lazily moved maximum
+    // (P up to 2^8) was as fast and left O's RMS error 1.7% above SDPA's (bench/NOTES.md, runs 90-91).
     const bool masked = (Causal && k0 + Keys - 1 > q0 + 64 * cw) || k0 + Keys > p.tokens;
     float block_max[2] = {neg_inf(), neg_inf()};
 #pragma unroll
@@ -198,9 +196,9 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
     float rescale[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float mx = quad_max(block_max[h]) * scale_log2, moved = mx > row_max[h] + kLazyRescale ? mx : row_max[h];
-      rescale[h] = fast_exp2(row_max[h] - moved);
-      row_max[h] = moved;
+      const float mx = fmaxf(row_max[h], quad_max(block_max[h]) * scale_log2);  // finite from the first tile (key 0)
+      rescale[h] = fast_exp2(row_max[h] - mx);                                 // 2^-inf = 0 at the first tile
+      row_max[h] = mx;
       row_sum[h] *= rescale[h];
     }
 #pragma unroll
