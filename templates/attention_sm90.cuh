@@ -27,6 +27,11 @@ struct AttentionSm90Params {
 namespace jetforge::attention_sm90 {
 
 constexpr int kRows = 128;  // tokens of the resident tile; 64 per consumer warpgroup
+// The forward's running maximum moves when a tile's exceeds it by more than this (log2 units). 0, an exact maximum,
+// gives each row's heaviest term P = 1, no BF16 rounding; 8 (a lazy maximum, P up to 2^8) measured no faster and left
+// O's RMS error 1.7% above SDPA's (bench/NOTES.md, runs 89-91). Written as a comparison, not fmaxf: ptxas schedules
+// the head_dim 64 kernel 10% slower from that form (run 92).
+constexpr float kRescaleThreshold = 0.0f;
 constexpr u64 kSwizzle128 = 1ull << 62;
 constexpr u64 kCoreGroupStride = u64(1024 >> 4) << 32;  // SBO: 8-row core groups of 128-byte rows
 
@@ -180,9 +185,8 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
   // The softmax of tile kt: its scores in sc become P in pa, O is rescaled for them.
   const auto softmax = [&](int kt) {
     const int k0 = kt * Keys;
-    // Mask (causal, and keys past T in a partial last tile), then the online softmax as in the portable kernel. The
-    // running maximum is exact, so each row's heaviest term has P = 1 with no BF16 rounding: a lazily moved maximum
-    // (P up to 2^8) was as fast and left O's RMS error 1.7% above SDPA's (bench/NOTES.md, runs 90-91).
+    // Mask (causal, and keys past T in a partial last tile), then the online softmax as in the portable kernel; the
+    // running maximum moves when a tile's exceeds it by more than kRescaleThreshold.
     const bool masked = (Causal && k0 + Keys - 1 > q0 + 64 * cw) || k0 + Keys > p.tokens;
     float block_max[2] = {neg_inf(), neg_inf()};
 #pragma unroll
@@ -196,9 +200,9 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
     float rescale[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float mx = fmaxf(row_max[h], quad_max(block_max[h]) * scale_log2);  // finite from the first tile (key 0)
-      rescale[h] = fast_exp2(row_max[h] - mx);                                 // 2^-inf = 0 at the first tile
-      row_max[h] = mx;
+      const float mx = quad_max(block_max[h]) * scale_log2, moved = mx > row_max[h] + kRescaleThreshold ? mx : row_max[h];
+      rescale[h] = fast_exp2(row_max[h] - moved);  // 2^-inf = 0 at the first tile (key 0 makes mx finite)
+      row_max[h] = moved;
       row_sum[h] *= rescale[h];
     }
 #pragma unroll
