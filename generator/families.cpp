@@ -386,6 +386,22 @@ std::vector<AttentionSm90Spec> AttentionSm90Spec::defaults() {
   return out;
 }
 
+void AttentionReferenceSpec::validate(const TargetLimits&) const {
+  require(kernel != AttentionKernel::delta, family, "kernel=delta: the reference's backward_q kernel computes delta");
+  require(head_dim == 64 || head_dim == 128, family, "head_dim=" + std::to_string(head_dim) + " is not supported (64 or 128)");
+}
+
+std::string AttentionReferenceSpec::kernel_expr() const {
+  return "jetforge::attention_reference_" + std::string(enum_name(kernel)) + "_kernel<" + std::to_string(head_dim) + ">";
+}
+
+std::vector<AttentionReferenceSpec> AttentionReferenceSpec::defaults() {
+  std::vector<AttentionReferenceSpec> out;
+  for (int d : {64, 128})
+    for (AttentionKernel k : {AttentionKernel::forward, AttentionKernel::backward_q, AttentionKernel::backward_kv}) out.push_back({k, d});
+  return out;
+}
+
 void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(t.arch == "sm_90a", family, "needs sm_90a (wgmma and TMA), not " + t.arch + "; use the portable GEMM path there");
   require(bn == 64 || bn == 128, family, "bn=" + std::to_string(bn) + " is not supported (64 or 128)");
@@ -480,6 +496,7 @@ const std::vector<FamilyInfo>& families() {
       family_info<CrossEntropySpec>("fused softmax + cross-entropy over (padded) vocabulary rows: per-row loss, logits overwritten by their gradient"),
       family_info<AttentionSpec>("BF16 attention core softmax(Q K^T / sqrt(d)) V, causal or not: forward with log-sum-exp, backward (mma.sync)"),
       family_info<AttentionSm90Spec>("BF16 attention core on Hopper (TMA, wgmma; sm_90a only): forward and backward, the portable kernels' contract"),
+      family_info<AttentionReferenceSpec>("FP32 reference of the attention core, a warp per row (tests on shapes too large for the CPU reference; not an operator)"),
       family_info<GemmSm90Spec>("per-block INT8 GEMM C = A B^T on Hopper (wgmma, TMA), INT8/BF16/FP32 out (sm_90a only)"),
       family_info<FoldProbeSpec>("instruction-throughput probe of the GEMM fold's conversion and FMA (bench_fold; not an operator)"),
       family_info<CompareSpec>("the number of 4-byte words two device buffers differ in (the tuner's bit-exact check on the GPU)"),

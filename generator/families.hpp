@@ -482,6 +482,23 @@ struct AttentionSm90Spec {
   static bool supports(const TargetLimits& t) { return t.arch == "sm_90a"; }
 };
 
+// FP32 reference of the attention core on the GPU (templates/attention_reference.cuh): a warp per row, for tests on
+// shapes too large for the CPU reference; forward, then backward_q (delta and dQ), then backward_kv. Not an operator.
+struct AttentionReferenceSpec {
+  static constexpr std::string_view family = "attention_reference";
+  static constexpr std::string_view template_file = "attention_reference.cuh";
+  static constexpr std::string_view params_type = "jetforge::AttentionReferenceParams";
+  static constexpr int kThreads = 128, kRowsPerCta = 4;
+  AttentionKernel kernel = AttentionKernel::forward;  // forward, backward_q or backward_kv
+  int head_dim = 64;                                  // 64 or 128
+
+  template <class S, class F> static void fields(S& s, F&& f) { f("kernel", s.kernel), f("head_dim", s.head_dim); }
+  void validate(const TargetLimits& target) const;
+  std::string kernel_expr() const;
+  int threads() const { return kThreads; }
+  static std::vector<AttentionReferenceSpec> defaults();
+};
+
 // Per-block INT8 GEMM, Hopper path (sm_90a): C = A * B^T, both operands K-major INT8 BlockTensors.
 enum class GemmOut { f32, bf16, i8 };
 template <> struct EnumNames<GemmOut> {

@@ -122,6 +122,23 @@ void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal
   }
 }
 
+void attention_reference(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr d_o,
+                         const AttentionReferenceOut& out, CUstream stream) {
+  check_layout("attention_reference", layout);
+  check_pointers("attention_reference", {q, k, v, d_o, out.o, out.lse, out.delta, out.dq, out.dk, out.dv});
+  AttentionReferenceParams p{};
+  p.q = reinterpret_cast<const bf16*>(q), p.k = reinterpret_cast<const bf16*>(k), p.v = reinterpret_cast<const bf16*>(v);
+  p.d_o = reinterpret_cast<const bf16*>(d_o);
+  p.qkv_strides = layout.qkv, p.o_strides = layout.o;
+  p.heads = layout.heads, p.tokens = layout.tokens, p.rows = i64(layout.batch) * layout.heads * layout.tokens;
+  p.causal = causal, p.scale = float(1.0 / std::sqrt(double(layout.head_dim)));
+  p.o = reinterpret_cast<float*>(out.o), p.lse = reinterpret_cast<float*>(out.lse), p.delta = reinterpret_cast<float*>(out.delta);
+  p.dq = reinterpret_cast<float*>(out.dq), p.dk = reinterpret_cast<float*>(out.dk), p.dv = reinterpret_cast<float*>(out.dv);
+  const auto ctas = unsigned((p.rows + gen::AttentionReferenceSpec::kRowsPerCta - 1) / gen::AttentionReferenceSpec::kRowsPerCta);
+  for (auto kernel : {gen::AttentionKernel::forward, gen::AttentionKernel::backward_q, gen::AttentionKernel::backward_kv})
+    ctx.kernel(gen::AttentionReferenceSpec{kernel, layout.head_dim}).launch(ctas, p, stream);
+}
+
 AttentionForwardChoice attention_forward_choice(const std::string& spec_key) {
   if (spec_key.starts_with(std::string(gen::AttentionSm90Spec::family) + ":")) return gen::parse_key<gen::AttentionSm90Spec>(spec_key);
   return gen::parse_key<gen::AttentionSpec>(spec_key);  // throws SpecError for any other family

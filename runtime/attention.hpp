@@ -10,6 +10,7 @@
 #include "generator/families.hpp"
 #include "runtime/kernels.hpp"
 #include "templates/attention.cuh"
+#include "templates/attention_reference.cuh"
 
 namespace jetforge {
 
@@ -40,6 +41,15 @@ void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal,
 void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
                         CUdeviceptr lse, CUdeviceptr d_o, CUdeviceptr delta, CUdeviceptr dq, CUdeviceptr dk, CUdeviceptr dv, CUstream stream,
                         AttentionPath path = AttentionPath::automatic);
+
+// The FP32 reference on the GPU (templates/attention_reference.cuh), for tests on shapes too large for the CPU one:
+// from the same BF16 inputs and layout, O, lse, delta and the gradients in FP32, [batch * heads][T][head_dim]
+// ([batch * heads][T] for lse and delta).
+struct AttentionReferenceOut {
+  CUdeviceptr o, lse, delta, dq, dk, dv;
+};
+void attention_reference(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr d_o,
+                         const AttentionReferenceOut& out, CUstream stream);
 
 // The canonical keys of the kernels attention_forward and attention_backward launch untuned on `target` by the automatic
 // path (what a kernel cache built ahead of time must hold for them).
