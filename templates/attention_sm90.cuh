@@ -222,29 +222,29 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
       for (int i = 0; i < 32; ++i) o[sl][i] *= rescale[i % 4 / 2];
   };
 
-  // A turn at the tensor core: the scores of tile kt (if Scores) and P V of tile kt - 1 (if Product), issued back to
+  // A turn at the tensor core: the scores of tile kt (if scores) and P V of tile kt - 1 (if product), issued back to
   // back, waited for; then the softmax of tile kt. Constant arguments at every call, so the branches fold away (ptxas
   // serializes a wgmma under a branch it sees). With PingPong (FA3's schedule) the consumer warpgroups alternate: turn
   // kt issues the scores of tile kt with P V of tile kt - 1, and its softmax runs under the other's turn; named barrier
   // 1 + cw is this warpgroup's turn, complete once the other has issued its own. Without, each warpgroup goes at its
   // own pace, one product per turn (measured faster at head_dim 64, slower at 128: bench/NOTES.md, run 87).
-  const auto turn = [&](const bool kScores, const bool kProduct, int kt) {
+  const auto turn = [&](const bool scores, const bool product, int kt) {
     const int s = kt % Stages, ps = (kt + Stages - 1) % Stages;  // the stages of tiles kt and kt - 1
     if (PingPong) sm90::named_barrier(1 + cw, 256);
-    if (kScores) sm90::mbar_wait(&smem.k_full[s], (kt / Stages) & 1);
-    if (kProduct) sm90::mbar_wait(&smem.v_full[ps], ((kt - 1) / Stages) & 1);
+    if (scores) sm90::mbar_wait(&smem.k_full[s], (kt / Stages) & 1);
+    if (product) sm90::mbar_wait(&smem.v_full[ps], ((kt - 1) / Stages) & 1);
     sm90::wgmma_fence();
-    if (kScores) issue_scores<Keys>(sc, smem.q, 64 * cw, smem.k[s]);
-    if (kProduct) issue_product<Keys, D>(o, pa, smem.v[ps]);
+    if (scores) issue_scores<Keys>(sc, smem.q, 64 * cw, smem.k[s]);
+    if (product) issue_product<Keys, D>(o, pa, smem.v[ps]);
     sm90::wgmma_commit();
-    if (PingPong && (kScores || cw == 0)) sm90::named_barrier_arrive(2 - cw, 256);  // the other's turn (it has none after its last)
+    if (PingPong && (scores || cw == 0)) sm90::named_barrier_arrive(2 - cw, 256);  // the other's turn (it has none after its last)
     sm90::wgmma_wait<0>();
-    if (kProduct) {
+    if (product) {
       pin_all(o);
       pin_all(pa);
       release(&smem.v_empty[ps]);
     }
-    if (kScores) {
+    if (scores) {
       sm90::pin_registers(sc);
       release(&smem.k_empty[s]);
       softmax(kt);
