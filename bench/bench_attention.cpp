@@ -4,10 +4,12 @@
 // bench/sdpa.py prints PyTorch's scaled_dot_product_attention on the same rows for the side-by-side ratio; run both
 // in one device call. FLOPs: forward 4 B H T^2 d (half of it when causal), backward 2.5x the forward.
 //
-// --variants instead times every Hopper forward kernel of the tuner's space (keys, stages, schedule) on the same rows.
+// --variants instead times every forward kernel of the tuner's space on the GPU (tuner::attention_forward_candidates)
+// on the same rows.
 // --dump DIR instead writes, for eight smaller causal problems (head_dim 64 and 128, four draws), the random inputs and our
 // outputs and gradients (raw BF16, [batch, heads, T, d]) with an index DIR/cases.txt; `bench/sdpa.py --errors DIR`
 // compares them and PyTorch's SDPA on the same inputs with an FP64 reference (--portable: the portable kernels' outputs).
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -17,6 +19,7 @@
 #include "generator/families.hpp"
 #include "runtime/attention.hpp"
 #include "runtime/tensor.hpp"
+#include "tuner/tune.hpp"
 
 using namespace jetforge;
 
@@ -104,26 +107,29 @@ int benchmark() {
 int variants() {
   Context ctx(0);
   Stream stream;
-  std::vector<gen::AttentionSm90Spec> specs;
-  for (int keys : {64, 128})
-    for (int stages : {2, 3})
-      for (auto schedule : {gen::AttentionSchedule::plain, gen::AttentionSchedule::pingpong}) {
-        gen::AttentionSm90Spec s{gen::AttentionKernel::forward};
-        s.keys = keys, s.stages = stages, s.schedule = schedule;
-        specs.push_back(s);
-      }
-  std::printf("forward TF/s by keys/stages/schedule (B = 8, causal)\n%-6s %-6s %-9s |", "heads", "T", "head_dim");
-  for (const auto& s : specs) std::printf(" %3d/%d/%-8s", s.keys, s.stages, std::string(gen::enum_name(s.schedule)).c_str());
+  // The same columns for both head dimensions: the tuner's candidates (its default first) in one order.
+  const auto candidates = [&](int head_dim) {
+    auto keys = tuner::attention_forward_candidates(head_dim, true, ctx.limits());
+    std::sort(keys.begin(), keys.end());
+    return keys;
+  };
+  std::printf("forward TF/s by keys/stages/schedule (Hopper) or tile (portable), B = 8, causal\n%-6s %-6s %-9s |", "heads", "T", "head_dim");
+  for (const auto& key : candidates(64)) {
+    const auto choice = attention_forward_choice(key);
+    if (const auto* s = std::get_if<gen::AttentionSm90Spec>(&choice)) std::printf(" %3d/%d/%-8s", s->keys, s->stages, std::string(gen::enum_name(s->schedule)).c_str());
+    else std::printf(" %9s %-4d", "tile", std::get<gen::AttentionSpec>(choice).tile);
+  }
   std::printf("\n");
   for (int head_dim : {64, 128})
     for (int heads : {12, 16})
       for (int tokens : {1024, 2048, 4096}) {
         Problem pr(8, heads, tokens, head_dim);
         std::printf("%-6d %-6d %-9d |", heads, tokens, head_dim);
-        for (auto s : specs) {
-          s.head_dim = head_dim;
-          ctx.pin(attention_forward_problem_signature(pr.layout, true), AttentionForwardChoice{s});
-          const double ms = bench::median_ms(stream.get(), [&](int) { pr.forward(ctx, stream.get(), AttentionPath::automatic); }, 3, 20);
+        for (const auto& key : candidates(head_dim)) {
+          const auto choice = attention_forward_choice(key);
+          ctx.pin(attention_forward_problem_signature(pr.layout, true), choice);
+          const auto path = std::holds_alternative<gen::AttentionSpec>(choice) ? AttentionPath::portable : AttentionPath::automatic;
+          const double ms = bench::median_ms(stream.get(), [&](int) { pr.forward(ctx, stream.get(), path); }, 3, 20);
           std::printf(" %14.1f", 4.0 * double(pr.rows) * tokens * head_dim * 0.5 / (ms * 1e-3) / 1e12);
         }
         std::printf("\n");

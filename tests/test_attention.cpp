@@ -13,6 +13,7 @@
 #include "runtime/reference_attention.hpp"
 #include "runtime/tensor.hpp"
 #include "testing.hpp"
+#include "tuner/tune.hpp"
 
 using namespace jetforge;
 
@@ -154,16 +155,16 @@ TEST_SUITE("gpu") {
           a.put(a.d_o, 0, layout.o, d_o, n);
           a.grads.fill_bytes(testing::kNanBytes);
 
-          // Every forward kernel the tuner may pick (pinned as the problem's choice: the portable tiles, and the Hopper
-          // keys x stages x schedules where the GPU has them), then the default; the backward below starts from its O.
+          // Every forward kernel the tuner may pick (pinned as the problem's choice: the portable ones, and the Hopper
+          // ones where the GPU has them), then the default; the backward below starts from its O.
           const auto want = ref::attention_forward(s, q, k, v);
           std::vector<std::optional<AttentionForwardChoice>> choices;
-          for (int tile : {32, 64}) choices.emplace_back(gen::AttentionSpec{gen::AttentionKernel::forward, c.head_dim, causal, tile});
-          if (gen::AttentionSm90Spec::supports(ctx.limits()))
-            for (int keys : {64, 128})
-              for (int stages : {2, 3})
-                for (auto schedule : {gen::AttentionSchedule::plain, gen::AttentionSchedule::pingpong})
-                  choices.emplace_back(gen::AttentionSm90Spec{gen::AttentionKernel::forward, c.head_dim, causal, keys, stages, schedule});
+          std::vector<std::string> keys = tuner::attention_forward_candidates(c.head_dim, causal, gen::TargetLimits::for_arch("sm_80"));
+          if (gen::AttentionSm90Spec::supports(ctx.limits())) {
+            const auto hopper = tuner::attention_forward_candidates(c.head_dim, causal, ctx.limits());
+            keys.insert(keys.end(), hopper.begin(), hopper.end());
+          }
+          for (const auto& key : keys) choices.emplace_back(attention_forward_choice(key));
           choices.emplace_back();  // the default
           const auto problem = attention_forward_problem_signature(layout, causal);
           for (const auto& choice : choices) {

@@ -65,6 +65,11 @@ TEST_SUITE("cache") {
     for (const auto& key : attention.candidates) CHECK_NOTHROW(gen::emit_key(key, target));
     const auto portable = tuner::tune_problems(config, gen::TargetLimits::for_arch("sm_80")).back().candidates;
     CHECK(portable == std::vector<std::string>{"attention:kernel=forward,head_dim=64,causal=1,tile=64", "attention:kernel=forward,head_dim=64,causal=1,tile=32"});
+    // As the operator and the attention test read them (bench_attention --variants and the test take this list).
+    for (const auto& key : attention.candidates) CHECK(std::holds_alternative<gen::AttentionSm90Spec>(attention_forward_choice(key)));
+    for (const auto& key : portable) CHECK(std::holds_alternative<gen::AttentionSpec>(attention_forward_choice(key)));
+    CHECK(tuner::attention_forward_candidates(128, false, gen::TargetLimits::for_arch("sm_80")) ==
+          std::vector<std::string>{"attention:kernel=forward,head_dim=128,causal=0,tile=32", "attention:kernel=forward,head_dim=128,causal=0,tile=64"});
     for (std::size_t i = 0; i + 1 < problems.size(); ++i) {
       const auto& p = problems[i];
       CAPTURE(p.name);

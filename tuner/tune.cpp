@@ -276,9 +276,11 @@ std::vector<std::string> tile_candidates(const TileOpShape& t, const gen::Target
       t.fitted);
 }
 
-std::vector<std::string> attention_candidates(const AttentionShape& a, const gen::TargetLimits& target, const AttentionSpace& space) {
+}  // namespace
+
+std::vector<std::string> attention_forward_candidates(int head_dim, bool causal, const gen::TargetLimits& target, const AttentionSpace& space) {
   if (!gen::AttentionSm90Spec::supports(target)) {
-    const auto base = gen::AttentionSpec::fit(gen::AttentionKernel::forward, a.head_dim, true);
+    const auto base = gen::AttentionSpec::fit(gen::AttentionKernel::forward, head_dim, causal);
     std::vector<std::string> keys{gen::canonical_key(base)};
     for (int tile : space.tile) {
       auto s = base;
@@ -287,7 +289,7 @@ std::vector<std::string> attention_candidates(const AttentionShape& a, const gen
     }
     return keys;
   }
-  const auto base = gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, a.head_dim, true);
+  const auto base = gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, head_dim, causal);
   std::vector<std::string> keys{gen::canonical_key(base)};
   for (int k : space.keys)
     for (int stages : space.stages)
@@ -298,6 +300,8 @@ std::vector<std::string> attention_candidates(const AttentionShape& a, const gen
       }
   return keys;
 }
+
+namespace {
 
 std::vector<int> int_list(const YAML::Node& v, const std::function<void(const std::string&)>& fail) {
   if (!v.IsSequence() || v.size() == 0) fail("expected a non-empty list of values");
@@ -430,7 +434,7 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
   const auto a = attention_shape(config);
   out.push_back({"attention",
                  "attention forward " + std::to_string(a.batch) + "x" + std::to_string(a.heads) + "x" + std::to_string(a.tokens) + "x" + std::to_string(a.head_dim),
-                 a.key(), attention_candidates(a, target, space.attention), [a](Context& ctx) { return std::make_unique<AttentionTrial>(ctx, a); }});
+                 a.key(), attention_forward_candidates(a.head_dim, true, target, space.attention), [a](Context& ctx) { return std::make_unique<AttentionTrial>(ctx, a); }});
   return out;
 }
 
@@ -479,7 +483,8 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
   for (auto& problem : problems) {
     ProblemResult r{problem, {}, -1};
     const auto trial = problem.prepare(ctx);
-    // The default kernel's outputs, kept on the GPU: what every candidate must reproduce bit for bit.
+    // The default kernel's outputs, kept on the GPU: what every candidate must reproduce bit for bit (where the trial
+    // gives a tolerance, the host copy below is compared instead).
     trial->runner(problem.candidates.front())(stream.get());
     const auto outputs = trial->outputs();
     std::vector<std::size_t> offsets;

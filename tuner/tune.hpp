@@ -55,6 +55,11 @@ struct TuneSpace {
 // and key.
 TuneSpace load_space(const std::filesystem::path& file);
 
+// The attention forward kernels of a space for a target (the Hopper ones on sm_90a, the portable ones elsewhere), as
+// spec keys, the operator's untuned kernel first: what the tuner times, the tests check and bench_attention --variants
+// times.
+std::vector<std::string> attention_forward_candidates(int head_dim, bool causal, const gen::TargetLimits& target, const AttentionSpace& space = {});
+
 // The GEMM choices of a space for a target: the Hopper grid where the target has the Hopper path, and the portable
 // path with each fold.
 std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target, const GemmSpace& space = {});
