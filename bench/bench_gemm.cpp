@@ -2,9 +2,12 @@
 // K-group 32 and 128, the full layer step at K-group 32 (fwd + dX + dW with the transposes they need), cuBLASLt
 // BF16 (FP32 accumulate) for the same GEMMs, and cuBLASLt INT8 with one per-tensor scale. L2 is flushed before
 // every timed run; times are medians. "p32" is the portable (mma.sync) path at K-group 32 on the same GPU.
+// --sweep adds kernel variants on 8192^3; --persistent times the Hopper kernel with and without its persistent tile
+// loop on every shape (INT8 out, K-groups 32 and 128) instead of the main table.
 #include <cstdio>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,7 +30,9 @@ BlockTensor random_block_tensor(std::int64_t rows, std::int64_t cols, int group,
 
 int main(int argc, char** argv) {
   return bench::guarded_main("jetforge_bench_gemm", [&] {
-    const bool sweep = argc > 1 && std::string(argv[1]) == "--sweep";
+    const std::string mode = argc > 1 ? argv[1] : "";
+    const bool sweep = mode == "--sweep";
+    if (!mode.empty() && mode != "--sweep" && mode != "--persistent") throw std::runtime_error("usage: jetforge_bench_gemm [--sweep | --persistent]");
     Context ctx(0);
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
@@ -41,6 +46,25 @@ int main(int argc, char** argv) {
     };
     const Shape shapes[] = {{8192, 2304, 768},  {8192, 768, 768},   {8192, 3072, 768},  {8192, 768, 3072}, {8192, 4096, 1024}, {8192, 1024, 4096},
                             {8192, 8192, 2048}, {8192, 2048, 8192}, {4096, 4096, 4096}, {8192, 8192, 8192}};
+    if (mode == "--persistent") {
+      std::printf("\nforward, INT8 out, TOP/s: persistent tile loop (p1) vs a CTA per tile (p0), same run\n%-17s %8s %8s %6s | %8s %8s %6s\n",
+                  "M x N x K", "g32 p1", "g32 p0", "p1/p0", "g128 p1", "g128 p0", "p1/p0");
+      for (const Shape s : shapes) {
+        BlockTensor x32 = random_block_tensor(s.m, s.k, 32, 10), w32 = random_block_tensor(s.n, s.k, 32, 12);
+        BlockTensor x128 = random_block_tensor(s.m, s.k, 128, 14), w128 = random_block_tensor(s.n, s.k, 128, 16), y(s.m, s.n);
+        const double ops = 2.0 * double(s.m) * double(s.n) * double(s.k);
+        auto tops = [&](const BlockTensor& x, const BlockTensor& w, int persistent) {
+          GemmOptions o;
+          o.kernel.persistent = persistent;
+          return ops / (time([&](int) { gemm(ctx, x.ref(), w.ref(), y.ref(), o, stream.get()); }) * 1e-3) / 1e12;
+        };
+        const double a1 = tops(x32, w32, 1), a0 = tops(x32, w32, 0), b1 = tops(x128, w128, 1), b0 = tops(x128, w128, 0);
+        std::printf("%lldx%lldx%-7lld %8.0f %8.0f %6.2f | %8.0f %8.0f %6.2f\n", (long long)s.m, (long long)s.n, (long long)s.k, a1, a0, a1 / a0, b1, b0,
+                    b1 / b0);
+        std::fflush(stdout);
+      }
+      return 0;
+    }
     std::printf("\nforward Y = X W^T (M x N, depth K); times in us; TOP/s = 2MNK/t; ratios are cuBLAS BF16 time / ours\n");
     std::printf("%-17s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %6s %6s %6s | %9s %9s %6s\n", "M x N x K", "bf16", "i8 lt", "ours32", "ours128",
                 "TF bf16", "TO i8lt", "TO o32", "TO o128", "TO p32", "x32", "x128", "128/lt", "step bf16", "step o32", "xstep");

@@ -409,6 +409,7 @@ void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(stages >= 2 && stages <= 8, family, "stages=" + std::to_string(stages) + " must be in 2..8");
   require(cluster == 1 || cluster == 2, family, "cluster=" + std::to_string(cluster) + " is not supported (1 or 2)");
   require(overlap >= 0 && overlap <= 2, family, "overlap=" + std::to_string(overlap) + " must be 0, 1 or 2");
+  require(persistent == 0 || persistent == 1, family, "persistent=" + std::to_string(persistent) + " must be 0 or 1");
   require(overlap != 2 || kBK / group >= 2, family, "overlap=2 needs two K-groups per 128-deep K slice (group 32 or 64)");
   require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
   require(smem_bytes() <= t.max_dynamic_smem, family,
@@ -427,7 +428,8 @@ int GemmSm90Spec::smem_bytes() const {
 
 std::string GemmSm90Spec::kernel_expr() const {
   return "jetforge::gemm_sm90_kernel<" + std::to_string(bn) + ", " + std::to_string(group) + ", " + std::to_string(stages) + ", " +
-         gemm_epilogue_args(out, round, fold) + ", " + std::to_string(cluster) + ", " + std::to_string(overlap) + ">";
+         gemm_epilogue_args(out, round, fold) + ", " + std::to_string(cluster) + ", " + std::to_string(overlap) + ", " +
+         std::to_string(persistent) + ">";
 }
 
 std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {

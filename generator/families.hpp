@@ -525,10 +525,12 @@ struct GemmSm90Spec {
   int overlap = 1;  // 1: each consumer folds one half of its columns while the other half's wgmma runs (faster at
                     // K-group 32, slower at 128: bench/NOTES.md, session 4); 2: folds K-group g while g + 1's
                     // wgmma runs, with two whole scratches (K-groups 32 and 64; fastest at 32, session 6)
+  int persistent = 1;  // 1: one CTA per SM walks the tiles, loading the next tile's first K slices under the last
+                       // one's epilogue; 0: a CTA per tile
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round), f("fold", s.fold), f("cluster", s.cluster),
-        f("overlap", s.overlap);
+        f("overlap", s.overlap), f("persistent", s.persistent);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;

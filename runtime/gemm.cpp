@@ -1,5 +1,6 @@
 #include "runtime/gemm.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "generator/families.hpp"
@@ -46,7 +47,7 @@ gen::Rounding output_rounding(gen::GemmOut out, gen::Rounding rounding) { return
 
 gen::GemmSm90Spec sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
   const int overlap = c.overlap >= 0 ? c.overlap : group == 32 ? 2 : 0;
-  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster, overlap};
+  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster, overlap, c.persistent};
 }
 
 gen::GemmSm80Spec sm80_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
@@ -78,7 +79,9 @@ void run(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, gen::Ge
     params.problem = problem;
     const std::int64_t m_tiles = (problem.m + spec.kBM * spec.cluster - 1) / (spec.kBM * spec.cluster) * spec.cluster;  // whole clusters
     const std::int64_t tiles = m_tiles * ((problem.n + spec.bn - 1) / spec.bn);
-    ctx.kernel(spec).launch(unsigned(tiles), params, stream, unsigned(spec.smem_bytes()), unsigned(spec.cluster));
+    // Persistent: one CTA per SM (384 threads of 168 registers leave room for no second), whole clusters.
+    const std::int64_t ctas = spec.persistent ? std::min<std::int64_t>(tiles, dev.sm_count / spec.cluster * spec.cluster) : tiles;
+    ctx.kernel(spec).launch(unsigned(ctas), params, stream, unsigned(spec.smem_bytes()), unsigned(spec.cluster));
   } else {
     const auto spec = sm80_spec(out, a.group, o.rounding, choice);
     const GemmSm80Params params{reinterpret_cast<const i8*>(a.codes), reinterpret_cast<const i8*>(b.codes), scales(a), scales(b), problem};
@@ -97,7 +100,7 @@ std::string gemm_problem_key(gen::GemmOut out, gen::Rounding rounding, int group
 GemmKernelChoice choice_from_spec(const std::string& spec_key) {
   if (spec_key.starts_with("gemm_sm90:")) {
     const auto s = gen::parse_key<gen::GemmSm90Spec>(spec_key);
-    return GemmKernelChoice{false, s.bn, s.stages, s.fold, s.cluster, s.overlap};
+    return GemmKernelChoice{false, s.bn, s.stages, s.fold, s.cluster, s.overlap, s.persistent};
   }
   const auto s = gen::parse_key<gen::GemmSm80Spec>(spec_key);  // throws, naming the family, for anything else
   return GemmKernelChoice{true, 128, s.stages, s.fold, 1};

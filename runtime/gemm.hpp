@@ -20,6 +20,7 @@ struct GemmKernelChoice {
   int overlap = -1;  // Hopper path: 1 = fold one column half of a consumer's tile under the other half's wgmma;
                      // 2 = fold a K-group under the next one's wgmma (two scratches; K-groups 32 and 64 only);
                      // -1 = by K-group (2 at 32, where it is fastest, 0 at 64 and 128)
+  int persistent = 1;  // Hopper path: 1 = a CTA per SM walks the tiles (the next tile's loads under the epilogue)
 };
 
 struct GemmOptions {

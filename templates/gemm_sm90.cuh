@@ -4,7 +4,8 @@
 // with wgmmas in flight (consume: Overlap). The fold (I2FP + FFMA per element and K-group, at most ~62 elements per
 // clock per SM measured) is the limit at K-group 32: bench/NOTES.md, sessions 4 and 6. With Cluster = 2, two CTAs on
 // neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
-// traffic per output.
+// traffic per output. With Persistent = 1, one CTA per SM walks the tiles in turn, the producer loading the next
+// tile's first K slices while the consumers finish and store the last one (the ring's phases run on across tiles).
 #pragma once
 #include "gemm.cuh"
 #include "jetforge/sm90.cuh"
@@ -99,8 +100,9 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, float (&acc)[BN / 2], S
 // The producer warp: per stage, the scales of the K slice staged by its lanes (one each), then one TMA load of A
 // and one of B (with Cluster = 2: this rank's half of B, multicast to both CTAs) completing on the stage's full
 // barrier.
+// `it` counts the ring's slices over the CTA's tiles (stage it % Stages, phase it / Stages).
 template <int BN, int Group, int Stages, int Cluster, class Smem>
-__device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int k_tiles, int lane, i64 m0, i64 n0, u32 rank) {
+__device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int k_tiles, int lane, i64 m0, i64 n0, u32 rank, int& it) {
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK, kGroups = Smem::kGroups;
   constexpr int kStageBytes = (kBM + BN) * kBK;
   const GemmProblem& p = params.problem;
@@ -116,9 +118,9 @@ __device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem
   const float* src = (is_a ? params.a_scales : params.b_scales) + (copies ? grow * groups_k + g : 0);
   float* dst = lane < kScales ? (is_a ? &smem.a_scales[0][row][g] : &smem.b_scales[0][row][g]) : nullptr;
   const int dst_stride = int(is_a ? sizeof(smem.a_scales[0]) : sizeof(smem.b_scales[0])) / 4;  // floats from stage to stage
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    const int s = kt % Stages;
-    if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], ((kt / Stages) - 1) & 1);
+  for (int kt = 0; kt < k_tiles; ++kt, ++it) {
+    const int s = it % Stages;
+    if (it >= Stages) sm90::mbar_wait(&smem.empty[s], ((it / Stages) - 1) & 1);
     if (dst) dst[s * dst_stride] = copies && i64(kt) * kGroups + g < groups_k ? src[i64(kt) * kGroups] : 0.0f;
     if (lane == 0) {
       sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);  // A and all of B land here, half of B from the partner
@@ -155,12 +157,11 @@ __device__ __forceinline__ void fold_group(float (&acc)[AccRegs], const u32 (&pa
 // flight while g is folded (setmaxnreg's 232 registers hold the 192 of accumulators and scratches; ptxas's report
 // of 168 is the launch count).
 template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, class Smem>
-__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0) {
+__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0, int& it) {
   constexpr int kBK = Smem::kBK, kGroups = Smem::kGroups;
   constexpr int kHalves = Overlap == 1 ? 2 : 1, kPartN = BN / kHalves;  // column halves with a scratch each
   constexpr int kScratches = Overlap ? 2 : 1;
   const GemmProblem& p = params.problem;
-  sm90::setmaxnreg_inc<232>();
   const int cw = wg - 1;  // consumer warpgroup: rows 64 * cw .. 64 * cw + 63 of the tile
   typedef sm90::Wgmma<kPartN> Mma;
   float acc[BN / 2];
@@ -171,9 +172,9 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
   // Nothing is in flight across an iteration of the K loop: a wgmma in flight over the loop's back edge makes ptxas
   // copy its accumulators and serialize every wgmma of the kernel (warning C7514).
   u32 part[kScratches][Mma::kRegs];
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    const int s = kt % Stages;
-    sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
+  for (int kt = 0; kt < k_tiles; ++kt, ++it) {
+    const int s = it % Stages;
+    sm90::mbar_wait(&smem.full[s], (it / Stages) & 1);
     const u32 desc_a = sm90::smem_desc_lo_k_major_sw128(&smem.a[s][64 * cw * kBK]);
     const u32 desc_b = sm90::smem_desc_lo_k_major_sw128(smem.b[s]);
     // The wgmmas of K-group g for column half h into scratch p (the first overwrites it), as one commit group.
@@ -234,7 +235,7 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
   gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
 }
 
-template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap>
+template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, int Persistent>
 __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
   static_assert(Cluster == 1 || Cluster == 2, "clusters of 1 or 2 CTAs along M");
   typedef GemmSm90Smem<BN, Group, Stages> Smem;
@@ -243,12 +244,16 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   const GemmProblem& p = params.problem;
 
   // A cluster takes Cluster neighbouring M tiles of one N tile; a rank past the last M tile computes a tile of
-  // zeros (its rows are masked) but still loads its share of B for its partner.
+  // zeros (its rows are masked) but still loads its share of B for its partner. Both ranks walk the same cluster
+  // tiles: one per cluster, or (Persistent) every (gridDim.x / Cluster)-th from their cluster's index on.
   const u32 rank = Cluster == 1 ? 0u : sm90::cluster_rank();
-  int tile_m, tile_n;
-  gemm::tile_of_block(int(blockIdx.x) / Cluster, int((p.m + kBM * Cluster - 1) / (kBM * Cluster)), int((p.n + BN - 1) / BN), tile_m, tile_n);
-  tile_m = tile_m * Cluster + int(rank);
-  const i64 m0 = i64(tile_m) * kBM, n0 = i64(tile_n) * BN;
+  const int tiles_m = int((p.m + kBM * Cluster - 1) / (kBM * Cluster)), tiles_n = int((p.n + BN - 1) / BN);
+  const int first = int(blockIdx.x) / Cluster, step = Persistent ? int(gridDim.x) / Cluster : tiles_m * tiles_n;
+  const auto origin = [&](int cluster_tile, i64& m0, i64& n0) {
+    int tile_m, tile_n;
+    gemm::tile_of_block(cluster_tile, tiles_m, tiles_n, tile_m, tile_n);
+    m0 = i64(tile_m * Cluster + int(rank)) * kBM, n0 = i64(tile_n) * BN;
+  };
   const int k_tiles = int((p.k + kBK - 1) / kBK);
 
   const int wg = int(threadIdx.x) / 128, warp = int(threadIdx.x) / 32 % 4, lane = int(threadIdx.x) % 32;
@@ -263,11 +268,21 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   if constexpr (Cluster > 1) sm90::cluster_sync();  // the partner's barriers exist before anything targets them
   else __syncthreads();
 
+  int it = 0;  // the ring's slices so far, in the producer and in each consumer alike
+  i64 m0, n0;
   if (wg == 0) {
     sm90::setmaxnreg_dec<40>();
-    if (warp == 0) produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank);
+    if (warp == 0)
+      for (int t = first; t < tiles_m * tiles_n; t += step) {
+        origin(t, m0, n0);
+        produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank, it);
+      }
   } else {
-    consume<BN, Group, Stages, Output, Round, Fold, Cluster, Overlap>(params, smem, k_tiles, wg, warp, lane, m0, n0);
+    sm90::setmaxnreg_inc<232>();
+    for (int t = first; t < tiles_m * tiles_n; t += step) {
+      origin(t, m0, n0);
+      consume<BN, Group, Stages, Output, Round, Fold, Cluster, Overlap>(params, smem, k_tiles, wg, warp, lane, m0, n0, it);
+    }
   }
   // No CTA leaves while its partner may still multicast into it or arrive on its barriers.
   if constexpr (Cluster > 1) sm90::cluster_sync();

@@ -155,7 +155,7 @@ TEST_SUITE("gpu") {
         }
   }
 
-  TEST_CASE("Hopper kernel variants give bit-identical results: multicast pairs, folds overlapped (column halves, two scratches) or not, bn 64 (INT8 and FP32 out, tails)") {
+  TEST_CASE("Hopper kernel variants give bit-identical results: multicast pairs, a CTA per tile, folds overlapped (column halves, two scratches) or not, bn 64 (INT8 and FP32 out, tails)") {
     Context& ctx = testing::gpu();
     // Each variant against the default choice: the per-element sequence of folds is the same in all of them.
     std::vector<std::pair<std::string, GemmKernelChoice>> variants;
@@ -167,7 +167,12 @@ TEST_SUITE("gpu") {
       }
     variants.emplace_back("cluster=2", GemmKernelChoice{});
     variants.back().second.cluster = 2;
-    for (const Problem p : {Problem{544, 800, 1024}, Problem{384, 256, 512}, Problem{4096, 4096, 4096}})
+    // The default walks its tiles in a persistent loop; a CTA per tile, with and without a cluster, must agree.
+    for (int cluster : {1, 2}) {
+      variants.emplace_back("persistent=0,cluster=" + std::to_string(cluster), GemmKernelChoice{});
+      variants.back().second.persistent = 0, variants.back().second.cluster = cluster;
+    }
+    for (const Problem p : {Problem{544, 800, 1024}, Problem{384, 256, 512}, Problem{4096, 4096, 4096}, Problem{4128, 4160, 512}})  // the last: many tiles per CTA, with tails
       for (int group : {32, 128}) {
         CAPTURE(p.m);
         CAPTURE(group);

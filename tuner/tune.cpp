@@ -352,7 +352,8 @@ std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target,
       for (int bn : space.bn)
         for (int stages : space.stages)
           for (int cluster : space.cluster)
-            for (int overlap : space.overlap) out.push_back(GemmKernelChoice{false, bn, stages, fold, cluster, overlap});
+            for (int overlap : space.overlap)
+              for (int persistent : space.persistent) out.push_back(GemmKernelChoice{false, bn, stages, fold, cluster, overlap, persistent});
     if (space.portable || !hopper) out.push_back(GemmKernelChoice{true, 128, 3, fold, 1});
   }
   return out;
@@ -399,10 +400,12 @@ TuneSpace load_space(const std::filesystem::path& file) {
           space.gemm.cluster = int_list(v, fail);
         } else if (key == "overlap") {
           space.gemm.overlap = int_list(v, fail);
+        } else if (key == "persistent") {
+          space.gemm.persistent = int_list(v, fail);
         } else if (key == "fold") {
           space.gemm.fold = enum_list<gen::GemmFold>(v, "a fold", fail);
         } else {
-          fail("unknown key (known: bn, stages, cluster, overlap, fold, portable)");
+          fail("unknown key (known: bn, stages, cluster, overlap, persistent, fold, portable)");
         }
       } catch (const YAML::BadConversion&) {
         fail("values of the wrong type");

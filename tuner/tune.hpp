@@ -25,7 +25,7 @@ namespace jetforge::tuner {
 struct GemmSpace {
   // Multicast pairs (cluster 2) and the FP32-adder fold never won a sweep on the H100 (bench/NOTES.md, session 4):
   // left out by default, a YAML space can add them.
-  std::vector<int> bn{64, 128}, stages{3, 4, 6}, cluster{1}, overlap{0, 1, 2};
+  std::vector<int> bn{64, 128}, stages{3, 4, 6}, cluster{1}, overlap{0, 1, 2}, persistent{1};
   std::vector<gen::GemmFold> fold{gen::GemmFold::convert};
   bool portable = true;  // also try the portable path (always, off Hopper)
 };
