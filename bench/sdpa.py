@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""PyTorch scaled_dot_product_attention (its flash/cuDNN backend) on the rows of jetforge_bench_attention, same
-FLOP counts, median of 20 CUDA-event-timed runs, for the side-by-side ratio. Runs on the GPU machine (PyTorch).
+"""PyTorch scaled_dot_product_attention on the rows of jetforge_bench_attention, same FLOP counts, median of 20
+CUDA-event-timed runs, for the side-by-side ratio. Runs on the GPU machine (PyTorch).
+
+The first columns are the backend PyTorch picks by default; then each of its flash, cuDNN and memory-efficient
+backends held on its own ("-" where it refuses the problem), and which of them the default one is (the one whose
+outputs it repeats bit for bit).
 
 --errors DIR: for the problems `jetforge_bench_attention --dump DIR` wrote (inputs, our outputs and gradients), the
-max error of ours and of SDPA (BF16, the same inputs) against an FP64 reference, each as a fraction of the
-reference's largest magnitude, as the C++ tests measure it; beside them the RMS error relative to the reference's, and
-both for SDPA held to its flash backend."""
+max error of ours and of each SDPA backend (BF16, the same inputs) against an FP64 reference, each as a fraction of
+the reference's largest magnitude, as the C++ tests measure it, and the RMS error relative to the reference's."""
 import sys
 
 import torch
@@ -14,21 +17,61 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from torch_timing import median_ms
 
+BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
+
+
+def run(backend, fn):
+    """fn() under one backend (None: PyTorch's choice); None where that backend refuses the problem."""
+    if backend is None:
+        return fn()
+    try:
+        with sdpa_kernel(BACKENDS[backend]):
+            return fn()
+    except RuntimeError:
+        return None
+
+
+def outputs(q, k, v, d_o, causal):
+    """O, dQ, dK, dV of SDPA from BF16 leaves q, k, v (fresh autograd graph)."""
+    q, k, v = (x.detach().clone().requires_grad_() for x in (q, k, v))
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return (o.detach(), *torch.autograd.grad(o, (q, k, v), d_o))
+
+
+def default_backend(results):
+    """The backend whose outputs the default one repeats bit for bit, '?' if none."""
+    for name in BACKENDS:
+        if results[name] is not None and all(torch.equal(x, y) for x, y in zip(results[None], results[name])):
+            return name
+    return "?"
+
 
 def timings():
     batch, causal = 8, True
-    print(f"{'batch':6} {'heads':6} {'T':6} {'head_dim':9} {'causal':7} | {'fwd us':>10} {'fwd TF/s':>10} | {'bwd us':>10} {'bwd TF/s':>10}")
+    head = f"{'batch':6} {'heads':6} {'T':6} {'head_dim':9} {'causal':7} | {'fwd us':>10} {'fwd TF/s':>10} | {'bwd us':>10} {'bwd TF/s':>10} | default"
+    print(head + "".join(f" | {name + ' fwd':>13} {name + ' bwd':>13}" for name in BACKENDS) + "   (TF/s)")
     for head_dim in (64, 128):
         for heads in (12, 16):
             for tokens in (1024, 2048, 4096):
                 q, k, v = (torch.randn(batch, heads, tokens, head_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
                 d_o = torch.randn(batch, heads, tokens, head_dim, device="cuda", dtype=torch.bfloat16)
-                o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-                fwd = median_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
-                bwd = median_ms(lambda: torch.autograd.grad(o, (q, k, v), d_o, retain_graph=True))
                 flops = 4.0 * batch * heads * tokens * tokens * head_dim * (0.5 if causal else 1.0)
-                print(f"{batch:<6} {heads:<6} {tokens:<6} {head_dim:<9} {'yes' if causal else 'no':7} | {fwd * 1e3:10.1f} {flops / (fwd * 1e-3) / 1e12:10.1f} |"
-                      f" {bwd * 1e3:10.1f} {2.5 * flops / (bwd * 1e-3) / 1e12:10.1f}")
+
+                def measure():
+                    o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                    fwd = median_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+                    bwd = median_ms(lambda: torch.autograd.grad(o, (q, k, v), d_o, retain_graph=True))
+                    return fwd, bwd
+
+                times = {name: run(name, measure) for name in [None, *BACKENDS]}
+                which = default_backend({name: run(name, lambda: outputs(q, k, v, d_o, causal)) for name in [None, *BACKENDS]})
+                fwd, bwd = times[None]
+                line = (f"{batch:<6} {heads:<6} {tokens:<6} {head_dim:<9} {'yes' if causal else 'no':7} | {fwd * 1e3:10.1f} {flops / (fwd * 1e-3) / 1e12:10.1f} |"
+                        f" {bwd * 1e3:10.1f} {2.5 * flops / (bwd * 1e-3) / 1e12:10.1f} | {which:7}")
+                for name in BACKENDS:
+                    t = times[name]
+                    line += " | " + (f"{flops / (t[0] * 1e-3) / 1e12:13.1f} {2.5 * flops / (t[1] * 1e-3) / 1e12:13.1f}" if t else f"{'-':>13} {'-':>13}")
+                print(line)
 
 
 def load(path, shape):
@@ -50,31 +93,32 @@ def reference(q, k, v, d_o, causal):
 def errors(directory):
     rel = lambda got, want: ((got.double() - want).abs().max() / want.abs().max()).item()
     rms = lambda got, want: ((got.double() - want).norm() / want.norm()).item()
-    print(f"{'case':8} {'tensor':6} | {'jetforge':>10} {'SDPA':>10} | ours no worse | rms: {'jetforge':>10} {'SDPA':>10} |"
-          f" SDPA's flash backend: {'max':>10} {'rms':>10}")
-    worst, no_worse, cases = 0.0, 0, 0
+    names = ["default", *BACKENDS]
+    print(f"{'case':8} {'tensor':6} | max error: {'jetforge':>10}" + "".join(f" {n:>10}" for n in names) + f" | rms: {'jetforge':>10}" +
+          "".join(f" {n:>10}" for n in names))
+    tally = {n: [0, 0, 0.0] for n in names}  # ours no worse, compared, worst ratio ours / theirs
     for line in open(f"{directory}/cases.txt"):
         name, batch, heads, tokens, head_dim, causal = line.split()
         shape = (int(batch), int(heads), int(tokens), int(head_dim))
         causal = causal == "1"
         t = {x: load(f"{directory}/{name}_{x}.bf16", shape) for x in ("q", "k", "v", "do", "o", "dq", "dk", "dv")}
         want = reference(t["q"], t["k"], t["v"], t["do"], causal)
-        q, k, v = (t[x].clone().requires_grad_() for x in ("q", "k", "v"))
-        def sdpa_outputs():
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-            return (o.detach(), *torch.autograd.grad(o, (q, k, v), t["do"]))
-        sdpa = sdpa_outputs()  # the backend PyTorch picks
-        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            flash = sdpa_outputs()
-        if not all(torch.equal(x, y) for x, y in zip(sdpa, flash)):
-            print(f"{name}: PyTorch's default SDPA backend is not the flash one here")
+        results = {n: run(n, lambda: outputs(t["q"], t["k"], t["v"], t["do"], causal)) for n in [None, *BACKENDS]}
+        print(f"{name}: PyTorch's default backend here is {default_backend(results)}")
+        results["default"] = results.pop(None)
         for i, tensor in enumerate(("o", "dq", "dk", "dv")):
-            ours, theirs = rel(t[tensor], want[i]), rel(sdpa[i], want[i])
-            worst, no_worse, cases = max(worst, ours / theirs), no_worse + (ours <= theirs), cases + 1
-            print(f"{name:8} {tensor:6} | {ours:10.3e} {theirs:10.3e} | {'yes' if ours <= theirs else 'NO '} ({ours / theirs:.2f}x)  |"
-                  f"      {rms(t[tensor], want[i]):10.3e} {rms(sdpa[i], want[i]):10.3e} |"
-                  f"                       {rel(flash[i], want[i]):10.3e} {rms(flash[i], want[i]):10.3e}")
-    print(f"max error no worse than SDPA's: {no_worse} of {cases}; worst ratio ours / SDPA: {worst:.2f}")
+            ours = rel(t[tensor], want[i])
+            theirs = {n: rel(results[n][i], want[i]) for n in names if results[n] is not None}
+            for n, e in theirs.items():
+                tally[n][0] += ours <= e
+                tally[n][1] += 1
+                tally[n][2] = max(tally[n][2], ours / e)
+            fmt = lambda d, n: f" {d[n]:10.3e}" if n in d else f" {'-':>10}"
+            print(f"{name:8} {tensor:6} | {'':11}{ours:10.3e}" + "".join(fmt(theirs, n) for n in names) + f" | {'':5}{rms(t[tensor], want[i]):10.3e}" +
+                  "".join(fmt({n: rms(results[n][i], want[i]) for n in theirs}, n) for n in names))
+    for n in names:
+        no_worse, cases, worst = tally[n]
+        print(f"max error no worse than SDPA {n}: {no_worse} of {cases}; worst ratio ours / SDPA {n}: {worst:.2f}")
 
 
 if __name__ == "__main__":
