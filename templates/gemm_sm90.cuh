@@ -97,9 +97,8 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, float (&acc)[BN / 2], S
   }
 }
 
-// The producer warp: per stage, the scales of the K slice staged by its lanes (one each), then one TMA load of A
-// and one of B (with Cluster = 2: this rank's half of B, multicast to both CTAs) completing on the stage's full
-// barrier.
+// The producer warp: per stage, one TMA load of A and one of B (with Cluster = 2: this rank's half of B, multicast to
+// both CTAs) and the scales of the K slice copied by its lanes (one each), all completing on the stage's full barrier.
 // `it` counts the ring's slices over the CTA's tiles (stage it % Stages, phase it / Stages).
 template <int BN, int Group, int Stages, int Cluster, class Smem>
 __device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int k_tiles, int lane, i64 m0, i64 n0, u32 rank, int& it) {
@@ -121,7 +120,6 @@ __device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem
   for (int kt = 0; kt < k_tiles; ++kt, ++it) {
     const int s = it % Stages;
     if (it >= Stages) sm90::mbar_wait(&smem.empty[s], ((it / Stages) - 1) & 1);
-    if (dst) dst[s * dst_stride] = copies && i64(kt) * kGroups + g < groups_k ? src[i64(kt) * kGroups] : 0.0f;
     if (lane == 0) {
       sm90::mbar_arrive_expect_tx(&smem.full[s], kStageBytes);  // A and all of B land here, half of B from the partner
       sm90::tma_load_2d(smem.a[s], &params.a, kt * kBK, int(m0), &smem.full[s]);
@@ -131,7 +129,14 @@ __device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem
         constexpr int kHalf = BN / 2;  // rows of B this rank loads for both CTAs (the tensor map's box)
         sm90::tma_load_2d_multicast(&smem.b[s][rank * kHalf * kBK], &params.b, kt * kBK, int(n0) + int(rank) * kHalf, &smem.full[s], 0x3);
       }
+    }
+    // The lane's scale arrives on the stage's barrier when it lands: waiting for the load here would cost the ring a
+    // memory round trip per stage.
+    if (copies && i64(kt) * kGroups + g < groups_k) {
+      sm90::cp_async_4(dst + s * dst_stride, src + i64(kt) * kGroups);
+      sm90::cp_async_mbar_arrive(&smem.full[s]);
     } else {
+      if (dst) dst[s * dst_stride] = 0.0f;
       sm90::mbar_arrive(&smem.full[s]);
     }
   }
@@ -260,7 +265,7 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   if (threadIdx.x == 0) {
     sm90::check_dynamic_smem<Smem>();
     for (int s = 0; s < Stages; ++s) {
-      sm90::mbar_init(&smem.full[s], 32);  // the producer warp's lanes, after staging the scales
+      sm90::mbar_init(&smem.full[s], 33);  // each producer lane once its scale landed, and lane 0's expectation of the TMA bytes
       sm90::mbar_init(&smem.empty[s], 8 * Cluster);  // one arrival per consumer warp of every CTA its loads write to
     }
     sm90::fence_barrier_init();

@@ -68,6 +68,16 @@ __device__ __forceinline__ void tma_load_4d(void* dst, const TensorMap* map, int
                : "memory");
 }
 
+// A 4-byte copy from global to shared memory that completes without the thread waiting for it (cp.async), and an
+// arrival on `bar` once every earlier cp.async of this thread has landed (noinc: the arrival is one of the count the
+// barrier was initialised with).
+__device__ __forceinline__ void cp_async_4(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_mbar_arrive(u64* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar)) : "memory");
+}
+
 // 1-D bulk copy of `bytes` (a multiple of 16, both addresses 16-byte aligned) into shared memory; completes on bar.
 __device__ __forceinline__ void bulk_load(void* dst, const void* src, u32 bytes, u64* bar) {
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes),
