@@ -2,7 +2,7 @@
 // K-group 32 and 128, the full layer step at K-group 32 (fwd + dX + dW with the transposes they need), cuBLASLt
 // BF16 (FP32 accumulate) for the same GEMMs, and cuBLASLt INT8 with one per-tensor scale. L2 is flushed before
 // every timed run; times are medians. "p32" is the portable (mma.sync) path at K-group 32 on the same GPU.
-// --sweep adds kernel variants on 8192^3; --persistent times the Hopper kernel with and without its persistent tile
+// --sweep adds kernel variants on 8192^3 (--sweep-only: without the main table, e.g. under a profiler); --persistent times the Hopper kernel with and without its persistent tile
 // loop on every shape (INT8 out, K-groups 32 and 128) instead of the main table.
 #include <cstdio>
 #include <memory>
@@ -31,8 +31,8 @@ BlockTensor random_block_tensor(std::int64_t rows, std::int64_t cols, int group,
 int main(int argc, char** argv) {
   return bench::guarded_main("jetforge_bench_gemm", [&] {
     const std::string mode = argc > 1 ? argv[1] : "";
-    const bool sweep = mode == "--sweep";
-    if (!mode.empty() && mode != "--sweep" && mode != "--persistent") throw std::runtime_error("usage: jetforge_bench_gemm [--sweep | --persistent]");
+    const bool sweep = mode == "--sweep" || mode == "--sweep-only";
+    if (!mode.empty() && !sweep && mode != "--persistent") throw std::runtime_error("usage: jetforge_bench_gemm [--sweep | --sweep-only | --persistent]");
     Context ctx(0);
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
@@ -65,11 +65,14 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-    std::printf("\nforward Y = X W^T (M x N, depth K); times in us; TOP/s = 2MNK/t; ratios are cuBLAS BF16 time / ours\n");
-    std::printf("%-17s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %6s %6s %6s | %9s %9s %6s\n", "M x N x K", "bf16", "i8 lt", "ours32", "ours128",
-                "TF bf16", "TO i8lt", "TO o32", "TO o128", "TO p32", "x32", "x128", "128/lt", "step bf16", "step o32", "xstep");
+    if (mode != "--sweep-only") {
+      std::printf("\nforward Y = X W^T (M x N, depth K); times in us; TOP/s = 2MNK/t; ratios are cuBLAS BF16 time / ours\n");
+      std::printf("%-17s %8s %8s %8s %8s | %7s %7s %7s %7s %7s | %6s %6s %6s | %9s %9s %6s\n", "M x N x K", "bf16", "i8 lt", "ours32", "ours128",
+                  "TF bf16", "TO i8lt", "TO o32", "TO o128", "TO p32", "x32", "x128", "128/lt", "step bf16", "step o32", "xstep");
+    }
     const float one = 1.0f, zero = 0.0f;
     for (const Shape s : shapes) {
+      if (mode == "--sweep-only") break;
       const std::int64_t M = s.m, N = s.n, K = s.k;
       // BF16 operands and outputs for cuBLAS.
       DenseTensor xbt(M, K, DType::bf16), wbt(N, K, DType::bf16), dybt(M, N, DType::bf16);
@@ -122,8 +125,8 @@ int main(int argc, char** argv) {
     // Kernel-shape sweep on the largest shape (--sweep): what a tuner would choose among.
     if (sweep) {
       const std::int64_t M = 8192, N = 8192, K = 8192;
-      std::printf("\nsweep, %lldx%lldx%lld forward, INT8 out: TOP/s\n%-9s %-8s %-7s %-8s %-8s %-8s %8s %8s\n", (long long)M, (long long)N, (long long)K,
-                  "path", "bn", "stages", "fold", "cluster", "overlap", "group32", "group128");
+      std::printf("\nsweep, %lldx%lldx%lld forward, INT8 out: TOP/s\n%-9s %-8s %-7s %-8s %-8s %-8s %-8s %8s %8s\n", (long long)M, (long long)N, (long long)K,
+                  "path", "bn", "stages", "fold", "cluster", "overlap", "persist", "group32", "group128");
       BlockTensor x32 = random_block_tensor(M, K, 32, 30), w32 = random_block_tensor(N, K, 32, 31);
       BlockTensor x128 = random_block_tensor(M, K, 128, 32), w128 = random_block_tensor(N, K, 128, 33), y(M, N);
       // Around the default (bn 128, 4 stages, convert, no cluster, overlap): one dimension changed at a time.
@@ -136,6 +139,7 @@ int main(int argc, char** argv) {
       }
       for (int stages : {3, 6})
         for (int overlap : {1, 2}) choices.push_back(GemmKernelChoice{false, 128, stages, gen::GemmFold::convert, 1, overlap});
+      for (int cluster : {1, 2}) choices.push_back(GemmKernelChoice{false, 128, 4, gen::GemmFold::convert, cluster, 0, 0});  // a CTA per tile
       choices.push_back(GemmKernelChoice{true, 128, 3, gen::GemmFold::convert, 1, 0});
       for (const auto& choice : choices) {
         GemmOptions o;
@@ -152,8 +156,8 @@ int main(int argc, char** argv) {
           return std::string(cell);
         };
         const std::string t32 = tops(x32, w32), t128 = tops(x128, w128);
-        std::printf("%-9s %-8d %-7d %-8s %-8d %-8d %s %s\n", choice.portable ? "portable" : "hopper", choice.bn, choice.stages,
-                    std::string(gen::enum_name(choice.fold)).c_str(), choice.cluster, choice.overlap, t32.c_str(), t128.c_str());
+        std::printf("%-9s %-8d %-7d %-8s %-8d %-8d %-8d %s %s\n", choice.portable ? "portable" : "hopper", choice.bn, choice.stages,
+                    std::string(gen::enum_name(choice.fold)).c_str(), choice.cluster, choice.overlap, choice.persistent, t32.c_str(), t128.c_str());
       }
     }
     return 0;

@@ -23,7 +23,8 @@ namespace jetforge::tuner {
 // The values each kernel-choice dimension of a family takes in the search. Defaults in code; a YAML file can
 // override any of them (configs/tuning.yaml shows the format).
 struct GemmSpace {
-  // Multicast pairs (cluster 2) and the FP32-adder fold never won a sweep on the H100 (bench/NOTES.md, session 4):
+  // Multicast pairs (cluster 2: 3-6% slower at 8192^3 since run 101, 3x before) and the FP32-adder fold never won a
+  // sweep on the H100 (bench/NOTES.md, sessions 4 and 9):
   // left out by default, a YAML space can add them.
   std::vector<int> bn{64, 128}, stages{3, 4, 6}, cluster{1}, overlap{0, 1, 2}, persistent{1};
   std::vector<gen::GemmFold> fold{gen::GemmFold::convert};

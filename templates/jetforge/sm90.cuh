@@ -101,11 +101,13 @@ __device__ __forceinline__ u32 cluster_rank() {
   return r;
 }
 
-// Arrives on the barrier at the same offset in cluster CTA `rank` (possibly this one).
+// Arrives on the barrier at the same offset in cluster CTA `rank` (possibly this one). The arrival releases at CTA
+// scope (the default), as a consumer's "done reading this stage" needs: a cluster-scope release costs the warp a
+// wait for its memory operations to reach the cluster.
 __device__ __forceinline__ void mbar_arrive_cluster(u64* bar, u32 rank) {
   asm volatile(
       "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(bar)),
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(bar)),
       "r"(rank)
       : "memory");
 }
