@@ -4,8 +4,8 @@
 // bench/sdpa.py prints PyTorch's scaled_dot_product_attention on the same rows for the side-by-side ratio; run both
 // in one device call. FLOPs: forward 4 B H T^2 d (half of it when causal), backward 2.5x the forward.
 //
-// --variants instead times every forward kernel of the tuner's space on the GPU (tuner::attention_forward_candidates)
-// on the same rows.
+// --variants instead times every kernel of the tuner's space on the GPU (tuner::attention_candidates) on the same rows:
+// each forward kernel, and the backward with both its kernels (dK/dV and dQ) set to each stage count or tile.
 // --dump DIR instead writes, for eight smaller causal problems (head_dim 64 and 128, four draws), the random inputs and our
 // outputs and gradients (raw BF16, [batch, heads, T, d]) with an index DIR/cases.txt; `bench/sdpa.py --errors DIR`
 // compares them and PyTorch's SDPA on the same inputs with an FP64 reference (--portable: the portable kernels' outputs).
@@ -107,30 +107,49 @@ int benchmark() {
 int variants() {
   Context ctx(0);
   Stream stream;
-  // The same columns for both head dimensions: the tuner's candidates (its default first) in one order.
-  const auto candidates = [&](int head_dim) {
-    auto keys = tuner::attention_forward_candidates(head_dim, true, ctx.limits());
+  // The same columns for both head dimensions: the tuner's candidates (its default first) in one order; the two
+  // backward kernels' lists vary the same parameter, so their i-th keys go together.
+  const auto candidates = [&](gen::AttentionKernel kernel, int head_dim) {
+    auto keys = tuner::attention_candidates(kernel, head_dim, true, ctx.limits());
     std::sort(keys.begin(), keys.end());
     return keys;
   };
-  std::printf("forward TF/s by keys/stages/schedule (Hopper) or tile (portable), B = 8, causal\n%-6s %-6s %-9s |", "heads", "T", "head_dim");
-  for (const auto& key : candidates(64)) {
-    const auto choice = attention_forward_choice(key);
-    if (const auto* s = std::get_if<gen::AttentionSm90Spec>(&choice)) std::printf(" %3d/%d/%-8s", s->keys, s->stages, std::string(gen::enum_name(s->schedule)).c_str());
-    else std::printf(" %9s %-4d", "tile", std::get<gen::AttentionSpec>(choice).tile);
-  }
+  const auto column = [](const std::string& key, bool forward) {
+    char cell[32];
+    const auto choice = attention_choice(key);
+    if (const auto* s = std::get_if<gen::AttentionSm90Spec>(&choice))
+      forward ? std::snprintf(cell, sizeof cell, " %3d/%d/%-8s", s->keys, s->stages, std::string(gen::enum_name(s->schedule)).c_str())
+              : std::snprintf(cell, sizeof cell, " %7s %-6d", "stages", s->stages);
+    else std::snprintf(cell, sizeof cell, " %9s %-4d", "tile", std::get<gen::AttentionSpec>(choice).tile);
+    return std::string(cell);
+  };
+  std::printf("TF/s, B = 8, causal: forward by keys/stages/schedule (Hopper) or tile (portable); backward by stages or tile\n%-6s %-6s %-9s |", "heads", "T",
+              "head_dim");
+  for (const auto& key : candidates(gen::AttentionKernel::forward, 64)) std::printf("%s", column(key, true).c_str());
+  std::printf(" |");
+  for (const auto& key : candidates(gen::AttentionKernel::backward_kv, 64)) std::printf("%s", column(key, false).c_str());
   std::printf("\n");
+  const auto path_of = [](const AttentionChoice& c) { return std::holds_alternative<gen::AttentionSpec>(c) ? AttentionPath::portable : AttentionPath::automatic; };
   for (int head_dim : {64, 128})
     for (int heads : {12, 16})
       for (int tokens : {1024, 2048, 4096}) {
         Problem pr(8, heads, tokens, head_dim);
+        const double flops = 4.0 * double(pr.rows) * tokens * head_dim * 0.5;
         std::printf("%-6d %-6d %-9d |", heads, tokens, head_dim);
-        for (const auto& key : candidates(head_dim)) {
-          const auto choice = attention_forward_choice(key);
-          ctx.pin(attention_forward_problem_signature(pr.layout, true), choice);
-          const auto path = std::holds_alternative<gen::AttentionSpec>(choice) ? AttentionPath::portable : AttentionPath::automatic;
-          const double ms = bench::median_ms(stream.get(), [&](int) { pr.forward(ctx, stream.get(), path); }, 3, 20);
-          std::printf(" %14.1f", 4.0 * double(pr.rows) * tokens * head_dim * 0.5 / (ms * 1e-3) / 1e12);
+        for (const auto& key : candidates(gen::AttentionKernel::forward, head_dim)) {
+          const auto choice = attention_choice(key);
+          ctx.pin(attention_problem_signature(gen::AttentionKernel::forward, pr.layout, true), choice);
+          const double ms = bench::median_ms(stream.get(), [&](int) { pr.forward(ctx, stream.get(), path_of(choice)); }, 3, 20);
+          std::printf(" %14.1f", flops / (ms * 1e-3) / 1e12);
+        }
+        std::printf(" |");
+        const auto kv = candidates(gen::AttentionKernel::backward_kv, head_dim), dq = candidates(gen::AttentionKernel::backward_q, head_dim);
+        for (std::size_t i = 0; i < kv.size() && i < dq.size(); ++i) {
+          const auto choice = attention_choice(kv[i]);
+          ctx.pin(attention_problem_signature(gen::AttentionKernel::backward_kv, pr.layout, true), choice);
+          ctx.pin(attention_problem_signature(gen::AttentionKernel::backward_q, pr.layout, true), attention_choice(dq[i]));
+          const double ms = bench::median_ms(stream.get(), [&](int) { pr.backward(ctx, stream.get(), path_of(choice)); }, 3, 20);
+          std::printf(" %14.1f", 2.5 * flops / (ms * 1e-3) / 1e12);
         }
         std::printf("\n");
         std::fflush(stdout);

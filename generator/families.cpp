@@ -351,18 +351,18 @@ void AttentionSm90Spec::validate(const TargetLimits& t) const {
   require(head_dim == 64 || head_dim == 128, family, "head_dim=" + std::to_string(head_dim) + " is not supported (64 or 128)");
   require(keys == 64 || keys == 128, family, "keys=" + std::to_string(keys) + " is not supported (64 or 128)");
   require(stages == 2 || stages == 3, family, "stages=" + std::to_string(stages) + " is not supported (2 or 3)");
-  require(kernel == AttentionKernel::forward || (keys == 128 && stages == 2 && schedule == AttentionSchedule::plain), family,
-          "keys, stages and schedule apply to the forward kernel only (leave them at 128, 2, plain)");
+  require(kernel == AttentionKernel::forward || (keys == 128 && schedule == AttentionSchedule::plain), family,
+          "keys and schedule apply to the forward kernel only (leave them at 128 and plain)");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem));
 }
 
 int AttentionSm90Spec::smem_bytes() const {
   // Mirrors the kernels' shared-memory structs in templates/attention_sm90.cuh (they trap if given less): the resident
-  // 128-token tile(s), two stages of the streamed tiles, the backward's stages of log-sum-exps and deltas, barriers.
+  // 128-token tile(s), the stages of the streamed tiles, the backward's stages of log-sum-exps and deltas, barriers.
   const int tile_row = head_dim * 2, n = streamed_rows();
   if (kernel == AttentionKernel::forward) return (kRows + 2 * stages * n) * tile_row + (1 + 4 * stages) * 8 + 1024;
-  return (2 * kRows + 4 * n) * tile_row + 2 * 2 * n * 4 + 5 * 8 + 1024;
+  return (2 * kRows + 2 * stages * n) * tile_row + stages * 2 * n * 4 + (1 + 2 * stages) * 8 + 1024;
 }
 
 std::string AttentionSm90Spec::kernel_expr() const {
@@ -371,8 +371,8 @@ std::string AttentionSm90Spec::kernel_expr() const {
     case AttentionKernel::forward:
       return "jetforge::attention_forward_sm90_kernel<" + d + ", " + c + ", " + std::to_string(keys) + ", " + std::to_string(stages) + ", " +
              (schedule == AttentionSchedule::pingpong ? "true" : "false") + ">";
-    case AttentionKernel::backward_kv: return "jetforge::attention_backward_kv_sm90_kernel<" + d + ", " + c + ">";
-    case AttentionKernel::backward_q: return "jetforge::attention_backward_q_sm90_kernel<" + d + ", " + c + ">";
+    case AttentionKernel::backward_kv: return "jetforge::attention_backward_kv_sm90_kernel<" + d + ", " + c + ", " + std::to_string(stages) + ">";
+    case AttentionKernel::backward_q: return "jetforge::attention_backward_q_sm90_kernel<" + d + ", " + c + ", " + std::to_string(stages) + ">";
     case AttentionKernel::delta: break;
   }
   return {};

@@ -459,10 +459,10 @@ struct AttentionSm90Spec {
   AttentionKernel kernel = AttentionKernel::forward;  // forward, backward_kv or backward_q
   int head_dim = 64;  // 64 or 128
   bool causal = true;
-  // The forward's tunable choices (the backward kernels stream 64-token tiles two stages ahead; leave these as they are):
-  int keys = 128;    // keys per K/V tile, 64 or 128
-  int stages = 2;    // K/V tiles in flight, 2 or 3
-  AttentionSchedule schedule = AttentionSchedule::plain;
+  // Tunable: stages of every kernel; keys and schedule of the forward only (the backward kernels stream 64-token tiles).
+  int keys = 128;    // forward: keys per K/V tile, 64 or 128
+  int stages = 2;    // streamed tiles in flight (forward: K/V; backward: Q/dO or K/V), 2 or 3
+  AttentionSchedule schedule = AttentionSchedule::plain;  // forward
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("kernel", s.kernel), f("head_dim", s.head_dim), f("causal", s.causal), f("keys", s.keys), f("stages", s.stages), f("schedule", s.schedule);

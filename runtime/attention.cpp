@@ -88,6 +88,14 @@ void launch_sm90(Context& ctx, const gen::AttentionSm90Spec& spec, const Attenti
 bool uses_sm90(const gen::TargetLimits& target, AttentionPath path) { return path == AttentionPath::automatic && gen::AttentionSm90Spec::supports(target); }
 bool uses_sm90(Context& ctx, AttentionPath path) { return uses_sm90(ctx.limits(), path); }
 
+// The kernel of family Spec to launch for `kernel`: the tuned (or pinned) choice where it is of that family, else the
+// untuned fit.
+template <class Spec> Spec chosen(Context& ctx, gen::AttentionKernel kernel, const AttentionLayout& layout, bool causal) {
+  const auto tuned = ctx.tuned<AttentionChoice>(
+      attention_problem_signature(kernel, layout, causal), [&] { return attention_problem_key(kernel, layout, causal); }, attention_choice);
+  return tuned && std::holds_alternative<Spec>(*tuned) ? std::get<Spec>(*tuned) : Spec::fit(kernel, layout.head_dim, causal);
+}
+
 }  // namespace
 
 void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
@@ -97,12 +105,8 @@ void attention_forward(Context& ctx, const AttentionLayout& layout, bool causal,
   AttentionParams p = params_of(layout);
   p.q = reinterpret_cast<const bf16*>(q), p.k = reinterpret_cast<const bf16*>(k), p.v = reinterpret_cast<const bf16*>(v);
   p.o = reinterpret_cast<bf16*>(o), p.lse = reinterpret_cast<float*>(lse);
-  // The tuned kernel where it is of the path's family, else the path's untuned one.
-  const auto tuned = ctx.tuned<AttentionForwardChoice>(
-      attention_forward_problem_signature(layout, causal), [&] { return attention_forward_problem_key(layout, causal); }, attention_forward_choice);
-  const auto tuned_as = [&]<class Spec>(const Spec& fitted) { return tuned && std::holds_alternative<Spec>(*tuned) ? std::get<Spec>(*tuned) : fitted; };
-  if (uses_sm90(ctx, path)) launch_sm90(ctx, tuned_as(gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, layout.head_dim, causal)), layout, p, q, k, v, 0, stream);
-  else launch(ctx, tuned_as(gen::AttentionSpec::fit(gen::AttentionKernel::forward, layout.head_dim, causal)), layout, p, stream);
+  if (uses_sm90(ctx, path)) launch_sm90(ctx, chosen<gen::AttentionSm90Spec>(ctx, gen::AttentionKernel::forward, layout, causal), layout, p, q, k, v, 0, stream);
+  else launch(ctx, chosen<gen::AttentionSpec>(ctx, gen::AttentionKernel::forward, layout, causal), layout, p, stream);
 }
 
 void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal, CUdeviceptr q, CUdeviceptr k, CUdeviceptr v, CUdeviceptr o,
@@ -117,8 +121,8 @@ void attention_backward(Context& ctx, const AttentionLayout& layout, bool causal
   p.dq = reinterpret_cast<bf16*>(dq), p.dk = reinterpret_cast<bf16*>(dk), p.dv = reinterpret_cast<bf16*>(dv);
   launch(ctx, gen::AttentionSpec::fit(gen::AttentionKernel::delta, layout.head_dim, true), layout, p, stream);
   for (auto kernel : {gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q}) {
-    if (uses_sm90(ctx, path)) launch_sm90(ctx, gen::AttentionSm90Spec::fit(kernel, layout.head_dim, causal), layout, p, q, k, v, d_o, stream);
-    else launch(ctx, gen::AttentionSpec::fit(kernel, layout.head_dim, causal), layout, p, stream);
+    if (uses_sm90(ctx, path)) launch_sm90(ctx, chosen<gen::AttentionSm90Spec>(ctx, kernel, layout, causal), layout, p, q, k, v, d_o, stream);
+    else launch(ctx, chosen<gen::AttentionSpec>(ctx, kernel, layout, causal), layout, p, stream);
   }
 }
 
@@ -139,18 +143,18 @@ void attention_reference(Context& ctx, const AttentionLayout& layout, bool causa
     ctx.kernel(gen::AttentionReferenceSpec{kernel, layout.head_dim}).launch(ctas, p, stream);
 }
 
-AttentionForwardChoice attention_forward_choice(const std::string& spec_key) {
+AttentionChoice attention_choice(const std::string& spec_key) {
   if (spec_key.starts_with(std::string(gen::AttentionSm90Spec::family) + ":")) return gen::parse_key<gen::AttentionSm90Spec>(spec_key);
   return gen::parse_key<gen::AttentionSpec>(spec_key);  // throws SpecError for any other family
 }
 
-std::string attention_forward_problem_key(const AttentionLayout& l, bool causal) {
-  return "attention_forward:head_dim=" + std::to_string(l.head_dim) + ",causal=" + (causal ? "1" : "0") + ",batch=" + std::to_string(l.batch) +
+std::string attention_problem_key(gen::AttentionKernel kernel, const AttentionLayout& l, bool causal) {
+  return "attention_" + std::string(gen::enum_name(kernel)) + ":head_dim=" + std::to_string(l.head_dim) + ",causal=" + (causal ? "1" : "0") + ",batch=" + std::to_string(l.batch) +
          ",heads=" + std::to_string(l.heads) + ",tokens=" + std::to_string(l.tokens);
 }
 
-gen::Signature attention_forward_problem_signature(const AttentionLayout& l, bool causal) {
-  return gen::Signature{gen::signature_tag("attention_forward"), l.head_dim, causal, l.batch, l.heads, l.tokens};
+gen::Signature attention_problem_signature(gen::AttentionKernel kernel, const AttentionLayout& l, bool causal) {
+  return gen::Signature{gen::signature_tag("attention"), std::int64_t(kernel), l.head_dim, causal, l.batch, l.heads, l.tokens};
 }
 
 std::vector<std::string> attention_kernel_keys(const gen::TargetLimits& target, int head_dim, bool causal) {

@@ -55,13 +55,14 @@ void attention_reference(Context& ctx, const AttentionLayout& layout, bool causa
 // path (what a kernel cache built ahead of time must hold for them).
 std::vector<std::string> attention_kernel_keys(const gen::TargetLimits& target, int head_dim, bool causal);
 
-// Tuning the forward (`jetforge tune`: the Hopper kernel's keys per tile, stages and schedule; the portable kernel's
-// tile): its problem is the call's shape, e.g. "attention_forward:head_dim=64,causal=1,batch=8,heads=12,tokens=1024";
-// attention_forward takes the stored winner for it where the winner is of the path it runs, or a choice pinned for
-// its signature (Context::pin, as the tuner times candidates).
-using AttentionForwardChoice = std::variant<gen::AttentionSpec, gen::AttentionSm90Spec>;
-AttentionForwardChoice attention_forward_choice(const std::string& spec_key);  // by the key's family
-std::string attention_forward_problem_key(const AttentionLayout& layout, bool causal);
-gen::Signature attention_forward_problem_signature(const AttentionLayout& layout, bool causal);
+// Tuning (`jetforge tune`): each of the forward, backward_kv and backward_q kernels is a problem of its own, the call's
+// shape, e.g. "attention_forward:head_dim=64,causal=1,batch=8,heads=12,tokens=1024" or "attention_backward_q:...";
+// its candidates vary the Hopper kernel's stages (the forward's keys per tile and schedule too) or the portable
+// kernel's tile. The operators take the stored winner for each kernel where the winner is of the path they run, or a
+// choice pinned for its signature (Context::pin, as the tuner times candidates).
+using AttentionChoice = std::variant<gen::AttentionSpec, gen::AttentionSm90Spec>;
+AttentionChoice attention_choice(const std::string& spec_key);  // by the key's family
+std::string attention_problem_key(gen::AttentionKernel kernel, const AttentionLayout& layout, bool causal);
+gen::Signature attention_problem_signature(gen::AttentionKernel kernel, const AttentionLayout& layout, bool causal);
 
 }  // namespace jetforge

@@ -1,6 +1,6 @@
 // Hopper path of the attention core (contract in attention.cuh: same parameters, outputs and numerics). Every kernel
 // keeps one tile of 128 tokens resident and streams tiles of the other operand past it: one producer warp loads them
-// by TMA (4-D maps over the layout's strides, 128-byte swizzle, 64 head-dim columns per box) two stages ahead, two
+// by TMA (4-D maps over the layout's strides, 128-byte swizzle, 64 head-dim columns per box) Stages tiles ahead, two
 // consumer warpgroups of 64 tokens each multiply with wgmma. Products over the head dimension (Q K^T, dO V^T) read
 // both operands K-major from shared memory; products over tokens (P V, dS K, P^T dO, dS^T Q) take the probabilities
 // from registers and read the other operand N-major, transposed by the tensor core (no copy).
@@ -270,25 +270,25 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
       if (row0 + 8 * h < p.tokens) p.lse[i64(bh) * p.tokens + row0 + 8 * h] = (row_max[h] + log2f(sum[h])) / kLog2e;
 }
 
-// Both backward kernels: two resident 128-token tiles (K and V, or Q and dO) and two stages of two streamed 64-token
+// Both backward kernels: two resident 128-token tiles (K and V, or Q and dO) and Stages stages of two streamed 64-token
 // tiles (Q and dO, or K and V); the dK/dV kernel also streams the queries' log-sum-exp and delta.
-template <int D> struct AttentionBackwardSm90Smem {
+template <int D, int Stages> struct AttentionBackwardSm90Smem {
   attention_sm90::Tile<attention_sm90::kRows, D> resident[2];
-  attention_sm90::Tile<64, D> streamed[2][2];  // [stage][which]
-  float lse[2][64], delta[2][64];              // [stage][query]
-  u64 resident_full, full[2], empty[2];
+  attention_sm90::Tile<64, D> streamed[Stages][2];  // [stage][which]
+  float lse[Stages][64], delta[Stages][64];         // [stage][query]
+  u64 resident_full, full[Stages], empty[Stages];
   __device__ void init_barriers() {
     sm90::mbar_init(&resident_full, 1);
-    for (int s = 0; s < 2; ++s) sm90::mbar_init(&full[s], 1), sm90::mbar_init(&empty[s], 8);
+    for (int s = 0; s < Stages; ++s) sm90::mbar_init(&full[s], 1), sm90::mbar_init(&empty[s], 8);
   }
 };
 
 // dK and dV of 128 keys (grid: ceil(T / 128), batch * heads; 384 threads), walking the 64-query tiles that see them.
-template <int D, bool Causal>
+template <int D, bool Causal, int Stages>
 __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
   using namespace attention;
   using namespace attention_sm90;
-  typedef AttentionBackwardSm90Smem<D> Smem;
+  typedef AttentionBackwardSm90Smem<D, Stages> Smem;
   Smem& smem = smem_of<Smem>();
   auto &k = smem.resident[0], &v = smem.resident[1];
   const AttentionParams& p = params.p;
@@ -303,8 +303,8 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
       k.load(&params.k, k0, head, batch, &smem.resident_full);
       v.load(&params.v, k0, head, batch, &smem.resident_full);
       for (int qt = first; qt < query_tiles; ++qt) {
-        const int it = qt - first, s = it % 2;
-        if (it >= 2) sm90::mbar_wait(&smem.empty[s], (it / 2 - 1) & 1);
+        const int it = qt - first, s = it % Stages;
+        if (it >= Stages) sm90::mbar_wait(&smem.empty[s], (it / Stages - 1) & 1);
         auto &q = smem.streamed[s][0], &d_o = smem.streamed[s][1];
         sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * q.kBytes + 2 * 64 * 4);
         q.load(&params.q, 64 * qt, head, batch, &smem.full[s]);
@@ -324,10 +324,10 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
   sm90::mbar_wait(&smem.resident_full, 0);
 
   for (int qt = first; qt < query_tiles; ++qt) {
-    const int it = qt - first, s = it % 2, q0 = 64 * qt;
+    const int it = qt - first, s = it % Stages, q0 = 64 * qt;
     const auto &q = smem.streamed[s][0], &d_o = smem.streamed[s][1];
     float pt[32], dpt[32];  // P^T and dP^T, then dS^T: 64 keys x 64 queries
-    sm90::mbar_wait(&smem.full[s], (it / 2) & 1);
+    sm90::mbar_wait(&smem.full[s], (it / Stages) & 1);
     sm90::wgmma_fence();
     issue_scores<64>(pt, k, 64 * cw, q);     // S^T = K Q^T
     issue_scores<64>(dpt, v, 64 * cw, d_o);  // dP^T = V dO^T
@@ -363,11 +363,11 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
 }
 
 // dQ of 128 queries (grid: ceil(T / 128), batch * heads; 384 threads), walking the 64-key tiles they see.
-template <int D, bool Causal>
+template <int D, bool Causal, int Stages>
 __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const __grid_constant__ AttentionSm90Params params) {
   using namespace attention;
   using namespace attention_sm90;
-  typedef AttentionBackwardSm90Smem<D> Smem;
+  typedef AttentionBackwardSm90Smem<D, Stages> Smem;
   Smem& smem = smem_of<Smem>();
   auto &q = smem.resident[0], &d_o = smem.resident[1];
   const AttentionParams& p = params.p;
@@ -383,8 +383,8 @@ __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const
       q.load(&params.q, q0, head, batch, &smem.resident_full);
       d_o.load(&params.d_o, q0, head, batch, &smem.resident_full);
       for (int kt = 0; kt < key_tiles; ++kt) {
-        const int s = kt % 2;
-        if (kt >= 2) sm90::mbar_wait(&smem.empty[s], (kt / 2 - 1) & 1);
+        const int s = kt % Stages;
+        if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], (kt / Stages - 1) & 1);
         auto &k = smem.streamed[s][0], &v = smem.streamed[s][1];
         sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * k.kBytes);
         k.load(&params.k, 64 * kt, head, batch, &smem.full[s]);
@@ -409,10 +409,10 @@ __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const
   sm90::mbar_wait(&smem.resident_full, 0);
 
   for (int kt = 0; kt < key_tiles; ++kt) {
-    const int s = kt % 2, k0 = 64 * kt;
+    const int s = kt % Stages, k0 = 64 * kt;
     const auto &k = smem.streamed[s][0], &v = smem.streamed[s][1];
     float sc[32], dp[32];  // S and dP, then dS: 64 queries x 64 keys
-    sm90::mbar_wait(&smem.full[s], (kt / 2) & 1);
+    sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
     sm90::wgmma_fence();
     issue_scores<64>(sc, q, 64 * cw, k);    // S = Q K^T
     issue_scores<64>(dp, d_o, 64 * cw, v);  // dP = dO V^T

@@ -125,7 +125,7 @@ struct DeviceAttention {
 }  // namespace
 
 TEST_SUITE("gpu") {
-  TEST_CASE("attention forward (every tunable kernel) and backward match the FP64 reference (both layouts, causal or not, head_dim 64 and 128)") {
+  TEST_CASE("attention forward and backward (every tunable kernel) match the FP64 reference (both layouts, causal or not, head_dim 64 and 128)") {
     Context& ctx = testing::gpu();
     struct Case {
       int batch, heads, tokens, head_dim;
@@ -155,24 +155,31 @@ TEST_SUITE("gpu") {
           a.put(a.d_o, 0, layout.o, d_o, n);
           a.grads.fill_bytes(testing::kNanBytes);
 
-          // Every forward kernel the tuner may pick (pinned as the problem's choice: the portable ones, and the Hopper
-          // ones where the GPU has them), then the default; the backward below starts from its O.
+          // Every kernel the tuner may pick (pinned as its problem's choice): the portable ones, and the Hopper ones
+          // where the GPU has them.
+          const auto candidates = [&](gen::AttentionKernel kernel) {
+            std::vector<std::string> keys = tuner::attention_candidates(kernel, c.head_dim, causal, gen::TargetLimits::for_arch("sm_80"));
+            if (gen::AttentionSm90Spec::supports(ctx.limits())) {
+              const auto hopper = tuner::attention_candidates(kernel, c.head_dim, causal, ctx.limits());
+              keys.insert(keys.end(), hopper.begin(), hopper.end());
+            }
+            return keys;
+          };
+          const auto path_of = [](const AttentionChoice& choice) {
+            return std::holds_alternative<gen::AttentionSpec>(choice) ? AttentionPath::portable : AttentionPath::automatic;
+          };
+
+          // The forward: each candidate, then the default; the backward below starts from its O.
           const auto want = ref::attention_forward(s, q, k, v);
-          std::vector<std::optional<AttentionForwardChoice>> choices;
-          std::vector<std::string> keys = tuner::attention_forward_candidates(c.head_dim, causal, gen::TargetLimits::for_arch("sm_80"));
-          if (gen::AttentionSm90Spec::supports(ctx.limits())) {
-            const auto hopper = tuner::attention_forward_candidates(c.head_dim, causal, ctx.limits());
-            keys.insert(keys.end(), hopper.begin(), hopper.end());
-          }
-          for (const auto& key : keys) choices.emplace_back(attention_forward_choice(key));
+          std::vector<std::optional<AttentionChoice>> choices;
+          for (const auto& key : candidates(gen::AttentionKernel::forward)) choices.emplace_back(attention_choice(key));
           choices.emplace_back();  // the default
-          const auto problem = attention_forward_problem_signature(layout, causal);
+          const auto problem = attention_problem_signature(gen::AttentionKernel::forward, layout, causal);
           for (const auto& choice : choices) {
             if (choice) ctx.pin(problem, *choice);
             else ctx.unpin(problem);
-            const bool portable = choice && std::holds_alternative<gen::AttentionSpec>(*choice);
             a.o.fill_bytes(testing::kNanBytes), a.lse.fill_bytes(testing::kNanBytes);
-            attention_forward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), nullptr, portable ? AttentionPath::portable : AttentionPath::automatic);
+            attention_forward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), nullptr, choice ? path_of(*choice) : AttentionPath::automatic);
             const double o_error = relative_max_error(a.get(a.o, 0, layout.o, n), want.o);
             std::vector<float> lse(s.rows());
             a.lse.download(lse.data(), lse.size() * 4);
@@ -184,25 +191,37 @@ TEST_SUITE("gpu") {
             CHECK(lse_error <= 1e-3);
           }
 
-          // The backward pass from the GPU's own O (as training uses it), by both paths, each twice: the bits must repeat.
+          // The backward from the GPU's own O (as training uses it): each pair of candidates (the i-th of the dK/dV and
+          // of the dQ kernel's lists vary the same parameter), then the default of each path twice: the bits must repeat.
           const auto grads = ref::attention_backward(s, q, k, v, d_o);
           const std::vector<double>* want_grads[3] = {&grads.dq, &grads.dk, &grads.dv};
-          for (const AttentionPath path : {AttentionPath::portable, AttentionPath::automatic}) {
-            std::vector<std::vector<double>> got[2];
-            for (int run = 0; run < 2; ++run) {
-              a.grads.fill_bytes(testing::kNanBytes);
-              attention_backward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), a.d_o.get(), a.delta.get(), a.grad(0), a.grad(1),
-                                 a.grad(2), nullptr, path);
-              for (int which = 0; which < 3; ++which) got[run].push_back(a.get(a.grads, a.offset(which), layout.qkv, qkv_total));
-            }
+          const auto backward = [&](AttentionPath path) {
+            a.grads.fill_bytes(testing::kNanBytes);
+            attention_backward(ctx, layout, causal, a.q(), a.k(), a.v(), a.o.get(), a.lse.get(), a.d_o.get(), a.delta.get(), a.grad(0), a.grad(1), a.grad(2),
+                               nullptr, path);
+            std::vector<std::vector<double>> got;
+            for (int which = 0; which < 3; ++which) got.push_back(a.get(a.grads, a.offset(which), layout.qkv, qkv_total));
             for (int which = 0; which < 3; ++which) {
-              const double e = relative_max_error(got[0][std::size_t(which)], *want_grads[which]);
+              const double e = relative_max_error(got[std::size_t(which)], *want_grads[which]);
               MESSAGE("backward (" << std::string(path == AttentionPath::portable ? "portable" : "default") << "): d" << std::string(1, "qkv"[which])
                                    << " max error " << e << " of its max");
               CHECK(e <= 5e-2);
-              CHECK(got[0][std::size_t(which)] == got[1][std::size_t(which)]);
             }
+            return got;
+          };
+          const auto kv_keys = candidates(gen::AttentionKernel::backward_kv), q_keys = candidates(gen::AttentionKernel::backward_q);
+          REQUIRE(kv_keys.size() == q_keys.size());
+          const auto kv_problem = attention_problem_signature(gen::AttentionKernel::backward_kv, layout, causal);
+          const auto q_problem = attention_problem_signature(gen::AttentionKernel::backward_q, layout, causal);
+          for (std::size_t i = 0; i < kv_keys.size(); ++i) {
+            CAPTURE(kv_keys[i]);
+            CAPTURE(q_keys[i]);
+            const auto kv = attention_choice(kv_keys[i]);
+            ctx.pin(kv_problem, kv), ctx.pin(q_problem, attention_choice(q_keys[i]));
+            backward(path_of(kv));
           }
+          ctx.unpin(kv_problem), ctx.unpin(q_problem);
+          for (const AttentionPath path : {AttentionPath::portable, AttentionPath::automatic}) CHECK(backward(path) == backward(path));
         }
   }
 

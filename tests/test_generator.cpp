@@ -68,7 +68,8 @@ TEST_SUITE("generator") {
     CHECK_THROWS_WITH_AS(emit_key("attention_sm90:stages=4", sm90), doctest::Contains("stages=4 is not supported"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("attention_sm90:head_dim=96", sm90), doctest::Contains("head_dim=96 is not supported"), SpecError);
     CHECK(emit_key("attention_sm90:kernel=backward_kv,head_dim=128,causal=0", sm90).kernel_expr ==
-          "jetforge::attention_backward_kv_sm90_kernel<128, false>");
+          "jetforge::attention_backward_kv_sm90_kernel<128, false, 2>");
+    CHECK(emit_key("attention_sm90:kernel=backward_q,stages=3", sm90).kernel_expr == "jetforge::attention_backward_q_sm90_kernel<64, true, 3>");
     CHECK(emit_key("attention_sm90:keys=64", sm90).kernel_expr == "jetforge::attention_forward_sm90_kernel<64, true, 64, 2, false>");
     CHECK(emit_key("attention:kernel=backward_q,head_dim=128,tile=32", sm90).kernel_expr == "jetforge::attention_backward_q_kernel<128, true, 32>");
     CHECK_THROWS_WITH_AS(emit_key("attention:tile=48", sm90), doctest::Contains("tile=48 is not supported (32 or 64)"), SpecError);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -53,24 +54,34 @@ TEST_SUITE("cache") {
     // Transposes of X and dY for the 768-, 2304-, 3072- and 50304-wide GEMM operands, the attention bridge, GELU
     // forward and backward, residual add forward (with statistics) and backward, LayerNorm with given statistics.
     CHECK(tiles.size() == 10);
-    // The attention forward: on Hopper 2 keys x 2 stages x 2 schedules, elsewhere the portable kernel's 2 tiles; the
-    // operator's untuned kernel first.
-    REQUIRE(problems.size() == shapes.size() + quantize.size() + tiles.size() + 1);
-    const auto& attention = problems.back();
-    CHECK(attention.family == "attention");
-    CHECK(attention.key == "attention_forward:head_dim=64,causal=1,batch=8,heads=12,tokens=1024");
-    CHECK(attention.candidates.size() == 8);
-    CHECK(attention.candidates.front() == gen::canonical_key(gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, 64, true)));
-    CHECK(std::set<std::string>(attention.candidates.begin(), attention.candidates.end()).size() == 8);
-    for (const auto& key : attention.candidates) CHECK_NOTHROW(gen::emit_key(key, target));
-    const auto portable = tuner::tune_problems(config, gen::TargetLimits::for_arch("sm_80")).back().candidates;
-    CHECK(portable == std::vector<std::string>{"attention:kernel=forward,head_dim=64,causal=1,tile=64", "attention:kernel=forward,head_dim=64,causal=1,tile=32"});
-    // As the operator and the attention test read them (bench_attention --variants and the test take this list).
-    for (const auto& key : attention.candidates) CHECK(std::holds_alternative<gen::AttentionSm90Spec>(attention_forward_choice(key)));
-    for (const auto& key : portable) CHECK(std::holds_alternative<gen::AttentionSpec>(attention_forward_choice(key)));
-    CHECK(tuner::attention_forward_candidates(128, false, gen::TargetLimits::for_arch("sm_80")) ==
+    // The attention kernels, each a problem: the forward on Hopper 2 keys x 2 stages x 2 schedules, each backward kernel
+    // 2 stages; elsewhere the portable kernels' 2 tiles; the operator's untuned kernel first.
+    REQUIRE(problems.size() == shapes.size() + quantize.size() + tiles.size() + 3);
+    const auto portable_problems = tuner::tune_problems(config, gen::TargetLimits::for_arch("sm_80"));
+    const std::size_t first_attention = problems.size() - 3;
+    for (int i = 0; i < 3; ++i) {
+      const auto kernel = std::array{gen::AttentionKernel::forward, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q}[std::size_t(i)];
+      const auto& attention = problems[first_attention + std::size_t(i)];
+      CAPTURE(attention.name);
+      CHECK(attention.family == "attention");
+      CHECK(attention.key == "attention_" + std::string(gen::enum_name(kernel)) + ":head_dim=64,causal=1,batch=8,heads=12,tokens=1024");
+      CHECK(attention.candidates.size() == (i == 0 ? 8u : 2u));
+      CHECK(attention.candidates.front() == gen::canonical_key(gen::AttentionSm90Spec::fit(kernel, 64, true)));
+      CHECK(std::set<std::string>(attention.candidates.begin(), attention.candidates.end()).size() == attention.candidates.size());
+      for (const auto& key : attention.candidates) CHECK_NOTHROW(gen::emit_key(key, target));
+      const auto& portable = portable_problems[first_attention + std::size_t(i)].candidates;
+      const std::string prefix = "attention:kernel=" + std::string(gen::enum_name(kernel)) + ",head_dim=64,causal=1,tile=";
+      CHECK(portable == std::vector<std::string>{prefix + "64", prefix + "32"});
+      // As the operators and the attention test read them (bench_attention --variants and the test take these lists).
+      for (const auto& key : attention.candidates) CHECK(std::holds_alternative<gen::AttentionSm90Spec>(attention_choice(key)));
+      for (const auto& key : portable) CHECK(std::holds_alternative<gen::AttentionSpec>(attention_choice(key)));
+    }
+    CHECK(tuner::attention_candidates(gen::AttentionKernel::forward, 128, false, gen::TargetLimits::for_arch("sm_80")) ==
           std::vector<std::string>{"attention:kernel=forward,head_dim=128,causal=0,tile=32", "attention:kernel=forward,head_dim=128,causal=0,tile=64"});
-    for (std::size_t i = 0; i + 1 < problems.size(); ++i) {
+    CHECK(tuner::attention_candidates(gen::AttentionKernel::backward_q, 128, true, target) ==
+          std::vector<std::string>{"attention_sm90:kernel=backward_q,head_dim=128,causal=1,keys=128,stages=2,schedule=plain",
+                                   "attention_sm90:kernel=backward_q,head_dim=128,causal=1,keys=128,stages=3,schedule=plain"});
+    for (std::size_t i = 0; i < first_attention; ++i) {
       const auto& p = problems[i];
       CAPTURE(p.name);
       const std::size_t q = i - shapes.size(), t = q - quantize.size();
@@ -281,15 +292,24 @@ TEST_SUITE("gpu") {
     fill_random(gx, 10);
     gelu_forward(fresh, gx.ref(), gy.ref(), GeluForm::tanh, nullptr);
     CHECK(compile_count() == compiles);
-    {  // and the attention forward, whose candidates passed the tolerance check (verdicts above)
+    {  // and the attention kernels, whose candidates passed the tolerance check (verdicts above)
       const auto a = tuner::attention_shape(config);
       const auto layout = AttentionLayout::packed_qkv(a.batch, a.heads, a.tokens, a.head_dim);
-      CHECK(fresh.tuned(a.key()) == std::optional<std::string>(results.back().candidates[size_t(results.back().winner)].spec));
+      for (auto kernel : {gen::AttentionKernel::forward, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q}) {
+        const auto r = std::find_if(results.begin(), results.end(), [&](const auto& x) { return x.problem.key == a.key(kernel); });
+        REQUIRE(r != results.end());
+        CHECK(fresh.tuned(a.key(kernel)) == std::optional<std::string>(r->candidates[size_t(r->winner)].spec));
+      }
       DenseTensor qkv(std::int64_t(a.batch) * a.tokens, 3 * a.heads * a.head_dim, DType::bf16), o(std::int64_t(a.batch) * a.tokens, a.heads * a.head_dim, DType::bf16);
       DeviceBuffer lse(std::size_t(a.batch) * a.heads * a.tokens * 4);
       fill_random(qkv, 12);
       const CUdeviceptr qp = qkv.ref().data, kp = qp + 2 * a.heads * a.head_dim, vp = kp + 2 * a.heads * a.head_dim;
       attention_forward(fresh, layout, true, qp, kp, vp, o.ref().data, lse.get(), nullptr);
+      DenseTensor d_o(std::int64_t(a.batch) * a.tokens, a.heads * a.head_dim, DType::bf16), grads(qkv.ref().rows, qkv.ref().cols, DType::bf16);
+      DeviceBuffer delta(std::size_t(a.batch) * a.heads * a.tokens * 4);
+      fill_random(d_o, 13);
+      const CUdeviceptr gq = grads.ref().data, gk = gq + 2 * a.heads * a.head_dim, gv = gk + 2 * a.heads * a.head_dim;
+      attention_backward(fresh, layout, true, qp, kp, vp, o.ref().data, lse.get(), d_o.ref().data, delta.get(), gq, gk, gv, nullptr);
       CHECK(compile_count() == compiles);
     }
   }

@@ -158,8 +158,8 @@ std::vector<TileOpShape> tile_op_shapes(const ModelConfig& c) {
   return out;
 }
 
-std::string AttentionShape::key() const {
-  return attention_forward_problem_key(AttentionLayout::packed_qkv(batch, heads, tokens, head_dim), true);
+std::string AttentionShape::key(gen::AttentionKernel kernel) const {
+  return attention_problem_key(kernel, AttentionLayout::packed_qkv(batch, heads, tokens, head_dim), true);
 }
 
 AttentionShape attention_shape(const ModelConfig& c) { return {c.micro_batch, c.heads, c.sequence, c.hidden / c.heads}; }

@@ -81,7 +81,7 @@ std::vector<TileOpShape> tile_op_shapes(const ModelConfig& config);
 // The attention forward of a training step: causal, [batch, heads, T, head_dim] as the model's QKV projection packs it.
 struct AttentionShape {
   int batch, heads, tokens, head_dim;
-  std::string key() const;  // the tuning-problem key (attention_forward_problem_key)
+  std::string key(gen::AttentionKernel kernel) const;  // the tuning-problem key of one kernel (attention_problem_key)
 };
 AttentionShape attention_shape(const ModelConfig& config);
 

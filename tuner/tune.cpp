@@ -190,40 +190,63 @@ class TileOpTrial : public Trial {
   std::function<void(CUstream)> launch_;
 };
 
-// The attention forward, the candidate (a Hopper or a portable kernel) pinned as its problem's choice (as TileOpTrial
-// does). The candidates' tiles move where the running maximum is taken, so their outputs agree to rounding, not bit
-// for bit.
+// One attention kernel, the candidate (a Hopper or a portable kernel) pinned as its problem's choice (as TileOpTrial
+// does), run through the operator: the forward, or the whole backward (its delta kernel and the other backward kernel
+// add the same time to every candidate) from a forward's O and lse. The candidates' tiles change the order of sums, so
+// their outputs agree to rounding, not bit for bit.
 class AttentionTrial : public Trial {
  public:
-  AttentionTrial(Context& ctx, const AttentionShape& s)
+  AttentionTrial(Context& ctx, const AttentionShape& s, gen::AttentionKernel kernel)
       : ctx_(ctx),
+        kernel_(kernel),
         layout_(AttentionLayout::packed_qkv(s.batch, s.heads, s.tokens, s.head_dim)),
-        problem_(attention_forward_problem_signature(layout_, true)),
+        problem_(attention_problem_signature(kernel, layout_, true)),
         qkv_(std::int64_t(s.batch) * s.tokens, 3 * std::int64_t(s.heads) * s.head_dim, DType::bf16),
+        grads_(std::int64_t(s.batch) * s.tokens, 3 * std::int64_t(s.heads) * s.head_dim, DType::bf16),
         o_(std::int64_t(s.batch) * s.tokens, std::int64_t(s.heads) * s.head_dim, DType::bf16),
-        lse_(std::size_t(s.batch) * s.heads * s.tokens * 4) {
-    fill_random(qkv_, 23);
+        d_o_(std::int64_t(s.batch) * s.tokens, std::int64_t(s.heads) * s.head_dim, DType::bf16),
+        lse_(std::size_t(s.batch) * s.heads * s.tokens * 4),
+        delta_(std::size_t(s.batch) * s.heads * s.tokens * 4) {
+    fill_random(qkv_, 23), fill_random(d_o_, 24);
+    if (kernel_ != gen::AttentionKernel::forward) attention_forward(ctx_, layout_, true, q(qkv_), k(qkv_), v(qkv_), o_.ref().data, lse_.get(), nullptr);
   }
   ~AttentionTrial() override { ctx_.unpin(problem_); }
   std::function<void(CUstream)> runner(const std::string& key) override {
-    const AttentionForwardChoice choice = attention_forward_choice(key);
+    const AttentionChoice choice = attention_choice(key);
     return [this, choice](CUstream st) {
       ctx_.pin(problem_, choice);
-      const CUdeviceptr q = qkv_.ref().data, k = q + 2 * std::uint64_t(layout_.heads) * layout_.head_dim, v = k + 2 * std::uint64_t(layout_.heads) * layout_.head_dim;
-      attention_forward(ctx_, layout_, true, q, k, v, o_.ref().data, lse_.get(), st);
+      if (kernel_ == gen::AttentionKernel::forward) attention_forward(ctx_, layout_, true, q(qkv_), k(qkv_), v(qkv_), o_.ref().data, lse_.get(), st);
+      else
+        attention_backward(ctx_, layout_, true, q(qkv_), k(qkv_), v(qkv_), o_.ref().data, lse_.get(), d_o_.ref().data, delta_.get(), q(grads_),
+                           k(grads_), v(grads_), st);
     };
   }
-  void poison(CUstream stream) override { o_.buffer().fill_bytes(0xff, stream), lse_.fill_bytes(0xff, stream); }
-  std::vector<const DeviceBuffer*> outputs() override { return {&o_.buffer(), &lse_}; }
-  // Two BF16 kernels that round P differently differ by about a unit of O's last place; a wrong tile by O(1).
-  std::optional<Tolerance> tolerance() const override { return Tolerance{1e-2, {DType::bf16, DType::f32}}; }
+  void poison(CUstream stream) override {
+    if (kernel_ == gen::AttentionKernel::forward) o_.buffer().fill_bytes(0xff, stream), lse_.fill_bytes(0xff, stream);
+    else grads_.buffer().fill_bytes(0xff, stream);
+  }
+  std::vector<const DeviceBuffer*> outputs() override {
+    if (kernel_ == gen::AttentionKernel::forward) return {&o_.buffer(), &lse_};
+    return {&grads_.buffer()};
+  }
+  // Two BF16 kernels that round P (or dS) differently differ by about a unit of the last place; a wrong tile by O(1).
+  std::optional<Tolerance> tolerance() const override {
+    if (kernel_ == gen::AttentionKernel::forward) return Tolerance{1e-2, {DType::bf16, DType::f32}};
+    return Tolerance{1e-2, {DType::bf16}};
+  }
 
  private:
+  // Q, K and V of a packed [batch, T, 3, heads, d] tensor (the layout a fused QKV projection writes).
+  CUdeviceptr q(const DenseTensor& t) const { return t.ref().data; }
+  CUdeviceptr k(const DenseTensor& t) const { return q(t) + 2 * std::uint64_t(layout_.heads) * layout_.head_dim; }
+  CUdeviceptr v(const DenseTensor& t) const { return k(t) + 2 * std::uint64_t(layout_.heads) * layout_.head_dim; }
+
   Context& ctx_;
+  gen::AttentionKernel kernel_;
   AttentionLayout layout_;
   gen::Signature problem_;
-  DenseTensor qkv_, o_;
-  DeviceBuffer lse_;
+  DenseTensor qkv_, grads_, o_, d_o_;
+  DeviceBuffer lse_, delta_;
 };
 
 // Keys in order, the first kept first, duplicates dropped.
@@ -278,9 +301,10 @@ std::vector<std::string> tile_candidates(const TileOpShape& t, const gen::Target
 
 }  // namespace
 
-std::vector<std::string> attention_forward_candidates(int head_dim, bool causal, const gen::TargetLimits& target, const AttentionSpace& space) {
+std::vector<std::string> attention_candidates(gen::AttentionKernel kernel, int head_dim, bool causal, const gen::TargetLimits& target,
+                                              const AttentionSpace& space) {
   if (!gen::AttentionSm90Spec::supports(target)) {
-    const auto base = gen::AttentionSpec::fit(gen::AttentionKernel::forward, head_dim, causal);
+    const auto base = gen::AttentionSpec::fit(kernel, head_dim, causal);
     std::vector<std::string> keys{gen::canonical_key(base)};
     for (int tile : space.tile) {
       auto s = base;
@@ -289,11 +313,12 @@ std::vector<std::string> attention_forward_candidates(int head_dim, bool causal,
     }
     return keys;
   }
-  const auto base = gen::AttentionSm90Spec::fit(gen::AttentionKernel::forward, head_dim, causal);
+  const bool forward = kernel == gen::AttentionKernel::forward;
+  const auto base = gen::AttentionSm90Spec::fit(kernel, head_dim, causal);
   std::vector<std::string> keys{gen::canonical_key(base)};
-  for (int k : space.keys)
+  for (int k : forward ? space.keys : std::vector<int>{base.keys})
     for (int stages : space.stages)
-      for (auto schedule : space.schedule) {
+      for (auto schedule : forward ? space.schedule : std::vector<gen::AttentionSchedule>{base.schedule}) {
         auto s = base;
         s.keys = k, s.stages = stages, s.schedule = schedule;
         add_if_valid(keys, s, target);
@@ -435,9 +460,12 @@ std::vector<TuneProblem> tune_problems(const ModelConfig& config, const gen::Tar
                    t.name + " " + std::to_string(t.rows) + "x" + std::to_string(t.cols), t.key(), tile_candidates(t, target, space.tile),
                    [t](Context& ctx) { return std::make_unique<TileOpTrial>(ctx, t); }});
   const auto a = attention_shape(config);
-  out.push_back({"attention",
-                 "attention forward " + std::to_string(a.batch) + "x" + std::to_string(a.heads) + "x" + std::to_string(a.tokens) + "x" + std::to_string(a.head_dim),
-                 a.key(), attention_forward_candidates(a.head_dim, true, target, space.attention), [a](Context& ctx) { return std::make_unique<AttentionTrial>(ctx, a); }});
+  for (auto kernel : {gen::AttentionKernel::forward, gen::AttentionKernel::backward_kv, gen::AttentionKernel::backward_q})
+    out.push_back({"attention",
+                   "attention " + std::string(gen::enum_name(kernel)) + " " + std::to_string(a.batch) + "x" + std::to_string(a.heads) + "x" +
+                       std::to_string(a.tokens) + "x" + std::to_string(a.head_dim),
+                   a.key(kernel), attention_candidates(kernel, a.head_dim, true, target, space.attention),
+                   [a, kernel](Context& ctx) { return std::make_unique<AttentionTrial>(ctx, a, kernel); }});
   return out;
 }
 

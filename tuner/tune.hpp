@@ -38,8 +38,8 @@ struct QuantizeSpace {
 struct TileSpace {
   std::vector<int> tile_rows{1, 2, 4}, tile_cols{1, 2, 4}, threads{128, 256, 512};
 };
-// The attention forward: the Hopper kernel's keys per tile, stages and schedule on sm_90a, the portable kernel's
-// streamed tile elsewhere.
+// The attention kernels: on sm_90a the Hopper kernels' stages (and the forward's keys per tile and schedule), elsewhere
+// the portable kernels' streamed tile.
 struct AttentionSpace {
   std::vector<int> keys{64, 128}, stages{2, 3};
   std::vector<gen::AttentionSchedule> schedule{gen::AttentionSchedule::plain, gen::AttentionSchedule::pingpong};
@@ -56,10 +56,11 @@ struct TuneSpace {
 // and key.
 TuneSpace load_space(const std::filesystem::path& file);
 
-// The attention forward kernels of a space for a target (the Hopper ones on sm_90a, the portable ones elsewhere), as
-// spec keys, the operator's untuned kernel first: what the tuner times, the tests check and bench_attention --variants
-// times.
-std::vector<std::string> attention_forward_candidates(int head_dim, bool causal, const gen::TargetLimits& target, const AttentionSpace& space = {});
+// The variants of one attention kernel (forward, backward_kv or backward_q) in a space for a target (the Hopper ones
+// on sm_90a, the portable ones elsewhere), as spec keys, the operator's untuned kernel first: what the tuner times, the
+// tests check and bench_attention --variants times.
+std::vector<std::string> attention_candidates(gen::AttentionKernel kernel, int head_dim, bool causal, const gen::TargetLimits& target,
+                                              const AttentionSpace& space = {});
 
 // The GEMM choices of a space for a target: the Hopper grid where the target has the Hopper path, and the portable
 // path with each fold.
