@@ -254,7 +254,7 @@ TEST_SUITE("gpu") {
     }
   }
 
-  TEST_CASE("tuning a small model stores winners that gemm(), quantize() and the block-tile operators then use") {
+  TEST_CASE("tuning a small model stores winners that gemm(), quantize(), the block-tile operators and attention then use") {
     const fs::path db = fs::temp_directory_path() / ("jetforge-tune-gpu-" + std::to_string(getpid()) + ".db");
     fs::remove(db);
     auto cache = std::make_shared<cache::KernelCache>(db);
@@ -263,7 +263,7 @@ TEST_SUITE("gpu") {
     options.reps = 5;
     const auto config = tuner::load_model_config(small_model());
     const auto results = tuner::tune(ctx, config, options);
-    REQUIRE(results.size() == tuner::gemm_shapes(config).size() + tuner::quantize_shapes(config).size() + tuner::tile_op_shapes(config).size() + 1);
+    REQUIRE(results.size() == tuner::gemm_shapes(config).size() + tuner::quantize_shapes(config).size() + tuner::tile_op_shapes(config).size() + 3);  // + the three attention kernels
     for (const auto& r : results) {
       CAPTURE(r.problem.name);
       REQUIRE(r.winner >= 0);
