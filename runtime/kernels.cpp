@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <iostream>
+#include <stdexcept>
 #include <thread>
 
 #include "generator/families.hpp"
@@ -164,6 +165,13 @@ std::string Context::gpu_key() const {
 std::optional<std::string> Context::tuned(const std::string& problem) {
   std::lock_guard lock(tuned_mutex_);
   return tuned_locked(problem);
+}
+
+void Context::store_winner(const std::string& problem, const std::string& spec, double time_us, int candidates) {
+  if (!cache()) throw std::runtime_error("store_winner: this context has no kernel cache to store tuning winners in");
+  std::lock_guard lock(tuned_mutex_);
+  cache()->store_winner(problem, gpu_key(), spec, time_us, candidates);
+  tuned_[problem] = spec;
 }
 
 std::optional<std::string> Context::tuned_locked(const std::string& problem) {

@@ -130,6 +130,9 @@ class Context {
   // The tuned spec key for a problem on this GPU (from the kernel cache's winners), memoized per process;
   // empty without a cache or a winner.
   std::optional<std::string> tuned(const std::string& problem);
+  // Stores a problem's winner in the kernel cache and in the memo, which may already hold "no winner" for it: an
+  // operator timed for one problem can look up another's (the attention backward runs both its kernels).
+  void store_winner(const std::string& problem, const std::string& spec, double time_us, int candidates);
   // The same on an operator's per-call path: the problem given by its signature, its key made by `key()` and the
   // winner parsed by `parse(spec_key)` into a T only on the first call for that signature.
   template <class T, class MakeKey, class Parse> std::optional<T> tuned(const gen::Signature& problem, const MakeKey& key, const Parse& parse) {

@@ -593,7 +593,7 @@ std::vector<ProblemResult> tune(Context& ctx, const ModelConfig& config, const T
     }
     if (r.winner >= 0) {
       const auto& w = r.candidates[size_t(r.winner)];
-      ctx.cache()->store_winner(problem.key, ctx.gpu_key(), w.spec, w.time_us, int(r.candidates.size()));
+      ctx.store_winner(problem.key, w.spec, w.time_us, int(r.candidates.size()));
       say(problem.family + " " + problem.name + ": best " + w.spec + " " + std::to_string(w.time_us) + " us; " + std::to_string(elapsed()) + " s elapsed");
     }
     results.push_back(std::move(r));
