@@ -78,7 +78,7 @@ struct TileOpShape {
 // The distinct block-tile problems of one training step of the model.
 std::vector<TileOpShape> tile_op_shapes(const ModelConfig& config);
 
-// The attention forward of a training step: causal, [batch, heads, T, head_dim] as the model's QKV projection packs it.
+// The attention of a training step: causal, [batch, heads, T, head_dim] as the model's QKV projection packs it.
 struct AttentionShape {
   int batch, heads, tokens, head_dim;
   std::string key(gen::AttentionKernel kernel) const;  // the tuning-problem key of one kernel (attention_problem_key)

@@ -1,5 +1,5 @@
 // First-run tuning of the kernels of a model's training step, family by family (the per-block GEMMs, the quantize
-// and block-tile kernels, the attention forward): for every problem of a step, every candidate kernel of the
+// and block-tile kernels, the attention kernels): for every problem of a step, every candidate kernel of the
 // family's search space is compiled (in parallel, into the kernel cache), run on random operands, checked against the
 // family's default kernel -- bit for bit where every candidate computes the same values in the same order, so any
 // difference is a bug; within a tolerance where candidates sum in different orders (attention) -- timed (median of
