@@ -4,7 +4,7 @@ CUDA-event-timed runs, for the side-by-side ratio. Runs on the GPU machine (PyTo
 
 The first columns are the backend PyTorch picks by default; then each of its flash, cuDNN and memory-efficient
 backends held on its own ("-" where it refuses the problem), and which of them the default one is (the one whose
-outputs it repeats bit for bit).
+output it repeats bit for bit).
 
 --errors DIR: for the problems `jetforge_bench_attention --dump DIR` wrote (inputs, our outputs and gradients), the
 max error of ours and of each SDPA backend (BF16, the same inputs) against an FP64 reference, each as a fraction of
@@ -39,9 +39,10 @@ def outputs(q, k, v, d_o, causal):
 
 
 def default_backend(results):
-    """The backend whose outputs the default one repeats bit for bit, '?' if none."""
+    """The backend whose output O the default one repeats bit for bit, '?' if none (O only: a backward that sums with
+    atomics does not repeat its own bits)."""
     for name in BACKENDS:
-        if results[name] is not None and all(torch.equal(x, y) for x, y in zip(results[None], results[name])):
+        if results[name] is not None and torch.equal(results[None][0], results[name][0]):
             return name
     return "?"
 
