@@ -149,8 +149,8 @@ AttentionChoice attention_choice(const std::string& spec_key) {
 }
 
 std::string attention_problem_key(gen::AttentionKernel kernel, const AttentionLayout& l, bool causal) {
-  return "attention_" + std::string(gen::enum_name(kernel)) + ":head_dim=" + std::to_string(l.head_dim) + ",causal=" + (causal ? "1" : "0") + ",batch=" + std::to_string(l.batch) +
-         ",heads=" + std::to_string(l.heads) + ",tokens=" + std::to_string(l.tokens);
+  return "attention_" + std::string(gen::enum_name(kernel)) + ":head_dim=" + std::to_string(l.head_dim) + ",causal=" + (causal ? "1" : "0") +
+         ",batch=" + std::to_string(l.batch) + ",heads=" + std::to_string(l.heads) + ",tokens=" + std::to_string(l.tokens);
 }
 
 gen::Signature attention_problem_signature(gen::AttentionKernel kernel, const AttentionLayout& l, bool causal) {
