@@ -3,7 +3,8 @@
 // BF16 (FP32 accumulate) for the same GEMMs, and cuBLASLt INT8 with one per-tensor scale. L2 is flushed before
 // every timed run; times are medians. "p32" is the portable (mma.sync) path at K-group 32 on the same GPU.
 // --sweep adds kernel variants on 8192^3 (--sweep-only: without the main table, e.g. under a profiler); --persistent times the Hopper kernel with and without its persistent tile
-// loop on every shape (INT8 out, K-groups 32 and 128) instead of the main table.
+// loop on every shape (INT8 out, K-groups 32 and 128) instead of the main table; --tile-cost times 8192 x 2304 at
+// K = 768 .. 6144 with INT8 and FP32 output, whose slope and intercept split a tile's time into its K loop and the rest.
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -32,7 +33,8 @@ int main(int argc, char** argv) {
   return bench::guarded_main("jetforge_bench_gemm", [&] {
     const std::string mode = argc > 1 ? argv[1] : "";
     const bool sweep = mode == "--sweep" || mode == "--sweep-only";
-    if (!mode.empty() && !sweep && mode != "--persistent") throw std::runtime_error("usage: jetforge_bench_gemm [--sweep | --sweep-only | --persistent]");
+    if (!mode.empty() && !sweep && mode != "--persistent" && mode != "--tile-cost")
+      throw std::runtime_error("usage: jetforge_bench_gemm [--sweep | --sweep-only | --persistent | --tile-cost]");
     Context ctx(0);
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
@@ -46,6 +48,22 @@ int main(int argc, char** argv) {
     };
     const Shape shapes[] = {{8192, 2304, 768},  {8192, 768, 768},   {8192, 3072, 768},  {8192, 768, 3072}, {8192, 4096, 1024}, {8192, 1024, 4096},
                             {8192, 8192, 2048}, {8192, 2048, 8192}, {4096, 4096, 4096}, {8192, 8192, 8192}};
+    if (mode == "--tile-cost") {
+      const std::int64_t M = 8192, N = 2304;
+      std::printf("\nforward %lld x %lld, us per call (%lld tiles of 128 x 128)\n%-6s %10s %10s %10s %10s\n", (long long)M, (long long)N,
+                  (long long)(M / 128 * N / 128), "K", "g32 i8", "g32 f32", "g128 i8", "g128 f32");
+      for (std::int64_t K : {768, 1536, 3072, 6144}) {
+        std::printf("%-6lld", (long long)K);
+        for (int group : {32, 128}) {
+          BlockTensor x = random_block_tensor(M, K, group, 10), w = random_block_tensor(N, K, group, 12), y(M, N);
+          DenseTensor yf(M, N, DType::f32);
+          std::printf(" %10.1f", 1e3 * time([&](int) { gemm(ctx, x.ref(), w.ref(), y.ref(), {}, stream.get()); }));
+          std::printf(" %10.1f", 1e3 * time([&](int) { gemm(ctx, x.ref(), w.ref(), yf.ref(), {}, stream.get()); }));
+        }
+        std::printf("\n");
+      }
+      return 0;
+    }
     if (mode == "--persistent") {
       std::printf("\nforward, INT8 out, TOP/s: persistent tile loop (p1) vs a CTA per tile (p0), same run\n%-17s %8s %8s %6s | %8s %8s %6s\n",
                   "M x N x K", "g32 p1", "g32 p0", "p1/p0", "g128 p1", "g128 p0", "p1/p0");
