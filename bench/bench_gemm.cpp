@@ -4,8 +4,10 @@
 // every timed run; times are medians. "p32" is the portable (mma.sync) path at K-group 32 on the same GPU.
 // --sweep adds kernel variants on 8192^3 (--sweep-only: without the main table, e.g. under a profiler); --persistent times the Hopper kernel with and without its persistent tile
 // loop on every shape (INT8 out, K-groups 32 and 128) instead of the main table; --tile-cost times 8192 x 2304 at
-// K = 768 .. 6144 with INT8 and FP32 output, whose slope and intercept split a tile's time into its K loop and the rest.
+// K = 768 .. 6144 with INT8 and FP32 output, whose slope and intercept split a tile's time into its K loop and the rest,
+// after the clean L2 flush every timing here uses and after a dirty one (bench::L2Flush).
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
 #include <stdexcept>
@@ -39,9 +41,8 @@ int main(int argc, char** argv) {
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
     Stream stream;
-    DeviceBuffer flush(std::size_t(dev.l2_bytes) * 4);
-    auto flush_l2 = [&](int) { flush.fill_bytes(0x5a, stream.get()); };
-    auto time = [&](const std::function<void(int)>& run) { return bench::median_ms(stream.get(), run, 3, 20, flush_l2); };
+    const bench::L2Flush flush_l2(ctx, stream.get());
+    auto time = [&](const std::function<void(int)>& run) { return bench::median_ms(stream.get(), run, 3, 20, std::cref(flush_l2)); };
   
     struct Shape {
       std::int64_t m, n, k;
@@ -50,17 +51,37 @@ int main(int argc, char** argv) {
                             {8192, 8192, 2048}, {8192, 2048, 8192}, {4096, 4096, 4096}, {8192, 8192, 8192}};
     if (mode == "--tile-cost") {
       const std::int64_t M = 8192, N = 2304;
-      std::printf("\nforward %lld x %lld, us per call (%lld tiles of 128 x 128)\n%-6s %10s %10s %10s %10s\n", (long long)M, (long long)N,
-                  (long long)(M / 128 * N / 128), "K", "g32 i8", "g32 f32", "g128 i8", "g128 f32");
+      const bench::L2Flush dirty(ctx, stream.get(), bench::L2Flush::Kind::dirty);
+      std::printf("\nforward %lld x %lld, us per call (%lld tiles of 128 x 128); L2 flushed clean | dirty\n%-6s %9s %9s %9s %9s | %9s %9s %9s\n",
+                  (long long)M, (long long)N, (long long)(M / 128 * N / 128), "K", "g32 i8", "g32 f32", "g128 i8", "g128 f32", "g32 i8", "g128 i8",
+                  "bf16");
       for (std::int64_t K : {768, 1536, 3072, 6144}) {
         std::printf("%-6lld", (long long)K);
+        std::vector<double> dirty_us;
         for (int group : {32, 128}) {
           BlockTensor x = random_block_tensor(M, K, group, 10), w = random_block_tensor(N, K, group, 12), y(M, N);
           DenseTensor yf(M, N, DType::f32);
-          std::printf(" %10.1f", 1e3 * time([&](int) { gemm(ctx, x.ref(), w.ref(), y.ref(), {}, stream.get()); }));
-          std::printf(" %10.1f", 1e3 * time([&](int) { gemm(ctx, x.ref(), w.ref(), yf.ref(), {}, stream.get()); }));
+          const auto int8_out = [&](int) { gemm(ctx, x.ref(), w.ref(), y.ref(), {}, stream.get()); };
+          std::printf(" %9.1f", 1e3 * time(int8_out));
+          std::printf(" %9.1f", 1e3 * time([&](int) { gemm(ctx, x.ref(), w.ref(), yf.ref(), {}, stream.get()); }));
+          dirty_us.push_back(1e3 * bench::median_ms(stream.get(), int8_out, 3, 20, std::cref(dirty)));
         }
-        std::printf("\n");
+        // cuBLAS BF16 on the same shape (its own plan per K), after the dirty flush
+        LtMatmul bf16(M, N, K, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+        DenseTensor xb(M, K, DType::bf16), wb(N, K, DType::bf16);
+        fill_random(xb, 1), fill_random(wb, 2);
+        DeviceBuffer yb(std::size_t(M * N * 2));
+        const float one = 1.0f, zero = 0.0f;
+        const auto cublas = [&](int) { bf16.run(xb.ref().data, wb.ref().data, yb.get(), &one, &zero, stream.get()); };
+        std::printf(" | %9.1f %9.1f %9.1f   (clean bf16 %.1f)\n", dirty_us[0], dirty_us[1], 1e3 * bench::median_ms(stream.get(), cublas, 3, 20, std::cref(dirty)),
+                    1e3 * time(cublas));
+        // Whether the part of a call that does not grow with K is paid per call or once after a flush: two calls in
+        // one timed region, and calls back to back with no flush at all (L2 warm).
+        BlockTensor x = random_block_tensor(M, K, 128, 10), w = random_block_tensor(N, K, 128, 12), y(M, N);
+        const auto call = [&](int) { gemm(ctx, x.ref(), w.ref(), y.ref(), {}, stream.get()); };
+        std::printf("       g128 i8: two calls %.1f, no flush %.1f; bf16: two calls %.1f, no flush %.1f\n",
+                    1e3 * time([&](int i) { call(i), call(i); }), 1e3 * bench::median_ms(stream.get(), call, 3, 20),
+                    1e3 * time([&](int i) { cublas(i), cublas(i); }), 1e3 * bench::median_ms(stream.get(), cublas, 3, 20));
       }
       return 0;
     }

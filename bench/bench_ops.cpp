@@ -1,9 +1,11 @@
 // The nonlinear INT8 operators next to their BF16 twins and a device-to-device copy, in one process: GB/s of
 // minimal traffic (every input byte read once, every output byte written once; per-block scales included) and
-// the speedup of INT8 over BF16. L2 is flushed before every timed run; times are medians.
+// the speedup of INT8 over BF16. L2 is flushed before every timed run (clean: bench::L2Flush; --dirty-flush: by writing,
+// as before session 9, for comparison); times are medians.
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -19,16 +21,19 @@ using namespace jetforge;
 
 int main(int argc, char** argv) {
   // --sweep: also every LayerNorm kernel variant (cluster, sub-tile, threads) on each shape, fastest first.
-  const bool sweep = argc > 1 && std::string(argv[1]) == "--sweep";
-  return bench::guarded_main("jetforge_bench_ops", [sweep] {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  const bool sweep = std::find(args.begin(), args.end(), "--sweep") != args.end();
+  const bool dirty = std::find(args.begin(), args.end(), "--dirty-flush") != args.end();
+  return bench::guarded_main("jetforge_bench_ops", [sweep, dirty, &args] {
+    for (const auto& a : args)
+      if (a != "--sweep" && a != "--dirty-flush") throw std::runtime_error("usage: jetforge_bench_ops [--sweep] [--dirty-flush]");
     Context ctx(0);
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
     Stream stream;
-    DeviceBuffer flush(std::size_t(dev.l2_bytes) * 4);
-    auto time = [&](const std::function<void(int)>& run) {
-      return bench::median_ms(stream.get(), run, 3, 30, [&](int) { flush.fill_bytes(0x5a, stream.get()); });
-    };
+    const bench::L2Flush flush(ctx, stream.get(), dirty ? bench::L2Flush::Kind::dirty : bench::L2Flush::Kind::clean);
+    std::printf("L2 flushed %s before each timed run\n", dirty ? "by writing (dirty lines)" : "by reading (clean lines)");
+    auto time = [&](const std::function<void(int)>& run) { return bench::median_ms(stream.get(), run, 3, 30, std::cref(flush)); };
     std::printf("\n%-22s %-11s %9s %8s %7s | %9s %8s %7s | %8s\n", "operator", "shape", "INT8 us", "GB/s", "vs copy", "BF16 us", "GB/s", "vs copy",
                 "speedup");
     for (auto [rows, cols] : {std::pair<std::int64_t, std::int64_t>{8192, 768}, {8192, 4096}, {16384, 8192}}) {
@@ -143,7 +148,7 @@ int main(int argc, char** argv) {
     const double bytes = 2.0 * double(logits.ref().bytes());
     auto restore = [&](int) {  // fresh logits before each run (the kernel overwrites them), then the L2 flush
       check(driver().cuMemcpyDtoDAsync(logits.ref().data, fresh.ref().data, std::size_t(logits.ref().bytes()), stream.get()), "copy");
-      flush.fill_bytes(0x5a, stream.get());
+      flush(0);
     };
     const double t_copy = bench::median_ms(stream.get(), [&](int) {
       check(driver().cuMemcpyDtoDAsync(copy_dst.get(), fresh.ref().data, std::size_t(logits.ref().bytes()), stream.get()), "copy");
