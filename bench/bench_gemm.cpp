@@ -2,10 +2,11 @@
 // K-group 32 and 128, the full layer step at K-group 32 (fwd + dX + dW with the transposes they need), cuBLASLt
 // BF16 (FP32 accumulate) for the same GEMMs, and cuBLASLt INT8 with one per-tensor scale. L2 is flushed before
 // every timed run; times are medians. "p32" is the portable (mma.sync) path at K-group 32 on the same GPU.
-// --sweep adds kernel variants on 8192^3 (--sweep-only: without the main table, e.g. under a profiler); --persistent times the Hopper kernel with and without its persistent tile
-// loop on every shape (INT8 out, K-groups 32 and 128) instead of the main table; --tile-cost times 8192 x 2304 at
-// K = 768 .. 6144 with INT8 and FP32 output, whose slope and intercept split a tile's time into its K loop and the rest,
-// after the clean L2 flush every timing here uses and after a dirty one (bench::L2Flush).
+// --sweep adds kernel variants on 8192^3 (--sweep-only: without the main table, e.g. under a profiler).
+// --persistent times the Hopper kernel with and without its persistent tile loop on every shape (INT8 out, K-groups 32
+// and 128) instead of the main table. --tile-cost times 8192 x 2304 at K = 768 .. 6144 with INT8 and FP32 output,
+// whose slope and intercept split a call's time into its K loop and the rest, after the clean L2 flush every timing
+// here uses and after a dirty one (bench::L2Flush).
 #include <cstdio>
 #include <functional>
 #include <memory>

@@ -16,8 +16,8 @@ namespace jetforge::bench {
 
 // Evicts the L2 before a timed run (a `prepare` for median_ms). Clean: reads a buffer of four times the L2's size,
 // written once here, so the lines left behind need no write-back. Dirty (the benchmarks' flush until session 9):
-// writes that buffer before each run, leaving the L2 full of modified lines that the timed kernel's first misses
-// write back (bench/NOTES.md, session 9, run 107).
+// writes that buffer before each run, leaving the L2 full of modified lines that the timed kernel's misses may have
+// to write back (bench/NOTES.md, session 9, run 107: GEMM times within 1% either way, a copy 13% faster after clean).
 class L2Flush {
  public:
   enum class Kind { clean, dirty };
