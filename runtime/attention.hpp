@@ -25,6 +25,8 @@ struct AttentionLayout {
   // Q, K, V interleaved as a fused QKV projection writes them, [batch, T, 3, heads, d] (so K = Q + heads * d and
   // V = Q + 2 * heads * d elements), and O as [batch, T, heads, d], the input of the output projection.
   static AttentionLayout packed_qkv(int batch, int heads, int tokens, int head_dim);
+  // In a packed_qkv tensor (or its gradient), the bytes from Q's base pointer to K's (which = 1) or V's (which = 2).
+  CUdeviceptr packed_offset(int which) const { return CUdeviceptr(which) * CUdeviceptr(heads) * CUdeviceptr(head_dim) * 2; }
 };
 
 // Which kernels run: the Hopper ones (TMA, wgmma) where the GPU is sm_90, else the portable ones; or the portable

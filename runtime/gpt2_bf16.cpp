@@ -84,7 +84,7 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
                       CUstream s) {
   const Gpt2Shape& sh = shape_;
   const float eps = Gpt2Shape::kLayerNormEps;
-  const std::int64_t n = std::int64_t(batch_) * sh.sequence, c = sh.hidden;
+  const std::int64_t n = std::int64_t(batch_) * sh.sequence;
   check_tokens(inputs, targets);
   Buffers& b = *b_;
   auto master = [&](const std::string& name) { return tensor_ref(params, name); };
@@ -99,7 +99,7 @@ double Gpt2Bf16::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     l.backward_data->run(dy.data, w.data, dx.data, &one, &zero, s);
   };
   const AttentionLayout attention = AttentionLayout::packed_qkv(batch_, sh.heads, sh.sequence, sh.hidden / sh.heads);
-  const CUdeviceptr k_offset = CUdeviceptr(c) * 2, v_offset = 2 * k_offset;
+  const CUdeviceptr k_offset = attention.packed_offset(1), v_offset = attention.packed_offset(2);
 
   // Weights and biases: BF16 copies of the masters, once per step.
   bf16_from_f32(ctx_, master("wte"), b.wte, s);

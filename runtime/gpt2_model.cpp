@@ -150,7 +150,7 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     return o;
   };
   const AttentionLayout attention = AttentionLayout::packed_qkv(batch_, sh.heads, sh.sequence, sh.hidden / sh.heads);
-  const CUdeviceptr k_offset = CUdeviceptr(c) * 2, v_offset = 2 * k_offset;  // bytes from Q within a packed QKV row
+  const CUdeviceptr k_offset = attention.packed_offset(1), v_offset = attention.packed_offset(2);
 
   // Weights: quantized once per step, with their transposes for the backward data GEMMs.
   quantize_transpose(ctx_, master("wte"), b.wte.q, b.wte.q_t, nearest, s);

@@ -303,12 +303,12 @@ TEST_SUITE("gpu") {
       DenseTensor qkv(std::int64_t(a.batch) * a.tokens, 3 * a.heads * a.head_dim, DType::bf16), o(std::int64_t(a.batch) * a.tokens, a.heads * a.head_dim, DType::bf16);
       DeviceBuffer lse(std::size_t(a.batch) * a.heads * a.tokens * 4);
       fill_random(qkv, 12);
-      const CUdeviceptr qp = qkv.ref().data, kp = qp + 2 * a.heads * a.head_dim, vp = kp + 2 * a.heads * a.head_dim;
+      const CUdeviceptr qp = qkv.ref().data, kp = qp + layout.packed_offset(1), vp = qp + layout.packed_offset(2);
       attention_forward(fresh, layout, true, qp, kp, vp, o.ref().data, lse.get(), nullptr);
       DenseTensor d_o(std::int64_t(a.batch) * a.tokens, a.heads * a.head_dim, DType::bf16), grads(qkv.ref().rows, qkv.ref().cols, DType::bf16);
       DeviceBuffer delta(std::size_t(a.batch) * a.heads * a.tokens * 4);
       fill_random(d_o, 13);
-      const CUdeviceptr gq = grads.ref().data, gk = gq + 2 * a.heads * a.head_dim, gv = gk + 2 * a.heads * a.head_dim;
+      const CUdeviceptr gq = grads.ref().data, gk = gq + layout.packed_offset(1), gv = gq + layout.packed_offset(2);
       attention_backward(fresh, layout, true, qp, kp, vp, o.ref().data, lse.get(), d_o.ref().data, delta.get(), gq, gk, gv, nullptr);
       CHECK(compile_count() == compiles);
     }

@@ -238,8 +238,8 @@ class AttentionTrial : public Trial {
  private:
   // Q, K and V of a packed [batch, T, 3, heads, d] tensor (the layout a fused QKV projection writes).
   CUdeviceptr q(const DenseTensor& t) const { return t.ref().data; }
-  CUdeviceptr k(const DenseTensor& t) const { return q(t) + 2 * std::uint64_t(layout_.heads) * layout_.head_dim; }
-  CUdeviceptr v(const DenseTensor& t) const { return k(t) + 2 * std::uint64_t(layout_.heads) * layout_.head_dim; }
+  CUdeviceptr k(const DenseTensor& t) const { return q(t) + layout_.packed_offset(1); }
+  CUdeviceptr v(const DenseTensor& t) const { return q(t) + layout_.packed_offset(2); }
 
   Context& ctx_;
   gen::AttentionKernel kernel_;
