@@ -20,7 +20,7 @@
 using namespace jetforge;
 
 int main(int argc, char** argv) {
-  // --sweep: also every LayerNorm kernel variant (cluster, sub-tile, threads) on each shape, fastest first.
+  // --sweep: also every LayerNorm kernel variant (cluster, sub-tile, threads) and GELU tiles on each shape, fastest first.
   const std::vector<std::string> args(argv + 1, argv + argc);
   const bool sweep = std::find(args.begin(), args.end(), "--sweep") != args.end();
   const bool dirty = std::find(args.begin(), args.end(), "--dirty-flush") != args.end();
@@ -66,11 +66,13 @@ int main(int argc, char** argv) {
                                   rows,
                                   cols,
                                   0.1f,
-                                  7};
+                                  seed_key(7)};
         ctx.kernel(spec).launch(unsigned((std::int64_t(n) / 8 + 255) / 256), params, stream.get());
       };
       const double t_copy = time([&](int) { check(driver().cuMemcpyDtoDAsync(copy_dst.get(), xb.ref().data, size_t(n) * 2, stream.get()), "copy"); });
       const double copy_gbs = 4 * n / (t_copy * 1e-3) / 1e9;
+      // The same copy at INT8 size (half the bytes): what launch and tail cost a transfer as small as an INT8 operator's.
+      const double t_copy8 = time([&](int) { check(driver().cuMemcpyDtoDAsync(copy_dst.get(), xb.ref().data, size_t(n), stream.get()), "copy"); });
       struct Row {
         const char* name;
         double int8_bytes, bf16_bytes;  // minimal traffic
@@ -107,12 +109,41 @@ int main(int argc, char** argv) {
       };
       const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
       std::printf("%-22s %-11s %9.1f %8.0f %6.0f%%\n", "copy (bf16 size)", shape.c_str(), t_copy * 1e3, copy_gbs, 100.0);
+      std::printf("%-22s %-11s %9.1f %8.0f %6.0f%%\n", "copy (int8 size)", shape.c_str(), t_copy8 * 1e3, 2 * n / (t_copy8 * 1e-3) / 1e9,
+                  100 * t_copy / (2 * t_copy8));
       for (const Row& r : rows_) {
         const double t8 = time(r.int8), gbs8 = r.int8_bytes / (t8 * 1e-3) / 1e9;
         const double t16 = time(r.bf16_run), gbs16 = r.bf16_bytes / (t16 * 1e-3) / 1e9;
         std::printf("%-22s %-11s %9.1f %8.0f %6.0f%% | %9.1f %8.0f %6.0f%% | %7.2fx\n", r.name, shape.c_str(), t8 * 1e3, gbs8, 100 * gbs8 / copy_gbs,
                     t16 * 1e3, gbs16, 100 * gbs16 / copy_gbs, t16 / t8);
       }
+      // Prints the fastest four of `variants` (time, key) and marks the fit.
+      auto print_sweep = [&](std::vector<std::pair<double, std::string>> variants, double bytes, const std::string& fit) {
+        std::sort(variants.begin(), variants.end());
+        for (std::size_t v = 0; v < variants.size() && v < 4; ++v)
+          std::printf("  sweep %-62s %-11s %9.1f %6.0f%%%s\n", variants[v].second.c_str(), shape.c_str(), variants[v].first * 1e3,
+                      100 * bytes / (variants[v].first * 1e-3) / 1e9 / copy_gbs, variants[v].second == fit ? "  (fit)" : "");
+      };
+      if (sweep)
+        for (auto op : {gen::Elementwise::gelu_tanh, gen::Elementwise::gelu_tanh_grad}) {
+          const bool backward = op == gen::Elementwise::gelu_tanh_grad;
+          const auto fit = gen::ElementwiseSpec::fit(op, backward ? gen::Rounding::stochastic : gen::Rounding::nearest, rows, cols);
+          std::vector<std::pair<double, std::string>> variants;
+          for (gen::BlockTile tile : {gen::BlockTile{1, 4, 128}, gen::BlockTile{1, 8, 256}, gen::BlockTile{1, 8, 512}, gen::BlockTile{2, 4, 256},
+                                      gen::BlockTile{2, 8, 512}, gen::BlockTile{1, 8, 128}, gen::BlockTile{2, 4, 512}}) {
+              auto spec = fit;
+              spec.tile = tile;
+              if (rows % (tile.rows * 32) != 0 || cols % (tile.cols * 32) != 0) continue;
+              const double t = time([&](int i) {
+                if (backward)
+                  gelu_backward(ctx, dy.ref(), x.ref(), dx.ref(), GeluForm::tanh, std::uint64_t(i), stream.get(), spec);
+                else
+                  gelu_forward(ctx, x.ref(), y.ref(), GeluForm::tanh, stream.get(), spec);
+              });
+              variants.push_back({t, gen::canonical_key(spec)});
+            }
+          print_sweep(variants, (backward ? 3 : 2) * (n + scales), gen::canonical_key(fit));
+        }
       if (sweep)
         for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward}) {
           std::vector<std::pair<double, std::string>> variants;
@@ -126,12 +157,7 @@ int main(int argc, char** argv) {
             });
             variants.push_back({t, gen::canonical_key(spec)});
           }
-          std::sort(variants.begin(), variants.end());
-          const double bytes = (pass == gen::LayerNormPass::forward ? 2 : 3) * (n + scales);
-          const auto fit = gen::canonical_key(gen::LayerNormSpec::fit(pass, cols, ctx.limits()));
-          for (std::size_t v = 0; v < variants.size() && v < 4; ++v)
-            std::printf("  sweep %-55s %-11s %9.1f %6.0f%%%s\n", variants[v].second.c_str(), shape.c_str(), variants[v].first * 1e3,
-                        100 * bytes / (variants[v].first * 1e-3) / 1e9 / copy_gbs, variants[v].second == fit ? "  (fit)" : "");
+          print_sweep(variants, (pass == gen::LayerNormPass::forward ? 2 : 3) * (n + scales), gen::canonical_key(gen::LayerNormSpec::fit(pass, cols, ctx.limits())));
         }
       std::fflush(stdout);
     }

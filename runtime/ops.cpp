@@ -91,7 +91,7 @@ void run_quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, co
                               out_t ? reinterpret_cast<float*>(out_t->scales) : nullptr,
                               out.rows,
                               out.cols,
-                              o.seed};
+                              seed_key(o.seed)};
   const Kernel& kernel = ctx.kernel(spec);
   kernel.launch(persistent_grid(ctx, kernel, spec.smem_bytes(), out, spec.tile), params, stream, unsigned(spec.smem_bytes()));
 }
@@ -172,11 +172,19 @@ void check_same(const char* op, const char* what, const BlockTensorRef& a, const
 }
 
 void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::Rounding rounding, const BlockTensorRef& a, const BlockTensorRef* b,
-                     const BlockTensorRef& out, float p, std::uint64_t mask_seed, std::uint64_t round_seed, CUstream stream) {
+                     const BlockTensorRef& out, float p, std::uint64_t mask_seed, std::uint64_t round_seed, CUstream stream,
+                     const std::optional<gen::ElementwiseSpec>& override_spec = std::nullopt) {
   check_block32(op, a);
   if (b) check_same(op, "the second input", a, *b);
   check_same(op, "the output", a, out);
-  const auto spec = tuned_or_fit(ctx, op, gen::ElementwiseSpec::fit(kind, rounding, a.rows, a.cols), a.rows, a.cols);
+  if (override_spec)
+    require(override_spec->op == kind && override_spec->round == rounding && a.rows % (override_spec->tile.rows * 32) == 0 &&
+                a.cols % (override_spec->tile.cols * 32) == 0,
+            [&] {
+              return std::string(op) + ": kernel override " + gen::canonical_key(*override_spec) + " is another operator or rounding, or does not tile " +
+                     shape(a.rows, a.cols);
+            });
+  const auto spec = override_spec ? *override_spec : tuned_or_fit(ctx, op, gen::ElementwiseSpec::fit(kind, rounding, a.rows, a.cols), a.rows, a.cols);
   const ElementwiseParams params{reinterpret_cast<const i8*>(a.codes),
                                  reinterpret_cast<const float*>(a.scales),
                                  b ? reinterpret_cast<const i8*>(b->codes) : nullptr,
@@ -186,8 +194,8 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
                                  a.rows,
                                  a.cols,
                                  p,
-                                 mask_seed,
-                                 round_seed};
+                                 seed_key(mask_seed),
+                                 seed_key(round_seed)};
   ctx.kernel(spec).launch(tile_grid(spec.tile, a), params, stream);
 }
 
@@ -197,15 +205,16 @@ void check_dropout_p(const char* op, float p) {
 
 }  // namespace
 
-void gelu_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, GeluForm form, CUstream stream) {
+void gelu_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, GeluForm form, CUstream stream,
+                  const std::optional<gen::ElementwiseSpec>& spec) {
   run_elementwise(ctx, "gelu_forward", form == GeluForm::tanh ? gen::Elementwise::gelu_tanh : gen::Elementwise::gelu_erf, gen::Rounding::nearest, x,
-                  nullptr, y, 0.0f, 0, 0, stream);
+                  nullptr, y, 0.0f, 0, 0, stream, spec);
 }
 
 void gelu_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, const BlockTensorRef& dx, GeluForm form, std::uint64_t seed,
-                   CUstream stream) {
+                   CUstream stream, const std::optional<gen::ElementwiseSpec>& spec) {
   run_elementwise(ctx, "gelu_backward", form == GeluForm::tanh ? gen::Elementwise::gelu_tanh_grad : gen::Elementwise::gelu_erf_grad,
-                  gen::Rounding::stochastic, dy, &x, dx, 0.0f, 0, seed, stream);
+                  gen::Rounding::stochastic, dy, &x, dx, 0.0f, 0, seed, stream, spec);
 }
 
 void dropout_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, float p, std::uint64_t mask_seed, CUstream stream) {
@@ -284,7 +293,7 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
   LayerNormParams params = layernorm_params(x, gamma, mean, rstd, dx);
   params.dy_codes = reinterpret_cast<const i8*>(dy.codes), params.dy_scales = reinterpret_cast<const float*>(dy.scales);
   params.dgamma_partial = ws, params.dbeta_partial = ws + x.rows / 32 * x.cols;
-  params.seed = seed;
+  params.round_key = seed_key(seed);
   run_layernorm(ctx, op, gen::LayerNormPass::backward, params, spec, stream);
   sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dgamma_partial), dgamma, x.rows, x.cols, false, stream);
   sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dbeta_partial), dbeta, x.rows, x.cols, false, stream);
@@ -301,7 +310,7 @@ void run_residual(Context& ctx, const char* op, const DenseRef& stream, const Bl
   const auto spec = tuned_or_fit(ctx, op, gen::ResidualSpec::fit(stream.dtype, rounding, x.rows, x.cols, row_sums != 0), x.rows, x.cols);
   const ResidualParams params{reinterpret_cast<void*>(stream.data), reinterpret_cast<const i8*>(x.codes), reinterpret_cast<const float*>(x.scales),
                               reinterpret_cast<i8*>(copy.codes),    reinterpret_cast<float*>(copy.scales), x.rows,
-                              x.cols,                               seed,                                   reinterpret_cast<RowSums*>(row_sums)};
+                              x.cols,                               seed_key(seed),                         reinterpret_cast<RowSums*>(row_sums)};
   ctx.kernel(spec).launch(tile_grid(spec.tile, x), params, cu_stream);
 }
 

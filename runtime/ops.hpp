@@ -40,10 +40,12 @@ void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t,
 // Elementwise INT8 -> INT8 operators (32 x 32 blocks); outputs get fresh per-block scales.
 enum class GeluForm { tanh, erf };
 // y = gelu(x), nearest rounding.
-void gelu_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, GeluForm form, CUstream stream);
+// `spec` overrides the kernel (tuned winner or fit) with one of the same op and rounding.
+void gelu_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& y, GeluForm form, CUstream stream,
+                  const std::optional<gen::ElementwiseSpec>& spec = std::nullopt);
 // dx = dy * gelu'(x), stochastic rounding seeded by `seed`.
 void gelu_backward(Context& ctx, const BlockTensorRef& dy, const BlockTensorRef& x, const BlockTensorRef& dx, GeluForm form, std::uint64_t seed,
-                   CUstream stream);
+                   CUstream stream, const std::optional<gen::ElementwiseSpec>& spec = std::nullopt);
 // y = x * keep / (1 - p), keep drawn per element from (mask_seed, index); the backward with the same p and
 // mask_seed regenerates the mask instead of storing it. Exact: kept codes stay, dropped ones become 0, and every
 // block scale is divided by 1 - p (no rounding, so no rounding seed).
