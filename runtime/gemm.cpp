@@ -115,7 +115,7 @@ void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const 
   require(c.block == 32 && c.group == 32, [&] { return std::string("gemm: INT8 output must use 32x32 blocks"); });
   require(!o.accumulate, [&] { return std::string("gemm: accumulate applies to FP32 output only"); });
   const GemmProblem problem{reinterpret_cast<void*>(c.codes), reinterpret_cast<float*>(c.scales), reinterpret_cast<const float*>(o.bias), a.rows, b.rows,
-                            a.cols, o.seed, 0};
+                            a.cols, seed_key(o.seed), 0};
   run(ctx, a, b, gen::GemmOut::i8, problem, o, stream);
 }
 

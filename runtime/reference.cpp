@@ -16,11 +16,12 @@ HostBlockTensor quantize(std::span<const float> x, std::int64_t rows, std::int64
       for (std::int64_t r = br * block; r < (br + 1) * block; ++r)
         for (std::int64_t c = bc * group; c < (bc + 1) * group; ++c) amax = std::max(amax, std::fabs(x[size_t(r * cols + c)]));
       const float s = block_scale(amax), inv = inverse_scale(s);
+      const std::uint32_t key = seed_key(seed);
       q.scales[size_t(br * (cols / group) + bc)] = s;
       for (std::int64_t r = br * block; r < (br + 1) * block; ++r)
         for (std::int64_t c = bc * group; c < (bc + 1) * group; ++c) {
           const size_t i = size_t(r * cols + c);
-          q.codes[i] = rounding == gen::Rounding::nearest ? quantize_nearest(x[i], inv) : quantize_stochastic(x[i], inv, sr_noise(seed, i));
+          q.codes[i] = rounding == gen::Rounding::nearest ? quantize_nearest(x[i], inv) : quantize_stochastic(x[i], inv, draw16(key, i));
         }
     }
   return q;

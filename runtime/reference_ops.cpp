@@ -124,14 +124,16 @@ ResidualOut residual_add(std::vector<float>& r, const HostBlockTensor& x, double
 
 std::vector<double> dropout_exact(const HostBlockTensor& x, double p, std::uint64_t seed) {
   auto v = values(x);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = dropout_keep(seed, i, float(p)) ? v[i] / (1.0 - p) : 0.0;
+  const std::uint32_t key = seed_key(seed);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = dropout_keep(key, i, float(p)) ? v[i] / (1.0 - p) : 0.0;
   return v;
 }
 
 HostBlockTensor dropout(const HostBlockTensor& x, double p, std::uint64_t seed) {
   HostBlockTensor y = x;
+  const std::uint32_t key = seed_key(seed);
   for (size_t i = 0; i < y.codes.size(); ++i)
-    if (!dropout_keep(seed, i, float(p))) y.codes[i] = 0;
+    if (!dropout_keep(key, i, float(p))) y.codes[i] = 0;
   for (float& s : y.scales) s = dropout_scale(s, float(p));
   return y;
 }

@@ -44,7 +44,7 @@ struct ResidualOut {
 };
 ResidualOut residual_add(std::vector<float>& r, const HostBlockTensor& x, double eps);
 
-// Dropout: y = x * keep / (1 - p), keep = dropout_keep(seed, element index, p).
+// Dropout: y = x * keep / (1 - p), keep = dropout_keep(seed_key(seed), element index, p).
 std::vector<double> dropout_exact(const HostBlockTensor& x, double p, std::uint64_t seed);
 // The INT8 operator, forward and backward alike: dropped codes 0, kept codes unchanged, block scales / (1 - p): exact.
 HostBlockTensor dropout(const HostBlockTensor& x, double p, std::uint64_t seed);

@@ -19,7 +19,7 @@ struct Bf16OpParams {
   const float* beta;
   i64 rows, cols;
   float p;
-  u64 seed;
+  u32 mask_key;  // dropout: seed_key(seed)
 };
 
 }  // namespace jetforge
@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(Threads) bf16_op_kernel(const Bf16OpParams p) 
       const float v = bf16_to_float(b.e[k]), t = bf16_tanh(kSqrt2OverPi * (v + kCubic * v * v * v));
       y = x * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kCubic * v * v));
     } else if constexpr (Op == kBf16Dropout) {
-      y = dropout_keep(p.seed, u64(first + k), p.p) ? x / (1.0f - p.p) : 0.0f;
+      y = dropout_keep(p.mask_key, u64(first + k), p.p) ? x / (1.0f - p.p) : 0.0f;
     } else if constexpr (Op == kBf16LayerNormApply) {
       const i64 row = (first + k) / p.cols, col = (first + k) % p.cols;
       y = (x - __ldg(p.row_mean + row)) * __ldg(p.row_rstd + row) * __ldg(p.gamma + col) + __ldg(p.beta + col);

@@ -18,8 +18,8 @@ struct ElementwiseParams {
   float* out_scales;
   i64 rows, cols;
   float p;          // dropout probability
-  u64 mask_seed;    // dropout keeps element i where dropout_keep(mask_seed, i, p)
-  u64 round_seed;   // stochastic rounding of the GELU gradient: sr_noise(round_seed, i)
+  u32 mask_key;     // dropout keeps element i where dropout_keep(mask_key, i, p); mask_key = seed_key(mask seed)
+  u32 round_key;    // stochastic rounding of the GELU gradient: element i draws draw16(round_key, i)
 };
 
 }  // namespace jetforge
@@ -36,7 +36,8 @@ __device__ __forceinline__ float fast_tanh(float x) {
 }
 
 // GELU (forward) or its derivative (backward: the factor dy is multiplied by) at x. The tanh form as
-// x * (k + k c x^2) inside the tanh and 0.5 x (1 + t) outside: the fewest FP32 operations for the same function.
+// x * (k + k c x^2) inside the tanh, 0.5 x (1 + t) outside, and its derivative 0.5 (1 + t) + x (1 - t^2) 0.5 k (1 + 3 c x^2):
+// the fewest FP32 operations for the same functions.
 template <int Op> __device__ __forceinline__ float gelu_or_grad(float x) {
   constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
   if constexpr (Op == kGeluTanh) {
@@ -46,19 +47,19 @@ template <int Op> __device__ __forceinline__ float gelu_or_grad(float x) {
     return 0.5f * x * (1.0f + erff(x * kRsqrt2));
   } else if constexpr (Op == kGeluTanhGrad) {
     const float x2 = x * x, t = fast_tanh(x * fmaf(kSqrt2OverPi * kCubic, x2, kSqrt2OverPi));
-    return fmaf(0.5f * x * fmaf(-t, t, 1.0f), fmaf(3.0f * kSqrt2OverPi * kCubic, x2, kSqrt2OverPi), fmaf(0.5f, t, 0.5f));
+    return fmaf(x * fmaf(1.5f * kSqrt2OverPi * kCubic, x2, 0.5f * kSqrt2OverPi), fmaf(-t, t, 1.0f), fmaf(0.5f, t, 0.5f));
   } else {
     return 0.5f * (1.0f + erff(x * kRsqrt2)) + x * kRsqrt2Pi * __expf(-0.5f * x * x);
   }
 }
 
-// The byte mask (0xff: kept) of four consecutive elements from their hash: field f of the hash is element f's
-// 16-bit draw, kept where draw / 2^16 >= p, i.e. draw >= threshold = ceil(p * 2^16) (dropout_keep, in integers).
-__device__ __forceinline__ u32 dropout_keep_bytes(u64 hash, u32 threshold) {
+// The byte mask (0xff: kept) of four consecutive elements from the draws of their two pairs: element f is kept where
+// its 16-bit draw / 2^16 >= p, i.e. draw >= threshold = ceil(p * 2^16) (dropout_keep, in integers).
+__device__ __forceinline__ u32 dropout_keep_bytes(u32 pair0, u32 pair1, u32 threshold) {
   u32 mask = 0;
 #pragma unroll
   for (int f = 0; f < 4; ++f)
-    if ((u32(hash >> (16 * f)) & 0xffffu) >= threshold) mask |= 0xffu << (8 * f);
+    if (draw_half(f < 2 ? pair0 : pair1, f & 1) >= threshold) mask |= 0xffu << (8 * f);
   return mask;
 }
 
@@ -84,8 +85,10 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
 #pragma unroll
     for (int i = 0; i < kN; ++i) {
       const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());  // a multiple of 16
+      const u32 pair0 = u32(first / 2), offset = draw_offset(p.mask_key, first / 2);  // as in quantize_run: one offset per chunk
 #pragma unroll
-      for (int j = 0; j < kWords; ++j) reinterpret_cast<u32*>(a[i].elem)[j] &= dropout_keep_bytes(hash64(p.mask_seed, first / 4 + j), threshold);
+      for (int j = 0; j < kWords; ++j)
+        reinterpret_cast<u32*>(a[i].elem)[j] &= dropout_keep_bytes(mix32(pair0 + u32(2 * j) + offset), mix32(pair0 + u32(2 * j + 1) + offset), threshold);
       Tile::store(a[i], i, p.out_codes + origin, p.cols);
     }
     for (int b = int(threadIdx.x); b < kBlocks; b += Threads) p.out_scales[block_of(b)] = dropout_scale(__ldg(p.a_scales + block_of(b)), p.p);
@@ -109,7 +112,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
         }
       }
     }
-    store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_seed);
+    store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_key);
   }
 }
 

@@ -21,7 +21,7 @@ struct GemmProblem {
   float* out_scales;    // INT8 output: (M / 32) x (N / 32) block scales
   const float* bias;    // optional: N values added to every row (before the block scales, for INT8 output)
   i64 m, n, k;
-  u64 seed;             // INT8 output with stochastic rounding
+  u32 round_key;        // INT8 output with stochastic rounding: seed_key(seed)
   int accumulate;       // FP32 output: out += A * B^T instead of out = A * B^T
 };
 
@@ -66,18 +66,12 @@ template <int Output> __device__ __forceinline__ void store_dense_pair(const Gem
   }
 }
 
-// The two codes of the value pair at element index `first` (= row * N + col, col even, so one hash of the
-// stochastic-rounding noise serves both), packed little-endian.
+// The two codes of the value pair at element index `first` (= row * N + col, col even, so the pair's draw holds
+// both stochastic-rounding draws), packed little-endian.
 template <int Round> __device__ __forceinline__ u16 quantize_pair(const GemmProblem& p, u64 first, float v0, float v1, float inv) {
-  i8 q0, q1;
-  if (Round == kRoundNearest) {
-    q0 = quantize_nearest(v0, inv), q1 = quantize_nearest(v1, inv);
-  } else {
-    const u64 h = hash64(p.seed, first >> 2);
-    q0 = quantize_stochastic(v0, inv, sr_noise_field(h, int(first & 3)));
-    q1 = quantize_stochastic(v1, inv, sr_noise_field(h, int(first & 3) + 1));
-  }
-  return u16(u8(q0)) | u16(u8(q1)) << 8;
+  if (Round == kRoundNearest) return u16(u8(quantize_nearest(v0, inv))) | u16(u8(quantize_nearest(v1, inv))) << 8;
+  const u32 draws = draw_pair(p.round_key, first >> 1);
+  return u16(__byte_perm(stochastic_carry(v0, inv, draws & 0xffffu), stochastic_carry(v1, inv, draws >> 16), 0x0062u) ^ 0x8080u);
 }
 
 }  // namespace jetforge::gemm

@@ -29,7 +29,7 @@ struct LayerNormParams {
   float* dbeta_partial;
   i64 rows, cols;
   float eps;
-  u64 seed;  // stochastic rounding of dx
+  u32 round_key;  // stochastic rounding of dx: seed_key(seed)
 };
 
 }  // namespace jetforge
@@ -216,7 +216,7 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
         }
       }
     }
-    store_requantized<Tile, B, 1, SubCols / B, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, strip, (c_begin + s * SubCols) / SubCols, p.seed);
+    store_requantized<Tile, B, 1, SubCols / B, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, strip, (c_begin + s * SubCols) / SubCols, p.round_key);
   }
   if constexpr (Cluster > 1) sm90::cluster_wait();  // no CTA leaves while another may still read its row_sums
 }

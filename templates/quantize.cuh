@@ -13,7 +13,7 @@ struct QuantizeParams {
   i8* codes_t;    // cols x rows; written only by the transposing variant
   float* scales_t;
   i64 rows, cols;
-  u64 seed;  // stochastic rounding: element (r, c) draws sr_noise(seed, r * cols + c)
+  u32 round_key;  // stochastic rounding: element (r, c) draws draw16(round_key, r * cols + c); round_key = seed_key(seed)
 };
 
 }  // namespace jetforge
@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) quantize
       const float inv = m.inv_scale[InTile::row(i) / B * TileBC + block_col];
       const u64 first = u64((r0 + InTile::row(i)) * p.cols + c0 + InTile::col());  // element index of the chunk
       typename CodeTile::Chunk q;
-      quantize_run<Round>([&](int k) { return to_float(x[i].elem[k]); }, inv, first, p.seed, q.elem);
+      quantize_run<Round>([&](int k) { return to_float(x[i].elem[k]); }, inv, first, p.round_key, q.elem);
       CodeTile::store(q, i, codes, p.cols);
       if constexpr (WithTranspose) staged[parity].put(InTile::row(i), InTile::col(), q.elem);
     }

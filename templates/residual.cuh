@@ -21,7 +21,7 @@ struct ResidualParams {
   i8* out_codes;         // INT8 copy of the updated stream
   float* out_scales;
   i64 rows, cols;
-  u64 seed;              // stochastic rounding of the copy
+  u32 round_key;         // stochastic rounding of the copy: seed_key(seed)
   RowSums* row_sums;     // Stats: rows x (cols / 32), of the updated stream over each 32-column block
 };
 
@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) residual
     StreamTile::store(r[i], i, stream, p.cols);
   }
   if constexpr (Stats) store_block_row_sums<StreamTile>(y, p.row_sums, r0, c0, p.cols);
-  store_requantized<StreamTile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.seed);
+  store_requantized<StreamTile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_key);
 }
 
 // One warp per row: mean and 1 / sqrt(var + eps) from the row's block sums in FP64, lane l adding blocks l, l + 32, ...

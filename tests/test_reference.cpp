@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <random>
 
 #include "runtime/reference.hpp"
 #include "templates/jetforge/common.cuh"
@@ -78,16 +79,37 @@ TEST_SUITE("reference") {
     CHECK(a.codes != ref::quantize(x, 64, 64, 32, Rounding::stochastic, 8).codes);
   }
 
-  TEST_CASE("stochastic-rounding noise is uniform over [0, 1)") {
-    const int n = 1 << 16;
-    std::vector<int> bins(16, 0);
+  TEST_CASE("random draws are uniform over their 16 bits in both halves of a pair, and neighbours are uncorrelated") {
+    const int n = 1 << 17;
+    const std::uint32_t key = seed_key(42);
+    std::vector<int> bins(2 * 16, 0);  // half x 16 bins
+    double products = 0;               // of the centred draws of neighbouring elements
     for (int i = 0; i < n; ++i) {
-      const float u = sr_noise(42, std::uint64_t(i));
-      REQUIRE(u >= 0.0f);
-      REQUIRE(u < 1.0f);
-      ++bins[size_t(u * 16)];
+      const std::uint32_t d = draw16(key, std::uint64_t(i));
+      REQUIRE(d < (1u << 16));
+      ++bins[size_t(i % 2 * 16 + int(d >> 12))];
+      products += (double(d) / 65536 - 0.5) * (double(draw16(key, std::uint64_t(i) + 1)) / 65536 - 0.5);
     }
-    for (int b : bins) CHECK(std::abs(b - n / 16) < 6 * std::sqrt(n / 16.0));
+    for (int b : bins) CHECK(std::abs(b - n / 32) < 6 * std::sqrt(n / 32.0));
+    CHECK(std::fabs(products / n) < 6 * (1.0 / 12) / std::sqrt(double(n)));  // correlation within 6 sigma of 0
+    CHECK(draw16(seed_key(43), 0) != draw16(key, 0));
+  }
+
+  TEST_CASE("stochastic rounding of a block's largest magnitude stays within [-127, 127] for the extreme noises") {
+    // |x| = amax gives x / s = 127 (1 + at most 2^-23) through the two roundings of s and 1 / s; no clamp is needed.
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> mantissa(1.0f, 2.0f);
+    std::uniform_int_distribution<int> exponent(-140, 120);
+    int worst_high = 0, worst_low = 0;
+    for (int trial = 0; trial < 200000; ++trial) {
+      const float amax = std::ldexp(mantissa(rng), exponent(rng)), inv = inverse_scale(block_scale(amax));
+      for (std::uint32_t r : {0u, 1u, (1u << 16) - 1}) {
+        worst_high = std::max(worst_high, int(quantize_stochastic(amax, inv, r)));
+        worst_low = std::min(worst_low, int(quantize_stochastic(-amax, inv, r)));
+      }
+    }
+    CHECK(worst_high == 127);
+    CHECK(worst_low == -127);
   }
 
   TEST_CASE("bf16 conversion rounds to nearest even and round-trips") {

@@ -83,23 +83,34 @@ JF_HD float block_scale(float amax) {
   return s > kMinScale ? s : kMinScale;
 }
 
-// splitmix64 finalizer over (seed, counter): one independent 64-bit draw per element, no state to carry,
-// so a run is reproducible and the mask/noise of any element can be regenerated from its index.
+// Random draws (stochastic-rounding noise, dropout masks): element i of a tensor under a seed draws 16 bits, half
+// i % 2 of draw_pair(seed_key(seed), i / 2). Counter-based, no state to carry: a run is reproducible and any
+// element's draw can be regenerated from its index. Built from 32-bit operations because the GPU has no 64-bit
+// integer unit: one 32-bit mix serves two elements (a 64-bit hash per four cost twice the instructions).
+
+// splitmix64 finalizer: turns a 64-bit seed into the 32-bit key of its stream (once per kernel or thread).
 JF_HD u64 hash64(u64 seed, u64 counter) {
   u64 z = seed + (counter + 1) * 0x9E3779B97F4A7C15ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
+JF_HD u32 seed_key(u64 seed) { return u32(hash64(seed, 0)); }
 
-// Stochastic-rounding noise: element i of a tensor takes the 16-bit field (i % 4) of hash64(seed, i / 4), so
-// one hash serves four neighbouring elements. u = field / 2^16 in [0, 1): a 16-bit grid leaves a rounding bias
-// below 2^-16 of a quantization step.
-// (The 16-bit integer is made a float by OR-ing it into the mantissa of 2^23: exact, and no converter.)
-JF_HD float sr_noise_field(u64 hash, int field) {
-  return (bits_float(0x4B000000u | (u32(hash >> (16 * field)) & 0xffffu)) - 8388608.0f) * (1.0f / 65536.0f);
+// A bijective 32-bit mix with full avalanche (Wellons' "lowbias32"): xorshift-multiply twice, xorshift.
+JF_HD u32 mix32(u32 x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  return x ^ (x >> 16);
 }
-JF_HD float sr_noise(u64 seed, u64 i) { return sr_noise_field(hash64(seed, i >> 2), int(i & 3)); }
+// The 32 random bits of element pair `pair` (elements 2 pair and 2 pair + 1): the low 32 bits of the pair index
+// offset by the key, its high bits folded into the offset, so streams of 2^32 pairs never repeat within a tensor.
+JF_HD u32 draw_offset(u32 key, u64 pair) { return key ^ u32(pair >> 32) * 0x9E3779B9u; }
+JF_HD u32 draw_pair(u32 key, u64 pair) { return mix32(u32(pair) + draw_offset(key, pair)); }
+JF_HD u32 draw_half(u32 pair_bits, int half) { return half ? pair_bits >> 16 : pair_bits & 0xffffu; }
+JF_HD u32 draw16(u32 key, u64 i) { return draw_half(draw_pair(key, i >> 1), int(i & 1)); }
 
 // Rounding through the FP32 adder instead of the (quarter-rate) float->int converters: for |t| < 2^22,
 // t + 1.5 * 2^23 is an FP32 whose low mantissa bits hold round(t) in two's complement, so the code is the low
@@ -130,24 +141,35 @@ JF_HD i8 quantize_nearest(float x, float inv_scale) {
 #endif
 }
 
-// Unbiased stochastic rounding floor(x / s + u), u ~ U[0,1) (the backward pass): x * (1 / s) + u in one fused
-// multiply-add (one rounding, on the host too), clamped to the code range, then added to the magic constant rounding
-// toward minus infinity, which is floor.
-JF_HD i8 quantize_stochastic(float x, float inv_scale, float u) {
+// Unbiased stochastic rounding floor(x / s + u), u ~ U[0,1) (the backward pass), in integers: x * (1 / s) + 1.5 * 2^8
+// (one fused multiply-add) lands in [256, 512), where FP32 values are 2^-15 apart, so its bits hold x / s + 128 as a
+// fixed-point number with 15 fractional bits (rounded to nearest: a bias below 2^-16 of a step, and a value within
+// 2^-16 of an integer code rounds onto it, so the result is always floor(x / s) or ceil(x / s)). Those bits shifted
+// left by one, plus the element's 16-bit draw, carry into bit 16 with probability (fraction of x / s), exactly; byte 2
+// is then floor(x / s + u) + 128, and less 128 the code. No clamp: the values must be the block's own (|x| <= amax,
+// s = block_scale(amax), inv_scale = inverse_scale(s)), so |x / s| <= 127 (1 + 2^-23) < 127 + 2^-16 rounds to at
+// most 127 and the code stays in range.
+constexpr float kStochasticMagic = 384.0f;  // 1.5 * 2^8
+// The rounded value with its carry in byte 2 (codes4_from_carries packs four of them on the GPU).
+JF_HD u32 stochastic_carry(float x, float inv_scale, u32 draw) {
 #if JF_DEVICE_CODE
-  const float t = __fmaf_rn(x, inv_scale, u);
-  return magic_code(__fadd_rd(fminf(fmaxf(t, -kCodeMax), kCodeMax), kMagic));
+  const float f = __fmaf_rn(x, inv_scale, kStochasticMagic);
 #else
-  float t = __builtin_fmaf(x, inv_scale, u);
-  t = t < -kCodeMax ? -kCodeMax : (t > kCodeMax ? kCodeMax : t);
-  return i8(__builtin_floorf(t));
+  const float f = __builtin_fmaf(x, inv_scale, kStochasticMagic);
 #endif
+  return (float_bits(f) << 1) + draw;
 }
+JF_HD i8 quantize_stochastic(float x, float inv_scale, u32 draw) { return i8(u8((stochastic_carry(x, inv_scale, draw) >> 16) ^ 0x80u)); }
+#if JF_DEVICE_CODE
+// Four stochastic codes packed little-endian from their carries: three byte permutes and one XOR.
+__device__ __forceinline__ u32 codes4_from_carries(u32 c0, u32 c1, u32 c2, u32 c3) {
+  return __byte_perm(__byte_perm(c0, c1, 0x0062u), __byte_perm(c2, c3, 0x0062u), 0x5410u) ^ 0x80808080u;
+}
+#endif
 
 // Dropout keeps element i with probability 1 - p, regenerated in the backward pass from (seed, i) instead of
-// storing a mask. The draw is the 16-bit uniform of sr_noise: one hash serves four neighbouring elements (a hash
-// per element made dropout compute-bound at a quarter of copy speed), p is resolved to 2^-16.
-JF_HD bool dropout_keep(u64 seed, u64 i, float p) { return sr_noise(seed, i) >= p; }
+// storing a mask: kept where its 16-bit draw / 2^16 >= p, i.e. p is resolved to 2^-16. `key` = seed_key(seed).
+JF_HD bool dropout_keep(u32 key, u64 i, float p) { return float(draw16(key, i)) * (1.0f / 65536.0f) >= p; }
 // The scale of a block after dropout: kept codes stay as they are, so the result is exact (no rounding at all).
 JF_HD float dropout_scale(float scale, float p) { return scale / (1.0f - p); }
 

@@ -119,18 +119,25 @@ template <int NumBlocks, int Threads> struct BlockAmax {
   }
 };
 
-// Codes of E consecutive values of one block (E a multiple of 4) whose first element has index `first`: nearest,
-// or stochastic with the noise sr_noise(seed, index) (one hash per four elements). value(k) gives the k-th FP32 value.
-// The values are the block's own, whose largest magnitude gave `inv`: nearest rounding needs no clamp then
-// (|value| * inv <= 127 (1 + 2^-22) rounds to at most 127), stochastic rounding keeps it (value * inv + u may reach 128).
+// Codes of E consecutive values of one block (E a multiple of 4) whose first element has index `first` (a multiple of
+// E): nearest, or stochastic with the draws draw16(key, index). value(k) gives the k-th FP32 value.
+// The values are the block's own, whose largest magnitude gave `inv`: neither rounding needs a clamp then
+// (|value| * inv <= 127 (1 + 2^-23) rounds to at most 127; see quantize_stochastic).
 template <int Round, int E, class Value>
-__device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 first, u64 seed, i8 (&codes)[E]) {
+__device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 first, u32 key, i8 (&codes)[E]) {
+  // The run's pairs share the high bits of their index (first / 2 is a multiple of E / 2, which divides 2^32), so
+  // draw_pair's offset is computed once.
+  const u32 pair0 = u32(first >> 1), offset = draw_offset(key, first >> 1);
 #pragma unroll
   for (int k = 0; k < E; k += 4) {
-    const u64 h = Round == kRoundStochastic ? hash64(seed, (first + k) >> 2) : 0;
+    if constexpr (Round == kRoundNearest) {
 #pragma unroll
-    for (int f = 0; f < 4; ++f)
-      codes[k + f] = Round == kRoundNearest ? magic_code(__fmaf_rn(value(k + f), inv, kMagic)) : quantize_stochastic(value(k + f), inv, sr_noise_field(h, f));
+      for (int f = 0; f < 4; ++f) codes[k + f] = magic_code(__fmaf_rn(value(k + f), inv, kMagic));
+    } else {
+      const u32 d0 = mix32(pair0 + u32(k / 2) + offset), d1 = mix32(pair0 + u32(k / 2 + 1) + offset);  // draw_pair(key, first / 2 + k / 2 (+ 1))
+      *reinterpret_cast<u32*>(&codes[k]) = codes4_from_carries(stochastic_carry(value(k), inv, d0 & 0xffffu), stochastic_carry(value(k + 1), inv, d0 >> 16),
+                                                                 stochastic_carry(value(k + 2), inv, d1 & 0xffffu), stochastic_carry(value(k + 3), inv, d1 >> 16));
+    }
   }
 }
 
@@ -140,7 +147,7 @@ __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 
 // keep amax consistent when a persistent CTA calls it once per tile.
 template <class Tile, int B, int TileBR, int TileBC, int Threads, int Round>
 __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElemsPerChunk], BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
-                                  float* scales, i64 cols, i64 tile_r, i64 tile_c, u64 seed) {
+                                  float* scales, i64 cols, i64 tile_r, i64 tile_c, u32 key) {
   constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk;
   typedef CtaTile<i8, TileBR * B, TileBC * B, Threads, kE> CodeTile;
   const i64 r0 = tile_r * TileBR * B, c0 = tile_c * TileBC * B, blocks_per_row = cols / B;
@@ -167,7 +174,7 @@ __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElem
     const float inv = amax.inv_scale[Tile::row(i) / B * TileBC + block_col];
     const u64 first = u64((r0 + Tile::row(i)) * cols + c0 + Tile::col());  // element index of the chunk
     typename CodeTile::Chunk q;
-    quantize_run<Round>([&](int k) { return y[i][k]; }, inv, first, seed, q.elem);
+    quantize_run<Round>([&](int k) { return y[i][k]; }, inv, first, key, q.elem);
     CodeTile::store(q, i, codes + r0 * cols + c0, cols);
   }
   amax.for_each_block([&](int blk) { scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk]; });
