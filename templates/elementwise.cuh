@@ -35,23 +35,39 @@ __device__ __forceinline__ float fast_tanh(float x) {
   return y;
 }
 
-// GELU (forward) or its derivative (backward: the factor dy is multiplied by) at x. The tanh form as
-// x * (k + k c x^2) inside the tanh, 0.5 x (1 + t) outside, and its derivative 0.5 (1 + t) + x (1 - t^2) 0.5 k (1 + 3 c x^2):
-// the fewest FP32 operations for the same functions.
-template <int Op> __device__ __forceinline__ float gelu_or_grad(float x) {
-  constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
-  if constexpr (Op == kGeluTanh) {
-    const float hx = 0.5f * x;
-    return fmaf(hx, fast_tanh(x * fmaf(kSqrt2OverPi * kCubic, x * x, kSqrt2OverPi)), hx);
-  } else if constexpr (Op == kGeluErf) {
-    return 0.5f * x * (1.0f + erff(x * kRsqrt2));
-  } else if constexpr (Op == kGeluTanhGrad) {
-    const float x2 = x * x, t = fast_tanh(x * fmaf(kSqrt2OverPi * kCubic, x2, kSqrt2OverPi));
-    return fmaf(x * fmaf(1.5f * kSqrt2OverPi * kCubic, x2, 0.5f * kSqrt2OverPi), fmaf(-t, t, 1.0f), fmaf(0.5f, t, 0.5f));
-  } else {
-    return 0.5f * (1.0f + erff(x * kRsqrt2)) + x * kRsqrt2Pi * __expf(-0.5f * x * x);
+// GELU (forward) or its derivative (backward: the factor dy is multiplied by) on the codes q of one block whose scale
+// is sx (x = q sx), as z(q) with the block's value factor * z: sx is folded into per-block constants so that an element
+// costs the fewest FP32 operations. Tanh form: GELU = 0.5 x (1 + t), t = tanh(k x (1 + c x^2)), so z = q (1 + t) with
+// the tanh's argument q (c0 + c1 q^2), factor 0.5 sx; derivative 0.5 (1 + t) + x (1 - t^2) 0.5 k (1 + 3 c x^2), i.e.
+// (1 - t^2) q (c2 + c3 q^2) with c2, c3 the same per block, factor 1. Erf form likewise with erf(x / sqrt(2)).
+// (x^3's constant is capped at FLT_MAX, so a zero code stays 0 however large the scale.)
+template <int Op> struct GeluOnBlock {
+  static constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
+  float c0, c1, c2, c3, factor;
+  __device__ explicit GeluOnBlock(float sx) {
+    const float sx3 = fminf(sx * sx * sx, 3.402823466e38f);
+    if constexpr (Op == kGeluTanh || Op == kGeluTanhGrad) {
+      c0 = kSqrt2OverPi * sx, c1 = fminf(kSqrt2OverPi * kCubic * sx3, 3.402823466e38f);
+      c2 = 0.5f * kSqrt2OverPi * sx, c3 = fminf(1.5f * kSqrt2OverPi * kCubic * sx3, 3.402823466e38f);
+    } else {
+      c0 = kRsqrt2 * sx, c1 = kRsqrt2Pi * sx, c2 = -0.5f * sx * sx, c3 = 0.0f;
+    }
+    factor = Op == kGeluTanh || Op == kGeluErf ? 0.5f * sx : 1.0f;
   }
-}
+  __device__ float operator()(float q) const {
+    const float q2 = q * q;
+    if constexpr (Op == kGeluTanh) {
+      return fmaf(q, fast_tanh(q * fmaf(c1, q2, c0)), q);
+    } else if constexpr (Op == kGeluErf) {
+      return fmaf(q, erff(q * c0), q);
+    } else if constexpr (Op == kGeluTanhGrad) {
+      const float t = fast_tanh(q * fmaf(c1, q2, c0));
+      return fmaf(q * fmaf(c3, q2, c2), fmaf(-t, t, 1.0f), fmaf(0.5f, t, 0.5f));
+    } else {
+      return fmaf(0.5f, erff(q * c0), 0.5f) + q * c1 * __expf(q2 * c2);
+    }
+  }
+};
 
 // The byte mask (0xff: kept) of four consecutive elements from the draws of their two pairs: element f is kept where
 // its 16-bit draw / 2^16 >= p, i.e. draw >= threshold = ceil(p * 2^16) (dropout_keep, in integers).
@@ -94,25 +110,28 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
     for (int b = int(threadIdx.x); b < kBlocks; b += Threads) p.out_scales[block_of(b)] = dropout_scale(__ldg(p.a_scales + block_of(b)), p.p);
   } else {
     __shared__ BlockAmax<kBlocks, Threads> amax;
+    __shared__ float out_factor[kBlocks];  // each block's output is out_factor * the z below
     typename Tile::Chunk x[kN];
     if constexpr (kBackward) Tile::load(x, p.b_codes + origin, p.cols);
-    float y[kN][kE];
+    float z[kN][kE];
 #pragma unroll
     for (int i = 0; i < kN; ++i) {
-      const i64 block = block_of(Tile::row(i) / B * TileBC + Tile::col() / B);
-      const float sx = __ldg((kBackward ? p.b_scales : p.a_scales) + block), sdy = kBackward ? __ldg(p.a_scales + block) : 0.0f;
+      const int b = Tile::row(i) / B * TileBC + Tile::col() / B;
+      const GeluOnBlock<Op> gelu(__ldg((kBackward ? p.b_scales : p.a_scales) + block_of(b)));
+      const float factor = kBackward ? __ldg(p.a_scales + block_of(b)) : gelu.factor;  // backward: dx = sdy * (dy code * gelu')
+      if (Tile::row(i) % B == 0 && Tile::col() % B == 0) out_factor[b] = factor;  // the block's first chunk
 #pragma unroll
       for (int j = 0; j < kWords; ++j) {
         const u32 wx = biased_codes(reinterpret_cast<const u32*>((kBackward ? x[i] : a[i]).elem)[j]);
         const u32 wdy = kBackward ? biased_codes(reinterpret_cast<const u32*>(a[i].elem)[j]) : 0u;
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-          const float f = gelu_or_grad<Op>(biased_code(wx, k) * sx);
-          y[i][4 * j + k] = kBackward ? biased_code(wdy, k) * sdy * f : f;
+          const float g = gelu(biased_code(wx, k));
+          z[i][4 * j + k] = kBackward ? biased_code(wdy, k) * g : g;
         }
       }
     }
-    store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_key);
+    store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(z, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_key, out_factor);
   }
 }
 

@@ -144,10 +144,12 @@ __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 
 // The end of every block-wise operator: this thread's FP32 results y (its chunks of a TileBR x TileBC-block tile,
 // chunked as Tile) get per-block scales, are rounded (nearest, or stochastically with the noise of their element
 // index), and are stored as codes (chunked alike, one byte per element) plus the tile's block scales. Its barriers
-// keep amax consistent when a persistent CTA calls it once per tile.
+// keep amax consistent when a persistent CTA calls it once per tile. With `out_factor` (shared memory, one per tile
+// block, written before the call), block b's values are out_factor[b] * y: its codes are those of y and its stored
+// scale out_factor[b] times y's (at least kMinScale): the caller saves a multiply per element.
 template <class Tile, int B, int TileBR, int TileBC, int Threads, int Round>
 __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElemsPerChunk], BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
-                                  float* scales, i64 cols, i64 tile_r, i64 tile_c, u32 key) {
+                                  float* scales, i64 cols, i64 tile_r, i64 tile_c, u32 key, const float* out_factor = nullptr) {
   constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk;
   typedef CtaTile<i8, TileBR * B, TileBC * B, Threads, kE> CodeTile;
   const i64 r0 = tile_r * TileBR * B, c0 = tile_c * TileBC * B, blocks_per_row = cols / B;
@@ -177,7 +179,10 @@ __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElem
     quantize_run<Round>([&](int k) { return y[i][k]; }, inv, first, key, q.elem);
     CodeTile::store(q, i, codes + r0 * cols + c0, cols);
   }
-  amax.for_each_block([&](int blk) { scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] = amax.scale[blk]; });
+  amax.for_each_block([&](int blk) {
+    scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] =
+        out_factor ? fmaxf(amax.scale[blk] * out_factor[blk], kMinScale) : amax.scale[blk];
+  });
 }
 
 // A Rows x Cols tile of int8 codes in shared memory, written in 4-byte row words and read back as 4x4 byte
