@@ -114,22 +114,26 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
     typename Tile::Chunk x[kN];
     if constexpr (kBackward) Tile::load(x, p.b_codes + origin, p.cols);
     float z[kN][kE];
+    // A thread's chunks lie kRowStep rows apart; those in one block row share the block's constants.
+    constexpr int kChunksPerBlockRow = Tile::kRowStep < B && B % Tile::kRowStep == 0 ? B / Tile::kRowStep : 1;
 #pragma unroll
-    for (int i = 0; i < kN; ++i) {
-      const int b = Tile::row(i) / B * TileBC + Tile::col() / B;
+    for (int i0 = 0; i0 < kN; i0 += kChunksPerBlockRow) {
+      const int b = Tile::row(i0) / B * TileBC + Tile::col() / B;
       const GeluOnBlock<Op> gelu(__ldg((kBackward ? p.b_scales : p.a_scales) + block_of(b)));
       const float factor = kBackward ? __ldg(p.a_scales + block_of(b)) : gelu.factor;  // backward: dx = sdy * (dy code * gelu')
-      if (Tile::row(i) % B == 0 && Tile::col() % B == 0) out_factor[b] = factor;  // the block's first chunk
+      if (Tile::row(i0) % B == 0 && Tile::col() % B == 0) out_factor[b] = factor;  // the block's first chunk (a group's first)
 #pragma unroll
-      for (int j = 0; j < kWords; ++j) {
-        const u32 wx = biased_codes(reinterpret_cast<const u32*>((kBackward ? x[i] : a[i]).elem)[j]);
-        const u32 wdy = kBackward ? biased_codes(reinterpret_cast<const u32*>(a[i].elem)[j]) : 0u;
+      for (int i = i0; i < i0 + kChunksPerBlockRow; ++i)
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const float g = gelu(biased_code(wx, k));
-          z[i][4 * j + k] = kBackward ? biased_code(wdy, k) * g : g;
+        for (int j = 0; j < kWords; ++j) {
+          const u32 wx = biased_codes(reinterpret_cast<const u32*>((kBackward ? x[i] : a[i]).elem)[j]);
+          const u32 wdy = kBackward ? biased_codes(reinterpret_cast<const u32*>(a[i].elem)[j]) : 0u;
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const float g = gelu(biased_code(wx, k));
+            z[i][4 * j + k] = kBackward ? biased_code(wdy, k) * g : g;
+          }
         }
-      }
     }
     store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(z, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_key, out_factor);
   }
