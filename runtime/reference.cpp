@@ -10,13 +10,13 @@ HostBlockTensor quantize(std::span<const float> x, std::int64_t rows, std::int64
                          int group) {
   if (group == 0) group = block;
   HostBlockTensor q{rows, cols, block, std::vector<std::int8_t>(size_t(rows * cols)), std::vector<float>(size_t(rows / block * (cols / group))), group};
+  const std::uint32_t key = seed_key(seed);  // stochastic rounding's draws
   for (std::int64_t br = 0; br < rows / block; ++br)
     for (std::int64_t bc = 0; bc < cols / group; ++bc) {
       float amax = 0;
       for (std::int64_t r = br * block; r < (br + 1) * block; ++r)
         for (std::int64_t c = bc * group; c < (bc + 1) * group; ++c) amax = std::max(amax, std::fabs(x[size_t(r * cols + c)]));
       const float s = block_scale(amax), inv = inverse_scale(s);
-      const std::uint32_t key = seed_key(seed);
       q.scales[size_t(br * (cols / group) + bc)] = s;
       for (std::int64_t r = br * block; r < (br + 1) * block; ++r)
         for (std::int64_t c = bc * group; c < (bc + 1) * group; ++c) {
