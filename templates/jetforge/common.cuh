@@ -88,7 +88,7 @@ JF_HD float block_scale(float amax) {
 // element's draw can be regenerated from its index. Built from 32-bit operations because the GPU has no 64-bit
 // integer unit: one 32-bit mix serves two elements (a 64-bit hash per four cost twice the instructions).
 
-// splitmix64 finalizer: turns a 64-bit seed into the 32-bit key of its stream (once per kernel or thread).
+// splitmix64 finalizer: turns a 64-bit seed into the 32-bit key of its stream (on the host, once per launch).
 JF_HD u64 hash64(u64 seed, u64 counter) {
   u64 z = seed + (counter + 1) * 0x9E3779B97F4A7C15ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
