@@ -239,14 +239,16 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) layernor
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
     const i64 row = r0 + Tile::row(i), col = c0 + Tile::col();
-    const float s = __ldg(p.x_scales + row / B * blocks_per_row + col / B), mean = __ldg(p.mean + row), rstd = __ldg(p.rstd + row);
+    // xhat = code * (s * rstd) - mean * rstd: one FMA per element with the row's constants, as layernorm_kernel does
+    // (so both give the same bits for the same statistics).
+    const float rstd = __ldg(p.rstd + row), a = __ldg(p.x_scales + row / B * blocks_per_row + col / B) * rstd, b = __ldg(p.mean + row) * rstd;
 #pragma unroll
     for (int j = 0; j < kWords; ++j) {  // four codes, and their gamma and beta as one 16-byte load each
       const u32 w = biased_codes(reinterpret_cast<const u32*>(x[i].elem)[j]);
-      const float4 g = __ldg(reinterpret_cast<const float4*>(p.gamma + col) + j), b = __ldg(reinterpret_cast<const float4*>(p.beta + col) + j);
-      const float gk[4] = {g.x, g.y, g.z, g.w}, bk[4] = {b.x, b.y, b.z, b.w};
+      const float4 g = __ldg(reinterpret_cast<const float4*>(p.gamma + col) + j), be = __ldg(reinterpret_cast<const float4*>(p.beta + col) + j);
+      const float gk[4] = {g.x, g.y, g.z, g.w}, bk[4] = {be.x, be.y, be.z, be.w};
 #pragma unroll
-      for (int k = 0; k < 4; ++k) y[i][4 * j + k] = fmaf((biased_code(w, k) * s - mean) * rstd, gk[k], bk[k]);
+      for (int k = 0; k < 4; ++k) y[i][4 * j + k] = fmaf(fmaf(biased_code(w, k), a, -b), gk[k], bk[k]);
     }
   }
   store_requantized<Tile, B, TileBR, TileBC, Threads, kRoundNearest>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, 0);

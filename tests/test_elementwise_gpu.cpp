@@ -190,6 +190,12 @@ TEST_SUITE("gpu") {
       c.poison();
       layernorm_forward(ctx, c.xd.ref(), c.gamma_d.get(), c.beta_d.get(), c.y.ref(), c.mean.get(), c.rstd.get(), 1e-5f, nullptr);
       c.check_forward();
+      // Given the statistics the forward wrote, the streaming apply kernel reproduces its output bit for bit.
+      const auto y_forward = testing::download(c.y);
+      testing::poison(c.y);
+      layernorm_apply(ctx, c.xd.ref(), c.gamma_d.get(), c.beta_d.get(), c.mean.get(), c.rstd.get(), c.y.ref(), nullptr);
+      const auto y_applied = testing::download(c.y);
+      CHECK((y_applied.codes == y_forward.codes && y_applied.scales == y_forward.scales));
       std::vector<float> first_dgamma;
       for (int run = 0; run < 2; ++run) {
         c.poison();
