@@ -106,7 +106,8 @@ JF_HD u32 mix32(u32 x) {
   return x ^ (x >> 16);
 }
 // The 32 random bits of element pair `pair` (elements 2 pair and 2 pair + 1): the low 32 bits of the pair index
-// offset by the key, its high bits folded into the offset, so streams of 2^32 pairs never repeat within a tensor.
+// offset by the key, with its high bits folded into the offset, so a tensor of more than 2^33 elements does not
+// repeat its first 2^32 pairs' draws.
 JF_HD u32 draw_offset(u32 key, u64 pair) { return key ^ u32(pair >> 32) * 0x9E3779B9u; }
 JF_HD u32 draw_pair(u32 key, u64 pair) { return mix32(u32(pair) + draw_offset(key, pair)); }
 JF_HD u32 draw_half(u32 pair_bits, int half) { return half ? pair_bits >> 16 : pair_bits & 0xffffu; }
