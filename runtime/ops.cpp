@@ -120,17 +120,27 @@ template <class Spec> int block_of(const Spec& spec) {
   return 32;
 }
 
-// The spec a block-tile family's operator launches: the tuning winner for its problem if the cache has one, else
-// its own fit. A winner's tile must divide the matrix (the tuner only offers such tiles).
-template <class Spec> Spec tuned_or_fit(Context& ctx, const char* op, const Spec& fitted, std::int64_t rows, std::int64_t cols) {
-  const auto tuned = ctx.tuned<Spec>(gen::block_tile_problem_signature(fitted, rows, cols), [&] { return gen::block_tile_problem_key(fitted, rows, cols); },
-                                     [](const std::string& key) { return gen::parse_key<Spec>(key); });
-  if (!tuned) return fitted;
-  require(rows % (tuned->tile.rows * block_of(*tuned)) == 0 && cols % (tuned->tile.cols * block_of(*tuned)) == 0, [&] {
-    return std::string(op) + ": the tuned kernel " + gen::canonical_key(*tuned) + " does not tile " + shape(rows, cols) +
-           "; re-run `jetforge tune` or `jetforge cache prune`";
+// The spec a block-tile family's operator launches: `override_spec` if the caller gives one (it must be the same
+// problem: every field but the tile), else the tuning winner for its problem if the cache has one, else its own fit.
+// The tile must divide the matrix (the tuner only offers such tiles).
+template <class Spec>
+Spec tuned_or_fit(Context& ctx, const char* op, const Spec& fitted, std::int64_t rows, std::int64_t cols,
+                  const std::optional<Spec>& override_spec = std::nullopt) {
+  if (override_spec)
+    require(gen::block_tile_problem_key(*override_spec, rows, cols) == gen::block_tile_problem_key(fitted, rows, cols), [&] {
+      return std::string(op) + ": kernel override " + gen::canonical_key(*override_spec) + " is not this call's problem " +
+             gen::block_tile_problem_key(fitted, rows, cols);
+    });
+  const auto chosen = override_spec ? override_spec
+                                    : ctx.tuned<Spec>(gen::block_tile_problem_signature(fitted, rows, cols),
+                                                      [&] { return gen::block_tile_problem_key(fitted, rows, cols); },
+                                                      [](const std::string& key) { return gen::parse_key<Spec>(key); });
+  if (!chosen) return fitted;
+  require(rows % (chosen->tile.rows * block_of(*chosen)) == 0 && cols % (chosen->tile.cols * block_of(*chosen)) == 0, [&] {
+    return std::string(op) + ": the " + (override_spec ? "override " : "tuned kernel ") + gen::canonical_key(*chosen) + " does not tile " +
+           shape(rows, cols) + (override_spec ? "" : "; re-run `jetforge tune` or `jetforge cache prune`");
   });
-  return *tuned;
+  return *chosen;
 }
 
 }  // namespace
@@ -177,14 +187,7 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
   check_block32(op, a);
   if (b) check_same(op, "the second input", a, *b);
   check_same(op, "the output", a, out);
-  if (override_spec)
-    require(override_spec->op == kind && override_spec->round == rounding && a.rows % (override_spec->tile.rows * 32) == 0 &&
-                a.cols % (override_spec->tile.cols * 32) == 0,
-            [&] {
-              return std::string(op) + ": kernel override " + gen::canonical_key(*override_spec) + " is another operator or rounding, or does not tile " +
-                     shape(a.rows, a.cols);
-            });
-  const auto spec = override_spec ? *override_spec : tuned_or_fit(ctx, op, gen::ElementwiseSpec::fit(kind, rounding, a.rows, a.cols), a.rows, a.cols);
+  const auto spec = tuned_or_fit(ctx, op, gen::ElementwiseSpec::fit(kind, rounding, a.rows, a.cols), a.rows, a.cols, override_spec);
   const ElementwiseParams params{reinterpret_cast<const i8*>(a.codes),
                                  reinterpret_cast<const float*>(a.scales),
                                  b ? reinterpret_cast<const i8*>(b->codes) : nullptr,
