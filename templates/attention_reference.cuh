@@ -62,6 +62,23 @@ template <int D> struct Row {
   }
 };
 
+// The query row a warp computes in the forward and backward_q kernels: its index among batch * heads * T, its head,
+// its token i and the last key it sees, that head's K and V, and its Q. False for a warp past the last row.
+template <int D> struct QueryRow {
+  i64 row;
+  int bh, i, last;
+  const bf16 *k, *v;
+  Row<D> q;
+  __device__ bool init(const AttentionReferenceParams& p) {
+    row = i64(blockIdx.x) * kRowsPerCta + threadIdx.x / 32;
+    if (row >= p.rows) return false;
+    bh = int(row / p.tokens), i = int(row % p.tokens), last = p.causal ? i : p.tokens - 1;
+    k = attention::head_base(p.k, p.qkv_strides, bh, p.heads), v = attention::head_base(p.v, p.qkv_strides, bh, p.heads);
+    q.load(attention::head_base(p.q, p.qkv_strides, bh, p.heads), p.qkv_strides.token, i);
+    return true;
+  }
+};
+
 }  // namespace jetforge::attention_reference
 
 namespace jetforge {
@@ -69,45 +86,39 @@ namespace jetforge {
 // O and lse of one query row per warp (online softmax in FP32). Grid: ceil(batch * heads * T / 4).
 template <int D> __global__ void __launch_bounds__(128) attention_reference_forward_kernel(const AttentionReferenceParams p) {
   using namespace attention_reference;
-  const i64 row = i64(blockIdx.x) * kRowsPerCta + threadIdx.x / 32;
-  if (row >= p.rows) return;
-  const int bh = int(row / p.tokens), i = int(row % p.tokens), last = p.causal ? i : p.tokens - 1;
-  const bf16 *k = attention::head_base(p.k, p.qkv_strides, bh, p.heads), *v = attention::head_base(p.v, p.qkv_strides, bh, p.heads);
-  Row<D> q, kj, vj, o = {};
-  q.load(attention::head_base(p.q, p.qkv_strides, bh, p.heads), p.qkv_strides.token, i);
+  QueryRow<D> r;
+  if (!r.init(p)) return;
+  Row<D> kj, vj, o = {};
   float m = attention::neg_inf(), l = 0;
-  for (int j = 0; j <= last; ++j) {
-    kj.load(k, p.qkv_strides.token, j), vj.load(v, p.qkv_strides.token, j);
-    const float s = q.dot(kj) * p.scale, m_new = fmaxf(m, s), c = expf(m - m_new), pj = expf(s - m_new);
+  for (int j = 0; j <= r.last; ++j) {
+    kj.load(r.k, p.qkv_strides.token, j), vj.load(r.v, p.qkv_strides.token, j);
+    const float s = r.q.dot(kj) * p.scale, m_new = fmaxf(m, s), c = expf(m - m_new), pj = expf(s - m_new);
     l = l * c + pj;
 #pragma unroll
     for (int e = 0; e < D / 32; ++e) o.x[e] *= c;
     o.axpy(pj, vj);
     m = m_new;
   }
-  o.store(p.o + i64(bh) * p.tokens * D, i, 1.0f / l);
-  if (threadIdx.x % 32 == 0) p.lse[row] = m + logf(l);
+  o.store(p.o + i64(r.bh) * p.tokens * D, r.i, 1.0f / l);
+  if (threadIdx.x % 32 == 0) p.lse[r.row] = m + logf(l);
 }
 
 // delta = rowsum(dO * O) and dQ = scale * sum_j P_ij (dP_ij - delta_i) K_j of one query row per warp.
 template <int D> __global__ void __launch_bounds__(128) attention_reference_backward_q_kernel(const AttentionReferenceParams p) {
   using namespace attention_reference;
-  const i64 row = i64(blockIdx.x) * kRowsPerCta + threadIdx.x / 32;
-  if (row >= p.rows) return;
-  const int bh = int(row / p.tokens), i = int(row % p.tokens), last = p.causal ? i : p.tokens - 1;
-  const bf16 *k = attention::head_base(p.k, p.qkv_strides, bh, p.heads), *v = attention::head_base(p.v, p.qkv_strides, bh, p.heads);
-  Row<D> q, d_o, o, kj, vj, dq = {};
-  q.load(attention::head_base(p.q, p.qkv_strides, bh, p.heads), p.qkv_strides.token, i);
-  d_o.load(attention::head_base(p.d_o, p.o_strides, bh, p.heads), p.o_strides.token, i);
-  o.load(p.o + i64(bh) * p.tokens * D, i);
-  const float delta = d_o.dot(o), lse = p.lse[row];
-  if (threadIdx.x % 32 == 0) p.delta[row] = delta;
-  for (int j = 0; j <= last; ++j) {
-    kj.load(k, p.qkv_strides.token, j), vj.load(v, p.qkv_strides.token, j);
-    const float pij = expf(q.dot(kj) * p.scale - lse);
+  QueryRow<D> r;
+  if (!r.init(p)) return;
+  Row<D> d_o, o, kj, vj, dq = {};
+  d_o.load(attention::head_base(p.d_o, p.o_strides, r.bh, p.heads), p.o_strides.token, r.i);
+  o.load(p.o + i64(r.bh) * p.tokens * D, r.i);
+  const float delta = d_o.dot(o), lse = p.lse[r.row];
+  if (threadIdx.x % 32 == 0) p.delta[r.row] = delta;
+  for (int j = 0; j <= r.last; ++j) {
+    kj.load(r.k, p.qkv_strides.token, j), vj.load(r.v, p.qkv_strides.token, j);
+    const float pij = expf(r.q.dot(kj) * p.scale - lse);
     dq.axpy(pij * (d_o.dot(vj) - delta), kj);
   }
-  dq.store(p.dq + i64(bh) * p.tokens * D, i, p.scale);
+  dq.store(p.dq + i64(r.bh) * p.tokens * D, r.i, p.scale);
 }
 
 // dV = sum_i P_ij dO_i and dK = scale * sum_i P_ij (dP_ij - delta_i) Q_i of one key row per warp.
