@@ -40,15 +40,15 @@ __device__ __forceinline__ float fast_tanh(float x) {
 // costs the fewest FP32 operations. Tanh form: GELU = 0.5 x (1 + t), t = tanh(k x (1 + c x^2)), so z = q (1 + t) with
 // the tanh's argument q (c0 + c1 q^2), factor 0.5 sx; derivative 0.5 (1 + t) + x (1 - t^2) 0.5 k (1 + 3 c x^2), i.e.
 // (1 - t^2) q (c2 + c3 q^2) with c2, c3 the same per block, factor 1. Erf form likewise with erf(x / sqrt(2)).
-// (x^3's constant is capped at FLT_MAX, so a zero code stays 0 however large the scale.)
+// (sx^3 is capped at FLT_MAX, so its constants stay finite and a zero code stays 0 however large the scale.)
 template <int Op> struct GeluOnBlock {
   static constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
   float c0, c1, c2, c3, factor;
   __device__ explicit GeluOnBlock(float sx) {
     const float sx3 = fminf(sx * sx * sx, 3.402823466e38f);
     if constexpr (Op == kGeluTanh || Op == kGeluTanhGrad) {
-      c0 = kSqrt2OverPi * sx, c1 = fminf(kSqrt2OverPi * kCubic * sx3, 3.402823466e38f);
-      c2 = 0.5f * kSqrt2OverPi * sx, c3 = fminf(1.5f * kSqrt2OverPi * kCubic * sx3, 3.402823466e38f);
+      c0 = kSqrt2OverPi * sx, c1 = kSqrt2OverPi * kCubic * sx3;
+      c2 = 0.5f * kSqrt2OverPi * sx, c3 = 1.5f * kSqrt2OverPi * kCubic * sx3;
     } else {
       c0 = kRsqrt2 * sx, c1 = kRsqrt2Pi * sx, c2 = -0.5f * sx * sx, c3 = 0.0f;
     }
@@ -114,8 +114,8 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
     typename Tile::Chunk x[kN];
     if constexpr (kBackward) Tile::load(x, p.b_codes + origin, p.cols);
     float z[kN][kE];
-    // A thread's chunks lie kRowStep rows apart; those in one block row share the block's constants.
-    constexpr int kChunksPerBlockRow = Tile::kRowStep < B && B % Tile::kRowStep == 0 ? B / Tile::kRowStep : 1;
+    // Chunks in one block row share the block's constants.
+    constexpr int kChunksPerBlockRow = Tile::template kChunksPerBlockRow<B>;
 #pragma unroll
     for (int i0 = 0; i0 < kN; i0 += kChunksPerBlockRow) {
       const int b = Tile::row(i0) / B * TileBC + Tile::col() / B;

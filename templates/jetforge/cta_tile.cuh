@@ -30,6 +30,9 @@ template <class T, int Rows, int Cols, int Threads, int ChunkBytes = 16> struct 
   static constexpr int kChunksPerRow = Cols / kElemsPerChunk;
   static constexpr int kRowStep = Threads / kChunksPerRow;  // rows between a thread's consecutive chunks
   static constexpr int kChunksPerThread = Rows / kRowStep;
+  // A thread's chunks lie kRowStep rows apart: how many consecutive ones fall in one block row of B rows (1 where
+  // kRowStep does not divide B).
+  template <int B> static constexpr int kChunksPerBlockRow = kRowStep < B && B % kRowStep == 0 ? B / kRowStep : 1;
   static_assert(Cols % kElemsPerChunk == 0, "a tile row must hold whole chunks");
   static_assert(Threads % kChunksPerRow == 0 && Rows % kRowStep == 0, "every thread must own whole chunks in one column");
 
@@ -156,9 +159,8 @@ __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElem
   const int block_col = Tile::col() / B;
   amax.clear();
   __syncthreads();
-  // A thread's chunks lie kRowStep rows apart: those in one block row are maxed in registers first, one shuffle
-  // tree and one atomic per block.
-  constexpr int kChunksPerBlockRow = Tile::kRowStep < B && B % Tile::kRowStep == 0 ? B / Tile::kRowStep : 1;
+  // A thread's chunks in one block row are maxed in registers first, one shuffle tree and one atomic per block.
+  constexpr int kChunksPerBlockRow = Tile::template kChunksPerBlockRow<B>;
 #pragma unroll
   for (int i0 = 0; i0 < kN; i0 += kChunksPerBlockRow) {
     float m = 0.0f;
