@@ -4,7 +4,8 @@
 // every timed run; times are medians. "p32" is the portable (mma.sync) path at K-group 32 on the same GPU.
 // --sweep adds kernel variants on 8192^3 (--sweep-only: without the main table, e.g. under a profiler).
 // --persistent times the Hopper kernel with and without its persistent tile loop on every shape (INT8 out, K-groups 32
-// and 128) instead of the main table. --tile-cost times 8192 x 2304 at K = 768 .. 6144 with INT8 and FP32 output,
+// and 128) instead of the main table; --epilogue likewise its tiles stored by the consumers and staged to the epilogue
+// warps. --tile-cost times 8192 x 2304 at K = 768 .. 6144 with INT8 and FP32 output,
 // whose slope and intercept split a call's time into its K loop and the rest, after the clean L2 flush every timing
 // here uses and after a dirty one (bench::L2Flush).
 #include <cstdio>
@@ -36,8 +37,8 @@ int main(int argc, char** argv) {
   return bench::guarded_main("jetforge_bench_gemm", [&] {
     const std::string mode = argc > 1 ? argv[1] : "";
     const bool sweep = mode == "--sweep" || mode == "--sweep-only";
-    if (!mode.empty() && !sweep && mode != "--persistent" && mode != "--tile-cost")
-      throw std::runtime_error("usage: jetforge_bench_gemm [--sweep | --sweep-only | --persistent | --tile-cost]");
+    if (!mode.empty() && !sweep && mode != "--persistent" && mode != "--epilogue" && mode != "--tile-cost")
+      throw std::runtime_error("usage: jetforge_bench_gemm [--sweep | --sweep-only | --persistent | --epilogue | --tile-cost]");
     Context ctx(0);
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
@@ -88,21 +89,30 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-    if (mode == "--persistent") {
-      std::printf("\nforward, INT8 out, TOP/s: persistent tile loop (p1) vs a CTA per tile (p0), same run\n%-17s %8s %8s %6s | %8s %8s %6s\n",
-                  "M x N x K", "g32 p1", "g32 p0", "p1/p0", "g128 p1", "g128 p0", "p1/p0");
+    if (mode == "--persistent" || mode == "--epilogue") {
+      // Two kernel choices side by side: the default's value of one dimension (a) and the other one (b).
+      const bool persistent = mode == "--persistent";
+      const auto with = [&](bool b) {
+        GemmKernelChoice c;
+        if (persistent) c.persistent = b ? 0 : 1;
+        else c.epilogue = b ? gen::GemmEpilogue::staged : gen::GemmEpilogue::consumers;
+        return c;
+      };
+      std::printf("\nforward, INT8 out, TOP/s, same run: %s\n%-17s %8s %8s %6s | %8s %8s %6s\n",
+                  persistent ? "persistent tile loop (a) vs a CTA per tile (b)" : "tiles stored by the consumers (a) vs staged to the epilogue warps (b)",
+                  "M x N x K", "g32 a", "g32 b", "b/a", "g128 a", "g128 b", "b/a");
       for (const Shape s : shapes) {
         BlockTensor x32 = random_block_tensor(s.m, s.k, 32, 10), w32 = random_block_tensor(s.n, s.k, 32, 12);
         BlockTensor x128 = random_block_tensor(s.m, s.k, 128, 14), w128 = random_block_tensor(s.n, s.k, 128, 16), y(s.m, s.n);
         const double ops = 2.0 * double(s.m) * double(s.n) * double(s.k);
-        auto tops = [&](const BlockTensor& x, const BlockTensor& w, int persistent) {
+        auto tops = [&](const BlockTensor& x, const BlockTensor& w, bool b) {
           GemmOptions o;
-          o.kernel.persistent = persistent;
+          o.kernel = with(b);
           return ops / (time([&](int) { gemm(ctx, x.ref(), w.ref(), y.ref(), o, stream.get()); }) * 1e-3) / 1e12;
         };
-        const double a1 = tops(x32, w32, 1), a0 = tops(x32, w32, 0), b1 = tops(x128, w128, 1), b0 = tops(x128, w128, 0);
-        std::printf("%lldx%lldx%-7lld %8.0f %8.0f %6.2f | %8.0f %8.0f %6.2f\n", (long long)s.m, (long long)s.n, (long long)s.k, a1, a0, a1 / a0, b1, b0,
-                    b1 / b0);
+        const double a32 = tops(x32, w32, false), b32 = tops(x32, w32, true), a128 = tops(x128, w128, false), b128 = tops(x128, w128, true);
+        std::printf("%lldx%lldx%-7lld %8.0f %8.0f %6.2f | %8.0f %8.0f %6.2f\n", (long long)s.m, (long long)s.n, (long long)s.k, a32, b32, b32 / a32, a128,
+                    b128, b128 / a128);
         std::fflush(stdout);
       }
       return 0;

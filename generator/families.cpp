@@ -414,22 +414,25 @@ void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem) +
-              " (use fewer stages or bn=64)");
+              " (use fewer stages, bn=64 or epilogue=consumers)");
 }
 
 int GemmSm90Spec::smem_bytes() const {
   // Mirrors GemmSm90Smem in templates/gemm_sm90.cuh; the kernel traps if it was given less than it needs.
   const int groups = kBK / group;
-  const int tiles = stages * (kBM + bn) * kBK + 2 * 64 * bn;
-  const int scales = stages * (kBM / 32 + bn / 32) * groups * 4 + 2 * 4 * (bn / 32) * 4;
+  const int tiles = stages * (kBM + bn) * kBK;
+  const int scales = stages * (kBM / 32 + bn / 32) * groups * 4;
   const int barriers = 2 * stages * 8;
-  return tiles + scales + barriers + 1024 /* alignment of the swizzled tiles */ + 64 /* struct padding */;
+  const int block_maxima = 2 * 4 * (bn / 32) * 4;
+  const int epilogue = block_maxima + (this->epilogue == GemmEpilogue::staged ? kBM * (bn + 8) * 4 + 2 * 8  // the FP32 tile and its two barriers
+                                                                               : 2 * 64 * bn);  // INT8 staging
+  return tiles + scales + barriers + epilogue + 1024 /* alignment of the swizzled tiles */ + 64 /* struct padding */;
 }
 
 std::string GemmSm90Spec::kernel_expr() const {
   return "jetforge::gemm_sm90_kernel<" + std::to_string(bn) + ", " + std::to_string(group) + ", " + std::to_string(stages) + ", " +
          gemm_epilogue_args(out, round, fold) + ", " + std::to_string(cluster) + ", " + std::to_string(overlap) + ", " +
-         std::to_string(persistent) + ">";
+         std::to_string(persistent) + ", " + (epilogue == GemmEpilogue::staged ? "1" : "0") + ">";
 }
 
 std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {

@@ -510,6 +510,13 @@ template <> struct EnumNames<GemmFold> {
   static constexpr std::pair<GemmFold, std::string_view> table[] = {{GemmFold::convert, "convert"}, {GemmFold::magic, "magic"}};
 };
 
+// Who stores a Hopper GEMM tile: the consumer warpgroups after their K loop, or (staged) the producer warpgroup's
+// other three warps from a shared-memory copy of the FP32 tile while the consumers run the next tile's K loop.
+enum class GemmEpilogue { consumers, staged };
+template <> struct EnumNames<GemmEpilogue> {
+  static constexpr std::pair<GemmEpilogue, std::string_view> table[] = {{GemmEpilogue::consumers, "consumers"}, {GemmEpilogue::staged, "staged"}};
+};
+
 struct GemmSm90Spec {
   static constexpr std::string_view family = "gemm_sm90";
   static constexpr std::string_view template_file = "gemm_sm90.cuh";
@@ -527,10 +534,11 @@ struct GemmSm90Spec {
                     // wgmma runs, with two whole scratches (K-groups 32 and 64; fastest at 32, session 6)
   int persistent = 1;  // 1: one CTA per SM walks the tiles, loading the next tile's first K slices under the last
                        // one's epilogue; 0: a CTA per tile
+  GemmEpilogue epilogue = GemmEpilogue::consumers;
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round), f("fold", s.fold), f("cluster", s.cluster),
-        f("overlap", s.overlap), f("persistent", s.persistent);
+        f("overlap", s.overlap), f("persistent", s.persistent), f("epilogue", s.epilogue);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;

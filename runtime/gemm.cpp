@@ -47,7 +47,7 @@ gen::Rounding output_rounding(gen::GemmOut out, gen::Rounding rounding) { return
 
 gen::GemmSm90Spec sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
   const int overlap = c.overlap >= 0 ? c.overlap : group == 32 ? 2 : 0;
-  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster, overlap, c.persistent};
+  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster, overlap, c.persistent, c.epilogue};
 }
 
 gen::GemmSm80Spec sm80_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
@@ -100,7 +100,7 @@ std::string gemm_problem_key(gen::GemmOut out, gen::Rounding rounding, int group
 GemmKernelChoice choice_from_spec(const std::string& spec_key) {
   if (spec_key.starts_with("gemm_sm90:")) {
     const auto s = gen::parse_key<gen::GemmSm90Spec>(spec_key);
-    return GemmKernelChoice{false, s.bn, s.stages, s.fold, s.cluster, s.overlap, s.persistent};
+    return GemmKernelChoice{false, s.bn, s.stages, s.fold, s.cluster, s.overlap, s.persistent, s.epilogue};
   }
   const auto s = gen::parse_key<gen::GemmSm80Spec>(spec_key);  // throws, naming the family, for anything else
   return GemmKernelChoice{true, 128, s.stages, s.fold, 1};

@@ -21,6 +21,8 @@ struct GemmKernelChoice {
                      // 2 = fold a K-group under the next one's wgmma (two scratches; K-groups 32 and 64 only);
                      // -1 = by K-group (2 at 32, where it is fastest, 0 at 64 and 128)
   int persistent = 1;  // Hopper path: 1 = a CTA per SM walks the tiles (the next tile's loads under the epilogue)
+  gen::GemmEpilogue epilogue = gen::GemmEpilogue::consumers;  // Hopper path: staged = stored by the producer warpgroup's
+                                                              // other warps under the next tile's K loop
 };
 
 struct GemmOptions {

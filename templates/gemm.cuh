@@ -51,18 +51,34 @@ __device__ __forceinline__ void add_bias_quad(const GemmProblem& p, i64 col, flo
   quad[0] += b0, quad[1] += b1, quad[2] += b0, quad[3] += b1;
 }
 
-// Dense output of the value pair (row, col), (row, col + 1): bias added, FP32 accumulated if asked, or BF16.
-template <int Output> __device__ __forceinline__ void store_dense_pair(const GemmProblem& p, i64 row, i64 col, float v0, float v1) {
-  if (p.bias) v0 += p.bias[col], v1 += p.bias[col + 1];
+// Dense output of N consecutive values (row, col .. col + N - 1), N = 2 or 4: bias added, FP32 accumulated if asked,
+// or BF16; one vector store.
+template <int Output, int N> __device__ __forceinline__ void store_dense(const GemmProblem& p, i64 row, i64 col, float (&v)[N]) {
+  if (p.bias)
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] += p.bias[col + k];
   if constexpr (Output == kGemmOutF32) {
-    float2* dst = reinterpret_cast<float2*>(static_cast<float*>(p.out) + row * p.n + col);
+    union {
+      typename VecOfBytes<4 * N>::type vec;
+      float f[N];
+    } d;
+    auto* dst = reinterpret_cast<decltype(d.vec)*>(static_cast<float*>(p.out) + row * p.n + col);
     if (p.accumulate) {
-      const float2 old = *dst;
-      v0 += old.x, v1 += old.y;
+      d.vec = *dst;
+#pragma unroll
+      for (int k = 0; k < N; ++k) v[k] += d.f[k];
     }
-    *dst = make_float2(v0, v1);
+#pragma unroll
+    for (int k = 0; k < N; ++k) d.f[k] = v[k];
+    *dst = d.vec;
   } else {
-    *reinterpret_cast<u32*>(static_cast<bf16*>(p.out) + row * p.n + col) = u32(float_to_bf16(v0).bits) | u32(float_to_bf16(v1).bits) << 16;
+    union {
+      typename VecOfBytes<2 * N>::type vec;
+      u16 h[N];
+    } d;
+#pragma unroll
+    for (int k = 0; k < N; ++k) d.h[k] = float_to_bf16(v[k]).bits;
+    *reinterpret_cast<decltype(d.vec)*>(static_cast<bf16*>(p.out) + row * p.n + col) = d.vec;
   }
 }
 

@@ -181,11 +181,11 @@ __global__ void __launch_bounds__(sm80::kThreads) gemm_sm80_kernel(const GemmSm8
         for (int nt = 0; nt < 4; ++nt) {
           const i64 col = col_base + 8 * nt;
           if (col >= p.n) continue;
-          const float v0 = acc[mt][nt][2 * h], v1 = acc[mt][nt][2 * h + 1];
+          float v[2] = {acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]};
           if constexpr (Output == kGemmOutI8)
-            *reinterpret_cast<u16*>(static_cast<i8*>(p.out) + row * p.n + col) = gemm::quantize_pair<Round>(p, u64(row * p.n + col), v0, v1, inv);
+            *reinterpret_cast<u16*>(static_cast<i8*>(p.out) + row * p.n + col) = gemm::quantize_pair<Round>(p, u64(row * p.n + col), v[0], v[1], inv);
           else
-            gemm::store_dense_pair<Output>(p, row, col, v0, v1);
+            gemm::store_dense<Output>(p, row, col, v);
         }
       }
   }

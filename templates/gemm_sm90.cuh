@@ -6,6 +6,9 @@
 // neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
 // traffic per output. With Persistent = 1, one CTA per SM walks the tiles in turn, the producer loading the next
 // tile's first K slices while the consumers finish and store the last one (the ring's phases run on across tiles).
+// With StagedEpilogue = 1, the consumers only copy their FP32 results into a shared-memory tile and go on with the
+// next tile's K loop; the producer warpgroup's three other warps scale, round and store it meanwhile, so the tensor
+// cores no longer wait through the epilogue (about a third of a K = 768 call, bench/NOTES.md session 9).
 #pragma once
 #include "gemm.cuh"
 #include "jetforge/sm90.cuh"
@@ -22,19 +25,55 @@ struct GemmSm90Params {
 }  // namespace jetforge
 
 #if JF_DEVICE_CODE
+#include "jetforge/cta_tile.cuh"  // quantize_run
+
 namespace jetforge {
 
-template <int BN, int Group, int Stages> struct GemmSm90Smem {
+// What an epilogue needs in shared memory: the INT8 output's block maxima of each consumer warp (per warpgroup, warp
+// and 32-column block), and in the consumers INT8 staging, one slice per consumer warpgroup; staged, the whole FP32
+// tile instead, and its two barriers. The tile's rows are padded by 8 floats: a row then starts 8 banks after the one
+// above, so that the consumers' 8-byte writes (4 rows x 8 words per half warp) and the epilogue warps' 16-byte reads
+// (8 lanes across a row) hit every bank once.
+template <int BN, int StagedEpilogue> struct GemmSm90EpilogueSmem {
+  float block_amax[2][4][BN / 32];
+  i8 out[2][64 * BN];
+};
+template <int BN> struct GemmSm90EpilogueSmem<BN, 1> {
+  float block_amax[2][4][BN / 32];
+  static constexpr int kStride = BN + 8;
+  float tile[128][kStride];
+  u64 full, empty;  // full: the consumers wrote the tile; empty: the epilogue warps read it
+};
+
+template <int BN, int Group, int Stages, int StagedEpilogue> struct GemmSm90Smem {
   static constexpr int kBM = 128, kBK = 128;  // BK: one 128-byte swizzle row of K per stage
   static constexpr int kGroups = kBK / Group;
   i8 a[Stages][kBM * kBK];
   i8 b[Stages][BN * kBK];
-  i8 out[2][64 * BN];  // INT8 epilogue staging, one slice per consumer warpgroup
   float a_scales[Stages][kBM / 32][kGroups];
   float b_scales[Stages][BN / 32][kGroups];
-  float block_amax[2][4][BN / 32];  // INT8 epilogue: per consumer warp
   u64 full[Stages], empty[Stages];
+  GemmSm90EpilogueSmem<BN, StagedEpilogue> epi;
 };
+
+// INT8 output, in the consumers: the bias joins the accumulators (before the block scales are chosen), and the
+// warp's largest magnitude in each 32-column block (16 rows of it) goes to amax[block]; the two warps sharing a 32 x 32
+// block take the larger of theirs.
+template <int BN> __device__ __forceinline__ void add_bias_and_warp_maxima(const GemmProblem& p, float (&acc)[BN / 2], float (&amax)[BN / 32], int lane, i64 n0) {
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j) gemm::add_bias_quad(p, n0 + 8 * j + 2 * (lane % 4), &acc[4 * j]);
+#pragma unroll
+  for (int nb = 0; nb < BN / 32; ++nb) {
+    float m = 0.0f;
+#pragma unroll
+    for (int j = 4 * nb; j < 4 * nb + 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) m = fmaxf(m, fabsf(acc[4 * j + e]));
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if (lane == 0) amax[nb] = m;
+  }
+}
 
 // Consumer-side epilogue: acc holds this thread's FP32 results (layout of sm90::Wgmma<BN>); row0 is the first row
 // of the warp's 16-row slice, n0 the tile's first column.
@@ -49,29 +88,19 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, float (&acc)[BN / 2], S
       if (col >= p.n) continue;
 #pragma unroll
       for (int h = 0; h < 2; ++h)
-        if (row0 + 8 * h < p.m) gemm::store_dense_pair<Output>(p, row0 + 8 * h, col, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+        if (row0 + 8 * h < p.m) {
+          float v[2] = {acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]};
+          gemm::store_dense<Output>(p, row0 + 8 * h, col, v);
+        }
     }
   } else {
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) gemm::add_bias_quad(p, n0 + 8 * j + c_in, &acc[4 * j]);
-    // Per 32x32 output block: the warp's 16 x 32 maximum, then the pair of warps sharing the block.
+    add_bias_and_warp_maxima<BN>(p, acc, smem.epi.block_amax[wg][warp], lane, n0);
     constexpr int kBlocks = BN / 32;
-#pragma unroll
-    for (int nb = 0; nb < kBlocks; ++nb) {
-      float m = 0.0f;
-#pragma unroll
-      for (int j = 4 * nb; j < 4 * nb + 4; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) m = fmaxf(m, fabsf(acc[4 * j + e]));
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-      if (lane == 0) smem.block_amax[wg][warp][nb] = m;
-    }
     sm90::named_barrier(1 + wg, 128);
-    i8* staged = smem.out[wg];
+    i8* staged = smem.epi.out[wg];
 #pragma unroll
     for (int nb = 0; nb < kBlocks; ++nb) {
-      const float scale = block_scale(fmaxf(smem.block_amax[wg][warp & ~1][nb], smem.block_amax[wg][warp | 1][nb]));
+      const float scale = block_scale(fmaxf(smem.epi.block_amax[wg][warp & ~1][nb], smem.epi.block_amax[wg][warp | 1][nb]));
       const float inv = inverse_scale(scale);
       if (lane == 0 && (warp & 1) == 0 && row0 < p.m && n0 + 32 * nb < p.n)
         p.out_scales[(row0 / 32) * (p.n / 32) + (n0 / 32 + nb)] = scale;
@@ -93,6 +122,72 @@ __device__ void gemm_sm90_epilogue(const GemmProblem& p, float (&acc)[BN / 2], S
       const i64 row = m0 + 64 * wg + r, col = n0 + c;
       if (row < p.m && col < p.n)
         *reinterpret_cast<uint4*>(static_cast<i8*>(p.out) + row * p.n + col) = *reinterpret_cast<const uint4*>(&staged[r * BN + c]);
+    }
+  }
+}
+
+// StagedEpilogue, consumer side: once the epilogue warps have read the previous tile, this thread's FP32 results go
+// into the shared tile at their places (the layout of sm90::Wgmma<BN>), for INT8 output with the bias added and the
+// warp's block maxima beside them (cheap here, in registers, and half the epilogue warps' work), and the thread
+// signals the tile full.
+template <int BN, int Output, class Smem>
+__device__ __forceinline__ void stage_tile(const GemmProblem& p, float (&acc)[BN / 2], Smem& smem, int cw, int warp, int lane, i64 n0, int local_tile) {
+  if (local_tile > 0) sm90::mbar_wait(&smem.epi.empty, (local_tile - 1) & 1);
+  if constexpr (Output == kGemmOutI8) add_bias_and_warp_maxima<BN>(p, acc, smem.epi.block_amax[cw][warp], lane, n0);
+  const int r = 64 * cw + 16 * warp + lane / 4, c = 2 * (lane % 4);
+#pragma unroll
+  for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) *reinterpret_cast<float2*>(&smem.epi.tile[r + 8 * h][8 * j + c]) = make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+  sm90::mbar_arrive(&smem.epi.full);
+}
+
+// StagedEpilogue, the epilogue warps (e = 0 .. 2): warp e takes the tile's 32 x 32 blocks e, e + 3, ..., lane l the
+// four columns 4 (l % 8) of rows l / 8 + 4 i (a warp's 16-byte reads cover 4 whole rows of a block). Same values,
+// the same additions in the same order and the same rounding as gemm_sm90_epilogue: the results are bit-identical.
+template <int BN, int Output, int Round, class Smem>
+__device__ void store_staged_tile(const GemmProblem& p, const Smem& smem, int e, int lane, i64 m0, i64 n0) {
+  constexpr int kBlocksN = BN / 32, kBlocks = 4 * kBlocksN;
+  const int r_in = lane / 8, c_in = 4 * (lane % 8);
+  const auto in_matrix = [&](int blk) { return m0 + 32 * (blk / kBlocksN) < p.m && n0 + 32 * (blk % kBlocksN) < p.n; };  // all in or all out
+  // INT8: lane k takes the scale of the warp's k-th block, so the divisions of all its blocks run side by side (the
+  // block's maximum from its two consumer warps; the bias is in the staged values already).
+  float lane_inv = 0.0f;
+  if constexpr (Output == kGemmOutI8) {
+    const int blk = e + 3 * lane, wg = blk / kBlocksN / 2, w = blk / kBlocksN % 2 * 2, nb = blk % kBlocksN;
+    if (blk < kBlocks && in_matrix(blk)) {
+      const float scale = block_scale(fmaxf(smem.epi.block_amax[wg][w][nb], smem.epi.block_amax[wg][w + 1][nb]));
+      lane_inv = inverse_scale(scale);
+      p.out_scales[(m0 / 32 + blk / kBlocksN) * (p.n / 32) + n0 / 32 + nb] = scale;
+    }
+  }
+  for (int blk = e, nth = 0; blk < kBlocks; blk += 3, ++nth) {
+    const int br = 32 * (blk / kBlocksN), bc = 32 * (blk % kBlocksN);
+    if (!in_matrix(blk)) continue;
+    const float* src = &smem.epi.tile[br + r_in][bc + c_in];
+    const i64 row = m0 + br + r_in, col = n0 + bc + c_in;
+    if constexpr (Output != kGemmOutI8) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float4 q = *reinterpret_cast<const float4*>(src + 4 * i * smem.epi.kStride);
+        float v[4] = {q.x, q.y, q.z, q.w};
+        gemm::store_dense<Output>(p, row + 4 * i, col, v);
+      }
+    } else {
+      const float inv = __shfl_sync(0xffffffffu, lane_inv, nth);  // this block is the warp's nth
+      i8* dst = static_cast<i8*>(p.out) + row * p.n + col;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float4 q = *reinterpret_cast<const float4*>(src + 4 * i * smem.epi.kStride);
+        const float v[4] = {q.x, q.y, q.z, q.w};
+        union {
+          u32 word;
+          i8 codes[4];
+        } out;
+        // The values are the block's own, so quantize_run needs no clamp: the codes of quantize_pair.
+        quantize_run<Round>([&](int k) { return v[k]; }, inv, u64((row + 4 * i) * p.n + col), p.round_key, out.codes);
+        *reinterpret_cast<u32*>(dst + 4 * i * p.n) = out.word;
+      }
     }
   }
 }
@@ -161,8 +256,9 @@ __device__ __forceinline__ void fold_group(float (&acc)[AccRegs], const u32 (&pa
 // registers: two half scratches instead of one whole). Overlap = 2: two whole scratches, K-group g + 1's wgmmas in
 // flight while g is folded (setmaxnreg's 232 registers hold the 192 of accumulators and scratches; ptxas's report
 // of 168 is the launch count).
-template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, class Smem>
-__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0, int& it) {
+template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, int StagedEpilogue, class Smem>
+__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0, int local_tile,
+                                        int& it) {
   constexpr int kBK = Smem::kBK, kGroups = Smem::kGroups;
   constexpr int kHalves = Overlap == 1 ? 2 : 1, kPartN = BN / kHalves;  // column halves with a scratch each
   constexpr int kScratches = Overlap ? 2 : 1;
@@ -237,13 +333,14 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
         for (u32 r = 0; r < u32(Cluster); ++r) sm90::mbar_arrive_cluster(&smem.empty[s], r);
     }
   }
-  gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
+  if constexpr (StagedEpilogue) stage_tile<BN, Output>(p, acc, smem, cw, warp, lane, n0, local_tile);
+  else gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
 }
 
-template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, int Persistent>
+template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, int Persistent, int StagedEpilogue>
 __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
   static_assert(Cluster == 1 || Cluster == 2, "clusters of 1 or 2 CTAs along M");
-  typedef GemmSm90Smem<BN, Group, Stages> Smem;
+  typedef GemmSm90Smem<BN, Group, Stages, StagedEpilogue> Smem;
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK;
   Smem& smem = sm90::swizzle_aligned_smem<Smem>();
   const GemmProblem& p = params.problem;
@@ -268,6 +365,10 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
       sm90::mbar_init(&smem.full[s], 33);  // each producer lane once its scale landed, and lane 0's expectation of the TMA bytes
       sm90::mbar_init(&smem.empty[s], 8 * Cluster);  // one arrival per consumer warp of every CTA its loads write to
     }
+    if constexpr (StagedEpilogue) {
+      sm90::mbar_init(&smem.epi.full, 256);  // every consumer thread, once its results are in the tile
+      sm90::mbar_init(&smem.epi.empty, 96);  // every epilogue thread, once it read its blocks
+    }
     sm90::fence_barrier_init();
   }
   if constexpr (Cluster > 1) sm90::cluster_sync();  // the partner's barriers exist before anything targets them
@@ -277,16 +378,24 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   i64 m0, n0;
   if (wg == 0) {
     sm90::setmaxnreg_dec<40>();
-    if (warp == 0)
+    if (warp == 0) {
       for (int t = first; t < tiles_m * tiles_n; t += step) {
         origin(t, m0, n0);
         produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank, it);
       }
+    } else if constexpr (StagedEpilogue) {
+      for (int t = first, n = 0; t < tiles_m * tiles_n; t += step, ++n) {
+        origin(t, m0, n0);
+        sm90::mbar_wait(&smem.epi.full, n & 1);
+        store_staged_tile<BN, Output, Round>(p, smem, warp - 1, lane, m0, n0);
+        sm90::mbar_arrive(&smem.epi.empty);
+      }
+    }
   } else {
     sm90::setmaxnreg_inc<232>();
-    for (int t = first; t < tiles_m * tiles_n; t += step) {
+    for (int t = first, n = 0; t < tiles_m * tiles_n; t += step, ++n) {
       origin(t, m0, n0);
-      consume<BN, Group, Stages, Output, Round, Fold, Cluster, Overlap>(params, smem, k_tiles, wg, warp, lane, m0, n0, it);
+      consume<BN, Group, Stages, Output, Round, Fold, Cluster, Overlap, StagedEpilogue>(params, smem, k_tiles, wg, warp, lane, m0, n0, n, it);
     }
   }
   // No CTA leaves while its partner may still multicast into it or arrive on its barriers.

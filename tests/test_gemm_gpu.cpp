@@ -155,7 +155,7 @@ TEST_SUITE("gpu") {
         }
   }
 
-  TEST_CASE("Hopper kernel variants give bit-identical results: multicast pairs, a CTA per tile, folds overlapped (column halves, two scratches) or not, bn 64 (INT8 and FP32 out, tails)") {
+  TEST_CASE("Hopper kernel variants give bit-identical results: multicast pairs, a CTA per tile, folds overlapped (column halves, two scratches) or not, bn 64, staged epilogues (INT8 and FP32 out, tails)") {
     Context& ctx = testing::gpu();
     // Each variant against the default choice: the per-element sequence of folds is the same in all of them.
     std::vector<std::pair<std::string, GemmKernelChoice>> variants;
@@ -172,41 +172,68 @@ TEST_SUITE("gpu") {
       variants.emplace_back("persistent=0,cluster=" + std::to_string(cluster), GemmKernelChoice{});
       variants.back().second.persistent = 0, variants.back().second.cluster = cluster;
     }
+    // The epilogue warps store what the consumers would have: with each tile size, with a cluster, a CTA per tile.
+    for (int bn : {128, 64})
+      for (int cluster : {1, 2})
+        for (int persistent : {1, 0}) {
+          GemmKernelChoice c;
+          c.bn = bn, c.cluster = cluster, c.persistent = persistent, c.epilogue = gen::GemmEpilogue::staged;
+          variants.emplace_back("epilogue=staged,bn=" + std::to_string(bn) + ",cluster=" + std::to_string(cluster) + ",persistent=" + std::to_string(persistent), c);
+        }
     for (const Problem p : {Problem{544, 800, 1024}, Problem{384, 256, 512}, Problem{4096, 4096, 4096}, Problem{4128, 4160, 512}})  // the last: many tiles per CTA, with tails
       for (int group : {32, 128}) {
         CAPTURE(p.m);
         CAPTURE(group);
         const auto ops = make_operands(p, group, 1500 + std::uint64_t(group));
         BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b);
+        const auto bias = testing::random_vector(std::size_t(p.n), 7u, 10.0f), c0 = testing::random_vector(std::size_t(p.m * p.n), 8u, 1.0f);
+        DeviceBuffer bias_d(bias.size() * 4);
+        bias_d.upload(bias.data(), bias.size() * 4);
+        // Every epilogue: FP32 out, FP32 accumulated onto c0 with the bias, BF16 with the bias, INT8 nearest with the bias
+        // and INT8 stochastic.
         struct Result {
-          std::vector<float> dense;
-          ref::HostBlockTensor codes;
+          std::vector<float> dense, accumulated;
+          std::vector<std::uint16_t> bf16;
+          ref::HostBlockTensor nearest, stochastic;
         };
         auto run = [&](const GemmKernelChoice& choice) {
-          GemmOptions o;
-          o.kernel = choice;
-          DenseTensor c(p.m, p.n, DType::f32);
-          c.buffer().fill_bytes(testing::kNanBytes);
-          gemm(ctx, a.ref(), b.ref(), c.ref(), o, nullptr);
           Result r;
-          r.dense.resize(size_t(p.m * p.n));
-          c.buffer().download(r.dense.data(), r.dense.size() * 4);
-          BlockTensor q(p.m, p.n);
-          testing::poison(q);
-          o.rounding = Rounding::stochastic, o.seed = 3;
-          gemm(ctx, a.ref(), b.ref(), q.ref(), o, nullptr);
-          r.codes = testing::download(q);
+          auto dense = [&](DType type, bool with_bias, bool accumulate, auto& host) {
+            DenseTensor c(p.m, p.n, type);
+            if (accumulate) c.buffer().upload(c0.data(), c0.size() * 4);
+            else c.buffer().fill_bytes(testing::kNanBytes);
+            gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{Rounding::nearest, 0, with_bias ? bias_d.get() : 0, accumulate, choice}, nullptr);
+            host.resize(size_t(p.m * p.n));
+            c.buffer().download(host.data(), host.size() * sizeof(host[0]));
+          };
+          dense(DType::f32, false, false, r.dense);
+          dense(DType::f32, true, true, r.accumulated);
+          dense(DType::bf16, true, false, r.bf16);
+          auto codes = [&](Rounding rounding, bool with_bias) {
+            BlockTensor q(p.m, p.n);
+            testing::poison(q);
+            gemm(ctx, a.ref(), b.ref(), q.ref(), GemmOptions{rounding, 3, with_bias ? bias_d.get() : 0, false, choice}, nullptr);
+            return testing::download(q);
+          };
+          r.nearest = codes(Rounding::nearest, true);
+          r.stochastic = codes(Rounding::stochastic, false);
           return r;
         };
+        const auto same_bits = [](const auto& x, const auto& y) { return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0; };
         const Result base = run(GemmKernelChoice{});
         CHECK(std::isfinite(base.dense[0]));
+        CHECK(std::isfinite(base.accumulated[0]));
         for (const auto& [name, choice] : variants) {
           if (choice.overlap == 2 && group > 64) continue;  // two scratches need two K-groups per slice
           CAPTURE(name);
           const Result r = run(choice);
-          CHECK(std::memcmp(base.dense.data(), r.dense.data(), base.dense.size() * 4) == 0);
-          CHECK(base.codes.codes == r.codes.codes);
-          CHECK(std::memcmp(base.codes.scales.data(), r.codes.scales.data(), base.codes.scales.size() * 4) == 0);
+          CHECK(same_bits(base.dense, r.dense));
+          CHECK(same_bits(base.accumulated, r.accumulated));
+          CHECK(same_bits(base.bf16, r.bf16));
+          for (auto [want, got] : {std::pair{&base.nearest, &r.nearest}, std::pair{&base.stochastic, &r.stochastic}}) {
+            CHECK(want->codes == got->codes);
+            CHECK(same_bits(want->scales, got->scales));
+          }
         }
       }
   }

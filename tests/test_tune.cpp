@@ -44,7 +44,7 @@ TEST_SUITE("cache") {
       CHECK(s.m % 32 == 0);
       CHECK(s.key().starts_with("gemm:out="));
     }
-    CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_90a")).size() == 19);  // 2 bn x 3 stages x 3 overlap + portable
+    CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_90a")).size() == 37);  // 2 bn x 3 stages x 3 overlap x 2 epilogues + portable
     CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_80")).size() == 1);
     const auto target = gen::TargetLimits::for_arch("sm_90a");
     const auto problems = tuner::tune_problems(config, target);
@@ -126,12 +126,13 @@ TEST_SUITE("cache") {
     CHECK(shipped.tile.tile_cols == tuner::TileSpace{}.tile_cols);
     CHECK(shipped.tile.threads == tuner::TileSpace{}.threads);
     CHECK(shipped.gemm.persistent == tuner::GemmSpace{}.persistent);
+    CHECK(shipped.gemm.epilogue == tuner::GemmSpace{}.epilogue);
     CHECK(shipped.attention.keys == tuner::AttentionSpace{}.keys);
     CHECK(shipped.attention.stages == tuner::AttentionSpace{}.stages);
     CHECK(shipped.attention.schedule == tuner::AttentionSpace{}.schedule);
     CHECK(shipped.attention.tile == tuner::AttentionSpace{}.tile);
     const fs::path p = fs::temp_directory_path() / ("jetforge-space-" + std::to_string(getpid()) + ".yaml");
-    std::ofstream(p) << "gemm:\n  bn: [128]\n  stages: [4]\n  cluster: [1, 2]\n  overlap: [1]\n  persistent: [0]\n  fold: [magic]\n  portable: false\nquantize:\n"
+    std::ofstream(p) << "gemm:\n  bn: [128]\n  stages: [4]\n  cluster: [1, 2]\n  overlap: [1]\n  persistent: [0]\n  fold: [magic]\n  epilogue: [staged]\n  portable: false\nquantize:\n"
                         "  threads: [1024]\n  stages: [4]\ntile:\n  threads: [256]\nattention:\n  schedule: [pingpong]\n";
     const auto narrow_space = tuner::load_space(p);
     const auto narrow = tuner::gemm_search_space(target, narrow_space.gemm);
@@ -140,6 +141,7 @@ TEST_SUITE("cache") {
     CHECK(narrow[1].cluster == 2);
     CHECK(narrow[1].overlap == 1);
     CHECK(narrow[1].persistent == 0);
+    CHECK(narrow[1].epilogue == gen::GemmEpilogue::staged);
     CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_80"), narrow_space.gemm).size() == 1);  // off Hopper: portable
     CHECK(narrow_space.quantize.threads == std::vector<int>{1024});
     CHECK(narrow_space.quantize.transpose_unit == tuner::QuantizeSpace{}.transpose_unit);  // not given: the default

@@ -378,7 +378,8 @@ std::vector<GemmKernelChoice> gemm_search_space(const gen::TargetLimits& target,
         for (int stages : space.stages)
           for (int cluster : space.cluster)
             for (int overlap : space.overlap)
-              for (int persistent : space.persistent) out.push_back(GemmKernelChoice{false, bn, stages, fold, cluster, overlap, persistent});
+              for (int persistent : space.persistent)
+                for (auto epilogue : space.epilogue) out.push_back(GemmKernelChoice{false, bn, stages, fold, cluster, overlap, persistent, epilogue});
     if (space.portable || !hopper) out.push_back(GemmKernelChoice{true, 128, 3, fold, 1});
   }
   return out;
@@ -429,8 +430,10 @@ TuneSpace load_space(const std::filesystem::path& file) {
           space.gemm.persistent = int_list(v, fail);
         } else if (key == "fold") {
           space.gemm.fold = enum_list<gen::GemmFold>(v, "a fold", fail);
+        } else if (key == "epilogue") {
+          space.gemm.epilogue = enum_list<gen::GemmEpilogue>(v, "an epilogue", fail);
         } else {
-          fail("unknown key (known: bn, stages, cluster, overlap, persistent, fold, portable)");
+          fail("unknown key (known: bn, stages, cluster, overlap, persistent, fold, epilogue, portable)");
         }
       } catch (const YAML::BadConversion&) {
         fail("values of the wrong type");

@@ -28,6 +28,7 @@ struct GemmSpace {
   // left out by default, a YAML space can add them.
   std::vector<int> bn{64, 128}, stages{3, 4, 6}, cluster{1}, overlap{0, 1, 2}, persistent{1};
   std::vector<gen::GemmFold> fold{gen::GemmFold::convert};
+  std::vector<gen::GemmEpilogue> epilogue{gen::GemmEpilogue::consumers, gen::GemmEpilogue::staged};
   bool portable = true;  // also try the portable path (always, off Hopper)
 };
 struct QuantizeSpace {

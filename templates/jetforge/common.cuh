@@ -162,6 +162,12 @@ JF_HD u32 stochastic_carry(float x, float inv_scale, u32 draw) {
 }
 JF_HD i8 quantize_stochastic(float x, float inv_scale, u32 draw) { return i8(u8((stochastic_carry(x, inv_scale, draw) >> 16) ^ 0x80u)); }
 #if JF_DEVICE_CODE
+// The vector type of a Bytes-wide load or store.
+template <int Bytes> struct VecOfBytes;
+template <> struct VecOfBytes<16> { typedef uint4 type; };
+template <> struct VecOfBytes<8> { typedef uint2 type; };
+template <> struct VecOfBytes<4> { typedef unsigned int type; };
+
 // Four stochastic codes packed little-endian from their carries: three byte permutes and one XOR.
 __device__ __forceinline__ u32 codes4_from_carries(u32 c0, u32 c1, u32 c2, u32 c3) {
   return __byte_perm(__byte_perm(c0, c1, 0x0062u), __byte_perm(c2, c3, 0x0062u), 0x5410u) ^ 0x80808080u;

@@ -20,11 +20,6 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 // Waits until at most Pending of this thread's committed groups are still in flight.
 template <int Pending> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(Pending) : "memory"); }
 
-template <int Bytes> struct VecOfBytes;
-template <> struct VecOfBytes<16> { typedef uint4 type; };
-template <> struct VecOfBytes<8> { typedef uint2 type; };
-template <> struct VecOfBytes<4> { typedef unsigned int type; };
-
 template <class T, int Rows, int Cols, int Threads, int ChunkBytes = 16> struct CtaTile {
   static constexpr int kElemsPerChunk = ChunkBytes / int(sizeof(T));
   static constexpr int kChunksPerRow = Cols / kElemsPerChunk;
