@@ -7,8 +7,8 @@
 // traffic per output. With Persistent = 1, one CTA per SM walks the tiles in turn, the producer loading the next
 // tile's first K slices while the consumers finish and store the last one (the ring's phases run on across tiles).
 // With StagedEpilogue = 1, the consumers only copy their FP32 results into a shared-memory tile and go on with the
-// next tile's K loop; the producer warpgroup's three other warps scale, round and store it meanwhile, so the tensor
-// cores no longer wait through the epilogue (about a third of a K = 768 call, bench/NOTES.md session 9).
+// next tile's K loop; the producer warpgroup's three other warps scale, round and store it meanwhile (0.98-1.11x the
+// consumers' own epilogue, a tuning choice: bench/NOTES.md session 11).
 #pragma once
 #include "gemm.cuh"
 #include "jetforge/sm90.cuh"
