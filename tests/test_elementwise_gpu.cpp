@@ -132,7 +132,9 @@ TEST_SUITE("gpu") {
         const double fwd = worst_steps(testing::download(y), ref::gelu_forward_exact(x, kind));
         const double bwd = worst_steps(testing::download(dx), ref::gelu_backward_exact(dy, x, kind));
         MESSAGE("gelu worst error: forward " << fwd << ", backward " << bwd << " steps");
-        CHECK(fwd <= 0.6);
+        // The tanh forward's value is rounded to FP16 (2^-11 relative: up to 127 * 2^-11 = 0.06 of a step at the block
+        // maximum) and its tanh approximated to about as much, on top of the half step of nearest rounding.
+        CHECK(fwd <= (form == GeluForm::tanh ? 0.65 : 0.6));
         CHECK(bwd <= 1.1);
         // Other tiles give the same bits: values, block maxima and noise depend on the element, not on the tile that
         // holds it.
