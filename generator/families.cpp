@@ -446,6 +446,10 @@ std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {
     out.push_back(GemmSm90Spec{128, group, 4, GemmOut::f32, Rounding::nearest, GemmFold::convert, 1});
     out.push_back(GemmSm90Spec{128, group, 4, GemmOut::bf16, Rounding::nearest, GemmFold::convert, 1});
   }
+  // The staged epilogue with INT8 (stochastic) and FP32 output.
+  const int overlap = 2, persistent = 1;
+  out.push_back(GemmSm90Spec{128, 32, 4, GemmOut::i8, Rounding::stochastic, GemmFold::convert, 1, overlap, persistent, GemmEpilogue::staged});
+  out.push_back(GemmSm90Spec{128, 32, 4, GemmOut::f32, Rounding::nearest, GemmFold::convert, 1, overlap, persistent, GemmEpilogue::staged});
   return out;
 }
 

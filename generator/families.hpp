@@ -536,7 +536,7 @@ struct GemmSm90Spec {
                     // wgmma runs, with two whole scratches (K-groups 32 and 64; fastest at 32, session 6)
   int persistent = 1;  // 1: one CTA per SM walks the tiles, loading the next tile's first K slices under the last
                        // one's epilogue; 0: a CTA per tile
-  GemmEpilogue epilogue = GemmEpilogue::consumers;
+  GemmEpilogue epilogue = GemmEpilogue::consumers;  // staged: a tuning choice, 0.98-1.11x (bench/NOTES.md session 11)
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round), f("fold", s.fold), f("cluster", s.cluster),
