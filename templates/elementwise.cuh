@@ -153,10 +153,9 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
 #pragma unroll
     for (int i = 0; i < kN; ++i) {
       const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());  // a multiple of 16
-      const u32 pair0 = u32(first / 2), offset = draw_offset(p.mask_key, first / 2);  // as in quantize_run: one offset per chunk
+      const DrawRun draws(p.mask_key, first);  // the chunk's 8 pairs share their index's high bits
 #pragma unroll
-      for (int j = 0; j < kWords; ++j)
-        reinterpret_cast<u32*>(a[i].elem)[j] &= dropout_keep_bytes(mix32(pair0 + u32(2 * j) + offset), mix32(pair0 + u32(2 * j + 1) + offset), threshold);
+      for (int j = 0; j < kWords; ++j) reinterpret_cast<u32*>(a[i].elem)[j] &= dropout_keep_bytes(draws.pair(u32(2 * j)), draws.pair(u32(2 * j + 1)), threshold);
       Tile::store(a[i], i, p.out_codes + origin, p.cols);
     }
     for (int b = int(threadIdx.x); b < kBlocks; b += Threads) p.out_scales[block_of(b)] = dropout_scale(__ldg(p.a_scales + block_of(b)), p.p);

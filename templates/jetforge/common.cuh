@@ -111,6 +111,13 @@ JF_HD u32 mix32(u32 x) {
 JF_HD u32 draw_offset(u32 key, u64 pair) { return key ^ u32(pair >> 32) * 0x9E3779B9u; }
 JF_HD u32 draw_pair(u32 key, u64 pair) { return mix32(u32(pair) + draw_offset(key, pair)); }
 JF_HD u32 draw_half(u32 pair_bits, int half) { return half ? pair_bits >> 16 : pair_bits & 0xffffu; }
+// The draws of a run of elements from index `first` (even) whose pairs share their index's high 32 bits: pair j of
+// the run is draw_pair(key, first / 2 + j), with draw_offset computed once for the run.
+struct DrawRun {
+  u32 pair0, offset;
+  JF_HD DrawRun(u32 key, u64 first) : pair0(u32(first >> 1)), offset(draw_offset(key, first >> 1)) {}
+  JF_HD u32 pair(u32 j) const { return mix32(pair0 + j + offset); }
+};
 JF_HD u32 draw16(u32 key, u64 i) { return draw_half(draw_pair(key, i >> 1), int(i & 1)); }
 
 // Rounding through the FP32 adder instead of the (quarter-rate) float->int converters: for |t| < 2^22,

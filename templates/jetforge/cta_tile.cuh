@@ -123,18 +123,18 @@ template <int NumBlocks, int Threads> struct BlockAmax {
 // (|value| * inv <= 127 (1 + 2^-23) rounds to at most 127; see quantize_stochastic).
 template <int Round, int E, class Value>
 __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 first, u32 key, i8 (&codes)[E]) {
-  // The run's pairs share the high bits of their index (first / 2 is a multiple of E / 2, which divides 2^32), so
-  // draw_pair's offset is computed once.
-  const u32 pair0 = u32(first >> 1), offset = draw_offset(key, first >> 1);
+  // The run's pairs share the high bits of their index (first / 2 is a multiple of E / 2, which divides 2^32).
+  const DrawRun draws(key, first);
 #pragma unroll
   for (int k = 0; k < E; k += 4) {
     if constexpr (Round == kRoundNearest) {
 #pragma unroll
       for (int f = 0; f < 4; ++f) codes[k + f] = magic_code(__fmaf_rn(value(k + f), inv, kMagic));
     } else {
-      const u32 d0 = mix32(pair0 + u32(k / 2) + offset), d1 = mix32(pair0 + u32(k / 2 + 1) + offset);  // draw_pair(key, first / 2 + k / 2 (+ 1))
-      *reinterpret_cast<u32*>(&codes[k]) = codes4_from_carries(stochastic_carry(value(k), inv, d0 & 0xffffu), stochastic_carry(value(k + 1), inv, d0 >> 16),
-                                                                 stochastic_carry(value(k + 2), inv, d1 & 0xffffu), stochastic_carry(value(k + 3), inv, d1 >> 16));
+      const u32 d0 = draws.pair(u32(k / 2)), d1 = draws.pair(u32(k / 2 + 1));
+      *reinterpret_cast<u32*>(&codes[k]) =
+          codes4_from_carries(stochastic_carry(value(k), inv, draw_half(d0, 0)), stochastic_carry(value(k + 1), inv, draw_half(d0, 1)),
+                              stochastic_carry(value(k + 2), inv, draw_half(d1, 0)), stochastic_carry(value(k + 3), inv, draw_half(d1, 1)));
     }
   }
 }
