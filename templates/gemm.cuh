@@ -87,7 +87,7 @@ template <int Output, int N> __device__ __forceinline__ void store_dense(const G
 template <int Round> __device__ __forceinline__ u16 quantize_pair(const GemmProblem& p, u64 first, float v0, float v1, float inv) {
   if (Round == kRoundNearest) return u16(u8(quantize_nearest(v0, inv))) | u16(u8(quantize_nearest(v1, inv))) << 8;
   const u32 draws = draw_pair(p.round_key, first >> 1);
-  return u16(__byte_perm(stochastic_carry(v0, inv, draws & 0xffffu), stochastic_carry(v1, inv, draws >> 16), 0x0062u) ^ 0x8080u);
+  return u16(biased_codes2_from_carries(stochastic_carry(v0, inv, draw_half(draws, 0)), stochastic_carry(v1, inv, draw_half(draws, 1))) ^ 0x8080u);
 }
 
 }  // namespace jetforge::gemm

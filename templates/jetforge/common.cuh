@@ -175,9 +175,11 @@ template <> struct VecOfBytes<16> { typedef uint4 type; };
 template <> struct VecOfBytes<8> { typedef uint2 type; };
 template <> struct VecOfBytes<4> { typedef unsigned int type; };
 
+// Two stochastic codes + 128 (byte 2 of each carry) packed little-endian in the low half: one byte permute.
+__device__ __forceinline__ u32 biased_codes2_from_carries(u32 c0, u32 c1) { return __byte_perm(c0, c1, 0x0062u); }
 // Four stochastic codes packed little-endian from their carries: three byte permutes and one XOR.
 __device__ __forceinline__ u32 codes4_from_carries(u32 c0, u32 c1, u32 c2, u32 c3) {
-  return __byte_perm(__byte_perm(c0, c1, 0x0062u), __byte_perm(c2, c3, 0x0062u), 0x5410u) ^ 0x80808080u;
+  return __byte_perm(biased_codes2_from_carries(c0, c1), biased_codes2_from_carries(c2, c3), 0x5410u) ^ 0x80808080u;
 }
 #endif
 
