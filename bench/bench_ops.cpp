@@ -131,17 +131,17 @@ int main(int argc, char** argv) {
           std::vector<std::pair<double, std::string>> variants;
           for (gen::BlockTile tile : {gen::BlockTile{1, 4, 128}, gen::BlockTile{1, 8, 256}, gen::BlockTile{1, 8, 512}, gen::BlockTile{2, 4, 256},
                                       gen::BlockTile{2, 8, 512}, gen::BlockTile{1, 8, 128}, gen::BlockTile{2, 4, 512}}) {
-              auto spec = fit;
-              spec.tile = tile;
-              if (rows % (tile.rows * 32) != 0 || cols % (tile.cols * 32) != 0) continue;
-              const double t = time([&](int i) {
-                if (backward)
-                  gelu_backward(ctx, dy.ref(), x.ref(), dx.ref(), GeluForm::tanh, std::uint64_t(i), stream.get(), spec);
-                else
-                  gelu_forward(ctx, x.ref(), y.ref(), GeluForm::tanh, stream.get(), spec);
-              });
-              variants.push_back({t, gen::canonical_key(spec)});
-            }
+            auto spec = fit;
+            spec.tile = tile;
+            if (rows % (tile.rows * 32) != 0 || cols % (tile.cols * 32) != 0) continue;
+            const double t = time([&](int i) {
+              if (backward)
+                gelu_backward(ctx, dy.ref(), x.ref(), dx.ref(), GeluForm::tanh, std::uint64_t(i), stream.get(), spec);
+              else
+                gelu_forward(ctx, x.ref(), y.ref(), GeluForm::tanh, stream.get(), spec);
+            });
+            variants.push_back({t, gen::canonical_key(spec)});
+          }
           print_sweep(variants, (backward ? 3 : 2) * (n + scales), gen::canonical_key(fit));
         }
       if (sweep)
