@@ -281,6 +281,35 @@ template <int D, int Stages> struct AttentionBackwardSm90Smem {
     sm90::mbar_init(&resident_full, 1);
     for (int s = 0; s < Stages; ++s) sm90::mbar_init(&full[s], 1), sm90::mbar_init(&empty[s], 8);
   }
+  // The producer thread: the resident tiles (tokens t0 .. of maps res[0], res[1]), then `count` pairs of streamed tiles
+  // (64 tokens each from 64 * first on, maps str[0], str[1]) through the ring, each stage with extra_bytes more that
+  // `extra(stage, tile)` loads beside them.
+  template <class Extra>
+  __device__ void produce(const TensorMap* const (&res)[2], int t0, const TensorMap* const (&str)[2], int first, int count, int head, int batch,
+                          int extra_bytes, Extra&& extra) {
+    sm90::mbar_arrive_expect_tx(&resident_full, 2 * resident[0].kBytes);
+    for (int w = 0; w < 2; ++w) resident[w].load(res[w], t0, head, batch, &resident_full);
+    for (int it = 0; it < count; ++it) {
+      const int s = it % Stages;
+      if (it >= Stages) sm90::mbar_wait(&empty[s], (it / Stages - 1) & 1);
+      sm90::mbar_arrive_expect_tx(&full[s], 2 * streamed[s][0].kBytes + extra_bytes);
+      for (int w = 0; w < 2; ++w) streamed[s][w].load(str[w], 64 * (first + it), head, batch, &full[s]);
+      extra(s, first + it);
+    }
+  }
+  // A consumer warpgroup's two score products of the ring's it-th stage, waited for: x = R0 S0^T and y = R1 S1^T with
+  // R the resident tiles' rows r0 .. r0 + 63 and S the stage's streamed tiles (S^T and dP^T, or S and dP).
+  __device__ __forceinline__ void scores(float (&x)[32], float (&y)[32], int it, int r0) {
+    const int s = it % Stages;
+    sm90::mbar_wait(&full[s], (it / Stages) & 1);
+    sm90::wgmma_fence();
+    attention_sm90::issue_scores<64>(x, resident[0], r0, streamed[s][0]);
+    attention_sm90::issue_scores<64>(y, resident[1], r0, streamed[s][1]);
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    sm90::pin_registers(x);
+    sm90::pin_registers(y);
+  }
 };
 
 // dK and dV of 128 keys (grid: ceil(T / 128), batch * heads; 384 threads), walking the 64-query tiles that see them.
@@ -290,7 +319,6 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
   using namespace attention_sm90;
   typedef AttentionBackwardSm90Smem<D, Stages> Smem;
   Smem& smem = smem_of<Smem>();
-  auto &k = smem.resident[0], &v = smem.resident[1];
   const AttentionParams& p = params.p;
   const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, k0 = int(blockIdx.x) * kRows;
   const int first = Causal ? k0 / 64 : 0, query_tiles = p.tokens / 64;  // causal: the first query tile that sees a key
@@ -299,19 +327,12 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
   if (wg == 0) {
     sm90::setmaxnreg_dec<40>();
     if (threadIdx.x == 0) {
-      sm90::mbar_arrive_expect_tx(&smem.resident_full, 2 * k.kBytes);
-      k.load(&params.k, k0, head, batch, &smem.resident_full);
-      v.load(&params.v, k0, head, batch, &smem.resident_full);
-      for (int qt = first; qt < query_tiles; ++qt) {
-        const int it = qt - first, s = it % Stages;
-        if (it >= Stages) sm90::mbar_wait(&smem.empty[s], (it / Stages - 1) & 1);
-        auto &q = smem.streamed[s][0], &d_o = smem.streamed[s][1];
-        sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * q.kBytes + 2 * 64 * 4);
-        q.load(&params.q, 64 * qt, head, batch, &smem.full[s]);
-        d_o.load(&params.d_o, 64 * qt, head, batch, &smem.full[s]);
+      const TensorMap* const kv[2] = {&params.k, &params.v};
+      const TensorMap* const q_do[2] = {&params.q, &params.d_o};
+      smem.produce(kv, k0, q_do, first, query_tiles - first, head, batch, 2 * 64 * 4, [&](int s, int qt) {
         sm90::bulk_load(smem.lse[s], p.lse + i64(bh) * p.tokens + 64 * qt, 64 * 4, &smem.full[s]);
         sm90::bulk_load(smem.delta[s], p.delta + i64(bh) * p.tokens + 64 * qt, 64 * 4, &smem.full[s]);
-      }
+      });
     }
     return;
   }
@@ -327,14 +348,7 @@ __global__ void __launch_bounds__(384, 1) attention_backward_kv_sm90_kernel(cons
     const int it = qt - first, s = it % Stages, q0 = 64 * qt;
     const auto &q = smem.streamed[s][0], &d_o = smem.streamed[s][1];
     float pt[32], dpt[32];  // P^T and dP^T, then dS^T: 64 keys x 64 queries
-    sm90::mbar_wait(&smem.full[s], (it / Stages) & 1);
-    sm90::wgmma_fence();
-    issue_scores<64>(pt, k, 64 * cw, q);     // S^T = K Q^T
-    issue_scores<64>(dpt, v, 64 * cw, d_o);  // dP^T = V dO^T
-    sm90::wgmma_commit();
-    sm90::wgmma_wait<0>();
-    sm90::pin_registers(pt);
-    sm90::pin_registers(dpt);
+    smem.scores(pt, dpt, it, 64 * cw);  // S^T = K Q^T, dP^T = V dO^T
 
     // P^T = exp(S^T * scale - lse[query]), 0 where masked (causal, and keys past T); dS^T = P^T (dP^T - delta[query]).
     const bool masked = (Causal && q0 < keys0 + 63) || keys0 + 64 > p.tokens;
@@ -369,7 +383,6 @@ __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const
   using namespace attention_sm90;
   typedef AttentionBackwardSm90Smem<D, Stages> Smem;
   Smem& smem = smem_of<Smem>();
-  auto &q = smem.resident[0], &d_o = smem.resident[1];
   const AttentionParams& p = params.p;
   const int q_tiles = (p.tokens + kRows - 1) / kRows, qt = Causal ? q_tiles - 1 - int(blockIdx.x) : int(blockIdx.x);
   const int bh = int(blockIdx.y), batch = bh / p.heads, head = bh % p.heads, q0 = qt * kRows;
@@ -379,17 +392,9 @@ __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const
   if (wg == 0) {
     sm90::setmaxnreg_dec<40>();
     if (threadIdx.x == 0) {
-      sm90::mbar_arrive_expect_tx(&smem.resident_full, 2 * q.kBytes);
-      q.load(&params.q, q0, head, batch, &smem.resident_full);
-      d_o.load(&params.d_o, q0, head, batch, &smem.resident_full);
-      for (int kt = 0; kt < key_tiles; ++kt) {
-        const int s = kt % Stages;
-        if (kt >= Stages) sm90::mbar_wait(&smem.empty[s], (kt / Stages - 1) & 1);
-        auto &k = smem.streamed[s][0], &v = smem.streamed[s][1];
-        sm90::mbar_arrive_expect_tx(&smem.full[s], 2 * k.kBytes);
-        k.load(&params.k, 64 * kt, head, batch, &smem.full[s]);
-        v.load(&params.v, 64 * kt, head, batch, &smem.full[s]);
-      }
+      const TensorMap* const q_do[2] = {&params.q, &params.d_o};
+      const TensorMap* const kv[2] = {&params.k, &params.v};
+      smem.produce(q_do, q0, kv, 0, key_tiles, head, batch, 0, [](int, int) {});
     }
     return;
   }
@@ -410,16 +415,9 @@ __global__ void __launch_bounds__(384, 1) attention_backward_q_sm90_kernel(const
 
   for (int kt = 0; kt < key_tiles; ++kt) {
     const int s = kt % Stages, k0 = 64 * kt;
-    const auto &k = smem.streamed[s][0], &v = smem.streamed[s][1];
+    const auto& k = smem.streamed[s][0];
     float sc[32], dp[32];  // S and dP, then dS: 64 queries x 64 keys
-    sm90::mbar_wait(&smem.full[s], (kt / Stages) & 1);
-    sm90::wgmma_fence();
-    issue_scores<64>(sc, q, 64 * cw, k);    // S = Q K^T
-    issue_scores<64>(dp, d_o, 64 * cw, v);  // dP = dO V^T
-    sm90::wgmma_commit();
-    sm90::wgmma_wait<0>();
-    sm90::pin_registers(sc);
-    sm90::pin_registers(dp);
+    smem.scores(sc, dp, kt, 64 * cw);  // S = Q K^T, dP = dO V^T
 
     const bool masked = Causal && k0 + 63 > q0 + 64 * cw;
 #pragma unroll
