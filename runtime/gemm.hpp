@@ -48,8 +48,9 @@ void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const 
 // C = A B^T as FP32 or BF16.
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const DenseRef& c, const GemmOptions& options, CUstream stream);
 
-// Linear layer Y = X W^T, X: tokens x in, W: out x in. The backward GEMMs take the transposed BlockTensors
-// that quantize_transpose (weights, once per step) and the producers of X and dY write beside the originals.
+// Linear layer Y = X W^T, X: tokens x in, W: out x in. The backward GEMMs take transposed BlockTensors: those that
+// the producers of X and dY write beside the originals, and W^T (quantize_transpose of the master, or transpose of
+// the quantized W: the same bits).
 template <class Out> void linear_forward(Context& ctx, const BlockTensorRef& x, const BlockTensorRef& w, const Out& y, const GemmOptions& o, CUstream s) {
   gemm(ctx, x, w, y, o, s);
 }

@@ -24,7 +24,7 @@ BlockTensorRef reshaped(const BlockTensorRef& t, std::int64_t rows, std::int64_t
 }
 
 struct QuantizedWeight {
-  BlockTensorRef q, q_t;  // W (out x in) and W^T, nearest rounding of the FP32 master
+  BlockTensorRef q;  // W (out x in), nearest rounding of the FP32 master
 };
 
 }  // namespace
@@ -39,6 +39,7 @@ struct Gpt2Int8::Buffers {
   };
   std::vector<Layer> layers;
   BlockTensorRef x_final, xf, xf_t, branch, dl, dl_t, dcopy, dx, dh, d_wide, d_wide2, d_t, do_q, dqkv_q;
+  BlockTensorRef weight_t;  // W^T of the weight whose backward data GEMM runs next: one buffer for all (weight_transposed)
   QuantizedWeight wte;
   DenseRef stream, grad_stream, logits, d_o, d_qkv;
   CUdeviceptr mean_f = 0, rstd_f = 0, losses = 0, targets = 0, tokens = 0, delta = 0, column_ws = 0, layernorm_ws = 0, residual_ws = 0;
@@ -48,7 +49,7 @@ struct Gpt2Int8::Buffers {
     const std::int64_t n = std::int64_t(batch) * s.sequence, c = s.hidden, f = std::int64_t(s.mlp_ratio) * c, v = s.padded_vocab();
     const std::int64_t wide = std::max(f, 3 * c);
     layers.assign(std::size_t(s.layers), Layer{});
-    auto weight = [&](std::int64_t out, std::int64_t in) { return QuantizedWeight{a.block(out, in), a.block(in, out)}; };
+    auto weight = [&](std::int64_t out, std::int64_t in) { return QuantizedWeight{a.block(out, in)}; };
     for (auto& l : layers) {
       l.x_in = a.block(n, c), l.h1 = a.block(n, c), l.h1_t = a.block(c, n);
       l.mean1 = a.take(std::size_t(n) * 4), l.rstd1 = a.take(std::size_t(n) * 4);
@@ -66,6 +67,7 @@ struct Gpt2Int8::Buffers {
     losses = a.take(std::size_t(n) * 4), targets = a.take(std::size_t(n) * 4), tokens = a.take(std::size_t(n) * 4);
     branch = a.block(n, c), dcopy = a.block(n, c), dx = a.block(n, c), dh = a.block(n, c), do_q = a.block(n, c);
     d_wide = a.block(n, wide), d_wide2 = a.block(n, wide), d_t = a.block(wide, n), dqkv_q = a.block(n, 3 * c);
+    weight_t = a.block(32, std::max(v, s.layers > 0 ? wide : 0) * c / 32);  // the largest weight's elements, viewed as each W^T
     d_o = a.dense(n, c, DType::bf16), d_qkv = a.dense(n, 3 * c, DType::bf16);
     delta = a.take(std::size_t(n * s.heads) * 4);
     column_ws = a.take(column_sum_workspace_bytes(n, std::max(wide, c)));
@@ -152,16 +154,23 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   const AttentionLayout attention = AttentionLayout::packed_qkv(batch_, sh.heads, sh.sequence, sh.hidden / sh.heads);
   const CUdeviceptr k_offset = attention.packed_offset(1), v_offset = attention.packed_offset(2);
 
-  // Weights: quantized once per step, with their transposes for the backward data GEMMs.
-  quantize_transpose(ctx_, master("wte"), b.wte.q, b.wte.q_t, nearest, s);
+  // Weights: quantized once per step. A backward data GEMM takes W^T, which one buffer holds for each in turn: the
+  // transpose of the quantized W, the same bits as quantizing W^T (square blocks), without a W^T per layer kept
+  // through the step (at d = 4096 a block's transposes were 192 of its 1286 MiB).
+  quantize(ctx_, master("wte"), b.wte.q, nearest, s);
   for (int l = 0; l < sh.layers; ++l) {
     const std::string h = "h" + std::to_string(l) + ".";
     auto& L = b.layers[std::size_t(l)];
-    quantize_transpose(ctx_, master(h + "attn.qkv.weight"), L.qkv_w.q, L.qkv_w.q_t, nearest, s);
-    quantize_transpose(ctx_, master(h + "attn.proj.weight"), L.proj_w.q, L.proj_w.q_t, nearest, s);
-    quantize_transpose(ctx_, master(h + "fc.weight"), L.fc_w.q, L.fc_w.q_t, nearest, s);
-    quantize_transpose(ctx_, master(h + "fc_proj.weight"), L.fc_proj_w.q, L.fc_proj_w.q_t, nearest, s);
+    quantize(ctx_, master(h + "attn.qkv.weight"), L.qkv_w.q, nearest, s);
+    quantize(ctx_, master(h + "attn.proj.weight"), L.proj_w.q, nearest, s);
+    quantize(ctx_, master(h + "fc.weight"), L.fc_w.q, nearest, s);
+    quantize(ctx_, master(h + "fc_proj.weight"), L.fc_proj_w.q, nearest, s);
   }
+  auto weight_transposed = [&](const QuantizedWeight& w) {
+    const BlockTensorRef t = reshaped(b.weight_t, w.q.cols, w.q.rows);
+    transpose(ctx_, w.q, t, s);
+    return t;
+  };
 
   // Forward.
   embed(params, inputs, targets, b.tokens, b.targets, b.stream.data, s);
@@ -206,7 +215,7 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     transpose(ctx_, b.xf, b.xf_t, s);
     quantize_transpose(ctx_, b.logits, b.dl, b.dl_t, stochastic(), s);
     linear_backward_weight(ctx_, b.dl_t, b.xf_t, grad("wte"), false, s);  // the embedding's share is added below
-    linear_backward_data(ctx_, b.dl, b.wte.q_t, b.dh, next_seed(), s);
+    linear_backward_data(ctx_, b.dl, weight_transposed(b.wte), b.dh, next_seed(), s);
     layernorm_backward(ctx_, b.dh, b.x_final, b.mean_f, b.rstd_f, tensor_at(params, "ln_f.weight"), b.dx, tensor_at(grads, "ln_f.weight"),
                        tensor_at(grads, "ln_f.bias"), next_seed(), b.layernorm_ws, s);
     check(driver().cuMemsetD8Async(b.grad_stream.data, 0, std::size_t(b.grad_stream.bytes()), s), "cuMemsetD8Async (gradient stream)");
@@ -220,12 +229,12 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
       column_sum(ctx_, b.dcopy, tensor_at(grads, h + "fc_proj.bias"), false, b.column_ws, s);
       transpose(ctx_, b.dcopy, reshaped(b.d_t, c, n), s);
       linear_backward_weight(ctx_, reshaped(b.d_t, c, n), L.g_t, grad(h + "fc_proj.weight"), false, s);
-      linear_backward_data(ctx_, b.dcopy, L.fc_proj_w.q_t, dg, next_seed(), s);
+      linear_backward_data(ctx_, b.dcopy, weight_transposed(L.fc_proj_w), dg, next_seed(), s);
       gelu_backward(ctx_, dg, L.f, df, GeluForm::tanh, next_seed(), s);
       column_sum(ctx_, df, tensor_at(grads, h + "fc.bias"), false, b.column_ws, s);
       transpose(ctx_, df, reshaped(b.d_t, f, n), s);
       linear_backward_weight(ctx_, reshaped(b.d_t, f, n), L.h2_t, grad(h + "fc.weight"), false, s);
-      linear_backward_data(ctx_, df, L.fc_w.q_t, b.dh, next_seed(), s);
+      linear_backward_data(ctx_, df, weight_transposed(L.fc_w), b.dh, next_seed(), s);
       layernorm_backward(ctx_, b.dh, L.x_mid, L.mean2, L.rstd2, tensor_at(params, h + "ln2.weight"), b.dx, tensor_at(grads, h + "ln2.weight"),
                          tensor_at(grads, h + "ln2.bias"), next_seed(), b.layernorm_ws, s);
       residual_add_backward(ctx_, b.grad_stream, b.dx, b.dcopy, next_seed(), s);
@@ -233,14 +242,14 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
       column_sum(ctx_, b.dcopy, tensor_at(grads, h + "attn.proj.bias"), false, b.column_ws, s);
       transpose(ctx_, b.dcopy, reshaped(b.d_t, c, n), s);
       linear_backward_weight(ctx_, reshaped(b.d_t, c, n), L.o_q_t, grad(h + "attn.proj.weight"), false, s);
-      linear_backward_data(ctx_, b.dcopy, L.proj_w.q_t, b.do_q, next_seed(), s);
+      linear_backward_data(ctx_, b.dcopy, weight_transposed(L.proj_w), b.do_q, next_seed(), s);
       dequantize(ctx_, b.do_q, b.d_o, s);
       attention_backward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, b.d_o.data, b.delta,
                          b.d_qkv.data, b.d_qkv.data + k_offset, b.d_qkv.data + v_offset, s);
       quantize_transpose(ctx_, b.d_qkv, b.dqkv_q, reshaped(b.d_t, 3 * c, n), stochastic(), s);
       column_sum(ctx_, b.dqkv_q, tensor_at(grads, h + "attn.qkv.bias"), false, b.column_ws, s);
       linear_backward_weight(ctx_, reshaped(b.d_t, 3 * c, n), L.h1_t, grad(h + "attn.qkv.weight"), false, s);
-      linear_backward_data(ctx_, b.dqkv_q, L.qkv_w.q_t, b.dh, next_seed(), s);
+      linear_backward_data(ctx_, b.dqkv_q, weight_transposed(L.qkv_w), b.dh, next_seed(), s);
       layernorm_backward(ctx_, b.dh, L.x_in, L.mean1, L.rstd1, tensor_at(params, h + "ln1.weight"), b.dx, tensor_at(grads, h + "ln1.weight"),
                          tensor_at(grads, h + "ln1.bias"), next_seed(), b.layernorm_ws, s);
       residual_add_backward(ctx_, b.grad_stream, b.dx, b.dcopy, next_seed(), s);

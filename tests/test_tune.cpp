@@ -51,9 +51,10 @@ TEST_SUITE("cache") {
     const auto quantize = tuner::quantize_shapes(config);
     CHECK(quantize.size() == 9);  // 5 weights, attention output, QKV gradient, embedding output, logits gradient
     const auto tiles = tuner::tile_op_shapes(config);
-    // Transposes of X and dY for the 768-, 2304-, 3072- and 50304-wide GEMM operands, the attention bridge, GELU
-    // forward and backward, residual add forward (with statistics) and backward, LayerNorm with given statistics.
-    CHECK(tiles.size() == 10);
+    // Transposes of X and dY for the 768-, 2304-, 3072- and 50304-wide GEMM operands and of the 5 weights, the
+    // attention bridge, GELU forward and backward, residual add forward (with statistics) and backward, LayerNorm with
+    // given statistics.
+    CHECK(tiles.size() == 15);
     // The attention kernels, each a problem: the forward on Hopper 2 keys x 2 stages x 2 schedules, each backward kernel
     // 2 stages; elsewhere the portable kernels' 2 tiles; the operator's untuned kernel first.
     REQUIRE(problems.size() == shapes.size() + quantize.size() + tiles.size() + 3);
@@ -281,7 +282,8 @@ TEST_SUITE("gpu") {
     fill_random(x, 9);
     BlockTensor out(q.rows, q.cols), out_t(q.cols, q.rows);
     const auto compiles = compile_count();
-    quantize_transpose(fresh, x.ref(), out.ref(), out_t.ref(), {q.rounding, 0, {}}, nullptr);
+    if (q.transpose) quantize_transpose(fresh, x.ref(), out.ref(), out_t.ref(), {q.rounding, 0, {}}, nullptr);
+    else quantize(fresh, x.ref(), out.ref(), {q.rounding, 0, {}}, nullptr);
     CHECK(compile_count() == compiles);
     // The same for a block-tile operator (GELU forward), whose winner the tuner timed through the operator itself.
     const auto tiles = tuner::tile_op_shapes(config);

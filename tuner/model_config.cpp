@@ -116,7 +116,7 @@ std::vector<QuantizeShape> quantize_shapes(const ModelConfig& c) {
   auto add = [&](QuantizeShape s) {
     if (seen.insert(s.key()).second) out.push_back(std::move(s));
   };
-  for (const auto& l : linear_layers(c)) add({"weights " + l.name, DType::f32, Rounding::nearest, true, l.out, l.in});
+  for (const auto& l : linear_layers(c)) add({"weights " + l.name, DType::f32, Rounding::nearest, false, l.out, l.in});
   // Attention's BF16 core hands back its output (forward) and the QKV gradient (backward); the embedding output
   // enters the first block; the logits' gradient leaves the cross-entropy.
   add({"attention output", DType::bf16, Rounding::nearest, true, T, d});
@@ -148,6 +148,7 @@ std::vector<TileOpShape> tile_op_shapes(const ModelConfig& c) {
   for (const auto& l : linear_layers(c)) {
     add("input " + l.name + " transpose", gen::TransposeSpec::fit(T, l.in, 32), T, l.in);
     add("grad output " + l.name + " transpose", gen::TransposeSpec::fit(T, l.out, 32), T, l.out);
+    add("weights " + l.name + " transpose", gen::TransposeSpec::fit(l.out, l.in, 32), l.out, l.in);  // W^T for the backward data GEMM
   }
   add("attention gradient dequantize", gen::DequantizeSpec::fit(DType::bf16, T, d, 32), T, d);
   add("gelu forward", gen::ElementwiseSpec::fit(Elementwise::gelu_tanh, Rounding::nearest, T, ff), T, ff);
