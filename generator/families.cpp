@@ -412,6 +412,9 @@ void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(persistent == 0 || persistent == 1, family, "persistent=" + std::to_string(persistent) + " must be 0 or 1");
   require(overlap != 2 || kBK / group >= 2, family, "overlap=2 needs two K-groups per 128-deep K slice (group 32 or 64)");
   require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
+  require(split_k >= 1 && split_k <= 16, family, "split_k=" + std::to_string(split_k) + " must be in 1..16");
+  require(split_k == 1 || (out == GemmOut::f32 && persistent == 1 && cluster == 1 && epilogue == GemmEpilogue::consumers), family,
+          "split_k=" + std::to_string(split_k) + " needs FP32 output, persistent=1, cluster=1 and epilogue=consumers (splits add FP32 partial results in turn)");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem) +
               " (use fewer stages, bn=64 or epilogue=consumers)");
@@ -432,7 +435,7 @@ int GemmSm90Spec::smem_bytes() const {
 std::string GemmSm90Spec::kernel_expr() const {
   return "jetforge::gemm_sm90_kernel<" + std::to_string(bn) + ", " + std::to_string(group) + ", " + std::to_string(stages) + ", " +
          gemm_epilogue_args(out, round, fold) + ", " + std::to_string(cluster) + ", " + std::to_string(overlap) + ", " +
-         std::to_string(persistent) + ", " + (epilogue == GemmEpilogue::staged ? "1" : "0") + ">";
+         std::to_string(persistent) + ", " + (epilogue == GemmEpilogue::staged ? "1" : "0") + ", " + std::to_string(split_k) + ">";
 }
 
 std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {
@@ -450,6 +453,8 @@ std::vector<GemmSm90Spec> GemmSm90Spec::defaults() {
   const int overlap = 2, persistent = 1;
   out.push_back(GemmSm90Spec{128, 32, 4, GemmOut::i8, Rounding::stochastic, GemmFold::convert, 1, overlap, persistent, GemmEpilogue::staged});
   out.push_back(GemmSm90Spec{128, 32, 4, GemmOut::f32, Rounding::nearest, GemmFold::convert, 1, overlap, persistent, GemmEpilogue::staged});
+  // Split-K, FP32 output (the weight gradients).
+  out.push_back(GemmSm90Spec{128, 32, 4, GemmOut::f32, Rounding::nearest, GemmFold::convert, 1, overlap, persistent, GemmEpilogue::consumers, 4});
   return out;
 }
 

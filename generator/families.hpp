@@ -537,10 +537,12 @@ struct GemmSm90Spec {
   int persistent = 1;  // 1: one CTA per SM walks the tiles, loading the next tile's first K slices under the last
                        // one's epilogue; 0: a CTA per tile
   GemmEpilogue epilogue = GemmEpilogue::consumers;  // staged: a tuning choice, 0.98-1.11x (bench/NOTES.md session 11)
+  int split_k = 1;  // > 1 (FP32 output, persistent, no cluster, consumers' epilogue): each tile's K in split_k ranges,
+                    // units of their own, added into the output in split order (templates/gemm_sm90.cuh)
 
   template <class S, class F> static void fields(S& s, F&& f) {
     f("bn", s.bn), f("group", s.group), f("stages", s.stages), f("out", s.out), f("round", s.round), f("fold", s.fold), f("cluster", s.cluster),
-        f("overlap", s.overlap), f("persistent", s.persistent), f("epilogue", s.epilogue);
+        f("overlap", s.overlap), f("persistent", s.persistent), f("epilogue", s.epilogue), f("split_k", s.split_k);
   }
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;

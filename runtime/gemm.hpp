@@ -23,6 +23,8 @@ struct GemmKernelChoice {
   int persistent = 1;  // Hopper path: 1 = a CTA per SM walks the tiles (the next tile's loads under the epilogue)
   gen::GemmEpilogue epilogue = gen::GemmEpilogue::consumers;  // Hopper path: staged = stored by the producer warpgroup's
                                                               // other warps under the next tile's K loop
+  int split_k = 0;  // Hopper path, FP32 output: K cut into this many ranges added in turn; 0 = the shape's default
+                    // (gemm_default_split_k) where the rest of the choice allows it (persistent, no cluster, consumers)
 };
 
 struct GemmOptions {
@@ -39,9 +41,18 @@ std::string gemm_problem_key(gen::GemmOut out, gen::Rounding rounding, int group
 // The kernel choice a winning spec key stands for (gemm_sm90 or gemm_sm80); throws gen::SpecError otherwise.
 GemmKernelChoice choice_from_spec(const std::string& spec_key);
 
-// The canonical key of the kernel a GEMM call runs on `target`: the Hopper path on sm_90a unless the choice asks
-// for the portable one (INT8 output rounds as asked; dense output always nearest).
-std::string gemm_kernel_key(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& choice, const gen::TargetLimits& target);
+// Split-K by default for FP32 output (the weight gradients: few output tiles, a long K): the count in {1, 2, 4, 8}
+// that a model of the time takes lowest (waves of 128 x 128 tiles over 132 SMs times K slices per split, plus four
+// slices per split for the epilogues taken in turn; another count must win by 10%). Shape-only, so that an offline cache
+// build without a GPU names the same kernels; the tuner decides per GPU.
+int gemm_default_split_k(gen::GemmOut out, std::int64_t m, std::int64_t n, std::int64_t k);
+// The split count a call with this choice runs (1 on the portable path and where the choice rules split-K out).
+int gemm_split_k(gen::GemmOut out, std::int64_t m, std::int64_t n, std::int64_t k, const GemmKernelChoice& choice, const gen::TargetLimits& target);
+
+// The canonical key of the kernel a GEMM call of M x N x K runs on `target`: the Hopper path on sm_90a unless the
+// choice asks for the portable one (INT8 output rounds as asked; dense output always nearest).
+std::string gemm_kernel_key(gen::GemmOut out, int group, gen::Rounding rounding, std::int64_t m, std::int64_t n, std::int64_t k,
+                            const GemmKernelChoice& choice, const gen::TargetLimits& target);
 
 // C = A B^T quantized per 32x32 block (the INT8 data flow).
 void gemm(Context& ctx, const BlockTensorRef& a, const BlockTensorRef& b, const BlockTensorRef& c, const GemmOptions& options, CUstream stream);

@@ -162,6 +162,19 @@ std::string Context::gpu_key() const {
   return d.name + "|" + std::to_string(d.sm_count) + "|" + std::to_string(d.driver_version);
 }
 
+Context::SplitKFlags Context::split_k_flags(CUstream stream, std::size_t tiles, int splits) {
+  std::lock_guard lock(split_k_mutex_);
+  StreamSplitKFlags& f = split_k_flags_[stream];
+  if (f.flags.bytes() < tiles * 4) {
+    // Freeing the old array waits for the device (cuMemFree); the new one starts at zero, below every wait.
+    f.flags = DeviceBuffer(std::max<std::size_t>(tiles, 4096) * 4);
+    f.flags.fill_bytes(0, stream);
+  }
+  const SplitKFlags out{f.flags.get(), f.next};
+  f.next += std::uint32_t(splits);
+  return out;
+}
+
 std::optional<std::string> Context::tuned(const std::string& problem) {
   std::lock_guard lock(tuned_mutex_);
   return tuned_locked(problem);

@@ -157,6 +157,15 @@ class Context {
     std::lock_guard lock(tuned_mutex_);
     tuned_parsed_.erase(problem);
   }
+  // Split-K GEMMs add their K ranges into each output tile in turn through a flag per tile (templates/gemm_sm90.cuh).
+  // The flags are this context's, one array per stream (calls on one stream run in turn), zeroed once and grown as
+  // needed; each call takes `splits` values of a counter that only grows, so flags left by earlier calls never
+  // match a later call's waits and nothing is reset between calls.
+  struct SplitKFlags {
+    CUdeviceptr flags;
+    std::uint32_t base;
+  };
+  SplitKFlags split_k_flags(CUstream stream, std::size_t tiles, int splits);
   // "name|SMs|driver": what tuning winners are keyed by.
   std::string gpu_key() const;
   cache::KernelCache* cache() const { return kernels_.cache(); }
@@ -169,6 +178,12 @@ class Context {
   std::mutex tuned_mutex_;
   std::unordered_map<std::string, std::optional<std::string>> tuned_;
   std::unordered_map<gen::Signature, std::any, gen::SignatureHash> tuned_parsed_;
+  struct StreamSplitKFlags {
+    DeviceBuffer flags;
+    std::uint32_t next = 0;
+  };
+  std::mutex split_k_mutex_;
+  std::unordered_map<CUstream, StreamSplitKFlags> split_k_flags_;
 };
 
 }  // namespace jetforge

@@ -8,7 +8,10 @@
 // tile's first K slices while the consumers finish and store the last one (the ring's phases run on across tiles).
 // With StagedEpilogue = 1, the consumers only copy their FP32 results into a shared-memory tile and go on with the
 // next tile's K loop; the producer warpgroup's three other warps scale, round and store it meanwhile (0.98-1.11x the
-// consumers' own epilogue, a tuning choice: bench/NOTES.md session 11).
+// consumers' own epilogue, a tuning choice: bench/NOTES.md session 11). With SplitK > 1 (FP32 output), each tile's K
+// slices are cut into SplitK ranges, each its own unit of the persistent loop, so that a GEMM of few tiles and a long
+// K (the weight gradients) fills the GPU; the units of one tile add into its output in split order, each waiting for
+// a flag the previous one raises (split 0 first, with the bias and the accumulation): deterministic, no workspace.
 #pragma once
 #include "gemm.cuh"
 #include "jetforge/sm90.cuh"
@@ -20,6 +23,8 @@ struct GemmSm90Params {
   const float* a_scales;  // (M / 32) x (K / G)
   const float* b_scales;  // (N / 32) x (K / G)
   GemmProblem problem;
+  u32* split_flags;  // SplitK > 1: one per output tile; split s of a tile waits for split_base + s, then raises it by one
+  u32 split_base;    // (a counter the host advances by SplitK per call: flags left by earlier calls never match)
 };
 
 }  // namespace jetforge
@@ -192,11 +197,11 @@ __device__ void store_staged_tile(const GemmProblem& p, const Smem& smem, int e,
   }
 }
 
-// The producer warp: per stage, one TMA load of A and one of B (with Cluster = 2: this rank's half of B, multicast to
+// The producer warp, K slices kt0 .. kt1 - 1 of a tile: per stage, one TMA load of A and one of B (with Cluster = 2: this rank's half of B, multicast to
 // both CTAs) and the scales of the K slice copied by its lanes (one each), all completing on the stage's full barrier.
 // `it` counts the ring's slices over the CTA's tiles (stage it % Stages, phase it / Stages).
 template <int BN, int Group, int Stages, int Cluster, class Smem>
-__device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int k_tiles, int lane, i64 m0, i64 n0, u32 rank, int& it) {
+__device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int kt0, int kt1, int lane, i64 m0, i64 n0, u32 rank, int& it) {
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK, kGroups = Smem::kGroups;
   constexpr int kStageBytes = (kBM + BN) * kBK;
   const GemmProblem& p = params.problem;
@@ -212,7 +217,7 @@ __device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem
   const float* src = (is_a ? params.a_scales : params.b_scales) + (copies ? grow * groups_k + g : 0);
   float* dst = lane < kScales ? (is_a ? &smem.a_scales[0][row][g] : &smem.b_scales[0][row][g]) : nullptr;
   const int dst_stride = int(is_a ? sizeof(smem.a_scales[0]) : sizeof(smem.b_scales[0])) / 4;  // floats from stage to stage
-  for (int kt = 0; kt < k_tiles; ++kt, ++it) {
+  for (int kt = kt0; kt < kt1; ++kt, ++it) {
     const int s = it % Stages;
     if (it >= Stages) sm90::mbar_wait(&smem.empty[s], ((it / Stages) - 1) & 1);
     if (lane == 0) {
@@ -256,9 +261,9 @@ __device__ __forceinline__ void fold_group(float (&acc)[AccRegs], const u32 (&pa
 // registers: two half scratches instead of one whole). Overlap = 2: two whole scratches, K-group g + 1's wgmmas in
 // flight while g is folded (setmaxnreg's 232 registers hold the 192 of accumulators and scratches; ptxas's report
 // of 168 is the launch count).
-template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, int StagedEpilogue, class Smem>
-__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int k_tiles, int wg, int warp, int lane, i64 m0, i64 n0, int local_tile,
-                                        int& it) {
+template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, int StagedEpilogue, int SplitK, class Smem>
+__device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem, int kt0, int kt1, int split, int tile, int wg, int warp, int lane,
+                                        i64 m0, i64 n0, int local_tile, int& it) {
   constexpr int kBK = Smem::kBK, kGroups = Smem::kGroups;
   constexpr int kHalves = Overlap == 1 ? 2 : 1, kPartN = BN / kHalves;  // column halves with a scratch each
   constexpr int kScratches = Overlap ? 2 : 1;
@@ -273,7 +278,7 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
   // Nothing is in flight across an iteration of the K loop: a wgmma in flight over the loop's back edge makes ptxas
   // copy its accumulators and serialize every wgmma of the kernel (warning C7514).
   u32 part[kScratches][Mma::kRegs];
-  for (int kt = 0; kt < k_tiles; ++kt, ++it) {
+  for (int kt = kt0; kt < kt1; ++kt, ++it) {
     const int s = it % Stages;
     sm90::mbar_wait(&smem.full[s], (it / Stages) & 1);
     const u32 desc_a = sm90::smem_desc_lo_k_major_sw128(&smem.a[s][64 * cw * kBK]);
@@ -333,13 +338,36 @@ __device__ __forceinline__ void consume(const GemmSm90Params& params, Smem& smem
         for (u32 r = 0; r < u32(Cluster); ++r) sm90::mbar_arrive_cluster(&smem.empty[s], r);
     }
   }
-  if constexpr (StagedEpilogue) stage_tile<BN, Output>(p, acc, smem, cw, warp, lane, n0, local_tile);
-  else gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
+  if constexpr (StagedEpilogue) {
+    stage_tile<BN, Output>(p, acc, smem, cw, warp, lane, n0, local_tile);
+  } else if constexpr (SplitK == 1) {
+    gemm_sm90_epilogue<BN, Output, Round>(p, acc, smem, cw, warp, lane, m0, n0);
+  } else {
+    // Split s adds into what splits 0 .. s - 1 stored (split 0 stores, with the bias and the accumulation asked for),
+    // once the tile's flag says they are done; both consumer warpgroups (named barrier 3) store before it is raised.
+    static_assert(Output == kGemmOutF32, "split-K adds FP32 partial results");
+    const bool leader = wg == 1 && warp == 0 && lane == 0;
+    u32* flag = params.split_flags + tile;
+    if (split > 0 && leader)
+      while (sm90::ld_acquire_gpu(flag) != params.split_base + u32(split)) {
+      }
+    sm90::named_barrier(3, 256);
+    GemmProblem q = p;
+    if (split > 0) q.bias = nullptr, q.accumulate = 1;
+    gemm_sm90_epilogue<BN, Output, Round>(q, acc, smem, cw, warp, lane, m0, n0);
+    sm90::named_barrier(3, 256);
+    if (leader) {
+      __threadfence();
+      sm90::st_release_gpu(flag, params.split_base + u32(split) + 1);
+    }
+  }
 }
 
-template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, int Persistent, int StagedEpilogue>
+template <int BN, int Group, int Stages, int Output, int Round, int Fold, int Cluster, int Overlap, int Persistent, int StagedEpilogue, int SplitK>
 __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant__ GemmSm90Params params) {
   static_assert(Cluster == 1 || Cluster == 2, "clusters of 1 or 2 CTAs along M");
+  static_assert(SplitK == 1 || (Cluster == 1 && Persistent && !StagedEpilogue), "split-K: no cluster, a persistent grid (a split waits for the one before it, "
+                                                                               "which a resident CTA holds), the consumers' epilogue");
   typedef GemmSm90Smem<BN, Group, Stages, StagedEpilogue> Smem;
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK;
   Smem& smem = sm90::swizzle_aligned_smem<Smem>();
@@ -350,13 +378,18 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   // tiles: one per cluster, or (Persistent) every (gridDim.x / Cluster)-th from their cluster's index on.
   const u32 rank = Cluster == 1 ? 0u : sm90::cluster_rank();
   const int tiles_m = int((p.m + kBM * Cluster - 1) / (kBM * Cluster)), tiles_n = int((p.n + BN - 1) / BN);
-  const int first = int(blockIdx.x) / Cluster, step = Persistent ? int(gridDim.x) / Cluster : tiles_m * tiles_n;
+  const int tiles = tiles_m * tiles_n, units = tiles * SplitK;  // unit u: split u / tiles of tile u % tiles
+  const int first = int(blockIdx.x) / Cluster, step = Persistent ? int(gridDim.x) / Cluster : units;
   const auto origin = [&](int cluster_tile, i64& m0, i64& n0) {
     int tile_m, tile_n;
     gemm::tile_of_block(cluster_tile, tiles_m, tiles_n, tile_m, tile_n);
     m0 = i64(tile_m * Cluster + int(rank)) * kBM, n0 = i64(tile_n) * BN;
   };
   const int k_tiles = int((p.k + kBK - 1) / kBK);
+  const auto k_range = [&](int unit, int& kt0, int& kt1) {  // the unit's K slices: SplitK near-equal ranges
+    const int split = unit / tiles;
+    kt0 = split * k_tiles / SplitK, kt1 = (split + 1) * k_tiles / SplitK;
+  };
 
   const int wg = int(threadIdx.x) / 128, warp = int(threadIdx.x) / 32 % 4, lane = int(threadIdx.x) % 32;
   if (threadIdx.x == 0) {
@@ -379,12 +412,14 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
   if (wg == 0) {
     sm90::setmaxnreg_dec<40>();
     if (warp == 0) {
-      for (int t = first; t < tiles_m * tiles_n; t += step) {
-        origin(t, m0, n0);
-        produce<BN, Group, Stages, Cluster>(params, smem, k_tiles, lane, m0, n0, rank, it);
+      for (int u = first; u < units; u += step) {
+        int kt0, kt1;
+        k_range(u, kt0, kt1);
+        origin(u % tiles, m0, n0);
+        produce<BN, Group, Stages, Cluster>(params, smem, kt0, kt1, lane, m0, n0, rank, it);
       }
     } else if constexpr (StagedEpilogue) {
-      for (int t = first, n = 0; t < tiles_m * tiles_n; t += step, ++n) {
+      for (int t = first, n = 0; t < tiles; t += step, ++n) {
         origin(t, m0, n0);
         sm90::mbar_wait(&smem.epi.full, n & 1);
         store_staged_tile<BN, Output, Round>(p, smem, warp - 1, lane, m0, n0);
@@ -393,9 +428,12 @@ __global__ void __launch_bounds__(384, 1) gemm_sm90_kernel(const __grid_constant
     }
   } else {
     sm90::setmaxnreg_inc<232>();
-    for (int t = first, n = 0; t < tiles_m * tiles_n; t += step, ++n) {
-      origin(t, m0, n0);
-      consume<BN, Group, Stages, Output, Round, Fold, Cluster, Overlap, StagedEpilogue>(params, smem, k_tiles, wg, warp, lane, m0, n0, n, it);
+    for (int u = first, n = 0; u < units; u += step, ++n) {
+      int kt0, kt1;
+      k_range(u, kt0, kt1);
+      origin(u % tiles, m0, n0);
+      consume<BN, Group, Stages, Output, Round, Fold, Cluster, Overlap, StagedEpilogue, SplitK>(params, smem, kt0, kt1, u / tiles, u % tiles, wg, warp,
+                                                                                                 lane, m0, n0, n, it);
     }
   }
   // No CTA leaves while its partner may still multicast into it or arrive on its barriers.

@@ -197,7 +197,8 @@ TEST_SUITE("gpu") {
           std::vector<std::uint16_t> bf16;
           ref::HostBlockTensor nearest, stochastic;
         };
-        auto run = [&](const GemmKernelChoice& choice) {
+        auto run = [&](GemmKernelChoice choice) {
+          choice.split_k = 1;  // the default splits K of some FP32 problems here; splitting has its own test below
           Result r;
           auto dense = [&](DType type, bool with_bias, bool accumulate, auto& host) {
             DenseTensor c(p.m, p.n, type);
@@ -237,6 +238,45 @@ TEST_SUITE("gpu") {
           }
         }
       }
+  }
+
+  TEST_CASE("split-K (Hopper, FP32 output): within the FP32 bound of the FP64 reference with a bias and accumulation, the same bits on every run, empty K ranges") {
+    Context& ctx = testing::gpu();
+    std::uint64_t seed = 1700;
+    // K slices of 128: 9 with a tail, 16, 64 and 1 (split 8 leaves seven ranges empty); few tiles, as in a weight gradient.
+    for (const Problem p : {Problem{544, 800, 1056}, Problem{256, 384, 2048}, Problem{768, 768, 8192}, Problem{128, 160, 128}})
+      for (int group : {32, 128})
+        for (int split : {2, 3, 4, 8}) {
+          if (p.k % group != 0) continue;
+          CAPTURE(p.m);
+          CAPTURE(p.n);
+          CAPTURE(p.k);
+          CAPTURE(group);
+          CAPTURE(split);
+          const auto ops = make_operands(p, group, seed += 2);
+          BlockTensor a = testing::upload(ops.a), b = testing::upload(ops.b);
+          const auto elements = checked_elements(p, seed);
+          const auto bias = testing::random_vector(std::size_t(p.n), unsigned(seed), 1.0f), c0 = testing::random_vector(std::size_t(p.m * p.n), unsigned(seed) + 1, 1.0f);
+          DeviceBuffer bias_d(bias.size() * 4);
+          bias_d.upload(bias.data(), bias.size() * 4);
+          GemmKernelChoice choice;
+          choice.split_k = split;
+          std::vector<float> got[2];
+          for (auto& out : got) {
+            DenseTensor c(p.m, p.n, DType::f32);
+            c.buffer().upload(c0.data(), c0.size() * 4);
+            gemm(ctx, a.ref(), b.ref(), c.ref(), GemmOptions{Rounding::nearest, 0, bias_d.get(), true, choice}, nullptr);
+            out.resize(c0.size());
+            c.buffer().download(out.data(), out.size() * 4);
+          }
+          CHECK(std::memcmp(got[0].data(), got[1].data(), got[0].size() * 4) == 0);
+          double err2 = 0, ref2 = 0;
+          for (const auto& [i, j] : elements) {
+            const double r = ref::gemm_element(ops.a, ops.b, i, j) + c0[size_t(i * p.n + j)] + bias[size_t(j)], e = got[0][size_t(i * p.n + j)] - r;
+            err2 += e * e, ref2 += r * r;
+          }
+          CHECK(std::sqrt(err2 / ref2) <= 1e-5);
+        }
   }
 
   TEST_CASE("the FP32-adder fold gives bit-identical results to the converter fold (both paths)") {

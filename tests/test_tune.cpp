@@ -46,6 +46,20 @@ TEST_SUITE("cache") {
     }
     CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_90a")).size() == 37);  // 2 bn x 3 stages x 3 overlap x 2 epilogues + portable
     CHECK(tuner::gemm_search_space(gen::TargetLimits::for_arch("sm_80")).size() == 1);
+    // Split-K by default: the weight gradients of few tiles and a long K (proj and fc of 124M), FP32 output only; the
+    // key names it, so an offline cache build compiles the kernel the call runs.
+    CHECK(gemm_default_split_k(gen::GemmOut::f32, 768, 768, 8192) == 2);
+    CHECK(gemm_default_split_k(gen::GemmOut::f32, 3072, 768, 8192) == 2);
+    CHECK(gemm_default_split_k(gen::GemmOut::f32, 768, 3072, 8192) == 2);
+    CHECK(gemm_default_split_k(gen::GemmOut::f32, 2304, 768, 8192) == 1);
+    CHECK(gemm_default_split_k(gen::GemmOut::f32, 4096, 4096, 4096) == 1);
+    CHECK(gemm_default_split_k(gen::GemmOut::i8, 768, 768, 8192) == 1);
+    CHECK(gemm_default_split_k(gen::GemmOut::f32, 768, 768, 512) == 1);  // 4 K slices: too few to split
+    CHECK(gemm_kernel_key(gen::GemmOut::f32, 32, gen::Rounding::nearest, 768, 768, 8192, GemmKernelChoice{}, gen::TargetLimits::for_arch("sm_90a"))
+              .ends_with(",split_k=2"));
+    GemmKernelChoice staged;
+    staged.epilogue = gen::GemmEpilogue::staged;  // where the choice rules splitting out, the default does not split
+    CHECK(gemm_split_k(gen::GemmOut::f32, 768, 768, 8192, staged, gen::TargetLimits::for_arch("sm_90a")) == 1);
     const auto target = gen::TargetLimits::for_arch("sm_90a");
     const auto problems = tuner::tune_problems(config, target);
     const auto quantize = tuner::quantize_shapes(config);

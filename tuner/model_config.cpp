@@ -171,7 +171,7 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
   auto add = [&](std::string what, std::string spec) { out.push_back({std::move(what), std::move(spec)}); };
   for (const auto& q : quantize_shapes(c))
     add(q.name + (q.transpose ? " quantize+transpose" : " quantize"), gen::canonical_key(gen::QuantizeSpec::fit(q.in, q.rows, q.cols, 32, q.rounding, q.transpose)));
-  for (const auto& g : gemm_shapes(c)) add(g.name, gemm_kernel_key(g.out, g.group, g.rounding, GemmKernelChoice{}, target));
+  for (const auto& g : gemm_shapes(c)) add(g.name, gemm_kernel_key(g.out, g.group, g.rounding, g.m, g.n, g.k, GemmKernelChoice{}, target));
   for (const auto& t : tile_op_shapes(c)) add(t.name, t.spec_key());
   // The rest of a GPT-2 step as runtime/gpt2_model.cpp runs it: the fixed specs its operators launch (their
   // families' defaults).

@@ -29,6 +29,7 @@ struct GemmSpace {
   std::vector<int> bn{64, 128}, stages{3, 4, 6}, cluster{1}, overlap{0, 1, 2}, persistent{1};
   std::vector<gen::GemmFold> fold{gen::GemmFold::convert};
   std::vector<gen::GemmEpilogue> epilogue{gen::GemmEpilogue::consumers, gen::GemmEpilogue::staged};
+  std::vector<int> split_k{0};  // FP32 output: 0 = the shape's default (gemm_default_split_k); e.g. {0, 1, 2, 4, 8}
   bool portable = true;  // also try the portable path (always, off Hopper)
 };
 struct QuantizeSpace {
