@@ -166,7 +166,9 @@ Context::SplitKFlags Context::split_k_flags(CUstream stream, std::size_t tiles, 
   std::lock_guard lock(split_k_mutex_);
   StreamSplitKFlags& f = split_k_flags_[stream];
   if (f.flags.bytes() < tiles * 4) {
-    // Freeing the old array waits for the device (cuMemFree); the new one starts at zero, below every wait.
+    // Calls already queued on the stream may use the old array: they finish before it is freed. The new one starts
+    // at zero, below every wait.
+    if (f.flags.get()) check(driver().cuStreamSynchronize(stream), "cuStreamSynchronize (growing the split-K flags)");
     f.flags = DeviceBuffer(std::max<std::size_t>(tiles, 4096) * 4);
     f.flags.fill_bytes(0, stream);
   }
