@@ -119,10 +119,6 @@ int gemm_default_split_k(gen::GemmOut out, std::int64_t m, std::int64_t n, std::
   return best;
 }
 
-int gemm_split_k(gen::GemmOut out, std::int64_t m, std::int64_t n, std::int64_t k, const GemmKernelChoice& choice, const gen::TargetLimits& target) {
-  return uses_sm90(choice, target) ? sm90_spec(out, 32, gen::Rounding::nearest, m, n, k, choice).split_k : 1;
-}
-
 GemmKernelChoice choice_from_spec(const std::string& spec_key) {
   if (spec_key.starts_with("gemm_sm90:")) {
     const auto s = gen::parse_key<gen::GemmSm90Spec>(spec_key);

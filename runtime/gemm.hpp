@@ -46,8 +46,6 @@ GemmKernelChoice choice_from_spec(const std::string& spec_key);
 // slices per split for the epilogues taken in turn; another count must win by 10%). Shape-only, so that an offline cache
 // build without a GPU names the same kernels; the tuner decides per GPU.
 int gemm_default_split_k(gen::GemmOut out, std::int64_t m, std::int64_t n, std::int64_t k);
-// The split count a call with this choice runs (1 on the portable path and where the choice rules split-K out).
-int gemm_split_k(gen::GemmOut out, std::int64_t m, std::int64_t n, std::int64_t k, const GemmKernelChoice& choice, const gen::TargetLimits& target);
 
 // The canonical key of the kernel a GEMM call of M x N x K runs on `target`: the Hopper path on sm_90a unless the
 // choice asks for the portable one (INT8 output rounds as asked; dense output always nearest).

@@ -197,9 +197,10 @@ __device__ void store_staged_tile(const GemmProblem& p, const Smem& smem, int e,
   }
 }
 
-// The producer warp, K slices kt0 .. kt1 - 1 of a tile: per stage, one TMA load of A and one of B (with Cluster = 2: this rank's half of B, multicast to
-// both CTAs) and the scales of the K slice copied by its lanes (one each), all completing on the stage's full barrier.
-// `it` counts the ring's slices over the CTA's tiles (stage it % Stages, phase it / Stages).
+// The producer warp, K slices kt0 .. kt1 - 1 of a tile: per stage, one TMA load of A and one of B (with Cluster = 2:
+// this rank's half of B, multicast to both CTAs) and the scales of the K slice copied by its lanes (one each), all
+// completing on the stage's full barrier. `it` counts the ring's slices over the CTA's tiles (stage it % Stages, phase
+// it / Stages).
 template <int BN, int Group, int Stages, int Cluster, class Smem>
 __device__ __forceinline__ void produce(const GemmSm90Params& params, Smem& smem, int kt0, int kt1, int lane, i64 m0, i64 n0, u32 rank, int& it) {
   constexpr int kBM = Smem::kBM, kBK = Smem::kBK, kGroups = Smem::kGroups;

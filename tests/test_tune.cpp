@@ -55,11 +55,13 @@ TEST_SUITE("cache") {
     CHECK(gemm_default_split_k(gen::GemmOut::f32, 4096, 4096, 4096) == 1);
     CHECK(gemm_default_split_k(gen::GemmOut::i8, 768, 768, 8192) == 1);
     CHECK(gemm_default_split_k(gen::GemmOut::f32, 768, 768, 512) == 1);  // 4 K slices: too few to split
-    CHECK(gemm_kernel_key(gen::GemmOut::f32, 32, gen::Rounding::nearest, 768, 768, 8192, GemmKernelChoice{}, gen::TargetLimits::for_arch("sm_90a"))
-              .ends_with(",split_k=2"));
+    const auto key = [](const GemmKernelChoice& c) {
+      return gemm_kernel_key(gen::GemmOut::f32, 32, gen::Rounding::nearest, 768, 768, 8192, c, gen::TargetLimits::for_arch("sm_90a"));
+    };
+    CHECK(key(GemmKernelChoice{}).ends_with(",split_k=2"));
     GemmKernelChoice staged;
     staged.epilogue = gen::GemmEpilogue::staged;  // where the choice rules splitting out, the default does not split
-    CHECK(gemm_split_k(gen::GemmOut::f32, 768, 768, 8192, staged, gen::TargetLimits::for_arch("sm_90a")) == 1);
+    CHECK(key(staged).ends_with(",epilogue=staged,split_k=1"));
     const auto target = gen::TargetLimits::for_arch("sm_90a");
     const auto problems = tuner::tune_problems(config, target);
     const auto quantize = tuner::quantize_shapes(config);
