@@ -413,7 +413,7 @@ void GemmSm90Spec::validate(const TargetLimits& t) const {
   require(overlap != 2 || kBK / group >= 2, family, "overlap=2 needs two K-groups per 128-deep K slice (group 32 or 64)");
   require(out == GemmOut::i8 || round == Rounding::nearest, family, "stochastic rounding applies to INT8 output only");
   require(split_k >= 1 && split_k <= 16, family, "split_k=" + std::to_string(split_k) + " must be in 1..16");
-  require(split_k == 1 || (out == GemmOut::f32 && persistent == 1 && cluster == 1 && epilogue == GemmEpilogue::consumers), family,
+  require(split_k == 1 || allows_split_k(), family,
           "split_k=" + std::to_string(split_k) + " needs FP32 output, persistent=1, cluster=1 and epilogue=consumers (splits add FP32 partial results in turn)");
   require(smem_bytes() <= t.max_dynamic_smem, family,
           "needs " + std::to_string(smem_bytes()) + " bytes of shared memory, " + t.arch + " allows " + std::to_string(t.max_dynamic_smem) +

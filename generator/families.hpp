@@ -545,6 +545,8 @@ struct GemmSm90Spec {
         f("overlap", s.overlap), f("persistent", s.persistent), f("epilogue", s.epilogue), f("split_k", s.split_k);
   }
   void validate(const TargetLimits& target) const;
+  // Whether the other fields allow split_k > 1: FP32 output, persistent, no cluster, the consumers' epilogue.
+  bool allows_split_k() const { return out == GemmOut::f32 && persistent == 1 && cluster == 1 && epilogue == GemmEpilogue::consumers; }
   std::string kernel_expr() const;
   int threads() const { return kThreads; }
   int smem_bytes() const;  // dynamic shared memory per CTA, alignment slack included

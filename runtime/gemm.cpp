@@ -45,14 +45,11 @@ bool uses_sm90(const GemmKernelChoice& choice, const gen::TargetLimits& target) 
 
 gen::Rounding output_rounding(gen::GemmOut out, gen::Rounding rounding) { return out == gen::GemmOut::i8 ? rounding : gen::Rounding::nearest; }
 
-bool allows_split_k(gen::GemmOut out, const GemmKernelChoice& c) {
-  return out == gen::GemmOut::f32 && c.persistent == 1 && c.cluster == 1 && c.epilogue == gen::GemmEpilogue::consumers;
-}
-
 gen::GemmSm90Spec sm90_spec(gen::GemmOut out, int group, gen::Rounding rounding, std::int64_t m, std::int64_t n, std::int64_t k, const GemmKernelChoice& c) {
   const int overlap = c.overlap >= 0 ? c.overlap : group == 32 ? 2 : 0;
-  const int split_k = c.split_k > 0 ? c.split_k : allows_split_k(out, c) ? gemm_default_split_k(out, m, n, k) : 1;
-  return gen::GemmSm90Spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster, overlap, c.persistent, c.epilogue, split_k};
+  gen::GemmSm90Spec spec{c.bn, group, c.stages, out, output_rounding(out, rounding), c.fold, c.cluster, overlap, c.persistent, c.epilogue, c.split_k};
+  if (c.split_k == 0) spec.split_k = spec.allows_split_k() ? gemm_default_split_k(out, m, n, k) : 1;
+  return spec;
 }
 
 gen::GemmSm80Spec sm80_spec(gen::GemmOut out, int group, gen::Rounding rounding, const GemmKernelChoice& c) {
