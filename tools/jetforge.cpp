@@ -284,8 +284,9 @@ add, LayerNorm with given statistics) problem of a training step of the model (c
 kernels (forward, backward dK/dV, backward dQ), compiles every kernel choice of the search space that fits the
 GPU's limits into the kernel cache (on --jobs threads), runs each on random operands, rejects any whose output
 differs from the default kernel's (bit for bit; for choices that sum in other orders, by more than 1% of the
-largest output for attention and 1e-5 for FP32-output GEMMs, which may split K), times the rest (median of --reps runs, default 20, L2 flushed before each) and stores the
-fastest as this GPU's winner: the operators use it from then on.
+largest output for attention and 1e-5 for FP32-output GEMMs, which may split K), times the rest (median of --reps
+runs, default 20, L2 flushed before each) and stores the fastest as this GPU's winner: the operators use it from
+then on.
 --finalists N: budgeted search instead of exhaustive: every candidate timed with 5 runs, then the N fastest with
 --reps. Candidates not timed within --budget-s seconds (default 120, compilation included) are skipped (the
 summary counts them). --report FILE.csv writes every candidate: problem, spec, verdict (ok or why it was

@@ -162,6 +162,7 @@ template <int Count> __device__ __forceinline__ void setmaxnreg_dec() { asm vola
 // Barrier among the `threads` threads that use barrier `id` (1..15; 0 is __syncthreads): waits for all of them; the
 // arrive form counts the caller without waiting (a producer's signal to the threads that sync).
 __device__ __forceinline__ void named_barrier(int id, int threads) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory"); }
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory"); }
 // A flag in global memory shared by CTAs: read with acquire, written with release semantics at GPU scope.
 __device__ __forceinline__ u32 ld_acquire_gpu(const u32* p) {
   u32 v;
@@ -169,7 +170,6 @@ __device__ __forceinline__ u32 ld_acquire_gpu(const u32* p) {
   return v;
 }
 __device__ __forceinline__ void st_release_gpu(u32* p, u32 v) { asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory"); }
 
 // D (64 x N, s32) = A (64 x 32, s8, K-major, smem) * B (N x 32, s8, K-major, smem)^T, + D when Accumulate.
 // Each thread of the warpgroup holds N/2 accumulators: d[4j + {0,1,2,3}] = rows (lane/4, +8) x columns
