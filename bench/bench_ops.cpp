@@ -20,7 +20,7 @@
 using namespace jetforge;
 
 int main(int argc, char** argv) {
-  // --sweep: also every LayerNorm kernel variant (cluster, sub-tile, threads) and GELU tiles on each shape, fastest first.
+  // --sweep: also every LayerNorm kernel variant (cluster, sub-tile, threads) and GELU and LayerNorm-apply tiles on each shape, fastest first.
   const std::vector<std::string> args(argv + 1, argv + argc);
   const bool sweep = std::find(args.begin(), args.end(), "--sweep") != args.end();
   const bool dirty = std::find(args.begin(), args.end(), "--dirty-flush") != args.end();
@@ -124,16 +124,18 @@ int main(int argc, char** argv) {
           std::printf("  sweep %-62s %-11s %9.1f %6.0f%%%s\n", variants[v].second.c_str(), shape.c_str(), variants[v].first * 1e3,
                       100 * bytes / (variants[v].first * 1e-3) / 1e9 / copy_gbs, variants[v].second == fit ? "  (fit)" : "");
       };
+      // The tiles bench_ops --sweep times for the streaming operators (those that divide the shape).
+      const gen::BlockTile sweep_tiles[] = {{1, 4, 128}, {1, 8, 256}, {1, 8, 512}, {2, 4, 256}, {2, 8, 512}, {1, 8, 128}, {2, 4, 512}};
+      const auto divides = [&](const gen::BlockTile& tile) { return rows % (tile.rows * 32) == 0 && cols % (tile.cols * 32) == 0; };
       if (sweep)
         for (auto op : {gen::Elementwise::gelu_tanh, gen::Elementwise::gelu_tanh_grad}) {
           const bool backward = op == gen::Elementwise::gelu_tanh_grad;
           const auto fit = gen::ElementwiseSpec::fit(op, backward ? gen::Rounding::stochastic : gen::Rounding::nearest, rows, cols);
           std::vector<std::pair<double, std::string>> variants;
-          for (gen::BlockTile tile : {gen::BlockTile{1, 4, 128}, gen::BlockTile{1, 8, 256}, gen::BlockTile{1, 8, 512}, gen::BlockTile{2, 4, 256},
-                                      gen::BlockTile{2, 8, 512}, gen::BlockTile{1, 8, 128}, gen::BlockTile{2, 4, 512}}) {
+          for (const gen::BlockTile& tile : sweep_tiles) {
             auto spec = fit;
             spec.tile = tile;
-            if (rows % (tile.rows * 32) != 0 || cols % (tile.cols * 32) != 0) continue;
+            if (!divides(tile)) continue;
             const double t = time([&](int i) {
               if (backward)
                 gelu_backward(ctx, dy.ref(), x.ref(), dx.ref(), GeluForm::tanh, std::uint64_t(i), stream.get(), spec);
@@ -144,6 +146,16 @@ int main(int argc, char** argv) {
           }
           print_sweep(variants, (backward ? 3 : 2) * (n + scales), gen::canonical_key(fit));
         }
+      if (sweep) {
+        std::vector<std::pair<double, std::string>> variants;
+        for (const gen::BlockTile& tile : sweep_tiles)
+          if (divides(tile)) {
+            const gen::LayerNormApplySpec spec{tile};
+            variants.push_back({time([&](int) { layernorm_apply(ctx, x.ref(), gamma.get(), beta.get(), mean.get(), rstd.get(), y.ref(), stream.get(), spec); }),
+                                gen::canonical_key(spec)});
+          }
+        print_sweep(variants, 2 * (n + scales), gen::canonical_key(gen::LayerNormApplySpec::fit(rows, cols)));
+      }
       if (sweep)
         for (auto pass : {gen::LayerNormPass::forward, gen::LayerNormPass::backward}) {
           std::vector<std::pair<double, std::string>> variants;

@@ -269,13 +269,13 @@ void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma,
 }
 
 void layernorm_apply(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, CUdeviceptr mean, CUdeviceptr rstd, const BlockTensorRef& y,
-                     CUstream stream) {
+                     CUstream stream, const std::optional<gen::LayerNormApplySpec>& override_spec) {
   require(gamma && beta && mean && rstd, [&] { return "layernorm_apply: gamma, beta, mean and rstd must all be given"; });
   check_block32("layernorm_apply", x);
   check_same("layernorm_apply", "the output", x, y);
   LayerNormParams params = layernorm_params(x, gamma, mean, rstd, y);
   params.beta = reinterpret_cast<const float*>(beta);
-  const auto spec = tuned_or_fit(ctx, "layernorm_apply", gen::LayerNormApplySpec::fit(x.rows, x.cols), x.rows, x.cols);
+  const auto spec = tuned_or_fit(ctx, "layernorm_apply", gen::LayerNormApplySpec::fit(x.rows, x.cols), x.rows, x.cols, override_spec);
   ctx.kernel(spec).launch(tile_grid(spec.tile, x), params, stream);
 }
 

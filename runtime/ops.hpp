@@ -59,9 +59,10 @@ void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma,
                        CUdeviceptr rstd, float eps, CUstream stream, const std::optional<gen::LayerNormSpec>& spec = std::nullopt);
 
 // LayerNorm forward with mean and rstd given (residual_add's LayerNormStatsOut): y = (x - mean) * rstd * gamma + beta,
-// INT8 out (nearest); one streaming pass, nothing is written to mean or rstd.
+// INT8 out (nearest); one streaming pass, nothing is written to mean or rstd. `spec` overrides the kernel (tuned winner
+// or fit) with another tile.
 void layernorm_apply(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, CUdeviceptr mean, CUdeviceptr rstd, const BlockTensorRef& y,
-                     CUstream stream);
+                     CUstream stream, const std::optional<gen::LayerNormApplySpec>& spec = std::nullopt);
 
 // The next LayerNorm's statistics of the updated residual stream, taken in the residual add's pass: mean and rstd
 // (FP32 per row) from row sums per 32-column block kept in `workspace`, residual_stats_workspace_bytes(rows, cols) bytes.
