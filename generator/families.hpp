@@ -240,8 +240,10 @@ struct LayerNormApplySpec {
     return "jetforge::layernorm_apply_kernel<" + std::to_string(tile.rows) + ", " + std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
   }
   int threads() const { return tile.threads; }
-  static LayerNormApplySpec fit(std::int64_t rows, std::int64_t cols) { return LayerNormApplySpec{BlockTile::fit(rows, cols, 32, 1, 2, 1, 8)}; }
-  static std::vector<LayerNormApplySpec> defaults() { return {fit(128, 128), fit(8192, 768)}; }
+  // One block row by up to 4 blocks, two chunks per thread: 1-2 points of a copy faster than 8 blocks on every shape of
+  // `jetforge_bench_ops --sweep` (H100, bench/NOTES.md, session 13).
+  static LayerNormApplySpec fit(std::int64_t rows, std::int64_t cols) { return LayerNormApplySpec{BlockTile::fit(rows, cols, 32, 1, 2, 1, 4)}; }
+  static std::vector<LayerNormApplySpec> defaults() { return {fit(128, 128)}; }
 };
 
 // The next LayerNorm's mean and rstd from the residual kernel's row sums per block (ResidualSpec::stats), a warp per row.
