@@ -46,14 +46,6 @@ namespace jetforge::attention {
 constexpr int kThreads = 128;      // 4 warps
 constexpr int kForwardWarpRows = 32, kForwardRows = 4 * kForwardWarpRows;  // forward: queries per warp, per CTA
 constexpr int kBackwardRows = 64;  // backward: keys (dK, dV) or queries (dQ) per CTA, 16 per warp
-constexpr float kLog2e = 1.4426950408889634f;
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
-// 2^x in one MUFU instruction (exp2f adds range handling); 2^-inf = 0 as masking needs.
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 // D (16 x 8, FP32) += A (16 x 16, BF16, row) * B (16 x 8, BF16, col). Fragments (g = lane / 4, t = lane % 4):
 // a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9];
@@ -62,13 +54,6 @@ __device__ __forceinline__ void mma(float (&c)[4], const u32 (&a)[4], u32 b0, u3
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Two BF16 in one register, `lo` in the low half (the lower column of a fragment pair).
-__device__ __forceinline__ u32 pack(float lo, float hi) {
-  u32 r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
 }
 
 // Four 8 x 8 BF16 matrices from shared memory; lanes 8i .. 8i + 7 give the row addresses of matrix i, and register
@@ -168,10 +153,10 @@ template <int M, int D, int N, class BTile> __device__ void accumulate_product(f
     u32 pa[M][4];
 #pragma unroll
     for (int m = 0; m < M; ++m) {
-      pa[m][0] = pack(p[m][2 * ks][0], p[m][2 * ks][1]);
-      pa[m][1] = pack(p[m][2 * ks][2], p[m][2 * ks][3]);
-      pa[m][2] = pack(p[m][2 * ks + 1][0], p[m][2 * ks + 1][1]);
-      pa[m][3] = pack(p[m][2 * ks + 1][2], p[m][2 * ks + 1][3]);
+      pa[m][0] = pack_bf16x2(p[m][2 * ks][0], p[m][2 * ks][1]);
+      pa[m][1] = pack_bf16x2(p[m][2 * ks][2], p[m][2 * ks][3]);
+      pa[m][2] = pack_bf16x2(p[m][2 * ks + 1][0], p[m][2 * ks + 1][1]);
+      pa[m][3] = pack_bf16x2(p[m][2 * ks + 1][2], p[m][2 * ks + 1][3]);
     }
 #pragma unroll
     for (int dp = 0; dp < D / 16; ++dp) {
@@ -194,7 +179,7 @@ template <int D> __device__ void store_rows(bf16* base, const AttentionStrides& 
     bf16* row = base + i64(r0 + g + 8 * h) * s.token;
 #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt)
-      *reinterpret_cast<u32*>(row + 8 * dt + 2 * t) = pack(acc[dt][2 * h] * mul[h], acc[dt][2 * h + 1] * mul[h]);
+      *reinterpret_cast<u32*>(row + 8 * dt + 2 * t) = pack_bf16x2(acc[dt][2 * h] * mul[h], acc[dt][2 * h + 1] * mul[h]);
   }
 }
 

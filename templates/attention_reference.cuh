@@ -89,7 +89,7 @@ template <int D> __global__ void __launch_bounds__(128) attention_reference_forw
   QueryRow<D> r;
   if (!r.init(p)) return;
   Row<D> kj, vj, o = {};
-  float m = attention::neg_inf(), l = 0;
+  float m = neg_inf(), l = 0;
   for (int j = 0; j <= r.last; ++j) {
     kj.load(r.k, p.qkv_strides.token, j), vj.load(r.v, p.qkv_strides.token, j);
     const float s = r.q.dot(kj) * p.scale, m_new = fmaxf(m, s), c = expf(m - m_new), pj = expf(s - m_new);

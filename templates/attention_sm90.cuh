@@ -76,8 +76,8 @@ template <int K, int D, class BTile> __device__ __forceinline__ void issue_produ
 template <int K> __device__ __forceinline__ void to_fragments(const float (&x)[K / 2], u32 (&pa)[K / 16][4]) {
 #pragma unroll
   for (int j = 0; j < K / 8; ++j) {
-    pa[j / 2][2 * (j % 2)] = attention::pack(x[4 * j], x[4 * j + 1]);
-    pa[j / 2][2 * (j % 2) + 1] = attention::pack(x[4 * j + 2], x[4 * j + 3]);
+    pa[j / 2][2 * (j % 2)] = pack_bf16x2(x[4 * j], x[4 * j + 1]);
+    pa[j / 2][2 * (j % 2) + 1] = pack_bf16x2(x[4 * j + 2], x[4 * j + 3]);
   }
 }
 
@@ -93,7 +93,7 @@ template <int D> __device__ void store_rows(bf16* head, i64 token_stride, int ro
     for (int sl = 0; sl < D / 64; ++sl)
 #pragma unroll
       for (int j = 0; j < 8; ++j)
-        *reinterpret_cast<u32*>(out + 64 * sl + 8 * j + 2 * t) = attention::pack(acc[sl][4 * j + 2 * h] * mul[h], acc[sl][4 * j + 2 * h + 1] * mul[h]);
+        *reinterpret_cast<u32*>(out + 64 * sl + 8 * j + 2 * t) = pack_bf16x2(acc[sl][4 * j + 2 * h] * mul[h], acc[sl][4 * j + 2 * h + 1] * mul[h]);
   }
 }
 
@@ -213,8 +213,8 @@ __global__ void __launch_bounds__(384, 1) attention_forward_sm90_kernel(const __
         pr[e] = fast_exp2(fmaf(sc[4 * j + e], scale_log2, -row_max[e / 2]));
         row_sum[e / 2] += pr[e];
       }
-      pa[j / 2][2 * (j % 2)] = pack(pr[0], pr[1]);
-      pa[j / 2][2 * (j % 2) + 1] = pack(pr[2], pr[3]);
+      pa[j / 2][2 * (j % 2)] = pack_bf16x2(pr[0], pr[1]);
+      pa[j / 2][2 * (j % 2) + 1] = pack_bf16x2(pr[2], pr[3]);
     }
 #pragma unroll
     for (int sl = 0; sl < D / 64; ++sl)

@@ -175,6 +175,21 @@ template <> struct VecOfBytes<16> { typedef uint4 type; };
 template <> struct VecOfBytes<8> { typedef uint2 type; };
 template <> struct VecOfBytes<4> { typedef unsigned int type; };
 
+constexpr float kLog2e = 1.4426950408889634f;
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+// 2^x in one MUFU instruction (exp2f adds range handling); 2^-inf = 0 as masking needs.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+// Two BF16 in one register, `lo` in the low half (the lower column of a fragment pair, the lower address).
+__device__ __forceinline__ u32 pack_bf16x2(float lo, float hi) {
+  u32 r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
 // Two stochastic codes + 128 (byte 2 of each carry) packed little-endian in the low half: one byte permute.
 __device__ __forceinline__ u32 biased_codes2_from_carries(u32 c0, u32 c1) { return __byte_perm(c0, c1, 0x0062u); }
 // Four stochastic codes packed little-endian from their carries: three byte permutes and one XOR.
