@@ -20,7 +20,8 @@
 using namespace jetforge;
 
 int main(int argc, char** argv) {
-  // --sweep: also every LayerNorm kernel variant (cluster, sub-tile, threads) and GELU and LayerNorm-apply tiles on each shape, fastest first.
+  // --sweep: also every LayerNorm kernel variant (cluster, sub-tile, threads) and GELU and LayerNorm-apply tiles on each shape,
+  // fastest first, and the cross-entropy kernel with other CTA sizes.
   const std::vector<std::string> args(argv + 1, argv + argc);
   const bool sweep = std::find(args.begin(), args.end(), "--sweep") != args.end();
   const bool dirty = std::find(args.begin(), args.end(), "--dirty-flush") != args.end();
@@ -197,6 +198,14 @@ int main(int argc, char** argv) {
     std::printf("\n%-22s %-11s %9s %8s %7s\n", "operator", "shape", "us", "GB/s", "vs copy");
     std::printf("%-22s %-11s %9.1f %8.0f %6.0f%%\n", "copy (bf16 logits)", "8192x50304", t_copy * 1e3, bytes / (t_copy * 1e-3) / 1e9, 100.0);
     std::printf("%-22s %-11s %9.1f %8.0f %6.0f%%\n", "cross-entropy fwd+bwd", "8192x50304", t_ce * 1e3, bytes / (t_ce * 1e-3) / 1e9, 100 * t_copy / t_ce);
+    if (sweep)
+      for (int threads : {256, 512}) {  // the default is 1024
+        const gen::CrossEntropySpec spec{DType::bf16, threads};
+        const double t = bench::median_ms(stream.get(), [&](int) {
+          cross_entropy(ctx, logits.ref(), 50257, d_targets.get(), losses.get(), 1.0f / float(tokens), stream.get(), spec);
+        }, 3, 30, restore);
+        std::printf("  sweep %-62s %-11s %9.1f %6.0f%%\n", gen::canonical_key(spec).c_str(), "8192x50304", t * 1e3, 100 * t_copy / t);
+      }
 
     // Token + position embedding of GPT-2 124M (8 x 1024 tokens, 768 channels, FP32): forward reads a wte and a wpe
     // row and writes one per token; backward reads d_out once and updates the touched wte rows and every wpe row.

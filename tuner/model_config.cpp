@@ -179,7 +179,7 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
     add("layernorm " + std::string(gen::enum_name(pass)), gen::canonical_key(gen::LayerNormSpec::fit(pass, c.hidden, target)));
   add("residual statistics", gen::canonical_key(gen::ResidualStatsSpec{}));
   for (auto& key : attention_kernel_keys(target, c.hidden / c.heads, true)) add("attention", std::move(key));
-  add("cross-entropy", gen::canonical_key(gen::CrossEntropySpec{DType::bf16, 512}));
+  add("cross-entropy", gen::canonical_key(gen::CrossEntropySpec{}));  // BF16 logits, the default CTA size
   for (const auto& s : gen::EmbeddingSpec::defaults()) add("embedding", gen::canonical_key(s));
   for (const auto& s : gen::ColumnSumSpec::defaults()) add("bias gradient", gen::canonical_key(s));
   for (const auto& s : gen::OptimSpec::defaults()) add("optimizer", gen::canonical_key(s));
