@@ -282,8 +282,8 @@ std::string OptimSpec::params_decl() const {
 
 std::string ColumnSumSpec::kernel_expr() const {
   switch (kernel) {
-    case ColumnSumKernel::partials: return "jetforge::column_sum_partials_kernel<jetforge::i8, " + std::to_string(cta_threads) + ">";
-    case ColumnSumKernel::partials_bf16: return "jetforge::column_sum_partials_kernel<jetforge::bf16, " + std::to_string(cta_threads) + ">";
+    case ColumnSumKernel::partials: return "jetforge::column_sum_codes_kernel<" + std::to_string(cta_threads) + ">";
+    case ColumnSumKernel::partials_bf16: return "jetforge::column_sum_partials_kernel<" + std::to_string(cta_threads) + ">";
     case ColumnSumKernel::reduce: return "jetforge::column_sum_reduce_kernel<" + std::to_string(cta_threads) + ">";
   }
   return "";

@@ -347,7 +347,8 @@ void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool acc
   require(out != 0 && workspace != 0, [] { return "column_sum: out and workspace must be given"; });
   const ColumnSumParams p{reinterpret_cast<const void*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(workspace),
                           nullptr, x.rows, x.cols, 0};
-  ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::partials, 128}).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), p, stream);
+  const gen::ColumnSumSpec partials{gen::ColumnSumKernel::partials, 128};  // four threads per 16 columns of a block row
+  ctx.kernel(partials).launch(unsigned((x.rows / 32 * (x.cols / 16) * 4 + partials.cta_threads - 1) / partials.cta_threads), p, stream);
   sum_block_row_partials(ctx, workspace, out, x.rows, x.cols, accumulate, stream);
 }
 

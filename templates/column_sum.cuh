@@ -20,20 +20,53 @@ struct ColumnSumParams {
 #if JF_DEVICE_CODE
 namespace jetforge {
 
-// Grid: (rows / 32, ceil(cols / Threads)); a thread sums its column over one block row.
-template <class In, int Threads>
+// BF16. Grid: (rows / 32, ceil(cols / Threads)); a thread sums its column over one block row.
+template <int Threads>
 __global__ void __launch_bounds__(Threads) column_sum_partials_kernel(const ColumnSumParams p) {
   const i64 col = i64(blockIdx.y) * Threads + threadIdx.x, block_row = blockIdx.x;
   if (col >= p.cols) return;
-  const In* x = static_cast<const In*>(p.x);
+  const bf16* x = static_cast<const bf16*>(p.x);
   float sum = 0.0f;
-  if constexpr (sizeof(In) == 1) {
-    for (int r = 0; r < 32; ++r) sum += code_to_float(x[(block_row * 32 + r) * p.cols + col]);
-    sum *= __ldg(p.scales + block_row * (p.cols / 32) + col / 32);
-  } else {
-    for (int r = 0; r < 32; ++r) sum += to_float(x[(block_row * 32 + r) * p.cols + col]);
-  }
+  for (int r = 0; r < 32; ++r) sum += to_float(x[(block_row * 32 + r) * p.cols + col]);
   p.partials[block_row * p.cols + col] = sum;
+}
+
+// INT8. Grid: ceil(rows / 32 * cols / 16 * 4 / Threads). Four adjacent lanes own 16 columns of one block row, 8 rows
+// each (one 16-byte load per row, all in flight), and sum the codes exactly in integers, two 16-bit lanes per word
+// (codes + 128: at most 32 * 255 per lane); shuffles add the four, and lane q of them scales and stores columns
+// 4q .. 4q + 3: the bits of an FP32 sum of the codes times the block's scale.
+template <int Threads>
+__global__ void __launch_bounds__(Threads) column_sum_codes_kernel(const ColumnSumParams p) {
+  constexpr int kSplit = 4, kRows = 32 / kSplit;
+  const i64 chunks_per_row = p.cols / 16, unit = (i64(blockIdx.x) * Threads + threadIdx.x) / kSplit;
+  const int quarter = int(threadIdx.x) % kSplit;
+  if (unit >= p.rows / 32 * chunks_per_row) return;  // whole groups of kSplit lanes leave together
+  const i64 block_row = unit / chunks_per_row, col = unit % chunks_per_row * 16;
+  const i8* x = static_cast<const i8*>(p.x) + (block_row * 32 + quarter * kRows) * p.cols + col;
+  uint4 v[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) v[r] = __ldg(reinterpret_cast<const uint4*>(x + r * p.cols));
+  u32 even[4] = {}, odd[4] = {};  // word j's bytes 0 and 2 (even) and 1 and 3 (odd), biased, summed per 16-bit lane
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const u32 w[4] = {v[r].x, v[r].y, v[r].z, v[r].w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const u32 b = biased_codes(w[j]);
+      even[j] += b & 0x00ff00ffu, odd[j] += (b >> 8) & 0x00ff00ffu;
+    }
+  }
+  const unsigned group = 0xfu << (threadIdx.x % 32 / kSplit * kSplit);  // this lane's kSplit lanes
+#pragma unroll
+  for (int o = 1; o < kSplit; o <<= 1)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) even[j] += __shfl_xor_sync(group, even[j], o), odd[j] += __shfl_xor_sync(group, odd[j], o);
+  const float scale = __ldg(p.scales + block_row * (p.cols / 32) + col / 32);
+  const auto sum = [&](u32 lanes, int half) { return float(int(half ? lanes >> 16 : lanes & 0xffffu) - 32 * 128) * scale; };
+  u32 e = even[0], o = odd[0];  // word `quarter`, chosen by selects (an indexed register array would go to local memory)
+#pragma unroll
+  for (int j = 1; j < 4; ++j) e = quarter == j ? even[j] : e, o = quarter == j ? odd[j] : o;
+  reinterpret_cast<float4*>(p.partials + block_row * p.cols + col)[quarter] = float4{sum(e, 0), sum(o, 0), sum(e, 1), sum(o, 1)};
 }
 
 // Grid: ceil(cols / 32); a CTA owns 32 columns, its Threads / 32 warps split the block rows (warp w takes rows
