@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
       DeviceBuffer gamma(size_t(cols) * 4), beta(size_t(cols) * 4), mean(size_t(rows) * 4), rstd(size_t(rows) * 4), dgamma(size_t(cols) * 4),
           dbeta(size_t(cols) * 4), workspace(layernorm_backward_workspace_bytes(rows, cols)),
           workspace_bf16(bf16_layernorm_backward_workspace_bytes(rows, cols)), residual_mean(size_t(rows) * 4), residual_rstd(size_t(rows) * 4),
-          residual_sums(residual_stats_workspace_bytes(rows, cols));
+          residual_sums(residual_stats_workspace_bytes(rows, cols)), colsum_workspace(column_sum_workspace_bytes(rows, cols));
       const LayerNormStatsOut residual_stats{residual_mean.get(), residual_rstd.get(), residual_sums.get(), 1e-5f};
       gamma.upload(ones.data(), ones.size() * 4), beta.upload(zeros.data(), zeros.size() * 4);
       layernorm_forward(ctx, x.ref(), gamma.get(), beta.get(), y.ref(), mean.get(), rstd.get(), 1e-5f, stream.get());  // valid statistics
@@ -104,6 +104,9 @@ int main(int argc, char** argv) {
              bf16_layernorm_backward(ctx, dyb.ref(), xb.ref(), mean.get(), rstd.get(), gamma.get(), DenseRef{outb.get(), rows, cols, DType::bf16}, dgamma.get(),
                                      dbeta.get(), workspace_bf16.get(), stream.get());
            }},
+          {"column sums", n + scales + 4 * double(cols), 2 * n + 4 * double(cols),  // a bias gradient: reads dY, writes cols FP32
+           [&](int) { column_sum(ctx, dy.ref(), dgamma.get(), false, colsum_workspace.get(), stream.get()); },
+           [&](int) { bf16_column_sum(ctx, dyb.ref(), dgamma.get(), false, colsum_workspace.get(), stream.get()); }},
           {"residual add (fp32)", 10 * n + 2 * scales, 12 * n,  // with the next LayerNorm's statistics (the twin: without)
            [&](int) { residual_add(ctx, stream32.ref(), x.ref(), y.ref(), &residual_stats, stream.get()); },
            [&](int) { run_bf16(gen::Bf16Op::residual, xb, nullptr); }},
