@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(Threads) column_sum_codes_kernel(const ColumnS
       even[j] += b & 0x00ff00ffu, odd[j] += (b >> 8) & 0x00ff00ffu;
     }
   }
-  const unsigned group = 0xfu << (threadIdx.x % 32 / kSplit * kSplit);  // this lane's kSplit lanes
+  const unsigned group = ((1u << kSplit) - 1) << (threadIdx.x % 32 / kSplit * kSplit);  // this lane's kSplit lanes
 #pragma unroll
   for (int o = 1; o < kSplit; o <<= 1)
 #pragma unroll
