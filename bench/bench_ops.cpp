@@ -1,6 +1,6 @@
-// The nonlinear INT8 operators next to their BF16 twins and a device-to-device copy, in one process: GB/s of
-// minimal traffic (every input byte read once, every output byte written once; per-block scales included) and
-// the speedup of INT8 over BF16. L2 is flushed before every timed run (clean: bench::L2Flush; --dirty-flush: by writing,
+// The nonlinear INT8 operators (and the bias gradient's column sums) next to their BF16 twins and a device-to-device copy,
+// in one process: GB/s of minimal traffic (every input byte read once, every output byte written once; per-block scales
+// included) and the speedup of INT8 over BF16. L2 is flushed before every timed run (clean: bench::L2Flush; --dirty-flush: by writing,
 // as before session 9, for comparison); times are medians.
 #include <algorithm>
 #include <cstdio>
