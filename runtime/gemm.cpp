@@ -105,8 +105,8 @@ std::string gemm_problem_key(gen::GemmOut out, gen::Rounding rounding, int group
 
 int gemm_default_split_k(gen::GemmOut out, std::int64_t m, std::int64_t n, std::int64_t k) {
   if (out != gen::GemmOut::f32) return 1;
-  constexpr std::int64_t kSms = 132, kTile = 128;
-  const std::int64_t tiles = (m + kTile - 1) / kTile * ((n + kTile - 1) / kTile), slices = (k + 127) / 128;
+  constexpr std::int64_t kSms = 132, kTile = gen::GemmSm90Spec::kBM, kSlice = gen::GemmSm90Spec::kBK;  // the H100; 128 x 128 tiles
+  const std::int64_t tiles = (m + kTile - 1) / kTile * ((n + kTile - 1) / kTile), slices = (k + kSlice - 1) / kSlice;
   // Each split's epilogue, taken in turn, costs about four K slices (run 148: 768 x 768 x 8192 in 69.8 / 49.6 / 54.6 /
   // 84.4 us at 1 / 2 / 4 / 8 splits, 3072 x 768 x 8192 in 137.2 / 125.4 / 133.0 / 163.2).
   const auto cost = [&](std::int64_t s) { return double((tiles * s + kSms - 1) / kSms * ((slices + s - 1) / s) + 4 * s); };
