@@ -144,6 +144,13 @@ std::vector<TransposeSpec> TransposeSpec::defaults() { return {fit(128, 128, 32)
 
 void ElementwiseSpec::validate(const TargetLimits& t) const {
   validate_block_tile(family, 32, tile, 1, false, t);
+  if (op == Elementwise::gelu_erf || op == Elementwise::gelu_tanh_grad || op == Elementwise::gelu_erf_grad) {
+    // These look their values up in a table of 256 floats per block (templates/elementwise.cuh).
+    const long smem = block_tile_static_smem(32, tile, false) + long(tile.rows) * tile.cols * 256 * 4;
+    require(smem <= t.max_static_smem, family,
+            "the value tables of a " + std::to_string(tile.rows) + "x" + std::to_string(tile.cols) + "-block tile need " + std::to_string(smem) +
+                " bytes of static shared memory, " + t.arch + " allows " + std::to_string(t.max_static_smem) + " (use a smaller tile)");
+  }
   require(op != Elementwise::dropout || round == Rounding::nearest, family, "dropout is exact (the block scale takes 1 / (1 - p)); it has no rounding: round=nearest");
 }
 

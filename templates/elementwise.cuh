@@ -1,7 +1,7 @@
 // INT8 -> INT8 elementwise operators (DESIGN.md §1): GELU (tanh or erf form) forward and backward, dropout forward
 // and backward. GELU is computed from the codes with each block's scale folded into its constants (FP16 pairs for the
-// tanh forward, FP32 otherwise) and every 32 x 32 block of the output gets a fresh scale, nearest rounding forward,
-// stochastic backward. Dropout needs no rounding: kept codes stay, dropped
+// tanh forward; FP32 otherwise, once per code into a per-block table) and every 32 x 32 block of the output gets a
+// fresh scale, nearest rounding forward, stochastic backward. Dropout needs no rounding: kept codes stay, dropped
 // ones become 0 and the block scale is divided by 1 - p, which is the exact result.
 #pragma once
 #include "jetforge/common.cuh"
@@ -58,6 +58,11 @@ __device__ __forceinline__ u32 h2_tanh(u32 a) {
   asm("tanh.approx.f16x2 %0, %1;" : "=r"(d) : "r"(a));
   return d;
 }
+__device__ __forceinline__ u32 h2_max_abs(u32 m, u32 a) {  // max(m, |a|), halfwise
+  u32 d;
+  asm("{\n.reg .b32 t;\nabs.f16x2 t, %2;\nmax.f16x2 %0, %1, t;\n}" : "=r"(d) : "r"(m), "r"(a));
+  return d;
+}
 __device__ __forceinline__ u32 h2_splat(float x) {  // x (rounded to FP16) in both halves
   u32 d;
   asm("cvt.rn.f16x2.f32 %0, %1, %1;" : "=r"(d) : "f"(x));
@@ -65,6 +70,13 @@ __device__ __forceinline__ u32 h2_splat(float x) {  // x (rounded to FP16) in bo
 }
 __device__ __forceinline__ void h2_to_floats(u32 h, float& lo, float& hi) {
   asm("{\n.reg .f16 l, h;\nmov.b32 {l, h}, %2;\ncvt.f32.f16 %0, l;\ncvt.f32.f16 %1, h;\n}" : "=f"(lo), "=f"(hi) : "r"(h));
+}
+// Nearest codes of the FP16 pairs z01 and z23 times inv (an FP16 pair): z inv + 1536 lands where FP16 values are 1
+// apart, so it is 1536 + round(z inv), whose low byte is the code in two's complement (kMagic's FP16 counterpart); one
+// byte permute packs the four.
+__device__ __forceinline__ u32 h2_codes4(u32 z01, u32 z23, u32 inv) {
+  constexpr u32 kMagicPair = 0x66006600u;  // 1536 = 1.5 * 2^10 in both halves
+  return __byte_perm(h2_fma(z01, inv, kMagicPair), h2_fma(z23, inv, kMagicPair), 0x6420u);
 }
 // Codes k and k + 1 of a biased word (biased_codes) as FP16 u = code / 128: the byte dropped into the mantissa of
 // 8 (where FP16 values are 1/128 apart) is 8 + (code + 128) / 128, less 9.
@@ -83,6 +95,7 @@ __device__ __forceinline__ u32 h2_codes_over_128(u32 biased, int k) {
 // tanh's argument at least 0.76 and the capped term changes tanh by at most a few hundredths, u times that in z / 128),
 // and the factor 64 sx.
 template <int Op> struct GeluOnBlock {
+  static constexpr bool kBackward = Op == kGeluTanhGrad || Op == kGeluErfGrad;
   static constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
   float c0, c1, c2, c3, factor;
   u32 h_c0, h_c1;  // tanh forward: C0, C1 as FP16 pairs
@@ -94,23 +107,32 @@ template <int Op> struct GeluOnBlock {
     } else {
       c0 = kRsqrt2 * sx, c1 = kRsqrt2Pi * sx, c2 = -0.5f * sx * sx, c3 = 0.0f;
     }
-    factor = Op == kGeluTanh ? 64.0f * sx : Op == kGeluErf ? 0.5f * sx : 1.0f;
+    factor = kBackward ? 1.0f : 0.5f * sx;
     if constexpr (Op == kGeluTanh) {
       constexpr float kHalfMax = 65504.0f;
       h_c0 = h2_splat(fminf(128.0f * c0, kHalfMax)), h_c1 = h2_splat(fminf(2097152.0f * c1, kHalfMax));
     }
   }
-  // Tanh form, forward: z / 128 of codes k and k + 1 of a biased word.
-  __device__ void forward_pair(u32 biased, int k, float& z0, float& z1) const {
+  // Tanh form, forward: z / 128 of codes k and k + 1 of a biased word as an FP16 pair (the block's value: 128 factor
+  // times it).
+  __device__ u32 forward_pair(u32 biased, int k) const {
     const u32 u = h2_codes_over_128(biased, k);
     const u32 t = h2_tanh(h2_mul(u, h2_fma(h_c1, h2_mul(u, u), h_c0)));
-    h2_to_floats(h2_fma(u, t, u), z0, z1);
+    return h2_fma(u, t, u);
   }
-  // The other forms: the value (erf forward) or derivative at code q.
+  // The value at -q from the value v at q: GELU(-x) = GELU(x) - x and GELU'(-x) = 1 - GELU'(x) in both forms, so a
+  // table needs only the codes 0..127 evaluated (and the negative codes' small values come out no less accurate than
+  // evaluated: their tanh or erf would cancel against 1 just the same).
+  __device__ float mirrored(float q, float v) const {
+    if constexpr (kBackward) return 1.0f - v;
+    else return fmaf(-2.0f, q, v);
+  }
+  // The value (forward) or derivative at code q.
   __device__ float operator()(float q) const {
-    static_assert(Op != kGeluTanh, "the tanh forward runs in FP16 pairs: forward_pair");
     const float q2 = q * q;
-    if constexpr (Op == kGeluErf) {
+    if constexpr (Op == kGeluTanh) {
+      return fmaf(q, fast_tanh(q * fmaf(c1, q2, c0)), q);
+    } else if constexpr (Op == kGeluErf) {
       return fmaf(q, erff(q * c0), q);
     } else if constexpr (Op == kGeluTanhGrad) {
       const float t = fast_tanh(q * fmaf(c1, q2, c0));
@@ -162,16 +184,41 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
   } else {
     __shared__ BlockAmax<kBlocks, Threads> amax;
     __shared__ float out_factor[kBlocks];  // each block's output is out_factor * the z below
+    // z depends on nothing but the x code and its block's scale, so every form but the tanh forward (FP16 pairs from
+    // the codes to the codes, cheaper still) evaluates each block's codes 0..127 once into a table of all 255 (the
+    // negative ones mirrored) and looks the elements up: an eighth of the evaluations of one per element.
+    constexpr bool kLookup = Op != kGeluTanh;
+    __shared__ float lookup[kLookup ? kBlocks : 1][256];  // z of block b's biased code c + 128 (entry 0 unused)
     typename Tile::Chunk x[kN];
     if constexpr (kBackward) Tile::load(x, p.b_codes + origin, p.cols);
-    float z[kN][kE];
+    const float* x_scales = kBackward ? p.b_scales : p.a_scales;
+    if constexpr (kLookup) {
+      constexpr int kPerBlock = Threads >= kBlocks ? Threads / kBlocks : 1;  // threads per block's table: one set of constants each
+      const int first = int(threadIdx.x % unsigned(kPerBlock));
+      for (int b = int(threadIdx.x / unsigned(kPerBlock)); b < kBlocks; b += Threads / kPerBlock) {
+        const GeluOnBlock<Op> gelu(__ldg(x_scales + block_of(b)));
+#pragma unroll 4
+        for (int j = 0; j < (128 + kPerBlock - 1) / kPerBlock; ++j) {  // codes 0..127, and their negatives mirrored
+          const int c = first + j * kPerBlock;
+          if (128 % kPerBlock == 0 || c < 128) {
+            const float q = float(c), v = gelu(q);
+            lookup[b][128 - c] = gelu.mirrored(q, v);
+            lookup[b][128 + c] = v;  // after the mirror: code 0 keeps its own value
+          }
+        }
+      }
+      __syncthreads();
+    }
+    float z[kN][kE];       // the lookup's values
+    u32 z_pairs[kN][kE / 2];  // or the FP16 pairs' z / 128
     // Chunks in one block row share the block's constants.
     constexpr int kChunksPerBlockRow = Tile::template kChunksPerBlockRow<B>;
 #pragma unroll
     for (int i0 = 0; i0 < kN; i0 += kChunksPerBlockRow) {
       const int b = Tile::row(i0) / B * TileBC + Tile::col() / B;
-      const GeluOnBlock<Op> gelu(__ldg((kBackward ? p.b_scales : p.a_scales) + block_of(b)));
-      const float factor = kBackward ? __ldg(p.a_scales + block_of(b)) : gelu.factor;  // backward: dx = sdy * (dy code * gelu')
+      const GeluOnBlock<Op> gelu(__ldg(x_scales + block_of(b)));  // (with the lookup only its factor is used)
+      // backward: dx = sdy * (dy code * gelu'); FP16 pairs hold z / 128
+      const float factor = kBackward ? __ldg(p.a_scales + block_of(b)) : kLookup ? gelu.factor : 128.0f * gelu.factor;
       if (Tile::row(i0) % B == 0 && Tile::col() % B == 0) out_factor[b] = factor;  // the block's first chunk (a group's first)
 #pragma unroll
       for (int i = i0; i < i0 + kChunksPerBlockRow; ++i)
@@ -179,19 +226,38 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
         for (int j = 0; j < kWords; ++j) {
           const u32 wx = biased_codes(reinterpret_cast<const u32*>((kBackward ? x[i] : a[i]).elem)[j]);
           const u32 wdy = kBackward ? biased_codes(reinterpret_cast<const u32*>(a[i].elem)[j]) : 0u;
-          if constexpr (Op == kGeluTanh) {
+          if constexpr (!kLookup) {
 #pragma unroll
-            for (int k = 0; k < 4; k += 2) gelu.forward_pair(wx, k, z[i][4 * j + k], z[i][4 * j + k + 1]);
+            for (int k = 0; k < 4; k += 2) z_pairs[i][2 * j + k / 2] = gelu.forward_pair(wx, k);
           } else {
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
-              const float g = gelu(biased_code(wx, k));
+              const float g = lookup[b][__byte_perm(wx, 0u, 0x4440u | u32(k))];  // byte k, zero-extended
               z[i][4 * j + k] = kBackward ? biased_code(wdy, k) * g : g;
             }
           }
         }
     }
-    store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(z, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_key, out_factor);
+    if constexpr (kLookup) {
+      store_requantized<Tile, B, TileBR, TileBC, Threads, Round>(z, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, p.round_key, out_factor);
+    } else {
+      static_assert(Round == kRoundNearest, "the FP16 pairs round to nearest");
+      store_requantized_chunks<Tile, B, TileBR, TileBC, Threads, true>(
+          [&](int i) {
+            u32 m = 0u;
+#pragma unroll
+            for (int h = 0; h < kE / 2; ++h) m = h2_max_abs(m, z_pairs[i][h]);
+            float lo, hi;
+            h2_to_floats(m, lo, hi);
+            return fmaxf(lo, hi);
+          },
+          [&](int i, float inv, u64, i8 (&q)[kE]) {
+            const u32 inv_pair = h2_splat(inv);  // exact: finish<true> rounded it to FP16
+#pragma unroll
+            for (int w = 0; w < kWords; ++w) reinterpret_cast<u32*>(q)[w] = h2_codes4(z_pairs[i][2 * w], z_pairs[i][2 * w + 1], inv_pair);
+          },
+          amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, out_factor);
+    }
   }
 }
 

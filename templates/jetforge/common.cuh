@@ -190,6 +190,15 @@ __device__ __forceinline__ u32 pack_bf16x2(float lo, float hi) {
   return r;
 }
 
+// x rounded to the nearest FP16 value, as an FP32 (no cuda_fp16.h under NVRTC without the toolkit's include path).
+__device__ __forceinline__ float round_to_half(float x) {
+  u16 h;
+  float y;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+  asm("cvt.f32.f16 %0, %1;" : "=f"(y) : "h"(h));
+  return y;
+}
+
 // Two stochastic codes + 128 (byte 2 of each carry) packed little-endian in the low half: one byte permute.
 __device__ __forceinline__ u32 biased_codes2_from_carries(u32 c0, u32 c1) { return __byte_perm(c0, c1, 0x0062u); }
 // Four stochastic codes packed little-endian from their carries: three byte permutes and one XOR.

@@ -108,11 +108,18 @@ template <int NumBlocks, int Threads> struct BlockAmax {
     for (int o = 1; o < LanesPerBlockRow; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
     if (threadIdx.x % LanesPerBlockRow == 0) atomicMax(&bits[block], __float_as_uint(amax));
   }
-  // After a barrier: turns the maxima into scales (one division per block).
-  __device__ void finish() {
+  // After a barrier: turns the maxima into scales (one division per block). HalfInverse: the inverse is 127 / amax
+  // rounded to FP16 (at most its largest value, 65504) for codes computed in FP16, and the scale is its exact reciprocal,
+  // within 2^-11 of amax / 127: the block's largest value still gets code +-127 and the codes and scale agree.
+  template <bool HalfInverse = false> __device__ void finish() {
     for_each_block([&](int b) {
-      scale[b] = block_scale(__uint_as_float(bits[b]));
-      inv_scale[b] = inverse_scale(scale[b]);
+      if constexpr (HalfInverse) {
+        inv_scale[b] = round_to_half(fminf(kCodeMax / __uint_as_float(bits[b]), 65504.0f));
+        scale[b] = 1.0f / inv_scale[b];
+      } else {
+        scale[b] = block_scale(__uint_as_float(bits[b]));
+        inv_scale[b] = inverse_scale(scale[b]);
+      }
     });
   }
 };
@@ -139,15 +146,17 @@ __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 
   }
 }
 
-// The end of every block-wise operator: this thread's FP32 results y (its chunks of a TileBR x TileBC-block tile,
-// chunked as Tile) get per-block scales, are rounded (nearest, or stochastically with the noise of their element
-// index), and are stored as codes (chunked alike, one byte per element) plus the tile's block scales. Its barriers
-// keep amax consistent when a persistent CTA calls it once per tile. With `out_factor` (shared memory, one per tile
-// block, written before the call), block b's values are out_factor[b] * y: its codes are those of y and its stored
-// scale out_factor[b] times y's (at least kMinScale): the caller saves a multiply per element.
-template <class Tile, int B, int TileBR, int TileBC, int Threads, int Round>
-__device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElemsPerChunk], BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
-                                  float* scales, i64 cols, i64 tile_r, i64 tile_c, u32 key, const float* out_factor = nullptr) {
+// The end of every block-wise operator: this thread's chunks of a TileBR x TileBC-block tile (chunked as Tile) get
+// per-block scales, are rounded, and are stored as codes (chunked alike, one byte per element) plus the tile's block
+// scales. The values stay wherever the caller holds them: chunk_max(i) gives the largest magnitude in chunk i, and
+// chunk_codes(i, inv, first, codes) fills its kElemsPerChunk codes given its block's inverse scale and the element index
+// of its first value. Its barriers keep amax consistent when a persistent CTA calls it once per tile. With
+// `out_factor` (shared memory, one per tile block, written before the call), block b's values are out_factor[b] times
+// the chunks' values: its codes are theirs and its stored scale out_factor[b] times theirs (at least kMinScale): the
+// caller saves a multiply per element.
+template <class Tile, int B, int TileBR, int TileBC, int Threads, bool HalfInverse = false, class ChunkMax, class ChunkCodes>
+__device__ void store_requantized_chunks(const ChunkMax& chunk_max, const ChunkCodes& chunk_codes, BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
+                                         float* scales, i64 cols, i64 tile_r, i64 tile_c, const float* out_factor) {
   constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk;
   typedef CtaTile<i8, TileBR * B, TileBC * B, Threads, kE> CodeTile;
   const i64 r0 = tile_r * TileBR * B, c0 = tile_c * TileBC * B, blocks_per_row = cols / B;
@@ -160,26 +169,39 @@ __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElem
   for (int i0 = 0; i0 < kN; i0 += kChunksPerBlockRow) {
     float m = 0.0f;
 #pragma unroll
-    for (int i = i0; i < i0 + kChunksPerBlockRow; ++i)
-#pragma unroll
-      for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
+    for (int i = i0; i < i0 + kChunksPerBlockRow; ++i) m = fmaxf(m, chunk_max(i));
     amax.template add<B / kE>(Tile::row(i0) / B * TileBC + block_col, m);
   }
   __syncthreads();
-  amax.finish();
+  amax.template finish<HalfInverse>();
   __syncthreads();
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
-    const float inv = amax.inv_scale[Tile::row(i) / B * TileBC + block_col];
     const u64 first = u64((r0 + Tile::row(i)) * cols + c0 + Tile::col());  // element index of the chunk
     typename CodeTile::Chunk q;
-    quantize_run<Round>([&](int k) { return y[i][k]; }, inv, first, key, q.elem);
+    chunk_codes(i, amax.inv_scale[Tile::row(i) / B * TileBC + block_col], first, q.elem);
     CodeTile::store(q, i, codes + r0 * cols + c0, cols);
   }
   amax.for_each_block([&](int blk) {
     scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] =
         out_factor ? fmaxf(amax.scale[blk] * out_factor[blk], kMinScale) : amax.scale[blk];
   });
+}
+
+// The same for FP32 values y held in registers: rounded nearest, or stochastically with the noise of their element index.
+template <class Tile, int B, int TileBR, int TileBC, int Threads, int Round>
+__device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElemsPerChunk], BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
+                                  float* scales, i64 cols, i64 tile_r, i64 tile_c, u32 key, const float* out_factor = nullptr) {
+  constexpr int kE = Tile::kElemsPerChunk;
+  store_requantized_chunks<Tile, B, TileBR, TileBC, Threads>(
+      [&](int i) {
+        float m = 0.0f;
+#pragma unroll
+        for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
+        return m;
+      },
+      [&](int i, float inv, u64 first, i8 (&q)[kE]) { quantize_run<Round>([&](int k) { return y[i][k]; }, inv, first, key, q); }, amax, codes, scales, cols,
+      tile_r, tile_c, out_factor);
 }
 
 // A Rows x Cols tile of int8 codes in shared memory, written in 4-byte row words and read back as 4x4 byte
