@@ -133,10 +133,12 @@ struct ElementwiseSpec {
   void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
   int threads() const { return tile.threads; }
-  // One block row by up to 8 blocks, two chunks per thread: the fastest tiles on the H100 (tuner sweeps of GELU at
-  // 8192x4096 and 16384x8192, bench/NOTES.md), small enough that many CTAs overlap their loads and barriers.
+  // One block row by up to 4 blocks, two chunks per thread: the fastest tiles on the H100 (bench_ops --sweep of GELU at
+  // 8192x4096 and 16384x8192, bench/NOTES.md), small enough that many CTAs overlap their loads and barriers. The tanh
+  // forward holds its values as FP16 pairs, half the registers: up to 8 blocks, four chunks per thread.
   static ElementwiseSpec fit(Elementwise op, Rounding round, std::int64_t rows, std::int64_t cols) {
-    return ElementwiseSpec{op, round, BlockTile::fit(rows, cols, 32, 1, 2, 1, 8)};
+    const bool pairs = op == Elementwise::gelu_tanh;
+    return ElementwiseSpec{op, round, BlockTile::fit(rows, cols, 32, 1, pairs ? 4 : 2, 1, pairs ? 8 : 4)};
   }
   static std::vector<ElementwiseSpec> defaults();
 };
