@@ -186,12 +186,15 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
   __syncthreads();
   if constexpr (Cluster > 1) sm90::cluster_arrive_relaxed();  // done reading the others' row_sums (waited for before exit)
 
-  // Pass 2: the output, quantized per block as each sub-tile completes.
-  float a[kN], b[kN];  // forward: rstd, mean * rstd; backward: c1, c2
+  // Pass 2: the output, quantized per block as each sub-tile completes. Backward: dx = rstd (dy gamma - c1 - xhat c2)
+  // = rstd y with y = qdy (sdy gamma) + qx (sx a) + b, a = -c2 rstd and b = c2 mean rstd - c1 per row: two FMAs per
+  // element, and rstd goes into each chunk's block maximum (rounded up) and quantization factor (rounded down), so
+  // |y * factor| stays within 127 (1 + 2^-23) as quantize_run needs.
+  float a[kN], b[kN];  // forward: rstd, mean * rstd; backward: as above
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
-    const float ra = row_a[Tile::row(i)], rb = row_b[Tile::row(i)];
-    a[i] = Backward ? ra : rb, b[i] = Backward ? rb : ra * rb;
+    const float ra = row_a[Tile::row(i)], rb = row_b[Tile::row(i)];  // forward: mean, rstd; backward: c1, c2
+    a[i] = Backward ? -rb * rstd[i] : rb, b[i] = Backward ? fmaf(rb, mean_rstd[i], -ra) : ra * rb;
   }
   for (int s = 0; s < sub_tiles; ++s) {
     const i64 c0 = c_begin + s * SubCols + Tile::col();
@@ -211,12 +214,24 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
         if constexpr (!Backward) {
           y[i][k] = fmaf(fmaf(qx, sx * a[i], -b[i]), gamma[k], beta[k]);  // ((x - mean) * rstd) * gamma + beta
         } else {
-          const float xhat = fmaf(qx, sx * rstd[i], -mean_rstd[i]), gg = biased_code(wdy[k / 4], k % 4) * beta[k];
-          y[i][k] = rstd[i] * fmaf(-xhat, b[i], gg - a[i]);  // rstd * (dy * gamma - c1 - xhat * c2)
+          y[i][k] = fmaf(biased_code(wdy[k / 4], k % 4), beta[k], fmaf(qx, sx * a[i], b[i]));  // dx / rstd
         }
       }
     }
-    store_requantized<Tile, B, 1, SubCols / B, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, strip, (c_begin + s * SubCols) / SubCols, p.round_key);
+    const i64 tile_c = (c_begin + s * SubCols) / SubCols;
+    if constexpr (!Backward) {
+      store_requantized<Tile, B, 1, SubCols / B, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, strip, tile_c, 0);
+    } else {
+      store_requantized_chunks<Tile, B, 1, SubCols / B, Threads>(
+          [&](int i) {
+            float m = 0.0f;
+#pragma unroll
+            for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
+            return __fmul_ru(m, rstd[i]);
+          },
+          [&](int i, float inv, u64 first, i8 (&q)[kE]) { quantize_run<Round>([&](int k) { return y[i][k]; }, __fmul_rd(inv, rstd[i]), first, p.round_key, q); },
+          amax, p.out_codes, p.out_scales, p.cols, strip, tile_c, nullptr);
+    }
   }
   if constexpr (Cluster > 1) sm90::cluster_wait();  // no CTA leaves while another may still read its row_sums
 }
