@@ -198,9 +198,10 @@ std::string LayerNormSpec::kernel_expr() const {
 
 LayerNormSpec LayerNormSpec::fit(LayerNormPass pass, std::int64_t cols, const TargetLimits& t) {
   // 128 threads and slices of at most 32 KiB (else 64 KiB, for rows of 8192 in a cluster of 8): many small CTAs per
-  // SM overlap one another's load, cluster exchange and store phases (bench_ops --sweep on the H100, bench/NOTES.md).
+  // SM overlap one another's load, cluster exchange and store phases; sub-tiles of 256 columns where they divide the
+  // slice, in both passes (bench_ops --sweep on the H100, bench/NOTES.md, session 14).
   const int widest = cols % 256 == 0 ? 256 : cols % 128 == 0 ? 128 : 32;
-  LayerNormSpec spec{pass, 0, pass == LayerNormPass::forward ? std::min(widest, 128) : widest, 1, 128};
+  LayerNormSpec spec{pass, 0, widest, 1, 128};
   for (long budget : {32L * 1024, 64L * 1024})
     for (int c = 1; c <= 8 && (c == 1 || t.sm >= 90); ++c) {
       if (cols % (32L * c) != 0 || cols / c % spec.sub != 0) continue;

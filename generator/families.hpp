@@ -242,9 +242,9 @@ struct LayerNormApplySpec {
     return "jetforge::layernorm_apply_kernel<" + std::to_string(tile.rows) + ", " + std::to_string(tile.cols) + ", " + std::to_string(tile.threads) + ">";
   }
   int threads() const { return tile.threads; }
-  // One block row by up to 4 blocks, two chunks per thread: 1-2 points of a copy faster than 8 blocks on every shape of
-  // `jetforge_bench_ops --sweep` (H100, bench/NOTES.md, session 13).
-  static LayerNormApplySpec fit(std::int64_t rows, std::int64_t cols) { return LayerNormApplySpec{BlockTile::fit(rows, cols, 32, 1, 2, 1, 4)}; }
+  // One block row by up to 2 blocks, 64 threads of two chunks each: 4-5 points of a copy faster than 4 blocks at
+  // 8192x768 and 8192x4096 and as fast at 16384x8192 (`jetforge_bench_ops --sweep`, H100, bench/NOTES.md, session 14).
+  static LayerNormApplySpec fit(std::int64_t rows, std::int64_t cols) { return LayerNormApplySpec{BlockTile::fit(rows, cols, 32, 1, 2, 1, 2)}; }
   static std::vector<LayerNormApplySpec> defaults() { return {fit(128, 128)}; }
 };
 
