@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
                       100 * bytes / (variants[v].first * 1e-3) / 1e9 / copy_gbs, variants[v].second == fit ? "  (fit)" : "");
       };
       // The tiles bench_ops --sweep times for the streaming operators (those that divide the shape).
-      const gen::BlockTile sweep_tiles[] = {{1, 4, 128}, {1, 8, 256}, {1, 8, 512}, {2, 4, 256}, {2, 8, 512}, {1, 8, 128}, {2, 4, 512}, {1, 2, 64}, {1, 4, 64}};
+      const gen::BlockTile sweep_tiles[] = {{1, 4, 128}, {1, 8, 256}, {1, 8, 512}, {2, 4, 256}, {2, 8, 512}, {1, 8, 128}, {2, 4, 512}, {1, 2, 64}, {1, 4, 64}, {1, 1, 32}, {1, 2, 32}};
       const auto divides = [&](const gen::BlockTile& tile) { return rows % (tile.rows * 32) == 0 && cols % (tile.cols * 32) == 0; };
       if (sweep)
         for (auto op : {gen::Elementwise::gelu_tanh, gen::Elementwise::gelu_tanh_grad}) {
