@@ -127,12 +127,11 @@ template <int Op> struct GeluOnBlock {
     if constexpr (kBackward) return 1.0f - v;
     else return fmaf(-2.0f, q, v);
   }
-  // The value (forward) or derivative at code q.
+  // The other forms: the value (erf forward) or derivative at code q.
   __device__ float operator()(float q) const {
+    static_assert(Op != kGeluTanh, "the tanh forward runs in FP16 pairs: forward_pair");
     const float q2 = q * q;
-    if constexpr (Op == kGeluTanh) {
-      return fmaf(q, fast_tanh(q * fmaf(c1, q2, c0)), q);
-    } else if constexpr (Op == kGeluErf) {
+    if constexpr (Op == kGeluErf) {
       return fmaf(q, erff(q * c0), q);
     } else if constexpr (Op == kGeluTanhGrad) {
       const float t = fast_tanh(q * fmaf(c1, q2, c0));
