@@ -144,8 +144,9 @@ std::vector<TransposeSpec> TransposeSpec::defaults() { return {fit(128, 128, 32)
 
 void ElementwiseSpec::validate(const TargetLimits& t) const {
   validate_block_tile(family, 32, tile, 1, false, t);
-  if (op == Elementwise::gelu_erf || op == Elementwise::gelu_tanh_grad || op == Elementwise::gelu_erf_grad) {
-    // These look their values up in a table of 256 floats per block (templates/elementwise.cuh).
+  if (op != Elementwise::gelu_tanh && op != Elementwise::dropout) {
+    // Every GELU form but the tanh forward (FP16 pairs) looks its values up in a table of 256 floats per block
+    // (kLookup in templates/elementwise.cuh).
     const long smem = block_tile_static_smem(32, tile, false) + long(tile.rows) * tile.cols * 256 * 4;
     require(smem <= t.max_static_smem, family,
             "the value tables of a " + std::to_string(tile.rows) + "x" + std::to_string(tile.cols) + "-block tile need " + std::to_string(smem) +
