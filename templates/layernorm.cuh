@@ -188,8 +188,7 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
 
   // Pass 2: the output, quantized per block as each sub-tile completes. Backward: dx = rstd (dy gamma - c1 - xhat c2)
   // = rstd y with y = qdy (sdy gamma) + qx (sx a) + b, a = -c2 rstd and b = c2 mean rstd - c1 per row: two FMAs per
-  // element, and rstd goes into each chunk's block maximum (rounded up) and quantization factor (rounded down), so
-  // |y * factor| stays within 127 (1 + 2^-23) as quantize_run needs.
+  // element, and rstd goes into each chunk's block maximum and quantization factor (mul_round_up / mul_round_down).
   float a[kN], b[kN];  // forward: rstd, mean * rstd; backward: as above
 #pragma unroll
   for (int i = 0; i < kN; ++i) {
@@ -227,9 +226,9 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
             float m = 0.0f;
 #pragma unroll
             for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
-            return __fmul_ru(m, rstd[i]);
+            return mul_round_up(m, rstd[i]);
           },
-          [&](int i, float inv, u64 first, i8 (&q)[kE]) { quantize_run<Round>([&](int k) { return y[i][k]; }, __fmul_rd(inv, rstd[i]), first, p.round_key, q); },
+          [&](int i, float inv, u64 first, i8 (&q)[kE]) { quantize_run<Round>([&](int k) { return y[i][k]; }, mul_round_down(inv, rstd[i]), first, p.round_key, q); },
           amax, p.out_codes, p.out_scales, p.cols, strip, tile_c, nullptr);
     }
   }

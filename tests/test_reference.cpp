@@ -112,6 +112,29 @@ TEST_SUITE("reference") {
     CHECK(worst_low == -127);
   }
 
+  TEST_CASE("a row factor folded into the block maximum and the quantization factor keeps the largest code at 127") {
+    // LayerNorm backward quantizes r y holding y: amax = mul_round_up(r, max|y|), factor = mul_round_down(1 / s, r).
+    // With both products rounded to nearest instead, the same draws push some blocks' largest value to +128, i.e. a
+    // wrapped code: the check below would catch a return to nearest rounding.
+    std::mt19937 rng(12);
+    std::uniform_real_distribution<float> mantissa(1.0f, 2.0f), factor(0.01f, 100.0f);
+    std::uniform_int_distribution<int> exponent(-30, 30);
+    int worst_high = 0, worst_low = 0, nearest_wrapped = 0;
+    for (int trial = 0; trial < 200000; ++trial) {
+      const float m = std::ldexp(mantissa(rng), exponent(rng)), r = factor(rng);
+      const float inv = inverse_scale(block_scale(mul_round_up(m, r))), folded = mul_round_down(inv, r);
+      const float inv_nearest = inverse_scale(block_scale(m * r)), folded_nearest = inv_nearest * r;
+      for (std::uint32_t d : {0u, (1u << 16) - 1}) {
+        worst_high = std::max(worst_high, int(quantize_stochastic(m, folded, d)));
+        worst_low = std::min(worst_low, int(quantize_stochastic(-m, folded, d)));
+        nearest_wrapped += quantize_stochastic(m, folded_nearest, d) < 0 || quantize_stochastic(-m, folded_nearest, d) > 0;
+      }
+    }
+    CHECK(worst_high == 127);
+    CHECK(worst_low == -127);
+    CHECK(nearest_wrapped > 0);
+  }
+
   TEST_CASE("bf16 conversion rounds to nearest even and round-trips") {
     CHECK(float_to_bf16(1.0f).bits == 0x3f80);
     CHECK(float_to_bf16(bits_float(0x3f808000u)).bits == 0x3f80);  // tie -> even

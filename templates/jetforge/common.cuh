@@ -168,6 +168,27 @@ JF_HD u32 stochastic_carry(float x, float inv_scale, u32 draw) {
   return (float_bits(f) << 1) + draw;
 }
 JF_HD i8 quantize_stochastic(float x, float inv_scale, u32 draw) { return i8(u8((stochastic_carry(x, inv_scale, draw) >> 16) ^ 0x80u)); }
+
+// A positive per-row factor r folded into a block's quantization (LayerNorm backward quantizes r y with y in registers):
+// the block maximum takes r max|y| rounded up, each row its factor (1 / s) r rounded down, so |y| factor <= amax / s
+// <= 127 (1 + 2^-23) still holds and stochastic rounding needs no clamp. Rounded to nearest, the two products can push
+// the block's largest value past 127 + 2^-16 and its code to +128 (tests/test_reference.cpp).
+JF_HD float mul_round_up(float a, float b) {
+#if JF_DEVICE_CODE
+  return __fmul_ru(a, b);
+#else
+  const float p = a * b;  // products of floats are exact in double
+  return double(p) < double(a) * double(b) ? __builtin_nextafterf(p, __builtin_inff()) : p;
+#endif
+}
+JF_HD float mul_round_down(float a, float b) {
+#if JF_DEVICE_CODE
+  return __fmul_rd(a, b);
+#else
+  const float p = a * b;
+  return double(p) > double(a) * double(b) ? __builtin_nextafterf(p, -__builtin_inff()) : p;
+#endif
+}
 #if JF_DEVICE_CODE
 // The vector type of a Bytes-wide load or store.
 template <int Bytes> struct VecOfBytes;
