@@ -3,6 +3,7 @@
 #include <nvrtc.h>
 
 #include <chrono>
+#include <string_view>
 
 namespace jetforge {
 
@@ -86,6 +87,31 @@ CompiledKernel compile(const gen::KernelSource& source, const std::string& arch,
   check_nvrtc(nvrtcGetCUBIN(prog.handle, out.cubin.data()), "nvrtcGetCUBIN", source);
   out.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return out;
+}
+
+std::optional<std::size_t> cubin_instruction_count(const std::vector<char>& cubin, const std::string& kernel) {
+  // Little-endian fields of the ELF64 header and section headers (the cubin's byte order).
+  auto field = [&](std::size_t offset, int bytes) -> std::optional<std::uint64_t> {
+    if (offset > cubin.size() || std::size_t(bytes) > cubin.size() - offset) return std::nullopt;
+    std::uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; --i) v = v << 8 | std::uint8_t(cubin[offset + std::size_t(i)]);
+    return v;
+  };
+  if (cubin.size() < 64 || std::string(cubin.data(), 4) != "\x7f" "ELF" || cubin[4] != 2) return std::nullopt;
+  const auto shoff = field(0x28, 8), shentsize = field(0x3A, 2), shnum = field(0x3C, 2), shstrndx = field(0x3E, 2);
+  if (!shoff || !shentsize || !shnum || !shstrndx || *shentsize < 0x28 || *shstrndx >= *shnum) return std::nullopt;
+  auto section = [&](std::uint64_t i, std::size_t at, int bytes) { return field(std::size_t(*shoff + i * *shentsize + at), bytes); };
+  const auto names = section(*shstrndx, 0x18, 8);  // the section-name table's file offset
+  if (!names) return std::nullopt;
+  const std::string wanted = ".text." + kernel;
+  for (std::uint64_t i = 0; i < *shnum; ++i) {
+    const auto name = section(i, 0, 4), size = section(i, 0x20, 8);
+    if (!name || !size) return std::nullopt;
+    const std::size_t at = std::size_t(*names + *name);
+    if (at >= cubin.size() || cubin.size() - at <= wanted.size()) continue;
+    if (std::string_view(cubin.data() + at, wanted.size()) == wanted && cubin[at + wanted.size()] == '\0') return *size / 16;
+  }
+  return std::nullopt;
 }
 
 }  // namespace jetforge

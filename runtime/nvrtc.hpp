@@ -3,6 +3,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,5 +39,10 @@ std::string nvrtc_version();
 
 // Number of NVRTC compilations this process has run (a warm start must leave it at 0).
 std::uint64_t compile_count();
+
+// SASS instructions of `kernel` (its lowered name) in a cubin for sm_70 or newer, where every instruction is 16
+// bytes: the size of its .text section / 16, read from the ELF section headers. Counts without cuobjdump or a GPU;
+// nullopt when the bytes are not a 64-bit ELF or hold no such section.
+std::optional<std::size_t> cubin_instruction_count(const std::vector<char>& cubin, const std::string& kernel);
 
 }  // namespace jetforge

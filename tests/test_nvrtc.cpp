@@ -39,6 +39,20 @@ TEST_SUITE("nvrtc") {
     }
   }
 
+  TEST_CASE("a cubin's SASS instruction count comes from its kernel's .text section; bad bytes give none") {
+    const auto k = compile(gen::emit(gen::QuantizeSpec{}), "sm_90a");
+    const auto count = cubin_instruction_count(k.cubin, k.lowered_name);
+    REQUIRE(count.has_value());
+    CHECK(*count > 100);  // a quantize kernel: loads, block maxima, rounding, stores
+    CHECK(*count * 16 < k.cubin.size());
+    CHECK_FALSE(cubin_instruction_count(k.cubin, k.lowered_name + "x").has_value());  // no such kernel
+    CHECK_FALSE(cubin_instruction_count(std::vector<char>(k.cubin.begin(), k.cubin.begin() + 100), k.lowered_name).has_value());  // truncated
+    auto not_elf = k.cubin;
+    not_elf[1] = 'X';
+    CHECK_FALSE(cubin_instruction_count(not_elf, k.lowered_name).has_value());
+    CHECK_FALSE(cubin_instruction_count({}, k.lowered_name).has_value());
+  }
+
   TEST_CASE("a failed compile reports the source name and NVRTC's log") {
     auto source = gen::emit(gen::QuantizeSpec{});
     source.text += "this is not C++;\n";

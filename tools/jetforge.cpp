@@ -84,7 +84,8 @@ for ARCH (sm_80, sm_86, sm_89, sm_90, sm_90a) and compiles it with NVRTC. No GPU
   -o FILE       write the cubin to FILE (inspect it with: cuobjdump --dump-sass FILE)
   --source      print the generated source instead of compiling
   --resources   print ptxas's resource report (registers, shared memory, stack frame, spills)
-Without -o or --source it compiles and reports the cubin's size, lowered name and compile time.
+Without -o or --source it compiles and reports the cubin's size, lowered name, SASS instruction count (the
+kernel's code size / 16, with its end padding: static, a loop body counts once) and compile time.
 )";
 
 bool wants_help(const Args& args) {
@@ -444,8 +445,10 @@ int cmd_compile(const Args& args) {
     out.write(compiled.cubin.data(), std::streamsize(compiled.cubin.size()));
     if (!out) throw std::runtime_error("cannot write " + output + ": " + std::strerror(errno));
   }
+  const auto instructions = jetforge::cubin_instruction_count(compiled.cubin, compiled.lowered_name);
   std::cout << compiled.key << "\n  arch " << arch << ", cubin " << compiled.cubin.size() << " bytes" << (output.empty() ? "" : " -> " + output)
-            << ", kernel " << compiled.lowered_name << ", " << compiled.compile_ms << " ms\n";
+            << ", kernel " << compiled.lowered_name << (instructions ? ", " + std::to_string(*instructions) + " SASS instructions" : "") << ", "
+            << compiled.compile_ms << " ms\n";
   return 0;
 }
 
