@@ -222,12 +222,7 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
       store_requantized<Tile, B, 1, SubCols / B, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, strip, tile_c, 0);
     } else {
       store_requantized_chunks<Tile, B, 1, SubCols / B, Threads>(
-          [&](int i) {
-            float m = 0.0f;
-#pragma unroll
-            for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
-            return mul_round_up(m, rstd[i]);
-          },
+          [&](int i) { return mul_round_up(max_abs(y[i]), rstd[i]); },
           [&](int i, float inv, u64 first, i8 (&q)[kE]) { quantize_run<Round>([&](int k) { return y[i][k]; }, mul_round_down(inv, rstd[i]), first, p.round_key, q); },
           amax, p.out_codes, p.out_scales, p.cols, strip, tile_c, nullptr);
     }

@@ -188,18 +188,21 @@ __device__ void store_requantized_chunks(const ChunkMax& chunk_max, const ChunkC
   });
 }
 
+// The largest magnitude of a chunk of FP32 values.
+template <int E> __device__ __forceinline__ float max_abs(const float (&v)[E]) {
+  float m = 0.0f;
+#pragma unroll
+  for (int k = 0; k < E; ++k) m = fmaxf(m, fabsf(v[k]));
+  return m;
+}
+
 // The same for FP32 values y held in registers: rounded nearest, or stochastically with the noise of their element index.
 template <class Tile, int B, int TileBR, int TileBC, int Threads, int Round>
 __device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElemsPerChunk], BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
                                   float* scales, i64 cols, i64 tile_r, i64 tile_c, u32 key, const float* out_factor = nullptr) {
   constexpr int kE = Tile::kElemsPerChunk;
   store_requantized_chunks<Tile, B, TileBR, TileBC, Threads>(
-      [&](int i) {
-        float m = 0.0f;
-#pragma unroll
-        for (int k = 0; k < kE; ++k) m = fmaxf(m, fabsf(y[i][k]));
-        return m;
-      },
+      [&](int i) { return max_abs(y[i]); },
       [&](int i, float inv, u64 first, i8 (&q)[kE]) { quantize_run<Round>([&](int k) { return y[i][k]; }, inv, first, key, q); }, amax, codes, scales, cols,
       tile_r, tile_c, out_factor);
 }
