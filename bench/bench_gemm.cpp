@@ -7,7 +7,8 @@
 // and 128) instead of the main table; --epilogue likewise its tiles stored by the consumers and staged to the epilogue
 // warps. --tile-cost times 8192 x 2304 at K = 768 .. 6144 with INT8 and FP32 output,
 // whose slope and intercept split a call's time into its K loop and the rest, after the clean L2 flush every timing
-// here uses and after a dirty one (bench::L2Flush).
+// here uses and after a dirty one (bench::L2Flush). --profile runs each kernel of 8192^3 (ours at K-groups 32 and 128,
+// cuBLASLt INT8 and BF16) twice, untimed, for a profiler to look at (ncu --launch-skip ... or a kernel-name filter).
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -37,8 +38,8 @@ int main(int argc, char** argv) {
   return bench::guarded_main("jetforge_bench_gemm", [&] {
     const std::string mode = argc > 1 ? argv[1] : "";
     const bool sweep = mode == "--sweep" || mode == "--sweep-only";
-    if (!mode.empty() && !sweep && mode != "--persistent" && mode != "--epilogue" && mode != "--tile-cost")
-      throw std::runtime_error("usage: jetforge_bench_gemm [--sweep | --sweep-only | --persistent | --epilogue | --tile-cost]");
+    if (!mode.empty() && !sweep && mode != "--persistent" && mode != "--epilogue" && mode != "--tile-cost" && mode != "--profile")
+      throw std::runtime_error("usage: jetforge_bench_gemm [--sweep | --sweep-only | --persistent | --epilogue | --tile-cost | --profile]");
     Context ctx(0);
     const auto& dev = ctx.device().info();
     std::printf("device: %s, %d SMs\n", dev.name.c_str(), dev.sm_count);
@@ -87,6 +88,27 @@ int main(int argc, char** argv) {
         std::printf("       g128 i8: two calls %.1f, no flush %.1f; bf16: two calls %.1f, no flush %.1f\n", two_calls, no_flush,
                     1e3 * time([&](int i) { cublas(i), cublas(i); }), 1e3 * bench::median_ms(stream.get(), cublas, 3, 20));
       }
+      return 0;
+    }
+    if (mode == "--profile") {
+      const std::int64_t M = 8192, N = 8192, K = 8192;
+      BlockTensor x32 = random_block_tensor(M, K, 32, 30), w32 = random_block_tensor(N, K, 32, 31);
+      BlockTensor x128 = random_block_tensor(M, K, 128, 32), w128 = random_block_tensor(N, K, 128, 33), y(M, N);
+      DenseTensor xb(M, K, DType::bf16), wb(N, K, DType::bf16);
+      fill_random(xb, 1), fill_random(wb, 2);
+      DeviceBuffer yb(std::size_t(M * N * 2));
+      LtMatmul bf16(M, N, K, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+      LtMatmul i8(M, N, K, false, true, CUDA_R_8I, CUDA_R_8I, CUBLAS_COMPUTE_32I, CUDA_R_32F);
+      const float one = 1.0f, zero = 0.0f, alpha_i8 = 1.0f / 4096;
+      for (int i = 0; i < 2; ++i) {
+        gemm(ctx, x32.ref(), w32.ref(), y.ref(), {}, stream.get());
+        gemm(ctx, x128.ref(), w128.ref(), y.ref(), {}, stream.get());
+        i8.run(x32.codes().get(), w32.codes().get(), y.codes().get(), &alpha_i8, &zero, stream.get());
+        bf16.run(xb.ref().data, wb.ref().data, yb.get(), &one, &zero, stream.get());
+      }
+      stream.synchronize();
+      std::printf("profile: 2 x (ours K-group 32, ours K-group 128, cuBLASLt INT8, cuBLASLt BF16) on %lldx%lldx%lld\n", (long long)M, (long long)N,
+                  (long long)K);
       return 0;
     }
     if (mode == "--persistent" || mode == "--epilogue") {
