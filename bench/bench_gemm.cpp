@@ -8,7 +8,8 @@
 // warps. --tile-cost times 8192 x 2304 at K = 768 .. 6144 with INT8 and FP32 output,
 // whose slope and intercept split a call's time into its K loop and the rest, after the clean L2 flush every timing
 // here uses and after a dirty one (bench::L2Flush). --profile runs each kernel of 8192^3 (ours at K-groups 32 and 128,
-// cuBLASLt INT8 and BF16) twice, untimed, for a profiler to look at (ncu --launch-skip ... or a kernel-name filter).
+// at 128 also with multicast pairs, cuBLASLt INT8 and BF16) twice, untimed, for a profiler to look at (ncu
+// --launch-skip ... or a kernel-name filter).
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -100,14 +101,17 @@ int main(int argc, char** argv) {
       LtMatmul bf16(M, N, K, false, true, CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F);
       LtMatmul i8(M, N, K, false, true, CUDA_R_8I, CUDA_R_8I, CUBLAS_COMPUTE_32I, CUDA_R_32F);
       const float one = 1.0f, zero = 0.0f, alpha_i8 = 1.0f / 4096;
+      GemmOptions pairs;
+      pairs.kernel.cluster = 2;
       for (int i = 0; i < 2; ++i) {
         gemm(ctx, x32.ref(), w32.ref(), y.ref(), {}, stream.get());
         gemm(ctx, x128.ref(), w128.ref(), y.ref(), {}, stream.get());
+        gemm(ctx, x128.ref(), w128.ref(), y.ref(), pairs, stream.get());
         i8.run(x32.codes().get(), w32.codes().get(), y.codes().get(), &alpha_i8, &zero, stream.get());
         bf16.run(xb.ref().data, wb.ref().data, yb.get(), &one, &zero, stream.get());
       }
       stream.synchronize();
-      std::printf("profile: 2 x (ours K-group 32, ours K-group 128, cuBLASLt INT8, cuBLASLt BF16) on %lldx%lldx%lld\n", (long long)M, (long long)N,
+      std::printf("profile: 2 x (ours K-group 32, ours K-group 128 without and with multicast pairs, cuBLASLt INT8, cuBLASLt BF16) on %lldx%lldx%lld\n", (long long)M, (long long)N,
                   (long long)K);
       return 0;
     }
