@@ -111,8 +111,8 @@ int main(int argc, char** argv) {
         bf16.run(xb.ref().data, wb.ref().data, yb.get(), &one, &zero, stream.get());
       }
       stream.synchronize();
-      std::printf("profile: 2 x (ours K-group 32, ours K-group 128 without and with multicast pairs, cuBLASLt INT8, cuBLASLt BF16) on %lldx%lldx%lld\n", (long long)M, (long long)N,
-                  (long long)K);
+      std::printf("profile: 2 x (ours K-group 32, ours K-group 128 without and with multicast pairs, cuBLASLt INT8, cuBLASLt BF16) on %lldx%lldx%lld\n",
+                  (long long)M, (long long)N, (long long)K);
       return 0;
     }
     if (mode == "--persistent" || mode == "--epilogue") {
