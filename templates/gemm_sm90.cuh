@@ -1,9 +1,10 @@
 // Hopper path of the per-block INT8 GEMM (contract in gemm.cuh): TMA loads into a Stages-deep ring of 128-byte
 // K slices completing on mbarriers, one producer warp, two consumer warpgroups of 64 rows each issuing
 // s8 wgmma into INT32 scratch accumulators and folding them into FP32 after every K-group, the fold overlapped
-// with wgmmas in flight (consume: Overlap). The fold (I2FP + FFMA per element and K-group, at most ~62 elements per
-// clock per SM measured) is the limit at K-group 32: bench/NOTES.md, sessions 4 and 6. With Cluster = 2, two CTAs on
-// neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
+// with wgmmas in flight (consume: Overlap). The fold (I2FP + FFMA per element and K-group) is the limit at K-group 32:
+// its instructions are not hidden under the wgmmas but add most of a cycle each to the tensor pipe's time, whatever the
+// schedule (bench/NOTES.md, sessions 4, 6 and 15; without a fold this pipeline runs at ~1350 TOP/s). With Cluster = 2,
+// two CTAs on neighbouring M tiles share their B tile: each loads half of it and multicasts it to both, a quarter less L2
 // traffic per output. With Persistent = 1, one CTA per SM walks the tiles in turn, the producer loading the next
 // tile's first K slices while the consumers finish and store the last one (the ring's phases run on across tiles).
 // With StagedEpilogue = 1, the consumers only copy their FP32 results into a shared-memory tile and go on with the
