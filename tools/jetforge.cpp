@@ -84,8 +84,8 @@ for ARCH (sm_80, sm_86, sm_89, sm_90, sm_90a) and compiles it with NVRTC. No GPU
   -o FILE       write the cubin to FILE (inspect it with: cuobjdump --dump-sass FILE)
   --source      print the generated source instead of compiling
   --resources   print ptxas's resource report (registers, shared memory, stack frame, spills)
-Without -o or --source it compiles and reports the cubin's size, lowered name, SASS instruction count (the
-kernel's code size / 16, with its end padding: static, a loop body counts once) and compile time.
+Without --source it compiles and reports the cubin's size, lowered name, SASS instruction count (the kernel's
+code size / 16, with its end padding: static, a loop body counts once) and compile time; -o writes the cubin too.
 )";
 
 bool wants_help(const Args& args) {
