@@ -66,7 +66,8 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
   __shared__ RowSums row_sums[B];                   // this CTA's share of each row's sums (read by the whole cluster)
   __shared__ float row_a[B], row_b[B];              // forward: mean, rstd; backward: c1, c2
   __shared__ float terms[2][kColGroups][kColCols];  // backward: each row group's dgamma and dbeta terms of a sub-tile
-  __shared__ BlockAmax<SubCols / B, Threads> amax;
+  // The forward's maxima by warp partials where the sub-tile allows: 3% faster (store_requantized_chunks).
+  __shared__ BlockAmax<SubCols / B, Threads, !Backward && Tile::template kWarpsShareBlocks<B>> amax;
 
   const i64 strip = blockIdx.x / Cluster, r0 = strip * B, blocks_per_row = p.cols / B;
   const int rank = int(blockIdx.x % Cluster);  // the cluster spans consecutive CTAs
@@ -219,12 +220,12 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
     }
     const i64 tile_c = (c_begin + s * SubCols) / SubCols;
     if constexpr (!Backward) {
-      store_requantized<Tile, B, 1, SubCols / B, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, strip, tile_c, 0);
+      store_requantized<Tile, B, 1, SubCols / B, Threads, Round>(y, amax, p.out_codes, p.out_scales, p.cols, strip, tile_c, 0, nullptr, s);
     } else {
       store_requantized_chunks<Tile, B, 1, SubCols / B, Threads>(
           [&](int i) { return mul_round_up(max_abs(y[i]), rstd[i]); },
           [&](int i, float inv, u64 first, i8 (&q)[kE]) { quantize_run<Round>([&](int k) { return y[i][k]; }, mul_round_down(inv, rstd[i]), first, p.round_key, q); },
-          amax, p.out_codes, p.out_scales, p.cols, strip, tile_c, nullptr);
+          amax, p.out_codes, p.out_scales, p.cols, strip, tile_c, nullptr, s);
     }
   }
   if constexpr (Cluster > 1) sm90::cluster_wait();  // no CTA leaves while another may still read its row_sums

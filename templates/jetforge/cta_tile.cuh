@@ -28,6 +28,8 @@ template <class T, int Rows, int Cols, int Threads, int ChunkBytes = 16> struct 
   // A thread's chunks lie kRowStep rows apart: how many consecutive ones fall in one block row of B rows (1 where
   // kRowStep does not divide B).
   template <int B> static constexpr int kChunksPerBlockRow = kRowStep < B && B % kRowStep == 0 ? B / kRowStep : 1;
+  // Whether every warp holds chunks of every B x B block of the tile, in each of its block rows.
+  template <int B> static constexpr bool kWarpsShareBlocks = kChunksPerRow <= 32 && kRowStep <= B;
   static_assert(Cols % kElemsPerChunk == 0, "a tile row must hold whole chunks");
   static_assert(Threads % kChunksPerRow == 0 && Rows % kRowStep == 0, "every thread must own whole chunks in one column");
 
@@ -84,12 +86,15 @@ template <int Stages, class Load, class Body> __device__ void pipelined_tiles(i6
   }
 }
 
-// Per-block absolute maxima of a CTA tile, reduced first across the adjacent lanes that share a block row,
-// then across rows with shared-memory atomics (non-negative floats order like their bit patterns).
-template <int NumBlocks, int Threads> struct BlockAmax {
+// Per-block absolute maxima of a CTA tile, reduced first across the adjacent lanes that share a block row, then either
+// across rows with shared-memory atomics (non-negative floats order like their bit patterns) and turned into scales
+// once per block, or (ByWarps, for tiles whose warps share every block) per warp by shuffles into `partial`, whose
+// largest entry every thread then turns into its block's scale itself (store_requantized_chunks).
+template <int NumBlocks, int Threads, bool ByWarps = false> struct BlockAmax {
   u32 bits[NumBlocks];
   float scale[NumBlocks];
   float inv_scale[NumBlocks];
+  float partial[ByWarps ? 2 : 1][ByWarps ? Threads / 32 : 1][ByWarps ? NumBlocks : 1];  // call parity, warp, block (ByWarps)
 
   // Calls f(b) for every block b, spread over the threads (a plain branch when there are fewer blocks than threads).
   template <class F> static __device__ void for_each_block(const F& f) {
@@ -108,19 +113,21 @@ template <int NumBlocks, int Threads> struct BlockAmax {
     for (int o = 1; o < LanesPerBlockRow; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
     if (threadIdx.x % LanesPerBlockRow == 0) atomicMax(&bits[block], __float_as_uint(amax));
   }
-  // After a barrier: turns the maxima into scales (one division per block). HalfInverse: the inverse is 127 / amax
-  // rounded to FP16 (at most its largest value, 65504) for codes computed in FP16, and the scale is its exact reciprocal,
-  // within 2^-11 of amax / 127: the block's largest value still gets code +-127 and the codes and scale agree.
+  // The scale and inverse scale of a block whose largest magnitude is m. HalfInverse: the inverse is 127 / m rounded to
+  // FP16 (at most its largest value, 65504) for codes computed in FP16, and the scale is its exact reciprocal, within
+  // 2^-11 of m / 127: the block's largest value still gets code +-127 and the codes and scale agree.
+  template <bool HalfInverse> static __device__ void scale_of(float m, float& scale, float& inv) {
+    if constexpr (HalfInverse) {
+      inv = round_to_half(fminf(kCodeMax / m, 65504.0f));
+      scale = 1.0f / inv;
+    } else {
+      scale = block_scale(m);
+      inv = inverse_scale(scale);
+    }
+  }
+  // After a barrier: turns the maxima into scales (one division per block).
   template <bool HalfInverse = false> __device__ void finish() {
-    for_each_block([&](int b) {
-      if constexpr (HalfInverse) {
-        inv_scale[b] = round_to_half(fminf(kCodeMax / __uint_as_float(bits[b]), 65504.0f));
-        scale[b] = 1.0f / inv_scale[b];
-      } else {
-        scale[b] = block_scale(__uint_as_float(bits[b]));
-        inv_scale[b] = inverse_scale(scale[b]);
-      }
-    });
+    for_each_block([&](int b) { scale_of<HalfInverse>(__uint_as_float(bits[b]), scale[b], inv_scale[b]); });
   }
 };
 
@@ -150,42 +157,83 @@ __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 
 // per-block scales, are rounded, and are stored as codes (chunked alike, one byte per element) plus the tile's block
 // scales. The values stay wherever the caller holds them: chunk_max(i) gives the largest magnitude in chunk i, and
 // chunk_codes(i, inv, first, codes) fills its kElemsPerChunk codes given its block's inverse scale and the element index
-// of its first value. Its barriers keep amax consistent when a persistent CTA calls it once per tile. With
-// `out_factor` (shared memory, one per tile block, written before the call), block b's values are out_factor[b] times
-// the chunks' values: its codes are theirs and its stored scale out_factor[b] times theirs (at least kMinScale): the
-// caller saves a multiply per element.
-template <class Tile, int B, int TileBR, int TileBC, int Threads, bool HalfInverse = false, class ChunkMax, class ChunkCodes>
-__device__ void store_requantized_chunks(const ChunkMax& chunk_max, const ChunkCodes& chunk_codes, BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
-                                         float* scales, i64 cols, i64 tile_r, i64 tile_c, const float* out_factor) {
-  constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk;
+// of its first value. With `out_factor` (shared memory, one per tile block, written before the call), block b's values
+// are out_factor[b] times the chunks' values: its codes are theirs and its stored scale out_factor[b] times theirs (at
+// least kMinScale): the caller saves a multiply per element. A persistent CTA that calls it once per tile passes the
+// call's number as `call` (the maxima alternate between two buffers, so one barrier per call keeps them consistent).
+//
+// The maxima take three barriers with shared-memory atomics, or one with BlockAmax's ByWarps: each warp reduces its
+// lanes' maxima per block by shuffles and writes one partial per block, and after the barrier every thread takes its
+// block's largest partial and computes the scale itself (a division per warp instruction in every warp instead of one
+// warp's). Which is faster depends on the kernel (bench/NOTES.md, session 16: GELU forward and the resident LayerNorm
+// gain 3-4%, GELU backward and LayerNorm-apply lose 1-4%).
+template <class Tile, int B, int TileBR, int TileBC, int Threads, bool HalfInverse = false, bool ByWarps, class ChunkMax, class ChunkCodes>
+__device__ void store_requantized_chunks(const ChunkMax& chunk_max, const ChunkCodes& chunk_codes, BlockAmax<TileBR * TileBC, Threads, ByWarps>& amax,
+                                         i8* codes, float* scales, i64 cols, i64 tile_r, i64 tile_c, const float* out_factor, int call = 0) {
+  constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk, kLanesPerBlockRow = B / kE;
   typedef CtaTile<i8, TileBR * B, TileBC * B, Threads, kE> CodeTile;
   const i64 r0 = tile_r * TileBR * B, c0 = tile_c * TileBC * B, blocks_per_row = cols / B;
   const int block_col = Tile::col() / B;
-  amax.clear();
-  __syncthreads();
-  // A thread's chunks in one block row are maxed in registers first, one shuffle tree and one atomic per block.
+  auto block_of_chunk = [&](int i) { return Tile::row(i) / B * TileBC + block_col; };
+  auto store_scale = [&](int blk, float scale) {
+    scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] =
+        out_factor ? fmaxf(scale * out_factor[blk], kMinScale) : scale;
+  };
+  auto store_codes = [&](int i, float warps_inv) {  // the inverse scale: warps_inv (ByWarps), else amax's
+    const u64 first = u64((r0 + Tile::row(i)) * cols + c0 + Tile::col());  // element index of the chunk
+    typename CodeTile::Chunk q;
+    chunk_codes(i, ByWarps ? warps_inv : amax.inv_scale[block_of_chunk(i)], first, q.elem);
+    CodeTile::store(q, i, codes + r0 * cols + c0, cols);
+  };
+  // A thread's chunks in one block row are maxed in registers first: group i0 / kChunksPerBlockRow.
   constexpr int kChunksPerBlockRow = Tile::template kChunksPerBlockRow<B>;
-#pragma unroll
-  for (int i0 = 0; i0 < kN; i0 += kChunksPerBlockRow) {
+  auto group_max = [&](int i0) {
     float m = 0.0f;
 #pragma unroll
     for (int i = i0; i < i0 + kChunksPerBlockRow; ++i) m = fmaxf(m, chunk_max(i));
-    amax.template add<B / kE>(Tile::row(i0) / B * TileBC + block_col, m);
-  }
-  __syncthreads();
-  amax.template finish<HalfInverse>();
-  __syncthreads();
+    return m;
+  };
+  if constexpr (ByWarps) {
+    static_assert(Tile::template kWarpsShareBlocks<B>, "warp partials need every warp to hold every block");
+    constexpr int kGroups = kN / kChunksPerBlockRow;
+    const int lane = int(threadIdx.x % 32u), warp = int(threadIdx.x / 32u);
+    const bool writer = lane < Tile::kChunksPerRow && lane % kLanesPerBlockRow == 0;  // one lane per block in a warp
+    float(&partial)[Threads / 32][TileBR * TileBC] = amax.partial[call & 1];
 #pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    const u64 first = u64((r0 + Tile::row(i)) * cols + c0 + Tile::col());  // element index of the chunk
-    typename CodeTile::Chunk q;
-    chunk_codes(i, amax.inv_scale[Tile::row(i) / B * TileBC + block_col], first, q.elem);
-    CodeTile::store(q, i, codes + r0 * cols + c0, cols);
+    for (int g = 0; g < kGroups; ++g) {
+      float m = group_max(g * kChunksPerBlockRow);
+      // A block's lanes in a warp: kLanesPerBlockRow adjacent ones per row, its rows kChunksPerRow lanes apart.
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1)
+        if (o < kLanesPerBlockRow || o >= Tile::kChunksPerRow) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+      if (writer) partial[warp][block_of_chunk(g * kChunksPerBlockRow)] = m;
+    }
+    __syncthreads();
+    float inv[kGroups];
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      const int blk = block_of_chunk(g * kChunksPerBlockRow);
+      float m = partial[0][blk], scale;
+#pragma unroll
+      for (int w = 1; w < Threads / 32; ++w) m = fmaxf(m, partial[w][blk]);
+      amax.template scale_of<HalfInverse>(m, scale, inv[g]);
+      if (warp == 0 && writer) store_scale(blk, scale);
+    }
+#pragma unroll
+    for (int i = 0; i < kN; ++i) store_codes(i, inv[i / kChunksPerBlockRow]);
+  } else {
+    // Its barriers keep amax consistent when a persistent CTA calls it once per tile.
+    amax.clear();
+    __syncthreads();
+#pragma unroll
+    for (int i0 = 0; i0 < kN; i0 += kChunksPerBlockRow) amax.template add<kLanesPerBlockRow>(block_of_chunk(i0), group_max(i0));
+    __syncthreads();
+    amax.template finish<HalfInverse>();
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kN; ++i) store_codes(i, 0.0f);
+    amax.for_each_block([&](int blk) { store_scale(blk, amax.scale[blk]); });
   }
-  amax.for_each_block([&](int blk) {
-    scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] =
-        out_factor ? fmaxf(amax.scale[blk] * out_factor[blk], kMinScale) : amax.scale[blk];
-  });
 }
 
 // The largest magnitude of a chunk of FP32 values.
@@ -197,14 +245,14 @@ template <int E> __device__ __forceinline__ float max_abs(const float (&v)[E]) {
 }
 
 // The same for FP32 values y held in registers: rounded nearest, or stochastically with the noise of their element index.
-template <class Tile, int B, int TileBR, int TileBC, int Threads, int Round>
-__device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElemsPerChunk], BlockAmax<TileBR * TileBC, Threads>& amax, i8* codes,
-                                  float* scales, i64 cols, i64 tile_r, i64 tile_c, u32 key, const float* out_factor = nullptr) {
+template <class Tile, int B, int TileBR, int TileBC, int Threads, int Round, bool ByWarps>
+__device__ void store_requantized(float (&y)[Tile::kChunksPerThread][Tile::kElemsPerChunk], BlockAmax<TileBR * TileBC, Threads, ByWarps>& amax, i8* codes,
+                                  float* scales, i64 cols, i64 tile_r, i64 tile_c, u32 key, const float* out_factor = nullptr, int call = 0) {
   constexpr int kE = Tile::kElemsPerChunk;
   store_requantized_chunks<Tile, B, TileBR, TileBC, Threads>(
       [&](int i) { return max_abs(y[i]); },
       [&](int i, float inv, u64 first, i8 (&q)[kE]) { quantize_run<Round>([&](int k) { return y[i][k]; }, inv, first, key, q); }, amax, codes, scales, cols,
-      tile_r, tile_c, out_factor);
+      tile_r, tile_c, out_factor, call);
 }
 
 // A Rows x Cols tile of int8 codes in shared memory, written in 4-byte row words and read back as 4x4 byte
