@@ -154,11 +154,12 @@ TEST_SUITE("gpu") {
         CHECK(fwd <= (form == GeluForm::tanh ? 0.65 : 0.6));
         CHECK(bwd <= 1.1);
         // Other tiles give the same bits: values, block maxima and noise depend on the element, not on the tile that
-        // holds it.
-        for (gen::BlockTile tile : {gen::BlockTile{1, 1, 64}, gen::BlockTile{2, 1, 128}}) {
+        // holds it. (The tanh forward finds its block maxima by warp partials on 1 x 1 / 64 and 2 x 2 / 128, the latter
+        // with two block rows per thread, and by shared-memory atomics on 2 x 1 / 128, whose warps hold one block each.)
+        for (gen::BlockTile tile : {gen::BlockTile{1, 1, 64}, gen::BlockTile{2, 1, 128}, gen::BlockTile{2, 2, 128}}) {
           const auto fwd_kind = form == GeluForm::tanh ? gen::Elementwise::gelu_tanh : gen::Elementwise::gelu_erf;
           const auto bwd_kind = form == GeluForm::tanh ? gen::Elementwise::gelu_tanh_grad : gen::Elementwise::gelu_erf_grad;
-          if (s.rows % (32 * tile.rows) != 0) continue;
+          if (s.rows % (32 * tile.rows) != 0 || s.cols % (32 * tile.cols) != 0) continue;
           testing::poison(y);
           testing::poison(dx);
           gelu_forward(ctx, xd.ref(), y.ref(), form, nullptr, gen::ElementwiseSpec{fwd_kind, gen::Rounding::nearest, tile});
