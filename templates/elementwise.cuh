@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) elementw
     for (int b = int(threadIdx.x); b < kBlocks; b += Threads) p.out_scales[block_of(b)] = dropout_scale(__ldg(p.a_scales + block_of(b)), p.p);
   } else {
     // The tanh forward's maxima by warp partials (one barrier) where its tile allows: 4% faster, while the backward
-    // measured 1% slower so (store_requantized_chunks).
+    // measured 1-2% slower so (store_requantized_chunks).
     __shared__ BlockAmax<kBlocks, Threads, Op == kGeluTanh && Tile::template kWarpsShareBlocks<B>> amax;
     __shared__ float out_factor[kBlocks];  // each block's output is out_factor * the z below
     // z depends on nothing but the x code and its block's scale, so every form but the tanh forward (FP16 pairs from
