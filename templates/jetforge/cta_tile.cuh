@@ -8,9 +8,12 @@
 
 namespace jetforge {
 
-// Minimum resident CTAs asked of the compiler: enough for 1024 threads per SM, i.e. at most 64 registers per
-// thread. Streaming kernels need the loads of many threads in flight more than they need registers.
-__host__ __device__ constexpr int streaming_min_ctas(int threads) { return threads >= 1024 ? 1 : 1024 / threads; }
+// Minimum resident CTAs asked of the compiler: enough for `resident` threads per SM (at most 32 CTAs), i.e. at most
+// 64 registers per thread for the default 1024. Streaming kernels need the loads of many threads in flight more than
+// they need registers.
+__host__ __device__ constexpr int streaming_min_ctas(int threads, int resident = 1024) {
+  return threads >= resident ? 1 : (resident / threads < 32 ? resident / threads : 32);
+}
 
 // 16-byte asynchronous global -> shared copies (sm_80+): data in flight holds no registers.
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem) {
