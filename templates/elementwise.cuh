@@ -152,8 +152,9 @@ __device__ __forceinline__ u32 dropout_keep_bytes(u32 pair0, u32 pair1, u32 thre
   return mask;
 }
 
-// Threads per SM asked of the compiler: the GELU backward fits 48 registers without spills, and 1280 resident threads
-// (instead of 1024 at 64 registers) made it 1-2% faster, 1536 (40 registers, spilling) 4% slower (session 16, run 201).
+// Threads per SM asked of the compiler: the GELU backward fits 48 registers without spills, and 1280 resident
+// threads (instead of 1024 at 64 registers) made it 1-3% faster, 1536 (40 registers, spilling) 1-4% slower (session
+// 16, run 201).
 __host__ __device__ constexpr int elementwise_resident_threads(int op) { return op == kGeluTanhGrad || op == kGeluErfGrad ? 1280 : 1024; }
 
 // One CTA per tile of TileBR x TileBC blocks (B = 32), 16 codes per chunk.
