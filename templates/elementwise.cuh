@@ -84,6 +84,9 @@ __device__ __forceinline__ u32 h2_codes_over_128(u32 biased, int k) {
   return h2_sub(__byte_perm(biased, 0x48484848u, u32(k) | 0x4000u | u32(k + 1) << 8 | 0x40u), 0x48804880u);
 }
 
+// Whether op is a GELU backward form (the derivative times dy, stochastic rounding).
+__host__ __device__ constexpr bool gelu_backward(int op) { return op == kGeluTanhGrad || op == kGeluErfGrad; }
+
 // GELU (forward) or its derivative (backward: the factor dy is multiplied by) on the codes q of one block whose scale
 // is sx (x = q sx), as z(q) with the block's value factor * z: sx is folded into per-block constants so that an element
 // costs the fewest FP32 operations. Tanh form: GELU = 0.5 x (1 + t), t = tanh(k x (1 + c x^2)), so z = q (1 + t) with
@@ -95,7 +98,7 @@ __device__ __forceinline__ u32 h2_codes_over_128(u32 biased, int k) {
 // tanh's argument at least 0.76 and the capped term changes tanh by at most a few hundredths, u times that in z / 128),
 // and the factor 64 sx.
 template <int Op> struct GeluOnBlock {
-  static constexpr bool kBackward = Op == kGeluTanhGrad || Op == kGeluErfGrad;
+  static constexpr bool kBackward = gelu_backward(Op);
   static constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f, kRsqrt2 = 0.7071067812f, kRsqrt2Pi = 0.3989422804f;
   float c0, c1, c2, c3, factor;
   u32 h_c0, h_c1;  // tanh forward: C0, C1 as FP16 pairs
@@ -155,13 +158,13 @@ __device__ __forceinline__ u32 dropout_keep_bytes(u32 pair0, u32 pair1, u32 thre
 // Threads per SM asked of the compiler: the GELU backward fits 48 registers without spills, and 1280 resident
 // threads (instead of 1024 at 64 registers) made it 1-3% faster, 1536 (40 registers, spilling) 1-4% slower (session
 // 16, run 201).
-__host__ __device__ constexpr int elementwise_resident_threads(int op) { return op == kGeluTanhGrad || op == kGeluErfGrad ? 1280 : 1024; }
+__host__ __device__ constexpr int elementwise_resident_threads(int op) { return gelu_backward(op) ? 1280 : 1024; }
 
 // One CTA per tile of TileBR x TileBC blocks (B = 32), 16 codes per chunk.
 template <int Op, int Round, int TileBR, int TileBC, int Threads>
 __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads, elementwise_resident_threads(Op))) elementwise_kernel(const ElementwiseParams p) {
   constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B, kBlocks = TileBR * TileBC;
-  constexpr bool kBackward = Op == kGeluTanhGrad || Op == kGeluErfGrad;
+  constexpr bool kBackward = gelu_backward(Op);
   typedef CtaTile<i8, kRows, kCols, Threads> Tile;
   constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk, kWords = kE / 4;
 
