@@ -134,10 +134,10 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
         u32 wdy[kWords], wx[kWords];
         chunk(1, s, i, wdy);
         chunk(0, s, i, wx);
-        const float sxr = sx * rstd[i];
+        const CodeAffine xhat_of(sx * rstd[i], -mean_rstd[i]);
 #pragma unroll
         for (int k = 0; k < kE; ++k) {
-          const float qdy = biased_code(wdy[k / 4], k % 4), xhat = fmaf(biased_code(wx[k / 4], k % 4), sxr, -mean_rstd[i]), gg = qdy * sg[k];
+          const float qdy = biased_code(wdy[k / 4], k % 4), xhat = xhat_of(wx[k / 4], k % 4), gg = qdy * sg[k];
           sums[i].x += gg;
           sums[i].y = fmaf(gg, xhat, sums[i].y);
           dgq[k] = fmaf(qdy, xhat, dgq[k]);
@@ -208,13 +208,14 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
       u32 wx[kWords], wdy[kWords];
       chunk(0, s, i, wx);
       if constexpr (Backward) chunk(1, s, i, wdy);
+      const CodeAffine x_term(sx * a[i], Backward ? b[i] : -b[i]);  // forward: (x - mean) * rstd
 #pragma unroll
       for (int k = 0; k < kE; ++k) {
-        const float qx = biased_code(wx[k / 4], k % 4);
+        const float xt = x_term(wx[k / 4], k % 4);
         if constexpr (!Backward) {
-          y[i][k] = fmaf(fmaf(qx, sx * a[i], -b[i]), gamma[k], beta[k]);  // ((x - mean) * rstd) * gamma + beta
+          y[i][k] = fmaf(xt, gamma[k], beta[k]);
         } else {
-          y[i][k] = fmaf(biased_code(wdy[k / 4], k % 4), beta[k], fmaf(qx, sx * a[i], b[i]));  // dx / rstd
+          y[i][k] = fmaf(biased_code(wdy[k / 4], k % 4), beta[k], xt);  // dx / rstd
         }
       }
     }
@@ -251,14 +252,15 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) layernor
     const i64 row = r0 + Tile::row(i), col = c0 + Tile::col();
     // xhat = code * (s * rstd) - mean * rstd: one FMA per element with the row's constants, as layernorm_kernel does
     // (so both give the same bits for the same statistics).
-    const float rstd = __ldg(p.rstd + row), a = __ldg(p.x_scales + row / B * blocks_per_row + col / B) * rstd, b = __ldg(p.mean + row) * rstd;
+    const float rstd = __ldg(p.rstd + row);
+    const CodeAffine xhat_of(__ldg(p.x_scales + row / B * blocks_per_row + col / B) * rstd, -(__ldg(p.mean + row) * rstd));
 #pragma unroll
     for (int j = 0; j < kWords; ++j) {  // four codes, and their gamma and beta as one 16-byte load each
       const u32 w = biased_codes(reinterpret_cast<const u32*>(x[i].elem)[j]);
       const float4 g = __ldg(reinterpret_cast<const float4*>(p.gamma + col) + j), be = __ldg(reinterpret_cast<const float4*>(p.beta + col) + j);
       const float gk[4] = {g.x, g.y, g.z, g.w}, bk[4] = {be.x, be.y, be.z, be.w};
 #pragma unroll
-      for (int k = 0; k < 4; ++k) y[i][4 * j + k] = fmaf(fmaf(biased_code(w, k), a, -b), gk[k], bk[k]);
+      for (int k = 0; k < 4; ++k) y[i][4 * j + k] = fmaf(xhat_of(w, k), gk[k], bk[k]);
     }
   }
   store_requantized<Tile, B, TileBR, TileBC, Threads, kRoundNearest>(y, amax, p.out_codes, p.out_scales, p.cols, tile_r, tile_c, 0);
