@@ -276,7 +276,12 @@ void layernorm_apply(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, C
   LayerNormParams params = layernorm_params(x, gamma, mean, rstd, y);
   params.beta = reinterpret_cast<const float*>(beta);
   const auto spec = tuned_or_fit(ctx, "layernorm_apply", gen::LayerNormApplySpec::fit(x.rows, x.cols), x.rows, x.cols, override_spec);
-  ctx.kernel(spec).launch(tile_grid(spec.tile, x), params, stream);
+  const std::int64_t tile_rows = x.rows / 32 / spec.tile.rows;
+  require(tile_rows <= 65535, [&] {
+    return "layernorm_apply: " + std::to_string(x.rows) + " rows are " + std::to_string(tile_rows) + " tile rows of " + gen::canonical_key(spec) +
+           ", more than a grid's 65535; apply it to at most " + std::to_string(65535L * 32 * spec.tile.rows) + " rows at a time";
+  });
+  ctx.kernel(spec).launch_2d(unsigned(x.cols / 32 / spec.tile.cols), unsigned(tile_rows), params, stream);
 }
 
 std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t cols) {

@@ -234,15 +234,14 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
 
 // LayerNorm forward with the statistics given (residual_add takes them in its own pass, DESIGN.md §1): y = (x - mean)
 // * rstd * gamma + beta, fresh block scales, nearest rounding; a streaming pass, one CTA per tile of TileBR x TileBC
-// blocks, 16 codes per chunk.
+// blocks, 16 codes per chunk, on a 2-D grid (blockIdx.y the tile row: no division).
 template <int TileBR, int TileBC, int Threads>
 __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) layernorm_apply_kernel(const LayerNormParams p) {
   constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B;
   typedef CtaTile<i8, kRows, kCols, Threads> Tile;
   constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk, kWords = kE / 4;
   __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
-  const i64 tiles_per_row = p.cols / kCols, blocks_per_row = p.cols / B;
-  const i64 tile_r = blockIdx.x / tiles_per_row, tile_c = blockIdx.x % tiles_per_row;
+  const i64 blocks_per_row = p.cols / B, tile_r = blockIdx.y, tile_c = blockIdx.x;
   const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
   typename Tile::Chunk x[kN];
   Tile::load(x, p.x_codes + r0 * p.cols + c0, p.cols);
