@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads, elementwi
     if constexpr (kLookup) {
       constexpr int kPerBlock = Threads >= kBlocks ? Threads / kBlocks : 1;  // threads per block's table: one set of constants each
       const int first = int(threadIdx.x % unsigned(kPerBlock));
-      for (int b = int(threadIdx.x / unsigned(kPerBlock)); b < kBlocks; b += Threads / kPerBlock) {
+      auto build = [&](int b) {
         const GeluOnBlock<Op> gelu(__ldg(x_scales + block_of(b)));
 #pragma unroll 4
         for (int j = 0; j < (128 + kPerBlock - 1) / kPerBlock; ++j) {  // codes 0..127, and their negatives mirrored
@@ -215,7 +215,12 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads, elementwi
             lookup[b][128 + c] = v;  // after the mirror: code 0 keeps its own value
           }
         }
-      }
+      };
+      // Where every thread has one share of one table, no loop and no branch: ptxas then issues the code loads above
+      // before the tables (around a branch it sank them below, so the CTA waited for them after the tables).
+      if constexpr (Threads % kBlocks == 0) build(int(threadIdx.x / unsigned(kPerBlock)));
+      else
+        for (int b = int(threadIdx.x / unsigned(kPerBlock)); b < kBlocks; b += Threads / kPerBlock) build(b);
       __syncthreads();
     }
     float z[kN][kE];       // the lookup's values
