@@ -50,6 +50,18 @@ unsigned tile_grid(const gen::BlockTile& tile, const BlockTensorRef& q) {
   return unsigned(q.scale_rows() / tile.rows * (q.scale_cols() / tile.cols));
 }
 
+// The same tiles as a 2-D grid, blockIdx.y the tile row (kernels that take it so divide nothing); a grid has at most
+// 65535 rows of CTAs.
+template <class Params>
+void launch_tile_rows(const char* op, const Kernel& kernel, const gen::BlockTile& tile, const BlockTensorRef& q, const Params& params, CUstream stream) {
+  const std::int64_t tile_rows = q.scale_rows() / tile.rows;
+  require(tile_rows <= 65535, [&] {
+    return std::string(op) + ": " + std::to_string(q.rows) + " rows are " + std::to_string(tile_rows) + " rows of tiles of " + std::to_string(tile.rows) +
+           " blocks, more than a grid's 65535; run it on at most " + std::to_string(65535L * tile.rows * q.block) + " rows at a time";
+  });
+  kernel.launch_2d(unsigned(q.scale_cols() / tile.cols), unsigned(tile_rows), params, stream);
+}
+
 // The persistent kernels (pipelined_tiles: quantize) launch as many CTAs as fit on the GPU at once, never more than there
 // are tiles: a CTA that waits for a free SM would run its whole share of tiles after the others. What fits is
 // bounded by threads, registers (allocated per warp in units of 256) and shared memory (ring, static, and the
@@ -199,7 +211,7 @@ void run_elementwise(Context& ctx, const char* op, gen::Elementwise kind, gen::R
                                  p,
                                  seed_key(mask_seed),
                                  seed_key(round_seed)};
-  ctx.kernel(spec).launch(tile_grid(spec.tile, a), params, stream);
+  launch_tile_rows(op, ctx.kernel(spec), spec.tile, a, params, stream);
 }
 
 void check_dropout_p(const char* op, float p) {
@@ -276,12 +288,7 @@ void layernorm_apply(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, C
   LayerNormParams params = layernorm_params(x, gamma, mean, rstd, y);
   params.beta = reinterpret_cast<const float*>(beta);
   const auto spec = tuned_or_fit(ctx, "layernorm_apply", gen::LayerNormApplySpec::fit(x.rows, x.cols), x.rows, x.cols, override_spec);
-  const std::int64_t tile_rows = x.rows / 32 / spec.tile.rows;
-  require(tile_rows <= 65535, [&] {
-    return "layernorm_apply: " + std::to_string(x.rows) + " rows are " + std::to_string(tile_rows) + " tile rows of " + gen::canonical_key(spec) +
-           ", more than a grid's 65535; apply it to at most " + std::to_string(65535L * 32 * spec.tile.rows) + " rows at a time";
-  });
-  ctx.kernel(spec).launch_2d(unsigned(x.cols / 32 / spec.tile.cols), unsigned(tile_rows), params, stream);
+  launch_tile_rows("layernorm_apply", ctx.kernel(spec), spec.tile, x, params, stream);
 }
 
 std::size_t layernorm_backward_workspace_bytes(std::int64_t rows, std::int64_t cols) {

@@ -160,7 +160,7 @@ __device__ __forceinline__ u32 dropout_keep_bytes(u32 pair0, u32 pair1, u32 thre
 // 16, run 201).
 __host__ __device__ constexpr int elementwise_resident_threads(int op) { return gelu_backward(op) ? 1280 : 1024; }
 
-// One CTA per tile of TileBR x TileBC blocks (B = 32), 16 codes per chunk.
+// One CTA per tile of TileBR x TileBC blocks (B = 32), 16 codes per chunk, on a 2-D grid (blockIdx.y the tile row).
 template <int Op, int Round, int TileBR, int TileBC, int Threads>
 __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads, elementwise_resident_threads(Op))) elementwise_kernel(const ElementwiseParams p) {
   constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B, kBlocks = TileBR * TileBC;
@@ -168,8 +168,7 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads, elementwi
   typedef CtaTile<i8, kRows, kCols, Threads> Tile;
   constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk, kWords = kE / 4;
 
-  const i64 tiles_per_row = p.cols / kCols, blocks_per_row = p.cols / B;
-  const i64 tile_r = blockIdx.x / tiles_per_row, tile_c = blockIdx.x % tiles_per_row;
+  const i64 blocks_per_row = p.cols / B, tile_r = blockIdx.y, tile_c = blockIdx.x;
   const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
   const i64 origin = r0 * p.cols + c0;
   auto block_of = [&](int b) { return (tile_r * TileBR + b / TileBC) * blocks_per_row + tile_c * TileBC + b % TileBC; };  // tile block b's index
