@@ -240,7 +240,8 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads)) layernor
   constexpr int B = 32, kRows = TileBR * B, kCols = TileBC * B;
   typedef CtaTile<i8, kRows, kCols, Threads> Tile;
   constexpr int kN = Tile::kChunksPerThread, kE = Tile::kElemsPerChunk, kWords = kE / 4;
-  __shared__ BlockAmax<TileBR * TileBC, Threads> amax;
+  // Maxima by warp partials where the tile allows: on the 2-D grid 3-4% faster than by atomics (run 211).
+  __shared__ BlockAmax<TileBR * TileBC, Threads, Tile::template kWarpsShareBlocks<B>> amax;
   const i64 blocks_per_row = p.cols / B, tile_r = blockIdx.y, tile_c = blockIdx.x;
   const i64 r0 = tile_r * kRows, c0 = tile_c * kCols;
   typename Tile::Chunk x[kN];

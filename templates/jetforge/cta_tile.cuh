@@ -168,8 +168,8 @@ __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 
 // The maxima take three barriers with shared-memory atomics, or one with BlockAmax's ByWarps: each warp reduces its
 // lanes' maxima per block by shuffles and writes one partial per block, and after the barrier every thread takes its
 // block's largest partial and computes the scale itself (a division per warp instruction in every warp instead of one
-// warp's). Which is faster depends on the kernel (bench/NOTES.md, session 16: GELU forward and the resident LayerNorm
-// gain 3-4%, GELU backward and LayerNorm-apply lose 1-4%).
+// warp's). Which is faster depends on the kernel (bench/NOTES.md, sessions 16-17: GELU forward, the resident LayerNorm
+// and LayerNorm-apply gain 3-4%, GELU backward loses 1-3%).
 template <class Tile, int B, int TileBR, int TileBC, int Threads, bool HalfInverse = false, bool ByWarps, class ChunkMax, class ChunkCodes>
 __device__ void store_requantized_chunks(const ChunkMax& chunk_max, const ChunkCodes& chunk_codes, BlockAmax<TileBR * TileBC, Threads, ByWarps>& amax,
                                          i8* codes, float* scales, i64 cols, i64 tile_r, i64 tile_c, const float* out_factor, int call = 0) {
