@@ -326,6 +326,14 @@ TEST_SUITE("gpu") {
     const gen::LayerNormSpec half{gen::LayerNormPass::forward, 32, 32, 1, 256};
     CHECK_THROWS_WITH_AS(layernorm_forward(ctx, a.ref(), v.get(), v.get(), a.ref(), v.get(), v.get(), 1e-5f, nullptr, half),
                          doctest::Contains("does not cover rows of 64 columns"), std::invalid_argument);
+    // A grid has at most 65535 rows of CTAs: one tile row more is refused before any launch, the output untouched.
+    BlockTensor tall(65536 * 32, 32), tall_out(65536 * 32, 32);
+    testing::poison(tall_out);
+    CHECK_THROWS_WITH_AS(gelu_forward(ctx, tall.ref(), tall_out.ref(), GeluForm::tanh, nullptr, gen::ElementwiseSpec{gen::Elementwise::gelu_tanh, gen::Rounding::nearest, {1, 1, 64}}),
+                         doctest::Contains("more than a grid's 65535"), std::invalid_argument);
+    std::vector<std::int8_t> first(64);
+    tall_out.codes().download(first.data(), first.size());
+    CHECK(std::all_of(first.begin(), first.end(), [](std::int8_t c) { return c == std::int8_t(-128); }));
   }
 }
 
