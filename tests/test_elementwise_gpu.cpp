@@ -329,8 +329,9 @@ TEST_SUITE("gpu") {
     // A grid has at most 65535 rows of CTAs: one tile row more is refused before any launch, the output untouched.
     BlockTensor tall(65536 * 32, 32), tall_out(65536 * 32, 32);
     testing::poison(tall_out);
-    CHECK_THROWS_WITH_AS(gelu_forward(ctx, tall.ref(), tall_out.ref(), GeluForm::tanh, nullptr, gen::ElementwiseSpec{gen::Elementwise::gelu_tanh, gen::Rounding::nearest, {1, 1, 64}}),
-                         doctest::Contains("more than a grid's 65535"), std::invalid_argument);
+    const gen::ElementwiseSpec one_block{gen::Elementwise::gelu_tanh, gen::Rounding::nearest, {1, 1, 64}};  // a tile row per block row
+    CHECK_THROWS_WITH_AS(gelu_forward(ctx, tall.ref(), tall_out.ref(), GeluForm::tanh, nullptr, one_block), doctest::Contains("more than a grid's 65535"),
+                         std::invalid_argument);
     std::vector<std::int8_t> first(64);
     tall_out.codes().download(first.data(), first.size());
     CHECK(std::all_of(first.begin(), first.end(), [](std::int8_t c) { return c == std::int8_t(-128); }));
