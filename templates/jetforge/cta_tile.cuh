@@ -94,9 +94,10 @@ template <int Stages, class Load, class Body> __device__ void pipelined_tiles(i6
 // once per block, or (ByWarps, for tiles whose warps share every block) per warp by shuffles into `partial`, whose
 // largest entry every thread then turns into its block's scale itself (store_requantized_chunks).
 template <int NumBlocks, int Threads, bool ByWarps = false> struct BlockAmax {
-  u32 bits[NumBlocks];
-  float scale[NumBlocks];
-  float inv_scale[NumBlocks];
+  static constexpr int kAtomicBlocks = ByWarps ? 1 : NumBlocks;  // (each path's arrays take no room in the other's)
+  u32 bits[kAtomicBlocks];
+  float scale[kAtomicBlocks];
+  float inv_scale[kAtomicBlocks];
   float partial[ByWarps ? 2 : 1][ByWarps ? Threads / 32 : 1][ByWarps ? NumBlocks : 1];  // call parity, warp, block (ByWarps)
 
   // Calls f(b) for every block b, spread over the threads (a plain branch when there are fewer blocks than threads).
@@ -182,10 +183,10 @@ __device__ void store_requantized_chunks(const ChunkMax& chunk_max, const ChunkC
     scales[(tile_r * TileBR + blk / TileBC) * blocks_per_row + tile_c * TileBC + blk % TileBC] =
         out_factor ? fmaxf(scale * out_factor[blk], kMinScale) : scale;
   };
-  auto store_codes = [&](int i, float warps_inv) {  // the inverse scale: warps_inv (ByWarps), else amax's
+  auto store_codes = [&](int i, float inv) {  // chunk i, its block's inverse scale
     const u64 first = u64((r0 + Tile::row(i)) * cols + c0 + Tile::col());  // element index of the chunk
     typename CodeTile::Chunk q;
-    chunk_codes(i, ByWarps ? warps_inv : amax.inv_scale[block_of_chunk(i)], first, q.elem);
+    chunk_codes(i, inv, first, q.elem);
     CodeTile::store(q, i, codes + r0 * cols + c0, cols);
   };
   // A thread's chunks in one block row are maxed in registers first: group i0 / kChunksPerBlockRow.
@@ -234,7 +235,7 @@ __device__ void store_requantized_chunks(const ChunkMax& chunk_max, const ChunkC
     amax.template finish<HalfInverse>();
     __syncthreads();
 #pragma unroll
-    for (int i = 0; i < kN; ++i) store_codes(i, 0.0f);
+    for (int i = 0; i < kN; ++i) store_codes(i, amax.inv_scale[block_of_chunk(i)]);
     amax.for_each_block([&](int blk) { store_scale(blk, amax.scale[blk]); });
   }
 }
