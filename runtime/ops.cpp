@@ -310,8 +310,7 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
   params.dgamma_partial = ws, params.dbeta_partial = ws + x.rows / 32 * x.cols;
   params.round_key = seed_key(seed);
   run_layernorm(ctx, op, gen::LayerNormPass::backward, params, spec, stream);
-  sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dgamma_partial), dgamma, x.rows, x.cols, false, stream);
-  sum_block_row_partials(ctx, reinterpret_cast<CUdeviceptr>(params.dbeta_partial), dbeta, x.rows, x.cols, false, stream);
+  sum_block_row_partials(ctx, workspace, dgamma, x.rows, x.cols, false, stream, dbeta);  // the dbeta partials follow the dgamma ones
 }
 
 namespace {
@@ -358,15 +357,17 @@ void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool acc
   check_block32("column_sum", x);
   require(out != 0 && workspace != 0, [] { return "column_sum: out and workspace must be given"; });
   const ColumnSumParams p{reinterpret_cast<const void*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(workspace),
-                          nullptr, x.rows, x.cols, 0};
+                          nullptr, x.rows, x.cols, 0, nullptr};
   const gen::ColumnSumSpec partials{gen::ColumnSumKernel::partials, 128};  // four threads per 16 columns of a block row
   ctx.kernel(partials).launch(unsigned((x.rows / 32 * (x.cols / 16) * 4 + partials.cta_threads - 1) / partials.cta_threads), p, stream);
   sum_block_row_partials(ctx, workspace, out, x.rows, x.cols, accumulate, stream);
 }
 
-void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t rows, std::int64_t cols, bool accumulate, CUstream stream) {
-  const ColumnSumParams p{nullptr, nullptr, reinterpret_cast<float*>(partials), reinterpret_cast<float*>(out), rows, cols, accumulate ? 1 : 0};
-  ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}).launch(unsigned((cols + 31) / 32), p, stream);
+void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t rows, std::int64_t cols, bool accumulate, CUstream stream,
+                            CUdeviceptr out_second) {
+  const ColumnSumParams p{nullptr, nullptr, reinterpret_cast<float*>(partials), reinterpret_cast<float*>(out), rows, cols, accumulate ? 1 : 0,
+                          reinterpret_cast<float*>(out_second)};
+  ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}).launch_2d(unsigned((cols + 31) / 32), out_second ? 2u : 1u, p, stream);
 }
 
 void count_differences(Context& ctx, CUdeviceptr a, CUdeviceptr b, std::size_t bytes, CUdeviceptr counter, CUstream stream) {

@@ -13,6 +13,7 @@ struct ColumnSumParams {
   float* out;        // cols
   i64 rows, cols;
   int accumulate;    // out += sums (1) or out = sums (0)
+  float* out_second;  // the reduce on a grid of two rows: the sums of a second partials matrix, right after the first
 };
 
 }  // namespace jetforge
@@ -69,23 +70,26 @@ __global__ void __launch_bounds__(Threads) column_sum_codes_kernel(const ColumnS
   reinterpret_cast<float4*>(p.partials + block_row * p.cols + col)[quarter] = float4{sum(e, 0), sum(o, 0), sum(e, 1), sum(o, 1)};
 }
 
-// Grid: ceil(cols / 32); a CTA owns 32 columns, its Threads / 32 warps split the block rows (warp w takes rows
-// w, w + Threads / 32, ...: enough loads in flight for tall matrices), then the warps' sums are added in order.
+// Grid: ceil(cols / 32) x (1 or 2 matrices: out, out_second); a CTA owns 32 columns, its Threads / 32 warps split the
+// block rows (warp w takes rows w, w + Threads / 32, ...: enough loads in flight for tall matrices), then the warps'
+// sums are added in order.
 template <int Threads>
 __global__ void __launch_bounds__(Threads) column_sum_reduce_kernel(const ColumnSumParams p) {
   constexpr int kWarps = Threads / 32;
   __shared__ float warp_sum[kWarps][32];
   const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
   const i64 col = i64(blockIdx.x) * 32 + lane;
+  const float* partials = p.partials + blockIdx.y * (p.rows / 32) * p.cols;
+  float* out = blockIdx.y ? p.out_second : p.out;
   float sum = 0.0f;
   if (col < p.cols)
-    for (i64 b = warp; b < p.rows / 32; b += kWarps) sum += p.partials[b * p.cols + col];
+    for (i64 b = warp; b < p.rows / 32; b += kWarps) sum += partials[b * p.cols + col];
   warp_sum[warp][lane] = sum;
   __syncthreads();
   if (warp != 0 || col >= p.cols) return;
   float total = 0.0f;
   for (int w = 0; w < kWarps; ++w) total += warp_sum[w][lane];
-  p.out[col] = p.accumulate ? p.out[col] + total : total;
+  out[col] = p.accumulate ? out[col] + total : total;
 }
 
 }  // namespace jetforge
