@@ -107,7 +107,7 @@ void bf16_layernorm_backward(Context& ctx, const DenseRef& dy, const DenseRef& x
   const gen::Bf16LayerNormGradSpec rows{gen::Bf16LayerNormGradKernel::rows, 256}, columns{gen::Bf16LayerNormGradKernel::columns, 128};
   ctx.kernel(rows).launch(unsigned((dy.rows + 7) / 8), p, stream);
   ctx.kernel(columns).launch_2d(unsigned(dy.rows / 32), unsigned((dy.cols + 127) / 128), p, stream);
-  sum_block_row_partials(ctx, workspace, dgamma, dy.rows, dy.cols, false, stream, dbeta);
+  sum_block_row_partials(ctx, workspace, dgamma, dy.rows, dy.cols, false, stream, dbeta);  // dbeta_partial follows the dgamma ones
 }
 
 void bf16_column_sum(Context& ctx, const DenseRef& x, CUdeviceptr out_sums, bool accumulate, CUdeviceptr workspace, CUstream stream) {
