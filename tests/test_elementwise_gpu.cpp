@@ -2,6 +2,7 @@
 // quantization step (nearest: half a step plus FP32 error), every block scale finite, outputs poisoned first.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
