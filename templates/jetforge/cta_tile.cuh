@@ -108,11 +108,14 @@ template <int NumBlocks, int Threads, bool ByWarps = false> struct BlockAmax {
       for (int b = int(threadIdx.x); b < NumBlocks; b += Threads) f(b);
     }
   }
+  // The atomics path (clear, add, finish): with ByWarps its arrays hold one entry, so it must not be called.
   __device__ void clear() {
+    static_assert(!ByWarps, "the atomics path of a BlockAmax laid out for warp partials");
     for_each_block([&](int b) { bits[b] = 0u; });
   }
   // All lanes call this together; LanesPerBlockRow adjacent lanes cover one block row.
   template <int LanesPerBlockRow> __device__ void add(int block, float amax) {
+    static_assert(!ByWarps, "the atomics path of a BlockAmax laid out for warp partials");
 #pragma unroll
     for (int o = 1; o < LanesPerBlockRow; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
     if (threadIdx.x % LanesPerBlockRow == 0) atomicMax(&bits[block], __float_as_uint(amax));
@@ -131,6 +134,7 @@ template <int NumBlocks, int Threads, bool ByWarps = false> struct BlockAmax {
   }
   // After a barrier: turns the maxima into scales (one division per block).
   template <bool HalfInverse = false> __device__ void finish() {
+    static_assert(!ByWarps, "the atomics path of a BlockAmax laid out for warp partials");
     for_each_block([&](int b) { scale_of<HalfInverse>(__uint_as_float(bits[b]), scale[b], inv_scale[b]); });
   }
 };
