@@ -157,12 +157,12 @@ Spec tuned_or_fit(Context& ctx, const char* op, const Spec& fitted, std::int64_t
 
 }  // namespace
 
-void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstream stream) {
+void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstream stream, const std::optional<gen::DequantizeSpec>& override_spec) {
   check_float_dtype("dequantize", y.dtype);
   check_block_shape("dequantize", q.rows, q.cols, q.block);
   check_square("dequantize", q);
   check_same_shape("dequantize", y, q);
-  const auto spec = tuned_or_fit(ctx, "dequantize", gen::DequantizeSpec::fit(y.dtype, q.rows, q.cols, q.block), q.rows, q.cols);
+  const auto spec = tuned_or_fit(ctx, "dequantize", gen::DequantizeSpec::fit(y.dtype, q.rows, q.cols, q.block), q.rows, q.cols, override_spec);
   const DequantizeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<void*>(y.data),
                                 q.rows, q.cols};
   ctx.kernel(spec).launch(tile_grid(spec.tile, q), params, stream);

@@ -31,8 +31,8 @@ void quantize(Context& ctx, const DenseRef& x, const BlockTensorRef& out, const 
 void quantize_transpose(Context& ctx, const DenseRef& x, const BlockTensorRef& out, const BlockTensorRef& out_t,
                         const QuantizeOptions& options, CUstream stream);
 
-// q -> y (FP32/BF16).
-void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstream stream);
+// q -> y (FP32/BF16). `spec` overrides the kernel (tuned winner or fit) with one of the same output type and block.
+void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstream stream, const std::optional<gen::DequantizeSpec>& spec = std::nullopt);
 
 // q -> q_t, exactly (no re-quantization).
 void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t, CUstream stream);
