@@ -127,7 +127,13 @@ std::vector<QuantizeSpec> QuantizeSpec::defaults() {
 
 void DequantizeSpec::validate(const TargetLimits& t) const {
   require(out == DType::f32 || out == DType::bf16, family, "out must be f32 or bf16");
-  validate_block_tile(family, block, tile, dtype_size(out), false, t);
+  // A thread loads its codes in chunks of up to 16 and stores their values as 16-byte vectors (templates/dequantize.cuh).
+  const long codes_per_thread = long(tile.rows) * tile.cols * block * block / std::max(tile.threads, 1);
+  const long chunk = std::min(codes_per_thread, 16L);
+  require(chunk * dtype_size(out) >= 16 && 16 % chunk == 0, family,
+          "threads=" + std::to_string(tile.threads) + " leaves " + std::to_string(codes_per_thread) + " codes per thread; the " +
+              std::string(enum_name(out)) + " output needs at least " + std::to_string(16 / dtype_size(out)) + ", a power of two (use fewer threads)");
+  validate_block_tile(family, block, tile, int(16 / chunk), false, t);  // chunks of `chunk` one-byte codes: 16-byte chunks of 16 / chunk-byte elements
 }
 
 std::string DequantizeSpec::kernel_expr() const {

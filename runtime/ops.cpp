@@ -165,7 +165,7 @@ void dequantize(Context& ctx, const BlockTensorRef& q, const DenseRef& y, CUstre
   const auto spec = tuned_or_fit(ctx, "dequantize", gen::DequantizeSpec::fit(y.dtype, q.rows, q.cols, q.block), q.rows, q.cols, override_spec);
   const DequantizeParams params{reinterpret_cast<const i8*>(q.codes), reinterpret_cast<const float*>(q.scales), reinterpret_cast<void*>(y.data),
                                 q.rows, q.cols};
-  ctx.kernel(spec).launch(tile_grid(spec.tile, q), params, stream);
+  launch_tile_rows("dequantize", ctx.kernel(spec), spec.tile, q, params, stream);
 }
 
 void transpose(Context& ctx, const BlockTensorRef& q, const BlockTensorRef& q_t, CUstream stream) {

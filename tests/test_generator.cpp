@@ -56,6 +56,10 @@ TEST_SUITE("generator") {
     CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:out=f32,round=stochastic", sm90), doctest::Contains("INT8 output only"), SpecError);
     CHECK_THROWS_WITH_AS(emit_key("gemm_sm90:group=128,overlap=2", sm90), doctest::Contains("overlap=2 needs two K-groups"), SpecError);
     CHECK_NOTHROW(emit_key("gemm_sm90:group=64,overlap=2", sm90));
+    // Dequantize stores 16-byte vectors of values: a BF16 thread needs at least 8 codes, an FP32 one 4.
+    CHECK_THROWS_WITH_AS(emit_key("dequantize:out=bf16,tile_rows=1,tile_cols=1,threads=256", sm90), doctest::Contains("leaves 4 codes per thread"), SpecError);
+    CHECK_NOTHROW(emit_key("dequantize:out=f32,tile_rows=1,tile_cols=1,threads=256", sm90));
+    CHECK_NOTHROW(emit_key("dequantize:out=bf16,block=16,tile_rows=1,tile_cols=1,threads=32", sm90));
     CHECK_THROWS_WITH_AS(emit_key("layernorm_apply:tile_rows=3", sm90), doctest::Contains("layernorm_apply"), SpecError);
     CHECK(emit_key("residual:stats=1", sm90).kernel_expr.find("residual_kernel<float, jetforge::kRoundNearest, 1,") != std::string::npos);
     CHECK_THROWS_WITH_AS(emit_key("residual_stats:threads=48", sm90), doctest::Contains("threads=48 must be a multiple of 32"), SpecError);
