@@ -181,9 +181,13 @@ __global__ void __launch_bounds__(Threads, streaming_min_ctas(Threads, elementwi
 #pragma unroll
     for (int i = 0; i < kN; ++i) {
       const u64 first = u64((r0 + Tile::row(i)) * p.cols + c0 + Tile::col());  // a multiple of 16
-      const DrawRun draws(p.mask_key, first);  // the chunk's 8 pairs share their index's high bits
+      const DrawRun draws(p.mask_key, first);  // the chunk's quads, one per word of codes
 #pragma unroll
-      for (int j = 0; j < kWords; ++j) reinterpret_cast<u32*>(a[i].elem)[j] &= dropout_keep_bytes(draws.pair(u32(2 * j)), draws.pair(u32(2 * j + 1)), threshold);
+      for (int j = 0; j < kWords; ++j) {
+        u32 d0, d1;
+        draws.quad(u32(j), d0, d1);
+        reinterpret_cast<u32*>(a[i].elem)[j] &= dropout_keep_bytes(d0, d1, threshold);
+      }
       Tile::store(a[i], i, p.out_codes + origin, p.cols);
     }
     for (int b = int(threadIdx.x); b < kBlocks; b += Threads) p.out_scales[block_of(b)] = dropout_scale(__ldg(p.a_scales + block_of(b)), p.p);

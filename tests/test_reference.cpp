@@ -79,20 +79,39 @@ TEST_SUITE("reference") {
     CHECK(a.codes != ref::quantize(x, 64, 64, 32, Rounding::stochastic, 8).codes);
   }
 
-  TEST_CASE("random draws are uniform over their 16 bits in both halves of a pair, and neighbours are uncorrelated") {
+  TEST_CASE("random draws are uniform over their 16 bits in each element of a quad, and neighbours are uncorrelated") {
     const int n = 1 << 17;
     const std::uint32_t key = seed_key(42);
-    std::vector<int> bins(2 * 16, 0);  // half x 16 bins
-    double products = 0;               // of the centred draws of neighbouring elements
+    std::vector<int> bins(4 * 16, 0);  // element of the quad x 16 bins
+    double products[4] = {};           // of the centred draws of elements 1 to 4 apart (within a quad and across)
+    auto centred = [&](int i) { return double(draw16(key, std::uint64_t(i))) / 65536 - 0.5; };
     for (int i = 0; i < n; ++i) {
       const std::uint32_t d = draw16(key, std::uint64_t(i));
       REQUIRE(d < (1u << 16));
-      ++bins[size_t(i % 2 * 16 + int(d >> 12))];
-      products += (double(d) / 65536 - 0.5) * (double(draw16(key, std::uint64_t(i) + 1)) / 65536 - 0.5);
+      ++bins[size_t(i % 4 * 16 + int(d >> 12))];
+      for (int lag = 1; lag <= 4; ++lag) products[lag - 1] += centred(i) * centred(i + lag);
     }
-    for (int b : bins) CHECK(std::abs(b - n / 32) < 6 * std::sqrt(n / 32.0));
-    CHECK(std::fabs(products / n) < 6 * (1.0 / 12) / std::sqrt(double(n)));  // correlation within 6 sigma of 0
+    for (int b : bins) CHECK(std::abs(b - n / 64) < 6 * std::sqrt(n / 64.0));
+    for (int lag = 1; lag <= 4; ++lag) {
+      CAPTURE(lag);
+      CHECK(std::fabs(products[lag - 1] / n) < 6 * (1.0 / 12) / std::sqrt(double(n)));  // correlation within 6 sigma of 0
+    }
     CHECK(draw16(seed_key(43), 0) != draw16(key, 0));
+  }
+
+  TEST_CASE("a run of draws (DrawRun) gives every pair's draw_pair, also where the quad index passes 2^32") {
+    for (const std::uint32_t key : {seed_key(1), seed_key(2), 0u})
+      for (const std::uint64_t first : {std::uint64_t(0), std::uint64_t(16), std::uint64_t(65536) * 48, (std::uint64_t(1) << 34) - 16, std::uint64_t(1) << 34,
+                                         (std::uint64_t(7) << 40) + 4096}) {
+        CAPTURE(first);
+        const DrawRun run(key, first);
+        for (std::uint32_t j = 0; j < 4; ++j) {
+          std::uint32_t d0 = 0, d1 = 0;
+          run.quad(j, d0, d1);
+          CHECK(d0 == draw_pair(key, first / 2 + 2 * j));
+          CHECK(d1 == draw_pair(key, first / 2 + 2 * j + 1));
+        }
+      }
   }
 
   TEST_CASE("stochastic rounding of a block's largest magnitude stays within [-127, 127] for the extreme noises") {

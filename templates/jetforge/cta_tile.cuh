@@ -145,7 +145,7 @@ template <int NumBlocks, int Threads, bool ByWarps = false> struct BlockAmax {
 // (|value| * inv <= 127 (1 + 2^-23) rounds to at most 127; see quantize_stochastic).
 template <int Round, int E, class Value>
 __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 first, u32 key, i8 (&codes)[E]) {
-  // The run's pairs share the high bits of their index (first / 2 is a multiple of E / 2, which divides 2^32).
+  // A run of E elements from a multiple of E (E a power of two), as DrawRun needs.
   const DrawRun draws(key, first);
 #pragma unroll
   for (int k = 0; k < E; k += 4) {
@@ -153,7 +153,8 @@ __device__ __forceinline__ void quantize_run(const Value& value, float inv, u64 
 #pragma unroll
       for (int f = 0; f < 4; ++f) codes[k + f] = magic_code(__fmaf_rn(value(k + f), inv, kMagic));
     } else {
-      const u32 d0 = draws.pair(u32(k / 2)), d1 = draws.pair(u32(k / 2 + 1));
+      u32 d0, d1;
+      draws.quad(u32(k / 4), d0, d1);
       *reinterpret_cast<u32*>(&codes[k]) =
           codes4_from_carries(stochastic_carry(value(k), inv, draw_half(d0, 0)), stochastic_carry(value(k + 1), inv, draw_half(d0, 1)),
                               stochastic_carry(value(k + 2), inv, draw_half(d1, 0)), stochastic_carry(value(k + 3), inv, draw_half(d1, 1)));
