@@ -86,7 +86,7 @@ JF_HD float block_scale(float amax) {
 // Random draws (stochastic-rounding noise, dropout masks): element i of a tensor under a seed draws 16 bits, half
 // i % 2 of draw_pair(seed_key(seed), i / 2). Counter-based, no state to carry: a run is reproducible and any
 // element's draw can be regenerated from its index. Built from 32-bit operations because the GPU has no 64-bit
-// integer unit. The four elements of a quad (i / 4) share one input, the quad index offset by the key: lowbias32's
+// integer unit. The four elements of a quad (i / 4) share one input, the quad index XOR the key: lowbias32's
 // first round once per quad, then each of the quad's two pairs finishes it with a second round of its own, 32 bits
 // (two draws) each. 2.5 instructions per element in a run (DrawRun) instead of 4.5 for a whole mix per pair.
 
