@@ -107,16 +107,16 @@ void bf16_layernorm_backward(Context& ctx, const DenseRef& dy, const DenseRef& x
   const gen::Bf16LayerNormGradSpec rows{gen::Bf16LayerNormGradKernel::rows, 256}, columns{gen::Bf16LayerNormGradKernel::columns, 128};
   ctx.kernel(rows).launch(unsigned((dy.rows + 7) / 8), p, stream);
   ctx.kernel(columns).launch_2d(unsigned(dy.rows / 32), unsigned((dy.cols + 127) / 128), p, stream);
-  sum_block_row_partials(ctx, workspace, dgamma, dy.rows, dy.cols, false, stream, dbeta);  // dbeta_partial follows the dgamma ones
+  sum_block_row_partials(ctx, workspace, dgamma, dy.rows / 32, dy.cols, false, stream, dbeta);  // dbeta_partial follows the dgamma ones
 }
 
 void bf16_column_sum(Context& ctx, const DenseRef& x, CUdeviceptr out_sums, bool accumulate, CUdeviceptr workspace, CUstream stream) {
   check_bf16("bf16_column_sum", x, "x");
   check_rows32("bf16_column_sum", x);
   require(out_sums != 0 && workspace != 0, [] { return "bf16_column_sum: out and workspace must be given"; });
-  const ColumnSumParams p{reinterpret_cast<const void*>(x.data), nullptr, reinterpret_cast<float*>(workspace), nullptr, x.rows, x.cols, 0, nullptr};
+  const ColumnSumParams p{reinterpret_cast<const void*>(x.data), nullptr, reinterpret_cast<float*>(workspace), nullptr, x.rows, x.cols, 0, nullptr, 1};
   ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::partials_bf16, 128}).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), p, stream);
-  sum_block_row_partials(ctx, workspace, out_sums, x.rows, x.cols, accumulate, stream);
+  sum_block_row_partials(ctx, workspace, out_sums, x.rows / 32, x.cols, accumulate, stream);
 }
 
 }  // namespace jetforge

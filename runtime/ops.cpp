@@ -310,7 +310,7 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
   params.dgamma_partial = ws, params.dbeta_partial = ws + x.rows / 32 * x.cols;
   params.round_key = seed_key(seed);
   run_layernorm(ctx, op, gen::LayerNormPass::backward, params, spec, stream);
-  sum_block_row_partials(ctx, workspace, dgamma, x.rows, x.cols, false, stream, dbeta);  // the dbeta partials follow the dgamma ones
+  sum_block_row_partials(ctx, workspace, dgamma, x.rows / 32, x.cols, false, stream, dbeta);  // the dbeta partials follow the dgamma ones
 }
 
 namespace {
@@ -356,17 +356,23 @@ std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols) { r
 void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream) {
   check_block32("column_sum", x);
   require(out != 0 && workspace != 0, [] { return "column_sum: out and workspace must be given"; });
+  // Block rows per row of partials: the most (up to 4) that leave the partials kernel 768 threads per SM. Same-call
+  // timings on the H100 (bench/NOTES.md, session 18), 1 / 2 / 4 block rows: 8192x768 10.9 / 11.2 / 13.5 us, 8192x4096
+  // 20.7 / 19.4 / 19.9 us, 16384x8192 62.4 / 56.3 / 54.6 us.
+  int k = kColumnSumMaxBlockRows;
+  while (k > 1 && column_sum_partial_rows(x.rows, k) * (x.cols / 16) * 4 < std::int64_t(ctx.device().info().sm_count) * 768) k /= 2;
   const ColumnSumParams p{reinterpret_cast<const void*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(workspace),
-                          nullptr, x.rows, x.cols, 0, nullptr};
-  const gen::ColumnSumSpec partials{gen::ColumnSumKernel::partials, 128};  // four threads per 16 columns of a block row
-  ctx.kernel(partials).launch(unsigned((x.rows / 32 * (x.cols / 16) * 4 + partials.cta_threads - 1) / partials.cta_threads), p, stream);
-  sum_block_row_partials(ctx, workspace, out, x.rows, x.cols, accumulate, stream);
+                          nullptr, x.rows, x.cols, 0, nullptr, k};
+  const gen::ColumnSumSpec partials{gen::ColumnSumKernel::partials, 128};  // four threads per 16 columns of a partials row
+  const std::int64_t partial_rows = column_sum_partial_rows(x.rows, k);
+  ctx.kernel(partials).launch(unsigned((partial_rows * (x.cols / 16) * 4 + partials.cta_threads - 1) / partials.cta_threads), p, stream);
+  sum_block_row_partials(ctx, workspace, out, partial_rows, x.cols, accumulate, stream);
 }
 
-void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t rows, std::int64_t cols, bool accumulate, CUstream stream,
-                            CUdeviceptr out_second) {
-  const ColumnSumParams p{nullptr, nullptr, reinterpret_cast<float*>(partials), reinterpret_cast<float*>(out), rows, cols, accumulate ? 1 : 0,
-                          reinterpret_cast<float*>(out_second)};
+void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t partial_rows, std::int64_t cols, bool accumulate,
+                            CUstream stream, CUdeviceptr out_second) {
+  const ColumnSumParams p{nullptr, nullptr, reinterpret_cast<float*>(partials), reinterpret_cast<float*>(out), partial_rows, cols, accumulate ? 1 : 0,
+                          reinterpret_cast<float*>(out_second), 1};
   ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}).launch_2d(unsigned((cols + 31) / 32), out_second ? 2u : 1u, p, stream);
 }
 

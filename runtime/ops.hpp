@@ -93,11 +93,12 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
 // workspace: column_sum_workspace_bytes(rows, cols) bytes.
 std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols);
 void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream);
-// out (cols FP32) = or += the sum over the rows / 32 block rows of `partials` ((rows / 32) x cols FP32), in a fixed
-// order: the last step of every deterministic column reduction (bias gradients, LayerNorm's dgamma and dbeta). With
-// `out_second`, a second such matrix right after the first is summed into it in the same launch.
-void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t rows, std::int64_t cols, bool accumulate, CUstream stream,
-                            CUdeviceptr out_second = 0);
+// out (cols FP32) = or += the sum over the rows of `partials` (partial_rows x cols FP32), in a fixed order: the last
+// step of every deterministic column reduction (bias gradients, LayerNorm's dgamma and dbeta, with a row of partials
+// per 32-row strip or per several). With `out_second`, a second such matrix right after the first is summed into it in
+// the same launch.
+void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t partial_rows, std::int64_t cols, bool accumulate,
+                            CUstream stream, CUdeviceptr out_second = 0);
 
 // *counter (a device u64) += the number of 4-byte words in which the `bytes` at a and b differ (0: identical bits).
 // a and b 16-byte aligned.
