@@ -9,7 +9,7 @@ namespace jetforge {
 struct ColumnSumParams {
   const void* x;         // rows x cols: INT8 codes, or BF16 values
   const float* scales;   // INT8: the block scales
-  float* partials;   // (rows / 32) x cols scratch
+  float* partials;   // scratch, at most (rows / 32) x cols: a row per block row (per block_rows_per_partial for INT8)
   float* out;        // cols
   i64 rows, cols;    // of x; for the reduce, of each partials matrix
   int accumulate;    // out += sums (1) or out = sums (0)
@@ -38,11 +38,11 @@ __global__ void __launch_bounds__(Threads) column_sum_partials_kernel(const Colu
   p.partials[block_row * p.cols + col] = sum;
 }
 
-// INT8. Grid: ceil(partial rows * cols / 16 * 4 / Threads), a partial row summing block_rows_per_partial block rows
-// (the last one the rest). Four adjacent lanes own 16 columns of a partial row, 8 rows of each of its block rows (one 16-byte
-// load per row, all in flight), and sum a block row's codes exactly in integers, two 16-bit lanes per word (codes +
-// 128: at most 32 * 255 per lane); shuffles add the four, and lane q scales columns 4q .. 4q + 3 by the block's scale
-// and adds them to its FP32 sums, block row after block row: the same bits every run.
+// INT8. Grid: ceil(partial rows * cols / 16 * 4 / Threads), a row of partials summing block_rows_per_partial block
+// rows (the last row the rest). Four adjacent lanes own 16 columns of a row of partials, 8 rows of each of its block
+// rows (one 16-byte load per row, all in flight), and sum a block row's codes exactly in integers, two 16-bit lanes per
+// word (codes + 128: at most 32 * 255 per lane); shuffles add the four, and lane q scales columns 4q .. 4q + 3 by the
+// block's scale and adds them to its FP32 sums, block row after block row: the same bits every run.
 template <int Threads>
 __global__ void __launch_bounds__(Threads) column_sum_codes_kernel(const ColumnSumParams p) {
   constexpr int kSplit = 4, kRows = 32 / kSplit;
