@@ -295,9 +295,19 @@ std::string OptimSpec::params_decl() const {
   return params[int(kernel)];
 }
 
+void ColumnSumSpec::validate(const TargetLimits& t) const {
+  require(kernel != ColumnSumKernel::sums || t.sm >= 90, family, "kernel=sums takes a cluster of CTAs, which needs sm_90 or newer, not " + t.arch +
+                                                                    "; use kernel=partials there");
+  require_threads(family, cta_threads, t);
+  // The INT8 kernels keep 16 FP32 sums per thread in static shared memory (48 KiB at most).
+  require((kernel != ColumnSumKernel::sums && kernel != ColumnSumKernel::partials) || cta_threads <= 512, family,
+          "threads=" + std::to_string(cta_threads) + ": the INT8 kernels take at most 512");
+}
+
 std::string ColumnSumSpec::kernel_expr() const {
   switch (kernel) {
-    case ColumnSumKernel::partials: return "jetforge::column_sum_codes_kernel<" + std::to_string(cta_threads) + ">";
+    case ColumnSumKernel::sums: return "jetforge::column_sum_codes_kernel<" + std::to_string(cta_threads) + ", jetforge::kColumnSumParts>";
+    case ColumnSumKernel::partials: return "jetforge::column_sum_codes_kernel<" + std::to_string(cta_threads) + ", 1>";
     case ColumnSumKernel::partials_bf16: return "jetforge::column_sum_partials_kernel<" + std::to_string(cta_threads) + ">";
     case ColumnSumKernel::reduce: return "jetforge::column_sum_reduce_kernel<" + std::to_string(cta_threads) + ">";
   }

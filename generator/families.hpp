@@ -362,10 +362,13 @@ struct CompareSpec : ThreadsSpec<CompareSpec> {
 };
 
 // Column sums of an INT8 BlockTensor or a BF16 matrix (bias gradients), deterministic (templates/column_sum.cuh).
-enum class ColumnSumKernel { partials, partials_bf16, reduce };
+// INT8: sums (one launch, clusters: sm_90) or partials (then reduce); BF16: partials_bf16 (then reduce).
+enum class ColumnSumKernel { sums, partials, partials_bf16, reduce };
 template <> struct EnumNames<ColumnSumKernel> {
-  static constexpr std::pair<ColumnSumKernel, std::string_view> table[] = {
-      {ColumnSumKernel::partials, "partials"}, {ColumnSumKernel::partials_bf16, "partials_bf16"}, {ColumnSumKernel::reduce, "reduce"}};
+  static constexpr std::pair<ColumnSumKernel, std::string_view> table[] = {{ColumnSumKernel::sums, "sums"},
+                                                                           {ColumnSumKernel::partials, "partials"},
+                                                                           {ColumnSumKernel::partials_bf16, "partials_bf16"},
+                                                                           {ColumnSumKernel::reduce, "reduce"}};
 };
 
 struct ColumnSumSpec : KernelChoiceSpec<ColumnSumSpec, ColumnSumKernel> {
@@ -373,7 +376,12 @@ struct ColumnSumSpec : KernelChoiceSpec<ColumnSumSpec, ColumnSumKernel> {
   static constexpr std::string_view family = "column_sum";
   static constexpr std::string_view template_file = "column_sum.cuh";
   static constexpr std::string_view params_type = "jetforge::ColumnSumParams";
+  void validate(const TargetLimits& target) const;
   std::string kernel_expr() const;
+  // The INT8 kernel column_sum launches on `target`: sums where clusters exist, else partials. 256 threads: on the
+  // H100, 8-9% faster than 128 at 8192x4096 with column_sum's slices (bench/NOTES.md, session 19).
+  static ColumnSumSpec codes(const TargetLimits& target) { return {target.sm >= 90 ? ColumnSumKernel::sums : ColumnSumKernel::partials, 256}; }
+  // Valid on every target (sums, the sm_90 kernel, is codes(target) there).
   static std::vector<ColumnSumSpec> defaults() {
     return {{ColumnSumKernel::partials, 128}, {ColumnSumKernel::partials_bf16, 128}, {ColumnSumKernel::reduce, 256}};
   }

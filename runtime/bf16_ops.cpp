@@ -114,7 +114,7 @@ void bf16_column_sum(Context& ctx, const DenseRef& x, CUdeviceptr out_sums, bool
   check_bf16("bf16_column_sum", x, "x");
   check_rows32("bf16_column_sum", x);
   require(out_sums != 0 && workspace != 0, [] { return "bf16_column_sum: out and workspace must be given"; });
-  const ColumnSumParams p{reinterpret_cast<const void*>(x.data), nullptr, reinterpret_cast<float*>(workspace), nullptr, x.rows, x.cols, 0, nullptr, 1};
+  const ColumnSumParams p{reinterpret_cast<const void*>(x.data), nullptr, reinterpret_cast<float*>(workspace), nullptr, x.rows, x.cols, 0, nullptr, 0, 0};
   ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::partials_bf16, 128}).launch_2d(unsigned(x.rows / 32), unsigned((x.cols + 127) / 128), p, stream);
   sum_block_row_partials(ctx, workspace, out_sums, x.rows / 32, x.cols, accumulate, stream);
 }

@@ -353,26 +353,42 @@ void residual_add_backward(Context& ctx, const DenseRef& grad_stream, const Bloc
 
 std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols) { return std::size_t(rows / 32 * cols) * 4; }
 
-void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream) {
+namespace {
+
+// Columns per CTA of the INT8 kernel: the most (256 down to 32) that still give every SM a CTA. Same-call sweep on
+// the H100 (bench/NOTES.md, session 19, 256 threads): 8192x768 slices of 32 / 64 9.2 / 9.0 us, 8192x4096 64 / 128 / 256
+// 22.2 / 17.6 / 19.5 us, 16384x8192 128 / 256 59.6 / 51.0 us.
+int column_sum_slice_cols(std::int64_t cols, int sm_count) {
+  int slice = 256;
+  while (slice > 32 && (cols + slice - 1) / slice * kColumnSumParts < sm_count) slice /= 2;
+  return slice;
+}
+
+}  // namespace
+
+void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream,
+                const std::optional<gen::ColumnSumSpec>& override_spec) {
   check_block32("column_sum", x);
   require(out != 0 && workspace != 0, [] { return "column_sum: out and workspace must be given"; });
-  // Block rows per row of partials: the most (up to 4) that leave the partials kernel 768 threads per SM. Same-call
-  // timings on the H100 (bench/NOTES.md, session 18), 1 / 2 / 4 block rows: 8192x768 10.9 / 11.2 / 13.5 us, 8192x4096
-  // 20.7 / 19.4 / 19.9 us, 16384x8192 62.4 / 56.3 / 54.6 us.
-  int k = kColumnSumMaxBlockRows;
-  while (k > 1 && column_sum_partial_rows(x.rows, k) * (x.cols / 16) * 4 < std::int64_t(ctx.device().info().sm_count) * 768) k /= 2;
+  const auto spec = override_spec ? *override_spec : gen::ColumnSumSpec::codes(ctx.limits());
+  const bool one_launch = spec.kernel == gen::ColumnSumKernel::sums;
+  require(one_launch || spec.kernel == gen::ColumnSumKernel::partials,
+          [&] { return "column_sum: " + gen::canonical_key(spec) + " is not an INT8 column-sum kernel (kernel=sums or kernel=partials)"; });
+  const int slice_cols = column_sum_slice_cols(x.cols, ctx.device().info().sm_count);
+  require(slice_cols <= 4 * spec.cta_threads, [&] { return "column_sum: " + gen::canonical_key(spec) + " has too few threads for " + std::to_string(slice_cols) + "-column slices"; });
+  // Without clusters, a row of partials per part: at most rows / 32 of them, what the workspace holds.
+  const int parts = one_launch ? kColumnSumParts : int(std::min<std::int64_t>(kColumnSumParts, x.rows / 32));
   const ColumnSumParams p{reinterpret_cast<const void*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(workspace),
-                          nullptr, x.rows, x.cols, 0, nullptr, k};
-  const gen::ColumnSumSpec partials{gen::ColumnSumKernel::partials, 128};  // four threads per 16 columns of a partials row
-  const std::int64_t partial_rows = column_sum_partial_rows(x.rows, k);
-  ctx.kernel(partials).launch(unsigned((partial_rows * (x.cols / 16) * 4 + partials.cta_threads - 1) / partials.cta_threads), p, stream);
-  sum_block_row_partials(ctx, workspace, out, partial_rows, x.cols, accumulate, stream);
+                          reinterpret_cast<float*>(out), x.rows, x.cols, accumulate ? 1 : 0, nullptr, slice_cols, parts};
+  const std::int64_t slices = (x.cols + slice_cols - 1) / slice_cols;
+  ctx.kernel(spec).launch(unsigned(slices * parts), p, stream, 0, one_launch ? unsigned(parts) : 1u);
+  if (!one_launch) sum_block_row_partials(ctx, workspace, out, parts, x.cols, accumulate, stream);
 }
 
 void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t partial_rows, std::int64_t cols, bool accumulate,
                             CUstream stream, CUdeviceptr out_second) {
   const ColumnSumParams p{nullptr, nullptr, reinterpret_cast<float*>(partials), reinterpret_cast<float*>(out), partial_rows, cols, accumulate ? 1 : 0,
-                          reinterpret_cast<float*>(out_second), 1};
+                          reinterpret_cast<float*>(out_second), 0, 0};
   ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}).launch_2d(unsigned((cols + 31) / 32), out_second ? 2u : 1u, p, stream);
 }
 

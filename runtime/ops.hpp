@@ -90,9 +90,11 @@ void layernorm_backward(Context& ctx, const BlockTensorRef& dy, const BlockTenso
                         const std::optional<gen::LayerNormSpec>& spec = std::nullopt);
 
 // out (cols FP32) = or += the column sums of x (a linear layer's bias gradient from dY), summed in a fixed order.
-// workspace: column_sum_workspace_bytes(rows, cols) bytes.
+// workspace: column_sum_workspace_bytes(rows, cols) bytes (used where the GPU has no clusters). The kernel:
+// gen::ColumnSumSpec::codes(target) unless `spec` (kernel=sums or kernel=partials) says otherwise.
 std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols);
-void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream);
+void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream,
+                const std::optional<gen::ColumnSumSpec>& spec = std::nullopt);
 // out (cols FP32) = or += the sum over the rows of `partials` (partial_rows x cols FP32), in a fixed order: the last
 // step of every deterministic column reduction (bias gradients, LayerNorm's dgamma and dbeta, with a row of partials
 // per 32-row strip or per several). With `out_second`, a second such matrix right after the first is summed into it in

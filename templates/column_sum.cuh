@@ -1,6 +1,8 @@
 // Column sums of an INT8 BlockTensor (32 x 32 blocks) or a BF16 matrix, e.g. a linear layer's bias gradient
-// sum_rows(dY), in a fixed order so that every run gives the same bits: per-32-row partial sums, then their ordered
-// sum, added to or written over the FP32 output. The reduce kernel also serves other per-block-row partials.
+// sum_rows(dY), in a fixed order so that every run gives the same bits, added to or written over the FP32 output.
+// INT8: one launch on GPUs with clusters (a cluster of CTAs splits each slice of columns by rows), else partial sums
+// per part of the rows, then their ordered sum; BF16: per-32-row partial sums, then their ordered sum. The reduce
+// kernel also serves other per-block-row partials (LayerNorm's dgamma and dbeta).
 #pragma once
 #include "jetforge/common.cuh"
 
@@ -9,22 +11,23 @@ namespace jetforge {
 struct ColumnSumParams {
   const void* x;         // rows x cols: INT8 codes, or BF16 values
   const float* scales;   // INT8: the block scales
-  float* partials;   // scratch, at most (rows / 32) x cols: a row per block row (per block_rows_per_partial for INT8)
-  float* out;        // cols
-  i64 rows, cols;    // of x; for the reduce, of each partials matrix
-  int accumulate;    // out += sums (1) or out = sums (0)
-  float* out_second;  // the reduce on a grid of two rows: the sums of a second partials matrix, right after the first
-  int block_rows_per_partial;  // INT8: block rows summed into each row of partials (1 .. kColumnSumMaxBlockRows)
+  float* partials;       // scratch: a row of cols per part of the rows (INT8 without clusters) or per block row (BF16)
+  float* out;            // cols
+  i64 rows, cols;        // of x; for the reduce, of each partials matrix
+  int accumulate;        // out += sums (1) or out = sums (0)
+  float* out_second;     // the reduce on a grid of two rows: the sums of a second partials matrix, right after the first
+  int slice_cols;        // INT8: columns per CTA, 16 x a power of two, at most 4 x threads
+  int parts;             // INT8: CTAs that split the rows of a slice (with clusters: the cluster size)
 };
 
-// The INT8 kernel sums up to this many block rows into each row of partials (ColumnSumParams::block_rows_per_partial):
-// 4 bytes of partials per 32 x block_rows_per_partial codes, and as few rows for the reduce to read.
-constexpr int kColumnSumMaxBlockRows = 4;
-JF_HD constexpr i64 column_sum_partial_rows(i64 rows, int block_rows_per_partial) { return (rows / 32 + block_rows_per_partial - 1) / block_rows_per_partial; }
+// The INT8 kernel's CTAs per slice of columns: a portable cluster.
+constexpr int kColumnSumParts = 8;
 
 }  // namespace jetforge
 
 #if JF_DEVICE_CODE
+#include "jetforge/sm90.cuh"
+
 namespace jetforge {
 
 // BF16. Grid: (rows / 32, ceil(cols / Threads)); a thread sums its column over one block row.
@@ -38,51 +41,70 @@ __global__ void __launch_bounds__(Threads) column_sum_partials_kernel(const Colu
   p.partials[block_row * p.cols + col] = sum;
 }
 
-// INT8. Grid: ceil(partial rows * cols / 16 * 4 / Threads), a row of partials summing block_rows_per_partial block
-// rows (the last row the rest). Four adjacent lanes own 16 columns of a row of partials, 8 rows of each of its block
-// rows (one 16-byte load per row, all in flight), and sum a block row's codes exactly in integers, two 16-bit lanes per
-// word (codes + 128: at most 32 * 255 per lane); shuffles add the four, and lane q scales columns 4q .. 4q + 3 by the
-// block's scale and adds them to its FP32 sums, block row after block row: the same bits every run.
-template <int Threads>
+// INT8. Grid: p.parts x ceil(cols / p.slice_cols) CTAs, 1-D, a slice's parts consecutive (one cluster of them when
+// Cluster > 1). CTA (part, slice) sums block rows [part, part + 1) x block_rows / parts of its slice's columns. A lane
+// owns 16 columns (one 16-byte load per row) and 8 rows of a block row: four lanes cover a block row, and the CTA's
+// lanes take Threads / (slice_cols / 4) block rows at a time. A lane sums its 8 codes per column exactly in integers,
+// two 16-bit lanes per word (codes + 128: at most 8 x 255), scales the sums by the block's scale and adds them to its
+// FP32 sums. Then the CTA adds its lanes' sums in a fixed order, and either rank 0 adds its cluster's CTA sums in rank
+// order and writes the output (one launch), or each CTA writes a row of partials for column_sum_reduce_kernel (GPUs
+// without clusters). Either way, the same bits on every run.
+template <int Threads, int Cluster>
 __global__ void __launch_bounds__(Threads) column_sum_codes_kernel(const ColumnSumParams p) {
-  constexpr int kSplit = 4, kRows = 32 / kSplit;
-  const i64 chunks_per_row = p.cols / 16, unit = (i64(blockIdx.x) * Threads + threadIdx.x) / kSplit, block_rows = p.rows / 32;
-  const int quarter = int(threadIdx.x) % kSplit;
-  if (unit >= column_sum_partial_rows(p.rows, p.block_rows_per_partial) * chunks_per_row) return;  // whole groups of kSplit lanes leave together
-  const i64 partial_row = unit / chunks_per_row, col = unit % chunks_per_row * 16;
-  const i64 first_block_row = partial_row * p.block_rows_per_partial, end_block_row = min(first_block_row + p.block_rows_per_partial, block_rows);
-  const unsigned group = ((1u << kSplit) - 1) << (threadIdx.x % 32 / kSplit * kSplit);  // this lane's kSplit lanes
-  float4 total{0.0f, 0.0f, 0.0f, 0.0f};
+  constexpr int kRows = 8, kLanesPerColumn = 32 / kRows;
+  __shared__ __align__(16) float lane_sums[Threads * 16];  // [a lane's rows: quarter + 4 x group][slice column]
+  __shared__ float cta_sums[Threads * 16 / kLanesPerColumn];  // slice column: at most 16 x Threads / 4 of them
+  const int col_lanes = p.slice_cols / 16, block_row_lanes = kLanesPerColumn * col_lanes, groups = Threads / block_row_lanes;
+  const int t = int(threadIdx.x), col_lane = t % col_lanes, quarter = t / col_lanes % kLanesPerColumn, group = t / block_row_lanes;
+  const i64 part = blockIdx.x % p.parts, c0 = i64(blockIdx.x / p.parts) * p.slice_cols, col = c0 + col_lane * 16;
+  const i64 block_rows = p.rows / 32, end = (part + 1) * block_rows / p.parts;
+  float sums[16] = {};  // column col + 4 j + k at 4 j + k
+  if (col < p.cols && group < groups)  // threads past the last whole group idle
+    for (i64 block_row = part * block_rows / p.parts + group; block_row < end; block_row += groups) {
+      const i8* x = static_cast<const i8*>(p.x) + (block_row * 32 + quarter * kRows) * p.cols + col;
+      uint4 v[kRows];
 #pragma unroll
-  for (int k = 0; k < kColumnSumMaxBlockRows; ++k) {
-    const i64 block_row = first_block_row + k;
-    if (block_row >= end_block_row) break;  // the same for the whole group
-    const i8* x = static_cast<const i8*>(p.x) + (block_row * 32 + quarter * kRows) * p.cols + col;
-    uint4 v[kRows];
+      for (int r = 0; r < kRows; ++r) v[r] = __ldg(reinterpret_cast<const uint4*>(x + r * p.cols));
+      u32 even[4] = {}, odd[4] = {};  // word j's bytes 0 and 2 (even) and 1 and 3 (odd), biased, summed per 16-bit lane
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) v[r] = __ldg(reinterpret_cast<const uint4*>(x + r * p.cols));
-    u32 even[4] = {}, odd[4] = {};  // word j's bytes 0 and 2 (even) and 1 and 3 (odd), biased, summed per 16-bit lane
+      for (int r = 0; r < kRows; ++r) {
+        const u32 w[4] = {v[r].x, v[r].y, v[r].z, v[r].w};
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      const u32 w[4] = {v[r].x, v[r].y, v[r].z, v[r].w};
+        for (int j = 0; j < 4; ++j) {
+          const u32 b = biased_codes(w[j]);
+          even[j] += b & 0x00ff00ffu, odd[j] += (b >> 8) & 0x00ff00ffu;
+        }
+      }
+      const float scale = __ldg(p.scales + block_row * (p.cols / 32) + col / 32);
+      const auto code_sum = [](u32 lanes, int half) { return float(int(half ? lanes >> 16 : lanes & 0xffffu) - kRows * 128); };
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const u32 b = biased_codes(w[j]);
-        even[j] += b & 0x00ff00ffu, odd[j] += (b >> 8) & 0x00ff00ffu;
+        sums[4 * j + 0] = fmaf(code_sum(even[j], 0), scale, sums[4 * j + 0]), sums[4 * j + 1] = fmaf(code_sum(odd[j], 0), scale, sums[4 * j + 1]);
+        sums[4 * j + 2] = fmaf(code_sum(even[j], 1), scale, sums[4 * j + 2]), sums[4 * j + 3] = fmaf(code_sum(odd[j], 1), scale, sums[4 * j + 3]);
       }
     }
+  float4* mine = reinterpret_cast<float4*>(lane_sums + (quarter + kLanesPerColumn * group) * p.slice_cols + col_lane * 16);
 #pragma unroll
-    for (int o = 1; o < kSplit; o <<= 1)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) even[j] += __shfl_xor_sync(group, even[j], o), odd[j] += __shfl_xor_sync(group, odd[j], o);
-    const float scale = __ldg(p.scales + block_row * (p.cols / 32) + col / 32);
-    const auto sum = [&](u32 lanes, int half) { return float(int(half ? lanes >> 16 : lanes & 0xffffu) - 32 * 128) * scale; };
-    u32 e = even[0], o = odd[0];  // word `quarter`, chosen by selects (an indexed register array would go to local memory)
-#pragma unroll
-    for (int j = 1; j < 4; ++j) e = quarter == j ? even[j] : e, o = quarter == j ? odd[j] : o;
-    total.x += sum(e, 0), total.y += sum(o, 0), total.z += sum(e, 1), total.w += sum(o, 1);
+  for (int j = 0; j < 4; ++j) mine[j] = make_float4(sums[4 * j], sums[4 * j + 1], sums[4 * j + 2], sums[4 * j + 3]);
+  __syncthreads();
+  for (int c = t; c < p.slice_cols; c += Threads) {
+    float total = 0.0f;
+    for (int i = 0; i < kLanesPerColumn * groups; ++i) total += lane_sums[i * p.slice_cols + c];
+    cta_sums[c] = total;
   }
-  reinterpret_cast<float4*>(p.partials + partial_row * p.cols + col)[quarter] = total;
+  if constexpr (Cluster > 1) {
+    sm90::cluster_sync();  // every CTA's sums are written
+    if (part == 0)         // rank 0: the cluster spans a slice's parts
+      for (int c = t; c < p.slice_cols && c0 + c < p.cols; c += Threads) {
+        float total = 0.0f;
+        for (int q = 0; q < Cluster; ++q) total += *sm90::cluster_peer(&cta_sums[c], u32(q));
+        p.out[c0 + c] = p.accumulate ? p.out[c0 + c] + total : total;
+      }
+    sm90::cluster_sync();  // no CTA leaves while rank 0 may still read its sums
+  } else {
+    __syncthreads();
+    for (int c = t; c < p.slice_cols && c0 + c < p.cols; c += Threads) p.partials[part * p.cols + c0 + c] = cta_sums[c];
+  }
 }
 
 // Grid: ceil(cols / 32) x (1 or 2 matrices: out, out_second); a CTA owns 32 columns, its Threads / 32 warps split the

@@ -223,6 +223,10 @@ TEST_SUITE("cache") {
     CHECK_FALSE(has(hopper, "attention:kernel=forward"));
     CHECK(has(ampere, "attention:kernel=forward"));
     CHECK_FALSE(has(ampere, "attention_sm90:"));
+    CHECK(has(hopper, "column_sum:kernel=sums"));  // bias gradients in one launch where clusters exist
+    CHECK_FALSE(has(hopper, "column_sum:kernel=partials"));
+    CHECK(has(ampere, "column_sum:kernel=partials"));
+    CHECK_FALSE(has(ampere, "column_sum:kernel=sums"));
   }
 
   TEST_CASE("model configs: every shipped config loads; errors name the file, line and key") {

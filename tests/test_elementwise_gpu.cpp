@@ -340,12 +340,14 @@ TEST_SUITE("gpu") {
 }
 
 TEST_SUITE("gpu") {
-  TEST_CASE("column sums (bias gradients) match the FP64 reference, accumulate, and repeat bit for bit") {
+  TEST_CASE("column sums (bias gradients) match the FP64 reference, accumulate, and repeat bit for bit, in one launch or two") {
     Context& ctx = testing::gpu();
-    // Beyond kShapes, two whose partials kernel (on an H100's 132 SMs) sums 2 and 4 block rows per row of partials,
-    // each with a last row of partials that sums fewer.
+    // Beyond kShapes: fewer block rows than the 8 parts of a slice, block rows that 8 parts split unevenly, and a
+    // last slice of columns that is not whole.
     std::vector<Shape> shapes(std::begin(kShapes), std::end(kShapes));
-    shapes.push_back({32 * 13, 65536}), shapes.push_back({32 * 257, 8192});
+    shapes.push_back({32 * 13, 65536}), shapes.push_back({32 * 257, 8192}), shapes.push_back({32 * 3, 32 * 37});
+    // What GPUs without clusters run, with the threads of ours: the same lanes sum the same block rows.
+    const gen::ColumnSumSpec two_launches{gen::ColumnSumKernel::partials, gen::ColumnSumSpec::codes(ctx.limits()).cta_threads};
     for (const Shape s : shapes) {
       CAPTURE(s.rows);
       CAPTURE(s.cols);
@@ -373,6 +375,12 @@ TEST_SUITE("gpu") {
       column_sum(ctx, x.ref(), out.get(), /*accumulate=*/false, workspace.get(), nullptr);
       out.download(got[1].data(), got[1].size() * 4);
       for (std::size_t c = 0; c < want.size(); ++c) CHECK(std::fabs(got[1][c] - want[c]) <= 1e-6 * scale * double(s.rows) + 1e-6);
+      // The partials and their reduce add in the cluster's order: the same bits.
+      std::vector<float> parted(base.size());
+      out.fill_bytes(testing::kNanBytes);
+      column_sum(ctx, x.ref(), out.get(), /*accumulate=*/false, workspace.get(), nullptr, two_launches);
+      out.download(parted.data(), parted.size() * 4);
+      CHECK(parted == got[1]);
     }
   }
 }

@@ -39,6 +39,17 @@ TEST_SUITE("nvrtc") {
     }
   }
 
+  TEST_CASE("column sums in one launch (a cluster per slice of columns) compile for sm_90a and are refused for sm_80") {
+    const auto sm90 = gen::TargetLimits::for_arch("sm_90a"), sm80 = gen::TargetLimits::for_arch("sm_80");
+    const auto spec = gen::ColumnSumSpec::codes(sm90);
+    CHECK(spec.kernel == gen::ColumnSumKernel::sums);
+    const auto k = compile(gen::emit_checked(spec, sm90), "sm_90a");
+    CHECK(std::string(k.cubin.data() + 1, 3) == "ELF");
+    CHECK_THROWS_WITH_AS(spec.validate(sm80), doctest::Contains("use kernel=partials there"), gen::SpecError);
+    CHECK(gen::ColumnSumSpec::codes(sm80).kernel == gen::ColumnSumKernel::partials);
+    CHECK_THROWS_WITH_AS(gen::ColumnSumSpec(gen::ColumnSumKernel::partials, 1024).validate(sm90), doctest::Contains("at most 512"), gen::SpecError);
+  }
+
   TEST_CASE("a cubin's SASS instruction count comes from its kernel's .text section; bad bytes give none") {
     const auto k = compile(gen::emit(gen::QuantizeSpec{}), "sm_90a");
     const auto count = cubin_instruction_count(k.cubin, k.lowered_name);

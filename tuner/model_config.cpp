@@ -181,7 +181,8 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
   for (auto& key : attention_kernel_keys(target, c.hidden / c.heads, true)) add("attention", std::move(key));
   add("cross-entropy", gen::canonical_key(gen::CrossEntropySpec{}));  // BF16 logits, the default CTA size
   for (const auto& s : gen::EmbeddingSpec::defaults()) add("embedding", gen::canonical_key(s));
-  for (const auto& s : gen::ColumnSumSpec::defaults()) add("bias gradient", gen::canonical_key(s));
+  add("bias gradient", gen::canonical_key(gen::ColumnSumSpec::codes(target)));
+  add("bias gradient", gen::canonical_key(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}));  // also LayerNorm's dgamma, dbeta
   for (const auto& s : gen::OptimSpec::defaults()) add("optimizer", gen::canonical_key(s));
   return out;
 }
