@@ -375,7 +375,9 @@ void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool acc
   require(one_launch || spec.kernel == gen::ColumnSumKernel::partials,
           [&] { return "column_sum: " + gen::canonical_key(spec) + " is not an INT8 column-sum kernel (kernel=sums or kernel=partials)"; });
   const int slice_cols = column_sum_slice_cols(x.cols, ctx.device().info().sm_count);
-  require(slice_cols <= 4 * spec.cta_threads, [&] { return "column_sum: " + gen::canonical_key(spec) + " has too few threads for " + std::to_string(slice_cols) + "-column slices"; });
+  require(slice_cols <= 4 * spec.cta_threads, [&] {
+    return "column_sum: " + gen::canonical_key(spec) + " has too few threads for slices of " + std::to_string(slice_cols) + " columns (4 per 16 columns)";
+  });
   // Without clusters, a row of partials per part: at most rows / 32 of them, what the workspace holds.
   const int parts = one_launch ? kColumnSumParts : int(std::min<std::int64_t>(kColumnSumParts, x.rows / 32));
   const ColumnSumParams p{reinterpret_cast<const void*>(x.codes), reinterpret_cast<const float*>(x.scales), reinterpret_cast<float*>(workspace),

@@ -96,9 +96,9 @@ std::size_t column_sum_workspace_bytes(std::int64_t rows, std::int64_t cols);
 void column_sum(Context& ctx, const BlockTensorRef& x, CUdeviceptr out, bool accumulate, CUdeviceptr workspace, CUstream stream,
                 const std::optional<gen::ColumnSumSpec>& spec = std::nullopt);
 // out (cols FP32) = or += the sum over the rows of `partials` (partial_rows x cols FP32), in a fixed order: the last
-// step of every deterministic column reduction (bias gradients, LayerNorm's dgamma and dbeta, with a row of partials
-// per 32-row strip or per several). With `out_second`, a second such matrix right after the first is summed into it in
-// the same launch.
+// step of the deterministic column reductions that take two launches (LayerNorm's dgamma and dbeta, with a row of
+// partials per 32-row strip; bias gradients on BF16, or on INT8 where the GPU has no clusters). With `out_second`, a
+// second such matrix right after the first is summed into it in the same launch.
 void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out, std::int64_t partial_rows, std::int64_t cols, bool accumulate,
                             CUstream stream, CUdeviceptr out_second = 0);
 
