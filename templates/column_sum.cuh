@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(Threads) column_sum_partials_kernel(const Colu
 
 // INT8. Grid: p.parts x ceil(cols / p.slice_cols) CTAs, 1-D, a slice's parts consecutive (one cluster of them when
 // Cluster > 1). CTA (part, slice) sums block rows [part, part + 1) x block_rows / parts of its slice's columns. A lane
-// owns 16 columns (one 16-byte load per row) and 8 rows of a block row: four lanes cover a block row, and the CTA's
+// owns 16 columns (one 16-byte load per row) and 8 rows of a block row: four lanes cover the block row's 32, the CTA's
 // lanes take Threads / (slice_cols / 4) block rows at a time. A lane sums its 8 codes per column exactly in integers,
 // two 16-bit lanes per word (codes + 128: at most 8 x 255), scales the sums by the block's scale and adds them to its
 // FP32 sums. Then the CTA adds its lanes' sums in a fixed order, and either rank 0 adds its cluster's CTA sums in rank
