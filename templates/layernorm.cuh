@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
   extern __shared__ __align__(16) i8 slice_smem[];  // kInputs x B x Slice codes
   __shared__ RowSums row_sums[B];                   // this CTA's share of each row's sums (read by the whole cluster)
   __shared__ float row_a[B], row_b[B];              // forward: mean, rstd; backward: c1, c2
-  __shared__ float terms[2][kColGroups][kColCols];  // backward: each row group's dgamma and dbeta terms of a sub-tile
+  __shared__ __align__(16) float terms[2][kColGroups][kColCols];  // backward: each row group's dgamma and dbeta terms of a sub-tile
   // The forward's maxima by warp partials where the sub-tile allows: 3% faster (store_requantized_chunks).
   __shared__ BlockAmax<SubCols / B, Threads, !Backward && Tile::template kWarpsShareBlocks<B>> amax;
 
@@ -147,8 +147,14 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
       // The strip's column partials: the row groups' terms added in order.
       const int group = int(threadIdx.x) / kLanesPerRow;
       __syncthreads();  // the previous sub-tile's terms are summed
+      // 16-byte stores: with 4-byte ones, a warp's lanes, kE floats apart, would meet kE to a bank (run 244: 2-3% faster).
+      float4* dg_terms = reinterpret_cast<float4*>(&terms[0][group][Tile::col()]);
+      float4* db_terms = reinterpret_cast<float4*>(&terms[1][group][Tile::col()]);
 #pragma unroll
-      for (int k = 0; k < kE; ++k) terms[0][group][Tile::col() + k] = dgq[k] * sdy, terms[1][group][Tile::col() + k] = dbq[k] * sdy;
+      for (int j = 0; j < kWords; ++j) {
+        dg_terms[j] = make_float4(dgq[4 * j] * sdy, dgq[4 * j + 1] * sdy, dgq[4 * j + 2] * sdy, dgq[4 * j + 3] * sdy);
+        db_terms[j] = make_float4(dbq[4 * j] * sdy, dbq[4 * j + 1] * sdy, dbq[4 * j + 2] * sdy, dbq[4 * j + 3] * sdy);
+      }
       __syncthreads();
       for (int c = int(threadIdx.x); c < 2 * SubCols; c += Threads) {
         const int which = c / SubCols, col = c % SubCols;
