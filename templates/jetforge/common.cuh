@@ -101,12 +101,13 @@ JF_HD u32 seed_key(u64 seed) { return u32(hash64(seed, 0)); }
 
 // Wellons' "lowbias32" (xorshift-multiply twice, xorshift; full avalanche) split into its rounds: the first, then the
 // second with lowbias32's own multiplier for a quad's first pair and another of the hash prospector's best two-round
-// constants for its second (so the two pairs' bits are a fixed bijection of each other, not a repeat).
-JF_HD u32 mix_first_round(u32 x) {
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  return x ^ (x >> 15);
+// constants for its second (so the two pairs' bits are a fixed bijection of each other, not a repeat). The first round
+// after its opening xorshift is its own function: DrawRun takes that xorshift once per run.
+JF_HD u32 mix_first_round_rest(u32 shifted) {
+  const u32 h = shifted * 0x7feb352du;
+  return h ^ (h >> 15);
 }
+JF_HD u32 mix_first_round(u32 x) { return mix_first_round_rest(x ^ (x >> 16)); }
 JF_HD u32 mix_second_round(u32 h, int pair_in_quad) {
   h *= pair_in_quad ? 0xd35a2d97u : 0x846ca68bu;
   return h ^ (h >> 16);
@@ -132,8 +133,7 @@ struct DrawRun {
   }
   // The bits of quad j of the run: pair 2 j in d0 (= draw_pair(key, first / 2 + 2 j)), pair 2 j + 1 in d1.
   JF_HD void quad(u32 j, u32& d0, u32& d1) const {
-    u32 h = (shifted ^ j) * 0x7feb352du;
-    h ^= h >> 15;
+    const u32 h = mix_first_round_rest(shifted ^ j);
     d0 = mix_second_round(h, 0), d1 = mix_second_round(h, 1);
   }
 };
