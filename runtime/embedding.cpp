@@ -41,13 +41,22 @@ void check_shape(const char* op, const EmbeddingShape& s) {
 DeviceTokenGroups::DeviceTokenGroups(const TokenGroups& g)
     : tokens(upload_ints(g.tokens)), offsets(upload_ints(g.offsets)), rows(upload_ints(g.rows)), groups(std::int64_t(g.tokens.size())) {}
 
-void embedding_forward(Context& ctx, const EmbeddingShape& s, CUdeviceptr tokens, CUdeviceptr wte, CUdeviceptr wpe, CUdeviceptr out, CUstream stream) {
-  check_shape("embedding_forward", s);
+void embedding_forward(Context& ctx, const EmbeddingShape& s, CUdeviceptr tokens, CUdeviceptr wte, CUdeviceptr wpe, CUdeviceptr out, CUstream stream,
+                       const LayerNormStatsOut* stats) {
+  const char* op = "embedding_forward";
+  check_shape(op, s);
+  if (stats) {
+    check_layernorm_stats(op, *stats);
+    require(s.channels % 32 == 0, [&] {
+      return std::string(op) + ": the LayerNorm statistics are summed over 32-column blocks; channels=" + std::to_string(s.channels) + " is not a multiple of 32";
+    });
+  }
   EmbeddingParams p{};
   p.tokens = reinterpret_cast<const int*>(tokens), p.wte = reinterpret_cast<const float*>(wte), p.wpe = reinterpret_cast<const float*>(wpe);
-  p.out = reinterpret_cast<float*>(out);
+  p.out = reinterpret_cast<float*>(out), p.row_sums = stats ? reinterpret_cast<RowSums*>(stats->workspace) : nullptr;
   p.rows = s.batch * s.tokens, p.tokens_per_sequence = s.tokens, p.channels = s.channels;
   ctx.kernel(gen::EmbeddingSpec{gen::EmbeddingKernel::forward, 256}).launch(unsigned(p.rows), p, stream);
+  if (stats) layernorm_stats_from_row_sums(ctx, *stats, p.rows, s.channels, stream);
 }
 
 void embedding_backward(Context& ctx, const EmbeddingShape& s, const DeviceTokenGroups& groups, CUdeviceptr d_out, CUdeviceptr d_wte, CUdeviceptr d_wpe,

@@ -100,10 +100,10 @@ DenseRef Gpt2Model::tensor_ref(CUdeviceptr base, const std::string& name) const 
 EmbeddingShape Gpt2Model::embedding_shape() const { return EmbeddingShape{batch_, shape_.sequence, shape_.hidden, shape_.padded_vocab(), shape_.sequence}; }
 
 void Gpt2Model::embed(CUdeviceptr params, const std::vector<int>& inputs, const std::vector<int>& targets, CUdeviceptr tokens, CUdeviceptr targets_dev,
-                      CUdeviceptr stream, CUstream s) {
+                      CUdeviceptr stream, CUstream s, const LayerNormStatsOut* stats) {
   check(driver().cuMemcpyHtoDAsync(tokens, inputs.data(), inputs.size() * 4, s), "cuMemcpyHtoDAsync (tokens)");
   check(driver().cuMemcpyHtoDAsync(targets_dev, targets.data(), targets.size() * 4, s), "cuMemcpyHtoDAsync (targets)");
-  embedding_forward(ctx_, embedding_shape(), tokens, tensor_at(params, "wte"), tensor_at(params, "wpe"), stream, s);
+  embedding_forward(ctx_, embedding_shape(), tokens, tensor_at(params, "wte"), tensor_at(params, "wpe"), stream, s, stats);
 }
 
 void Gpt2Model::embed_backward(CUdeviceptr grads, const std::vector<int>& inputs, CUdeviceptr grad_stream, CUstream s) {
@@ -173,10 +173,11 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   };
 
   // Forward.
-  embed(params, inputs, targets, b.tokens, b.targets, b.stream.data, s);
+  // Every LayerNorm takes the statistics that the pass writing its input stream took (layernorm_apply): the
+  // embedding's for the first, a residual add's for the others.
+  const LayerNormStatsOut first_stats{sh.layers > 0 ? b.layers[0].mean1 : b.mean_f, sh.layers > 0 ? b.layers[0].rstd1 : b.rstd_f, b.residual_ws, eps};
+  embed(params, inputs, targets, b.tokens, b.targets, b.stream.data, s, &first_stats);
   quantize(ctx_, b.stream, sh.layers > 0 ? b.layers[0].x_in : b.x_final, nearest, s);  // a 0-layer model: embedding -> head
-  // Every LayerNorm after a residual add takes the statistics that add took in its pass (layernorm_apply); the first
-  // one, after the embedding, takes its own.
   for (int l = 0; l < sh.layers; ++l) {
     const std::string h = "h" + std::to_string(l) + ".";
     auto& L = b.layers[std::size_t(l)];
@@ -185,10 +186,7 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     const LayerNormStatsOut mid_stats{L.mean2, L.rstd2, b.residual_ws, eps};
     const LayerNormStatsOut next_stats{last ? b.mean_f : b.layers[std::size_t(l) + 1].mean1, last ? b.rstd_f : b.layers[std::size_t(l) + 1].rstd1,
                                        b.residual_ws, eps};
-    if (l == 0)
-      layernorm_forward(ctx_, L.x_in, tensor_at(params, h + "ln1.weight"), tensor_at(params, h + "ln1.bias"), L.h1, L.mean1, L.rstd1, eps, s);
-    else
-      layernorm_apply(ctx_, L.x_in, tensor_at(params, h + "ln1.weight"), tensor_at(params, h + "ln1.bias"), L.mean1, L.rstd1, L.h1, s);
+    layernorm_apply(ctx_, L.x_in, tensor_at(params, h + "ln1.weight"), tensor_at(params, h + "ln1.bias"), L.mean1, L.rstd1, L.h1, s);
     transpose(ctx_, L.h1, L.h1_t, s);
     gemm(ctx_, L.h1, L.qkv_w.q, L.qkv, gemm_bias(tensor_at(params, h + "attn.qkv.bias")), s);
     attention_forward(ctx_, attention, true, L.qkv.data, L.qkv.data + k_offset, L.qkv.data + v_offset, L.o.data, L.lse, s);
@@ -203,10 +201,7 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
     gemm(ctx_, L.g, L.fc_proj_w.q, b.branch, gemm_bias(tensor_at(params, h + "fc_proj.bias")), s);
     residual_add(ctx_, b.stream, b.branch, next, &next_stats, s);
   }
-  if (sh.layers == 0)
-    layernorm_forward(ctx_, b.x_final, tensor_at(params, "ln_f.weight"), tensor_at(params, "ln_f.bias"), b.xf, b.mean_f, b.rstd_f, eps, s);
-  else
-    layernorm_apply(ctx_, b.x_final, tensor_at(params, "ln_f.weight"), tensor_at(params, "ln_f.bias"), b.mean_f, b.rstd_f, b.xf, s);
+  layernorm_apply(ctx_, b.x_final, tensor_at(params, "ln_f.weight"), tensor_at(params, "ln_f.bias"), b.mean_f, b.rstd_f, b.xf, s);
   gemm(ctx_, b.xf, b.wte.q, b.logits, GemmOptions{}, s);
   cross_entropy(ctx_, b.logits, sh.vocab, b.targets, b.losses, 1.0f / float(n), s);  // logits now hold their gradient
 

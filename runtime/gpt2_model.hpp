@@ -40,9 +40,10 @@ class Gpt2Model {
  protected:
   // Checks what both precisions need: hidden / heads = 64 or 128, sequence a multiple of 64, hidden of 32.
   Gpt2Model(const char* name, Context& ctx, const Gpt2Shape& shape, int batch);
-  // The steps both precisions share: the batch's tokens in, the FP32 embedding of them into `stream`...
+  // The steps both precisions share: the batch's tokens in, the FP32 embedding of them into `stream` (and, if `stats`
+  // is given, the first LayerNorm's statistics of it)...
   void embed(CUdeviceptr params, const std::vector<int>& inputs, const std::vector<int>& targets, CUdeviceptr tokens, CUdeviceptr targets_dev,
-             CUdeviceptr stream, CUstream s);
+             CUdeviceptr stream, CUstream s, const LayerNormStatsOut* stats = nullptr);
   // ... the gradient stream into wte (added to the LM head's share) and wpe (written) ...
   void embed_backward(CUdeviceptr grads, const std::vector<int>& inputs, CUdeviceptr grad_stream, CUstream s);
   // ... and the mean of the per-token losses, once the step is done.

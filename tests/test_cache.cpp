@@ -227,6 +227,10 @@ TEST_SUITE("cache") {
     CHECK_FALSE(has(hopper, "column_sum:kernel=partials"));
     CHECK(has(ampere, "column_sum:kernel=partials"));
     CHECK_FALSE(has(ampere, "column_sum:kernel=sums"));
+    // Every LayerNorm forward takes the statistics of the pass before it (layernorm_apply), the first the embedding's.
+    CHECK(has(hopper, "layernorm:pass=backward"));
+    CHECK(has(hopper, "layernorm_apply:"));
+    CHECK_FALSE(has(hopper, "layernorm:pass=forward"));
   }
 
   TEST_CASE("model configs: every shipped config loads; errors name the file, line and key") {

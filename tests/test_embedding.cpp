@@ -2,6 +2,7 @@
 // the GPU kernels against the reference, deterministic (skipped without a GPU).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -67,6 +68,39 @@ TEST_SUITE("gpu") {
     std::size_t bad = 0;
     for (std::size_t i = 0; i < got.size(); ++i) bad += float(want[i]) != got[i];  // one FP32 addition: exactly rounded
     CHECK(bad == 0);
+
+    // With the first LayerNorm's statistics taken in the same pass: the same output, and each row's mean and rstd
+    // against FP64 (FP32 sums of 32 values per block, added in FP64: relative errors ~1e-7).
+    const std::int64_t rows = s.batch * s.tokens;
+    DeviceBuffer mean(std::size_t(rows) * 4), rstd(std::size_t(rows) * 4), row_sums(residual_stats_workspace_bytes(rows, s.channels));
+    out.fill_bytes(testing::kNanBytes), mean.fill_bytes(testing::kNanBytes), rstd.fill_bytes(testing::kNanBytes), row_sums.fill_bytes(testing::kNanBytes);
+    const float eps = 1e-5f;
+    const LayerNormStatsOut stats{mean.get(), rstd.get(), row_sums.get(), eps};
+    embedding_forward(ctx, s, d_tokens.get(), d_wte_w.get(), d_wpe_w.get(), out.get(), nullptr, &stats);
+    std::vector<float> got_with_stats(got.size()), got_mean(static_cast<std::size_t>(rows)), got_rstd(static_cast<std::size_t>(rows));
+    out.download(got_with_stats.data(), got.size() * 4), mean.download(got_mean.data(), got_mean.size() * 4), rstd.download(got_rstd.data(), got_rstd.size() * 4);
+    CHECK(got_with_stats == got);
+    double worst_mean = 0, worst_rstd = 0;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      double sum = 0, sq = 0;
+      for (std::int64_t c = 0; c < s.channels; ++c) sum += want[std::size_t(r * s.channels + c)];
+      const double m = sum / double(s.channels);
+      for (std::int64_t c = 0; c < s.channels; ++c) sq += (want[std::size_t(r * s.channels + c)] - m) * (want[std::size_t(r * s.channels + c)] - m);
+      const double sd = std::sqrt(sq / double(s.channels) + eps);  // 1 / rstd
+      worst_mean = std::max(worst_mean, std::fabs(got_mean[std::size_t(r)] - m) / sd);  // NaN (unwritten) fails below
+      worst_rstd = std::max(worst_rstd, std::fabs(got_rstd[std::size_t(r)] * sd - 1.0));
+      if (!(std::isfinite(got_mean[std::size_t(r)]) && std::isfinite(got_rstd[std::size_t(r)]))) worst_mean = 1;
+    }
+    MESSAGE("embedding statistics: worst mean error " << worst_mean << " standard deviations, worst rstd " << worst_rstd << " relative");
+    CHECK(worst_mean < 1e-6);
+    CHECK(worst_rstd < 1e-6);
+    LayerNormStatsOut no_workspace = stats;
+    no_workspace.workspace = 0;
+    CHECK_THROWS_WITH_AS(embedding_forward(ctx, s, d_tokens.get(), d_wte_w.get(), d_wpe_w.get(), out.get(), nullptr, &no_workspace),
+                         doctest::Contains("embedding_forward: the statistics need mean, rstd and workspace"), std::invalid_argument);
+    const EmbeddingShape narrow{s.batch, s.tokens, 36, s.vocab, s.max_positions};
+    CHECK_THROWS_WITH_AS(embedding_forward(ctx, narrow, d_tokens.get(), d_wte_w.get(), d_wpe_w.get(), out.get(), nullptr, &stats),
+                         doctest::Contains("channels=36 is not a multiple of 32"), std::invalid_argument);
 
     const DeviceTokenGroups groups(TokenGroups::of(tokens));
     std::vector<float> runs[2][2];
