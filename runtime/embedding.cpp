@@ -42,21 +42,24 @@ DeviceTokenGroups::DeviceTokenGroups(const TokenGroups& g)
     : tokens(upload_ints(g.tokens)), offsets(upload_ints(g.offsets)), rows(upload_ints(g.rows)), groups(std::int64_t(g.tokens.size())) {}
 
 void embedding_forward(Context& ctx, const EmbeddingShape& s, CUdeviceptr tokens, CUdeviceptr wte, CUdeviceptr wpe, CUdeviceptr out, CUstream stream,
-                       const LayerNormStatsOut* stats) {
+                       const EmbeddingStatsOut* stats) {
   const char* op = "embedding_forward";
   check_shape(op, s);
+  EmbeddingParams p{};
   if (stats) {
-    check_layernorm_stats(op, *stats);
+    require(stats->mean && stats->rstd, [&] { return std::string(op) + ": the statistics need mean and rstd"; });
+    require(stats->eps > 0.0f, [&] { return std::string(op) + ": eps must be positive"; });
     require(s.channels % 32 == 0, [&] {
       return std::string(op) + ": the LayerNorm statistics are summed over 32-column blocks; channels=" + std::to_string(s.channels) + " is not a multiple of 32";
     });
+    p.mean = reinterpret_cast<float*>(stats->mean), p.rstd = reinterpret_cast<float*>(stats->rstd), p.eps = stats->eps;
   }
-  EmbeddingParams p{};
   p.tokens = reinterpret_cast<const int*>(tokens), p.wte = reinterpret_cast<const float*>(wte), p.wpe = reinterpret_cast<const float*>(wpe);
-  p.out = reinterpret_cast<float*>(out), p.row_sums = stats ? reinterpret_cast<RowSums*>(stats->workspace) : nullptr;
+  p.out = reinterpret_cast<float*>(out);
   p.rows = s.batch * s.tokens, p.tokens_per_sequence = s.tokens, p.channels = s.channels;
-  ctx.kernel(gen::EmbeddingSpec{gen::EmbeddingKernel::forward, 256}).launch(unsigned(p.rows), p, stream);
-  if (stats) layernorm_stats_from_row_sums(ctx, *stats, p.rows, s.channels, stream);
+  const gen::EmbeddingSpec spec{gen::EmbeddingKernel::forward, 256};
+  const std::int64_t rows_per_cta = spec.threads() / 32;  // a warp per row
+  ctx.kernel(spec).launch(unsigned((p.rows + rows_per_cta - 1) / rows_per_cta), p, stream);
 }
 
 void embedding_backward(Context& ctx, const EmbeddingShape& s, const DeviceTokenGroups& groups, CUdeviceptr d_out, CUdeviceptr d_wte, CUdeviceptr d_wpe,

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "runtime/kernels.hpp"
-#include "runtime/ops.hpp"
 
 namespace jetforge {
 
@@ -30,11 +29,17 @@ struct DeviceTokenGroups {
   explicit DeviceTokenGroups(const TokenGroups& g);
 };
 
+// The first LayerNorm's statistics of the embedding, taken in its pass: FP32 mean and 1 / sqrt(var + eps) per row.
+struct EmbeddingStatsOut {
+  CUdeviceptr mean = 0, rstd = 0;
+  float eps = 1e-5f;
+};
+
 // out (batch * tokens x channels) = wte[token] + wpe[position]. tokens: device int32, batch * tokens ids < vocab.
-// `stats` (if not null; channels a multiple of 32): the LayerNorm statistics of out, taken in the same pass, as
-// residual_add takes them, so that the first LayerNorm is a layernorm_apply like the others.
+// `stats` (if not null; channels a multiple of 32): the LayerNorm statistics of out, so that the first LayerNorm is
+// a layernorm_apply like the others (whose statistics residual_add takes).
 void embedding_forward(Context& ctx, const EmbeddingShape& s, CUdeviceptr tokens, CUdeviceptr wte, CUdeviceptr wpe, CUdeviceptr out, CUstream stream,
-                       const LayerNormStatsOut* stats = nullptr);
+                       const EmbeddingStatsOut* stats = nullptr);
 
 // d_wte += sum over each token's rows of d_out, d_wpe += sum over the batch of d_out (both in a fixed order).
 void embedding_backward(Context& ctx, const EmbeddingShape& s, const DeviceTokenGroups& groups, CUdeviceptr d_out, CUdeviceptr d_wte, CUdeviceptr d_wpe,

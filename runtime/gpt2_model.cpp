@@ -100,7 +100,7 @@ DenseRef Gpt2Model::tensor_ref(CUdeviceptr base, const std::string& name) const 
 EmbeddingShape Gpt2Model::embedding_shape() const { return EmbeddingShape{batch_, shape_.sequence, shape_.hidden, shape_.padded_vocab(), shape_.sequence}; }
 
 void Gpt2Model::embed(CUdeviceptr params, const std::vector<int>& inputs, const std::vector<int>& targets, CUdeviceptr tokens, CUdeviceptr targets_dev,
-                      CUdeviceptr stream, CUstream s, const LayerNormStatsOut* stats) {
+                      CUdeviceptr stream, CUstream s, const EmbeddingStatsOut* stats) {
   check(driver().cuMemcpyHtoDAsync(tokens, inputs.data(), inputs.size() * 4, s), "cuMemcpyHtoDAsync (tokens)");
   check(driver().cuMemcpyHtoDAsync(targets_dev, targets.data(), targets.size() * 4, s), "cuMemcpyHtoDAsync (targets)");
   embedding_forward(ctx_, embedding_shape(), tokens, tensor_at(params, "wte"), tensor_at(params, "wpe"), stream, s, stats);
@@ -175,7 +175,7 @@ double Gpt2Int8::step(CUdeviceptr params, CUdeviceptr grads, const std::vector<i
   // Forward.
   // Every LayerNorm takes the statistics that the pass writing its input stream took (layernorm_apply): the
   // embedding's for the first, a residual add's for the others.
-  const LayerNormStatsOut first_stats{sh.layers > 0 ? b.layers[0].mean1 : b.mean_f, sh.layers > 0 ? b.layers[0].rstd1 : b.rstd_f, b.residual_ws, eps};
+  const EmbeddingStatsOut first_stats{sh.layers > 0 ? b.layers[0].mean1 : b.mean_f, sh.layers > 0 ? b.layers[0].rstd1 : b.rstd_f, eps};
   embed(params, inputs, targets, b.tokens, b.targets, b.stream.data, s, &first_stats);
   quantize(ctx_, b.stream, sh.layers > 0 ? b.layers[0].x_in : b.x_final, nearest, s);  // a 0-layer model: embedding -> head
   for (int l = 0; l < sh.layers; ++l) {

@@ -43,7 +43,7 @@ class Gpt2Model {
   // The steps both precisions share: the batch's tokens in, the FP32 embedding of them into `stream` (and, if `stats`
   // is given, the first LayerNorm's statistics of it)...
   void embed(CUdeviceptr params, const std::vector<int>& inputs, const std::vector<int>& targets, CUdeviceptr tokens, CUdeviceptr targets_dev,
-             CUdeviceptr stream, CUstream s, const LayerNormStatsOut* stats = nullptr);
+             CUdeviceptr stream, CUstream s, const EmbeddingStatsOut* stats = nullptr);
   // ... the gradient stream into wte (added to the LM head's share) and wpe (written) ...
   void embed_backward(CUdeviceptr grads, const std::vector<int>& inputs, CUdeviceptr grad_stream, CUstream s);
   // ... and the mean of the per-token losses, once the step is done.

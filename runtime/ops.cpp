@@ -332,23 +332,18 @@ void run_residual(Context& ctx, const char* op, const DenseRef& stream, const Bl
 
 std::size_t residual_stats_workspace_bytes(std::int64_t rows, std::int64_t cols) { return std::size_t(rows * (cols / 32)) * sizeof(RowSums); }
 
-void check_layernorm_stats(const char* op, const LayerNormStatsOut& stats) {
-  require(stats.mean && stats.rstd && stats.workspace, [&] { return std::string(op) + ": the statistics need mean, rstd and workspace"; });
-  require(stats.eps > 0.0f, [&] { return std::string(op) + ": eps must be positive"; });
-}
-
-void layernorm_stats_from_row_sums(Context& ctx, const LayerNormStatsOut& stats, std::int64_t rows, std::int64_t cols, CUstream stream) {
-  const gen::ResidualStatsSpec spec;
-  const ResidualStatsParams params{reinterpret_cast<const RowSums*>(stats.workspace), reinterpret_cast<float*>(stats.mean), reinterpret_cast<float*>(stats.rstd),
-                                   rows, cols, stats.eps};
-  ctx.kernel(spec).launch(unsigned((rows + spec.rows_per_cta() - 1) / spec.rows_per_cta()), params, stream);
-}
-
 void residual_add(Context& ctx, const DenseRef& stream, const BlockTensorRef& x, const BlockTensorRef& copy, const LayerNormStatsOut* stats,
                   CUstream cu_stream) {
-  if (stats) check_layernorm_stats("residual_add", *stats);
+  if (stats) {
+    require(stats->mean && stats->rstd && stats->workspace, [] { return "residual_add: the statistics need mean, rstd and workspace"; });
+    require(stats->eps > 0.0f, [] { return "residual_add: eps must be positive"; });
+  }
   run_residual(ctx, "residual_add", stream, x, copy, gen::Rounding::nearest, 0, stats ? stats->workspace : 0, cu_stream);
-  if (stats) layernorm_stats_from_row_sums(ctx, *stats, stream.rows, stream.cols, cu_stream);
+  if (!stats) return;
+  const gen::ResidualStatsSpec spec;
+  const ResidualStatsParams params{reinterpret_cast<const RowSums*>(stats->workspace), reinterpret_cast<float*>(stats->mean), reinterpret_cast<float*>(stats->rstd),
+                                   stream.rows, stream.cols, stats->eps};
+  ctx.kernel(spec).launch(unsigned((stream.rows + spec.rows_per_cta() - 1) / spec.rows_per_cta()), params, cu_stream);
 }
 
 void residual_add_backward(Context& ctx, const DenseRef& grad_stream, const BlockTensorRef& dx, const BlockTensorRef& copy, std::uint64_t seed,

@@ -64,18 +64,13 @@ void layernorm_forward(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma,
 void layernorm_apply(Context& ctx, const BlockTensorRef& x, CUdeviceptr gamma, CUdeviceptr beta, CUdeviceptr mean, CUdeviceptr rstd, const BlockTensorRef& y,
                      CUstream stream, const std::optional<gen::LayerNormApplySpec>& spec = std::nullopt);
 
-// The next LayerNorm's statistics of the updated residual stream, taken in the residual add's pass (or the
-// embedding's, embedding_forward): mean and rstd (FP32 per row) from row sums per 32-column block kept in
-// `workspace`, residual_stats_workspace_bytes(rows, cols) bytes.
+// The next LayerNorm's statistics of the updated residual stream, taken in the residual add's pass: mean and rstd
+// (FP32 per row) from row sums per 32-column block kept in `workspace`, residual_stats_workspace_bytes(rows, cols) bytes.
 struct LayerNormStatsOut {
   CUdeviceptr mean = 0, rstd = 0, workspace = 0;
   float eps = 1e-5f;
 };
 std::size_t residual_stats_workspace_bytes(std::int64_t rows, std::int64_t cols);
-// For the passes that take the statistics: `op`'s error if `stats` lacks a pointer or eps is not positive; and, once
-// the pass has left its row sums in stats.workspace, the launch that turns them into mean and rstd.
-void check_layernorm_stats(const char* op, const LayerNormStatsOut& stats);
-void layernorm_stats_from_row_sums(Context& ctx, const LayerNormStatsOut& stats, std::int64_t rows, std::int64_t cols, CUstream stream);
 
 // Residual stream (FP32 or BF16, rows x cols) += dequantize(x), in place; `copy` receives the INT8 copy of the
 // updated stream (nearest), and `stats` (if not null) its LayerNorm statistics.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <span>
 
 #include "runtime/embedding.hpp"
 #include "testing.hpp"
@@ -69,39 +70,6 @@ TEST_SUITE("gpu") {
     for (std::size_t i = 0; i < got.size(); ++i) bad += float(want[i]) != got[i];  // one FP32 addition: exactly rounded
     CHECK(bad == 0);
 
-    // With the first LayerNorm's statistics taken in the same pass: the same output, and each row's mean and rstd
-    // against FP64 (FP32 sums of 32 values per block, added in FP64: relative errors ~1e-7).
-    const std::int64_t rows = s.batch * s.tokens;
-    DeviceBuffer mean(std::size_t(rows) * 4), rstd(std::size_t(rows) * 4), row_sums(residual_stats_workspace_bytes(rows, s.channels));
-    out.fill_bytes(testing::kNanBytes), mean.fill_bytes(testing::kNanBytes), rstd.fill_bytes(testing::kNanBytes), row_sums.fill_bytes(testing::kNanBytes);
-    const float eps = 1e-5f;
-    const LayerNormStatsOut stats{mean.get(), rstd.get(), row_sums.get(), eps};
-    embedding_forward(ctx, s, d_tokens.get(), d_wte_w.get(), d_wpe_w.get(), out.get(), nullptr, &stats);
-    std::vector<float> got_with_stats(got.size()), got_mean(static_cast<std::size_t>(rows)), got_rstd(static_cast<std::size_t>(rows));
-    out.download(got_with_stats.data(), got.size() * 4), mean.download(got_mean.data(), got_mean.size() * 4), rstd.download(got_rstd.data(), got_rstd.size() * 4);
-    CHECK(got_with_stats == got);
-    double worst_mean = 0, worst_rstd = 0;
-    for (std::int64_t r = 0; r < rows; ++r) {
-      double sum = 0, sq = 0;
-      for (std::int64_t c = 0; c < s.channels; ++c) sum += want[std::size_t(r * s.channels + c)];
-      const double m = sum / double(s.channels);
-      for (std::int64_t c = 0; c < s.channels; ++c) sq += (want[std::size_t(r * s.channels + c)] - m) * (want[std::size_t(r * s.channels + c)] - m);
-      const double sd = std::sqrt(sq / double(s.channels) + eps);  // 1 / rstd
-      worst_mean = std::max(worst_mean, std::fabs(got_mean[std::size_t(r)] - m) / sd);  // NaN (unwritten) fails below
-      worst_rstd = std::max(worst_rstd, std::fabs(got_rstd[std::size_t(r)] * sd - 1.0));
-      if (!(std::isfinite(got_mean[std::size_t(r)]) && std::isfinite(got_rstd[std::size_t(r)]))) worst_mean = 1;
-    }
-    MESSAGE("embedding statistics: worst mean error " << worst_mean << " standard deviations, worst rstd " << worst_rstd << " relative");
-    CHECK(worst_mean < 1e-6);
-    CHECK(worst_rstd < 1e-6);
-    LayerNormStatsOut no_workspace = stats;
-    no_workspace.workspace = 0;
-    CHECK_THROWS_WITH_AS(embedding_forward(ctx, s, d_tokens.get(), d_wte_w.get(), d_wpe_w.get(), out.get(), nullptr, &no_workspace),
-                         doctest::Contains("embedding_forward: the statistics need mean, rstd and workspace"), std::invalid_argument);
-    const EmbeddingShape narrow{s.batch, s.tokens, 36, s.vocab, s.max_positions};
-    CHECK_THROWS_WITH_AS(embedding_forward(ctx, narrow, d_tokens.get(), d_wte_w.get(), d_wpe_w.get(), out.get(), nullptr, &stats),
-                         doctest::Contains("channels=36 is not a multiple of 32"), std::invalid_argument);
-
     const DeviceTokenGroups groups(TokenGroups::of(tokens));
     std::vector<float> runs[2][2];
     for (int run = 0; run < 2; ++run) {
@@ -120,5 +88,59 @@ TEST_SUITE("gpu") {
     for (std::size_t i = 0; i < wte.size(); ++i) bad += !(std::fabs(runs[0][0][i] - want_wte[i]) <= 1e-5 * (1 + std::fabs(want_wte[i])));
     for (std::size_t i = 0; i < wpe.size(); ++i) bad += !(std::fabs(runs[0][1][i] - want_wpe[i]) <= 1e-5 * (1 + std::fabs(want_wpe[i])));
     CHECK(bad == 0);
+  }
+
+  TEST_CASE("embedding forward with the first LayerNorm's statistics: the same output, mean and rstd against FP64") {
+    Context& ctx = testing::gpu();
+    // 768 channels: whole warps of quads; 96: a warp's last 8 lanes idle on every row.
+    for (const EmbeddingShape s : {EmbeddingShape{4, 64, 768, 1000, 1024}, EmbeddingShape{3, 32, 96, 500, 64}}) {
+      CAPTURE(s.channels);
+      const std::int64_t rows = s.batch * s.tokens;
+      const auto tokens = random_tokens(std::size_t(rows), int(s.vocab), 11);
+      const auto wte = testing::random_vector(std::size_t(s.vocab * s.channels), 12), wpe = testing::random_vector(std::size_t(s.max_positions * s.channels), 13);
+      DeviceBuffer d_tokens(tokens.size() * 4), d_wte(wte.size() * 4), d_wpe(wpe.size() * 4), out(std::size_t(rows * s.channels) * 4);
+      DeviceBuffer mean(std::size_t(rows) * 4), rstd(std::size_t(rows) * 4);
+      d_tokens.upload(tokens.data(), tokens.size() * 4), d_wte.upload(wte.data(), wte.size() * 4), d_wpe.upload(wpe.data(), wpe.size() * 4);
+      out.fill_bytes(testing::kNanBytes), mean.fill_bytes(testing::kNanBytes), rstd.fill_bytes(testing::kNanBytes);
+      const float eps = 1e-5f;
+      const EmbeddingStatsOut stats{mean.get(), rstd.get(), eps};
+      embedding_forward(ctx, s, d_tokens.get(), d_wte.get(), d_wpe.get(), out.get(), nullptr, &stats);
+      std::vector<float> got(std::size_t(rows * s.channels)), got_mean(static_cast<std::size_t>(rows)), got_rstd(static_cast<std::size_t>(rows));
+      out.download(got.data(), got.size() * 4), mean.download(got_mean.data(), got_mean.size() * 4), rstd.download(got_rstd.data(), got_rstd.size() * 4);
+      const auto want = ref::embedding_forward(s, tokens, wte, wpe);
+      std::size_t bad = 0, unwritten = 0;
+      for (std::size_t i = 0; i < got.size(); ++i) bad += float(want[i]) != got[i];
+      CHECK(bad == 0);
+      // FP32 sums of 32 values per block, added in FP64: relative errors ~1e-7.
+      double worst_mean = 0, worst_rstd = 0;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const auto row = std::span(want).subspan(std::size_t(r * s.channels), std::size_t(s.channels));
+        double sum = 0, sq = 0;
+        for (double v : row) sum += v;
+        const double m = sum / double(s.channels);
+        for (double v : row) sq += (v - m) * (v - m);
+        const double sd = std::sqrt(sq / double(s.channels) + eps);  // 1 / rstd
+        unwritten += !(std::isfinite(got_mean[std::size_t(r)]) && std::isfinite(got_rstd[std::size_t(r)]));
+        worst_mean = std::max(worst_mean, std::fabs(got_mean[std::size_t(r)] - m) / sd);
+        worst_rstd = std::max(worst_rstd, std::fabs(got_rstd[std::size_t(r)] * sd - 1.0));
+      }
+      MESSAGE("embedding statistics, " << s.channels << " channels: worst mean error " << worst_mean << " standard deviations, worst rstd " << worst_rstd
+                                       << " relative");
+      CHECK(unwritten == 0);
+      CHECK(worst_mean < 1e-6);
+      CHECK(worst_rstd < 1e-6);
+    }
+  }
+
+  TEST_CASE("embedding forward refuses statistics it cannot take, before launching") {
+    Context& ctx = testing::gpu();
+    DeviceBuffer mean(4), rstd(4);
+    const EmbeddingStatsOut no_rstd{mean.get(), 0, 1e-5f}, stats{mean.get(), rstd.get(), 1e-5f}, no_eps{mean.get(), rstd.get(), 0.0f};
+    const EmbeddingShape s{1, 1, 768, 1, 1}, narrow{1, 1, 36, 1, 1};
+    CHECK_THROWS_WITH_AS(embedding_forward(ctx, s, 1, 1, 1, 1, nullptr, &no_rstd), doctest::Contains("embedding_forward: the statistics need mean and rstd"),
+                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(embedding_forward(ctx, s, 1, 1, 1, 1, nullptr, &no_eps), doctest::Contains("embedding_forward: eps must be positive"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(embedding_forward(ctx, narrow, 1, 1, 1, 1, nullptr, &stats), doctest::Contains("channels=36 is not a multiple of 32"),
+                         std::invalid_argument);
   }
 }
