@@ -68,9 +68,8 @@ __global__ void __launch_bounds__(Threads) embedding_forward_kernel(const Embedd
 #pragma unroll
   for (int o = 8; o < 32; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o), sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
   if (lane != 0) return;
-  const double mean = sum / double(p.channels), var = sum_sq / double(p.channels) - mean * mean;
-  p.mean[row] = float(mean);
-  p.rstd[row] = float(1.0 / sqrt((var > 0.0 ? var : 0.0) + double(p.eps)));
+  const LayerNormRowStats stats = layernorm_row_stats(sum, sum_sq, double(p.channels), p.eps);
+  p.mean[row] = stats.mean, p.rstd[row] = stats.rstd;
 }
 
 // Grid: groups (one CTA per distinct token).

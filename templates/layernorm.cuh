@@ -183,8 +183,8 @@ __global__ void __launch_bounds__(Threads) layernorm_kernel(const LayerNormParam
       total.x += v.x, total.y += v.y;
     }
     if constexpr (!Backward) {
-      const double n = double(p.cols), m = total.x / n, var = fmax(total.y / n - m * m, 0.0);
-      row_a[row] = float(m), row_b[row] = float(1.0 / sqrt(var + double(p.eps)));
+      const LayerNormRowStats stats = layernorm_row_stats(total.x, total.y, double(p.cols), p.eps);
+      row_a[row] = stats.mean, row_b[row] = stats.rstd;
       if (rank == 0) p.mean[r0 + row] = row_a[row], p.rstd[r0 + row] = row_b[row];
     } else {
       row_a[row] = total.x / float(p.cols), row_b[row] = total.y / float(p.cols);

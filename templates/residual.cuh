@@ -111,9 +111,8 @@ template <int Threads> __global__ void __launch_bounds__(Threads) residual_stats
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o), q += __shfl_xor_sync(0xffffffffu, q, o);
   if (lane != 0) return;
-  const double mean = s / double(p.cols), var = q / double(p.cols) - mean * mean;
-  p.mean[row] = float(mean);
-  p.rstd[row] = float(1.0 / sqrt((var > 0.0 ? var : 0.0) + double(p.eps)));
+  const LayerNormRowStats stats = layernorm_row_stats(s, q, double(p.cols), p.eps);
+  p.mean[row] = stats.mean, p.rstd[row] = stats.rstd;
 }
 
 // One warp per row of a dense FP32/BF16 matrix: mean and 1 / sqrt(var + eps), per-chunk moments combined as in

@@ -155,6 +155,18 @@ JF_HD float clamp_magic(float y) {
 }
 JF_HD i8 magic_code(float y) { return i8(u8(float_bits(y) & 0xffu)); }
 
+#if JF_DEVICE_CODE
+// A LayerNorm row's statistics from its sum and sum of squares over n values, in FP64: the mean and 1 / sqrt(var +
+// eps), var the biased variance (at least 0 against rounding). Every kernel that takes the statistics ends with it.
+struct LayerNormRowStats {
+  float mean, rstd;
+};
+__device__ __forceinline__ LayerNormRowStats layernorm_row_stats(double sum, double sum_sq, double n, float eps) {
+  const double mean = sum / n, var = sum_sq / n - mean * mean;
+  return {float(mean), float(1.0 / sqrt((var > 0.0 ? var : 0.0) + double(eps)))};
+}
+#endif
+
 // Codes are computed as x * (1 / s), with one division per block; the product is rounded once (a fused
 // multiply-add into the magic constant), so it is the exactly rounded value of x * (1 / s).
 JF_HD float inverse_scale(float scale) { return 1.0f / scale; }
