@@ -381,9 +381,12 @@ struct ColumnSumSpec : KernelChoiceSpec<ColumnSumSpec, ColumnSumKernel> {
   // The INT8 kernel column_sum launches on `target`: sums where clusters exist, else partials. 256 threads: on the
   // H100, 8-9% faster than 128 at 8192x4096 with column_sum's slices (bench/NOTES.md, session 19).
   static ColumnSumSpec codes(const TargetLimits& target) { return {target.sm >= 90 ? ColumnSumKernel::sums : ColumnSumKernel::partials, 256}; }
+  // The kernel sum_block_row_partials launches: the ordered sum of rows of partials (LayerNorm's dgamma and dbeta, the
+  // two-launch column sums).
+  static ColumnSumSpec partials_reduce() { return {ColumnSumKernel::reduce, 256}; }
   // Valid on every target (sums, the sm_90 kernel, is codes(target) there).
   static std::vector<ColumnSumSpec> defaults() {
-    return {{ColumnSumKernel::partials, 128}, {ColumnSumKernel::partials_bf16, 128}, {ColumnSumKernel::reduce, 256}};
+    return {{ColumnSumKernel::partials, 128}, {ColumnSumKernel::partials_bf16, 128}, partials_reduce()};
   }
 };
 

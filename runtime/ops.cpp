@@ -391,7 +391,7 @@ void sum_block_row_partials(Context& ctx, CUdeviceptr partials, CUdeviceptr out,
                             CUstream stream, CUdeviceptr out_second) {
   const ColumnSumParams p{nullptr, nullptr, reinterpret_cast<float*>(partials), reinterpret_cast<float*>(out), partial_rows, cols, accumulate ? 1 : 0,
                           reinterpret_cast<float*>(out_second), 0, 0};
-  ctx.kernel(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}).launch_2d(unsigned((cols + 31) / 32), out_second ? 2u : 1u, p, stream);
+  ctx.kernel(gen::ColumnSumSpec::partials_reduce()).launch_2d(unsigned((cols + 31) / 32), out_second ? 2u : 1u, p, stream);
 }
 
 void count_differences(Context& ctx, CUdeviceptr a, CUdeviceptr b, std::size_t bytes, CUdeviceptr counter, CUstream stream) {

@@ -182,7 +182,7 @@ std::vector<Problem> training_step_problems(const ModelConfig& c, const gen::Tar
   add("cross-entropy", gen::canonical_key(gen::CrossEntropySpec{}));  // BF16 logits, the default CTA size
   for (const auto& s : gen::EmbeddingSpec::defaults()) add("embedding", gen::canonical_key(s));
   add("bias gradient", gen::canonical_key(gen::ColumnSumSpec::codes(target)));
-  add("bias gradient", gen::canonical_key(gen::ColumnSumSpec{gen::ColumnSumKernel::reduce, 256}));  // also LayerNorm's dgamma, dbeta
+  add("bias gradient", gen::canonical_key(gen::ColumnSumSpec::partials_reduce()));  // also LayerNorm's dgamma, dbeta
   for (const auto& s : gen::OptimSpec::defaults()) add("optimizer", gen::canonical_key(s));
   return out;
 }
